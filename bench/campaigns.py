@@ -1,0 +1,198 @@
+"""Starting a campaign on a big list, and claiming its due messages.
+
+Builds a workspace with BENCH_CAMPAIGN_LEADS leads (100,000) in one list and
+BENCH_CAMPAIGN_LINES lines (10, caps raised, gaps 0), creates a 3-step campaign
+and starts it. Reported:
+
+- start: the time to enroll the whole list, i.e. write the enrollments and one
+  scheduled message per step (300,000 rows), and the process's peak RSS growth
+  (the list is streamed in pages, so memory stays flat whatever its size);
+- tick: one pacing round (line assignment, follow-up sweep, the per-line gate
+  releasing first steps), and the stats read for the campaign;
+- claim: the dispatcher claiming and deciding the released campaign messages
+  (`dispatch_due`, batches of 100), in messages per second. Sends are not
+  performed (the send task queue is bypassed), so this is the claim path alone.
+
+Postgres only (DATABASE_URL, default the bench database). The workspace is
+deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from unittest import mock
+
+LEADS = int(os.environ.get("BENCH_CAMPAIGN_LEADS", "100000"))
+LINES = int(os.environ.get("BENCH_CAMPAIGN_LINES", "10"))
+STEPS = [
+    {"message": "Hi {firstName|there}", "delay": 0, "delayUnit": "minutes"},
+    {"message": "Following up", "delay": 2, "delayUnit": "days"},
+    {"message": "Last note", "delay": 3, "delayUnit": "days"},
+]
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _make_leads(workspace, lead_list, count: int) -> None:
+    """COPY leads, their identifiers and memberships (no import side effects)."""
+    import json
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from leads.models import Lead
+    from tuco.ids import new_id
+
+    now = timezone.now()
+    fields = Lead._meta.concrete_fields
+    base = {}
+    for f in fields:
+        if f.has_default():
+            value = f.get_default()
+            base[f.attname] = json.dumps(value) if isinstance(value, dict | list) else value
+        elif f.null:
+            base[f.attname] = None
+    base.update(workspace_id=workspace.pk, source="bench", created_at=now, updated_at=now)
+    columns = ", ".join(f.column for f in fields)
+    attnames = [f.attname for f in fields]
+    ids = [new_id() for _ in range(count)]
+    with connection.cursor() as wrapper:
+        cursor = wrapper.cursor
+        with cursor.copy(f"COPY {Lead._meta.db_table} ({columns}) FROM STDIN") as copy:
+            for i, lead_id in enumerate(ids):
+                row = dict(base, id=lead_id, first_name=f"Lead{i}", phone=f"+1202{2000000 + i:07d}")
+                copy.write_row([row[a] for a in attnames])
+        with cursor.copy(
+            "COPY leads_leadidentifier (workspace_id, value, lead_id, field) FROM STDIN"
+        ) as copy:
+            for i, lead_id in enumerate(ids):
+                copy.write_row((workspace.pk, f"+1202{2000000 + i:07d}", lead_id, "phone"))
+        with cursor.copy(
+            "COPY leads_listmembership (lead_list_id, lead_id, created_at) FROM STDIN"
+        ) as copy:
+            for lead_id in ids:
+                copy.write_row((lead_list.pk, lead_id, now))
+
+
+def run() -> list[dict]:
+    from django.db import connection
+
+    from campaigns import services
+    from campaigns.selectors import campaign_stats
+    from leads.models import LeadList
+    from lines.models import Line
+    from messaging.dispatch import dispatch_due
+    from messaging.models import Message
+    from tuco.models import Workspace
+    from tuco.services import workspace_create
+
+    if connection.vendor != "postgresql":
+        return [{"bench": "campaigns", "note": "needs Postgres (DATABASE_URL)"}]
+
+    workspace, _ = workspace_create(
+        name=f"Bench campaigns {time.time():.0f}",
+        owner_email=f"bench-campaigns-{time.time_ns()}@example.test",
+        password="bench-password",
+    )
+    rows = []
+    try:
+        lead_list = LeadList.objects.create(workspace=workspace, name="Bench list")
+        started = time.perf_counter()
+        _make_leads(workspace, lead_list, LEADS)
+        setup_seconds = time.perf_counter() - started
+        Line.objects.bulk_create(
+            Line(
+                workspace=workspace,
+                phone=f"+1415555{1000 + i:04d}",
+                server_url="http://127.0.0.1:9",
+                health_status="healthy",
+                daily_new_conversations_limit=100_000,
+                daily_total_messages_limit=100_000,
+                device_gap_seconds=0,
+                contact_gap_seconds=0,
+            )
+            for i in range(LINES)
+        )
+        campaign = services.campaign_create(
+            workspace=workspace, name="Bench", steps=STEPS, list_id=lead_list.pk
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+
+        # Work queued after commit (the pacing tick, sends) is left out: measured below.
+        with (
+            mock.patch("campaigns.services._tick_on_commit"),
+            mock.patch("messaging.dispatch._queue_sends"),
+            mock.patch("messaging.services.dispatch_on_commit"),
+        ):
+            rss_before = _rss_mb()
+            started = time.perf_counter()
+            services.campaign_start(workspace=workspace, campaign_id=campaign.pk)
+            start_seconds = time.perf_counter() - started
+            rss_growth = _rss_mb() - rss_before
+            messages = Message.objects.filter(campaign_id=campaign.pk).count()
+            rows.append(
+                {
+                    "bench": "campaigns: start (enroll list)",
+                    "leads": LEADS,
+                    "messages": messages,
+                    "seconds": round(start_seconds, 2),
+                    "per_second": round(messages / start_seconds),
+                    "peak_rss_growth_mb": round(rss_growth, 1),
+                    "setup_leads_s": round(setup_seconds, 2),
+                }
+            )
+
+            started = time.perf_counter()
+            released = services.campaigns_tick()
+            tick_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            stats = campaign_stats([campaign.pk])[campaign.pk]
+            stats_ms = (time.perf_counter() - started) * 1000
+            rows.append(
+                {
+                    "bench": "campaigns: pacing tick",
+                    "messages": len(released),
+                    "seconds": round(tick_seconds, 2),
+                    "stats_read_ms": round(stats_ms, 1),
+                    "note": f"pending {stats['pending']:,} of {stats['total']:,}",
+                }
+            )
+
+            claimed = 0
+            started = time.perf_counter()
+            while True:
+                batch = dispatch_due(limit=100).claimed
+                claimed += batch
+                if not batch:
+                    break
+            claim_seconds = time.perf_counter() - started
+            rows.append(
+                {
+                    "bench": "campaigns: dispatcher claim",
+                    "messages": claimed,
+                    "seconds": round(claim_seconds, 2),
+                    "per_second": round(claimed / claim_seconds) if claim_seconds else None,
+                }
+            )
+    finally:
+        # Plain deletes: the ORM's cascade would walk 100,000 leads in Python.
+        with connection.cursor() as cursor:
+            for table, column in (
+                ("messaging_message", "workspace_id"),
+                ("campaigns_enrollment", "workspace_id"),
+                ("leads_leadidentifier", "workspace_id"),
+            ):
+                cursor.execute(f"DELETE FROM {table} WHERE {column} = %s", [workspace.pk])  # noqa: S608
+            cursor.execute(
+                "DELETE FROM leads_listmembership WHERE lead_id IN"
+                " (SELECT id FROM leads_lead WHERE workspace_id = %s)",
+                [workspace.pk],
+            )
+            cursor.execute("DELETE FROM leads_lead WHERE workspace_id = %s", [workspace.pk])
+        Workspace.objects.filter(pk=workspace.pk).delete()
+    return rows

@@ -1,0 +1,308 @@
+"""Lead import throughput on Postgres: 100,000 realistic rows through lead_import,
+the same rows again into the list that holds them, a plain COPY of the
+normalized rows as the ceiling, and POST /api/leads with 10,000 leads."""
+
+import csv
+import json
+import os
+import random
+import resource
+import tempfile
+import time
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+TOTAL = 100_000
+API_ROWS = 10_000
+SEED = 20261123
+
+FIRST = ["James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda",
+         "David", "Elizabeth", "William", "Barbara", "Richard", "Susan", "José", "Zoë",
+         "Wei", "Aisha", "Olumide", "Siobhán"]  # fmt: skip
+LAST = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis",
+        "Rodriguez", "Martinez", "Hernandez", "Lopez", "O'Brien", "Nguyen", "Kowalski"]  # fmt: skip
+COMPANIES = ["Acme Corp", "Globex", "Initech", "Umbrella", "Hooli", "Stark Industries", ""]
+TITLES = ["CEO", "CTO", "VP Sales", "Founder", "Head of Growth", "Engineer", ""]
+DOMAINS = ["gmail.com", "Yahoo.com", "outlook.com", "example.org", "company.io"]
+AREA_CODES = [201, 202, 212, 213, 305, 312, 404, 415, 503, 512, 617, 646, 702, 713, 718,
+              801, 917, 919]  # fmt: skip
+US_FORMATS = [
+    "({a}) {e}-{n}",
+    "{a}-{e}-{n}",
+    "{a}.{e}.{n}",
+    "+1{a}{e}{n}",
+    "1-{a}-{e}-{n}",
+    "+1 ({a}) {e}-{n}",
+    "{a}{e}{n}",
+]
+INTERNATIONAL = [
+    lambda r: f"+44 20 7946 {r.randint(0, 999):04d}",
+    lambda r: f"0044 7911 {r.randint(100000, 199999)}",
+    lambda r: f"+61 412 {r.randint(100, 999)} {r.randint(100, 999)}",
+    lambda r: f"+49 30 {r.randint(1000000, 9999999)}",
+    lambda r: (
+        f"+33 6 {r.randint(10, 19)} {r.randint(10, 99)} {r.randint(10, 99)} {r.randint(10, 99)}"
+    ),
+]
+
+
+def generate(count: int, seed: int = SEED) -> Iterator[dict]:
+    """Deterministic rows: 90% US numbers in assorted formats, 10% international,
+    70% with an email, and 10% repeating an earlier person (other formatting)."""
+    rng = random.Random(seed)
+    recent: list[tuple[str, str]] = []
+    for n in range(count):
+        if recent and rng.random() < 0.10:
+            phone, email = rng.choice(recent)
+            repeat = {"firstName": rng.choice(FIRST), "phone": phone}
+            if email:
+                repeat["email"] = email.upper()
+            yield repeat
+            continue
+        if rng.random() < 0.9:
+            phone = rng.choice(US_FORMATS).format(
+                a=rng.choice(AREA_CODES),
+                e=rng.randint(200, 999),
+                n=f"{rng.randint(0, 9999):04d}",
+            )
+        else:
+            phone = rng.choice(INTERNATIONAL)(rng)
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        email = ""
+        if rng.random() < 0.7:
+            local = f"{first}.{last}{n}".replace("'", "")
+            local = unicodedata.normalize("NFKD", local).encode("ascii", "ignore").decode()
+            email = f" {local}@{rng.choice(DOMAINS)}"
+        row = {
+            "firstName": first,
+            "lastName": last,
+            "phone": phone,
+            "companyName": rng.choice(COMPANIES),
+            "jobTitle": rng.choice(TITLES),
+        }
+        if email:
+            row["email"] = email
+        if n % 7 == 0:
+            row["customFields"] = {"segment": rng.choice(["smb", "mid", "enterprise"])}
+        recent.append((phone, email.strip()))
+        if len(recent) > 5000:
+            recent = recent[-2500:]
+        yield row
+
+
+CSV_COLUMNS = [
+    ("First Name", "firstName"),
+    ("Last Name", "lastName"),
+    ("Phone Number", "phone"),
+    ("E-mail", "email"),
+    ("Company", "companyName"),
+    ("Title", "jobTitle"),
+]
+
+
+def write_csv(path, count: int, seed: int = SEED) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([header for header, _ in CSV_COLUMNS] + ["Segment"])
+        for row in generate(count, seed):
+            cells = [row.get(key, "") for _, key in CSV_COLUMNS]
+            writer.writerow([*cells, row.get("customFields", {}).get("segment", "")])
+
+
+def import_csv(path, atomic=False, **kwargs):
+    """The `import_leads` command's path: stream the file through lead_import."""
+    from leads.csv_import import read_csv_leads
+    from leads.services import lead_import
+
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        _, rows = read_csv_leads(handle)
+        return lead_import(rows=rows, atomic=atomic, collect_ids=False, **kwargs)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextmanager
+def without_receivers(signal):
+    """Measure the import itself; hooks on leads_created (automatic availability
+    checks) are queued work of their own."""
+    saved = signal.receivers
+    signal.receivers = []
+    signal.sender_receivers_cache.clear()
+    try:
+        yield
+    finally:
+        signal.receivers = saved
+        signal.sender_receivers_cache.clear()
+
+
+def _row(case, count, seconds, **extra):
+    return {
+        "case": case,
+        "leads": count,
+        "seconds": round(seconds, 2),
+        "leads/s": round(count / seconds) if seconds else None,
+        "peak RSS MB": round(peak_rss_mb()),
+        **extra,
+    }
+
+
+def _cleanup(workspace) -> None:
+    from django.db import connection
+
+    from leads.models import Lead, LeadIdentifier, LeadList, ListMembership
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {ListMembership._meta.db_table} WHERE lead_list_id IN "  # noqa: S608
+            f"(SELECT id FROM {LeadList._meta.db_table} WHERE workspace_id = %s)",
+            [workspace.pk],
+        )
+        for model in (LeadIdentifier, Lead):
+            cursor.execute(
+                f"DELETE FROM {model._meta.db_table} WHERE workspace_id = %s",  # noqa: S608
+                [workspace.pk],
+            )
+    workspace.delete()
+
+
+def run() -> list[dict]:
+    from django.db import connection
+    from django.test import Client
+
+    from leads.normalize import Normalizer
+    from leads.services import lead_list_create
+    from leads.signals import leads_created
+    from tuco.services import workspace_create
+
+    if connection.vendor != "postgresql":
+        return [{"case": "skipped: needs Postgres (DATABASE_URL)"}]
+    workspace, raw_key = workspace_create(
+        name=f"bench-{time.time_ns()}", owner_email="bench@tuco.test"
+    )
+    rows = []
+    try:
+        with without_receivers(leads_created):
+            lead_list = lead_list_create(workspace=workspace, name="Bench")
+            tmp = tempfile.NamedTemporaryFile(suffix=".csv", delete=False)  # noqa: SIM115
+            tmp.close()
+            write_csv(tmp.name, TOTAL)
+            base_rss = peak_rss_mb()
+            started = time.perf_counter()
+            first = import_csv(tmp.name, workspace=workspace, lead_list=lead_list)
+            rows.append(
+                _row(
+                    "CSV import 100k into empty list",
+                    TOTAL,
+                    time.perf_counter() - started,
+                    saved=first.saved_count,
+                    duplicates=first.duplicate_count,
+                    invalid=first.invalid_count,
+                )
+            )
+            started = time.perf_counter()
+            second = import_csv(tmp.name, workspace=workspace, lead_list=lead_list)
+            rows.append(
+                _row(
+                    "same 100k again (all duplicates)",
+                    TOTAL,
+                    time.perf_counter() - started,
+                    saved=second.saved_count,
+                    duplicates=second.duplicate_count,
+                    invalid=second.invalid_count,
+                )
+            )
+            write_csv(tmp.name, TOTAL, seed=SEED + 1)
+            started = time.perf_counter()
+            atomic = import_csv(
+                tmp.name,
+                atomic=True,
+                workspace=workspace,
+                lead_list=lead_list_create(workspace=workspace, name="Bench atomic"),
+            )
+            os.unlink(tmp.name)
+            rows.append(
+                _row(
+                    "another 100k, one transaction",
+                    TOTAL,
+                    time.perf_counter() - started,
+                    saved=atomic.saved_count,
+                    duplicates=atomic.duplicate_count,
+                )
+            )
+
+            client = Client(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+            api_rows = list(generate(API_ROWS, seed=SEED + 2))
+            body = json.dumps({"leads": api_rows, "defaultCountryCode": "+1"})
+            started = time.perf_counter()
+            response = client.post("/api/leads", body, content_type="application/json")
+            elapsed = time.perf_counter() - started
+            result = response.json()
+            rows.append(
+                _row(
+                    f"POST /api/leads, {API_ROWS:,} leads (HTTP {response.status_code})",
+                    API_ROWS,
+                    elapsed,
+                    saved=result.get("savedCount"),
+                    duplicates=result.get("duplicateCount"),
+                )
+            )
+
+        # The ceiling: COPY of the same rows, already normalized, into a scratch table.
+        normalizer = Normalizer("+1")
+        prepared = []
+        for row in generate(TOTAL):
+            phone = normalizer.phone(row["phone"])
+            email = normalizer.email(row["email"]) if row.get("email") else ""
+            prepared.append(
+                (
+                    phone,
+                    email,
+                    row.get("firstName", ""),
+                    row.get("lastName", ""),
+                    row.get("companyName", ""),
+                    row.get("jobTitle", ""),
+                    json.dumps(row.get("customFields", {})),
+                )  # fmt: skip
+            )
+        with connection.cursor() as wrapper:
+            cursor = wrapper.cursor
+            cursor.execute("CREATE TEMP TABLE bench_lead_copy (LIKE leads_lead INCLUDING DEFAULTS)")
+            now = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
+            started = time.perf_counter()
+            with cursor.copy(
+                "COPY bench_lead_copy (id, workspace_id, phone, email, first_name, last_name,"
+                " company_name, job_title, custom_fields, created_at, updated_at, source,"
+                " alt_phone1, alt_phone2, alt_phone3, alt_email1, alt_email2, alt_email3,"
+                " notes, availability_status, availability_address, opted_out) FROM STDIN"
+            ) as copy:
+                for n, values in enumerate(prepared):
+                    copy.write_row(
+                        (
+                            f"{n:024x}",
+                            workspace.pk,
+                            *values,
+                            now,
+                            now,
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                            False,
+                        )  # fmt: skip
+                    )
+            elapsed = time.perf_counter() - started
+            cursor.execute("DROP TABLE bench_lead_copy")
+        rows.append(_row("ceiling: COPY normalized rows (leads only)", TOTAL, elapsed))
+        rows.append({"case": f"peak RSS before imports: {base_rss:.0f} MB"})
+    finally:
+        _cleanup(workspace)
+    return rows

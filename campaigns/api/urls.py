@@ -1,0 +1,18 @@
+from django.urls import path
+
+from campaigns.api import views
+
+urlpatterns = [
+    path("campaigns", views.CampaignsApi.as_view(), name="api-campaigns"),
+    path("campaigns/<str:campaign_id>", views.CampaignDetailApi.as_view(), name="api-campaign"),
+    path(
+        "campaigns/<str:campaign_id>/leads",
+        views.CampaignEnrollApi.as_view(),
+        name="api-campaign-leads",
+    ),
+    path(
+        "campaigns/<str:campaign_id>/enroll",
+        views.CampaignEnrollAliasApi.as_view(),
+        name="api-campaign-enroll",
+    ),
+]

@@ -1,0 +1,29 @@
+from django.apps import AppConfig
+
+
+class CampaignsConfig(AppConfig):
+    name = "campaigns"
+    # (name, dotted task path, every N seconds): collected by setup_periodic_tasks.
+    periodic_tasks = [
+        ("Pace active campaigns", "campaigns.tasks.campaigns_tick", 15),
+    ]
+
+    def ready(self):
+        from campaigns.sequencing import on_message_status_changed
+        from messaging import webhooks
+        from messaging.signals import message_status_changed
+
+        message_status_changed.connect(
+            on_message_status_changed, dispatch_uid="campaigns.sequence_on_status_change"
+        )
+        webhooks.set_campaign_name_resolver(campaign_names)
+
+
+def campaign_names(workspace_id: str, campaign_ids: list[str]) -> dict[str, str]:
+    from campaigns.models import Campaign
+
+    return dict(
+        Campaign.objects.filter(workspace_id=workspace_id, pk__in=campaign_ids).values_list(
+            "pk", "name"
+        )
+    )

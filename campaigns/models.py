@@ -1,0 +1,122 @@
+from datetime import timedelta
+
+from django.db import models
+from django.utils import timezone as dj_timezone
+
+from leads.models import Lead, LeadList
+from lines.models import Line
+from tuco.ids import new_id
+from tuco.models import Workspace
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+
+    class ReplyBehavior(models.TextChoices):
+        STOP = "stop", "Stop the sequence"
+        CONTINUE = "continue", "Continue the sequence"
+
+    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="campaigns")
+    name = models.CharField(max_length=200)
+    lead_list = models.ForeignKey(
+        LeadList, null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns"
+    )
+    status = models.CharField(max_length=10, choices=Status, default=Status.DRAFT)
+    # Empty: every line of the workspace.
+    lines = models.ManyToManyField(Line, blank=True, related_name="campaigns")
+
+    send_immediately = models.BooleanField(default=True)
+    randomize_order = models.BooleanField(default=False)
+    timezone = models.CharField(max_length=64, blank=True, default="")
+    send_window_start = models.CharField(max_length=5, blank=True, default="")
+    send_window_end = models.CharField(max_length=5, blank=True, default="")
+    allowed_days = models.JSONField(default=list, blank=True)
+    reply_behavior = models.CharField(
+        max_length=8, choices=ReplyBehavior, default=ReplyBehavior.STOP
+    )
+
+    created_at = models.DateTimeField(default=dj_timezone.now)
+    updated_at = models.DateTimeField(default=dj_timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["workspace", "-created_at"], name="campaign_ws_created"),
+            models.Index(fields=["status", "started_at"], name="campaign_status_started"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def stop_on_reply(self) -> bool:
+        return self.reply_behavior == self.ReplyBehavior.STOP
+
+
+class Step(models.Model):
+    class DelayUnit(models.TextChoices):
+        MINUTES = "minutes", "Minutes"
+        HOURS = "hours", "Hours"
+        DAYS = "days", "Days"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="steps")
+    # 0-based position in the sequence; the message's step_index.
+    position = models.PositiveSmallIntegerField()
+    message = models.TextField()
+    delay = models.PositiveIntegerField(default=0)
+    delay_unit = models.CharField(max_length=8, choices=DelayUnit, default=DelayUnit.DAYS)
+    message_type = models.CharField(max_length=8, default="imessage")
+    sms_fallback_message = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["campaign", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "position"], name="step_unique_position")
+        ]
+
+    def __str__(self):
+        return f"{self.campaign} step {self.position + 1}"
+
+    @property
+    def delay_timedelta(self) -> timedelta:
+        return timedelta(**{self.delay_unit: self.delay})
+
+
+class Enrollment(models.Model):
+    class State(models.TextChoices):
+        ACTIVE = "active", "In the sequence"
+        COMPLETED = "completed", "Every step done"
+        STOPPED = "stopped", "Stopped (reply, opt-out, do-not-contact or cancel)"
+        FAILED = "failed", "Stalled on a failed step"
+
+    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="enrollments")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="enrollments")
+    # The one line this lead hears from for the whole campaign (None until one is usable).
+    line = models.ForeignKey(
+        Line, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state = models.CharField(max_length=10, choices=State, default=State.ACTIVE)
+    batch_id = models.CharField(max_length=100, blank=True, default="")
+    enrolled_at = models.DateTimeField(default=dj_timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "lead"], name="enrollment_unique_lead")
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "state"], name="enrollment_campaign_state"),
+            models.Index(fields=["lead"], name="enrollment_lead"),
+        ]
+
+    def __str__(self):
+        return f"{self.lead_id} in {self.campaign_id} ({self.state})"

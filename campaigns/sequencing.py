@@ -1,0 +1,204 @@
+"""How a campaign's messages move from "written" to "due", one step after the other.
+
+Every enrollment writes one message per step up front (messageCount = steps), all
+`scheduled` with `due_at = HELD`, a date the dispatcher never reaches. A held
+message is invisible to the send pipeline; campaigns alone releases it, with a
+conditional UPDATE whose WHERE clause still requires `due_at = HELD`:
+
+* step 0 is released by the pacing gate (campaigns.pacing) when the campaign is
+  active, its first send time (`scheduled_date`) has come and its line has room;
+* step k > 0 is released when step k-1 reached sent / delivered / read /
+  fallback: due at that send time plus step k's delay;
+* step k > 0 is cancelled when step k-1 was cancelled (reply, opt-out,
+  do-not-contact, cancel-for-lead), or when the lead replied (replyBehavior
+  "stop") or opted out meanwhile;
+* after a failed step the rest stays held: `retry_failed` holds the failed
+  message again and the same rules release it and, once it is sent, its
+  successor. A campaign that finishes with such a stall cancels what is left.
+
+Why this gives "no duplicate, no skipped message":
+* each step is exactly one row, created once (the enrollment is unique per
+  campaign and lead, and its messages are inserted in the same transaction);
+* the only ways out of HELD are the guarded updates above, so a release that
+  runs twice (the `message_status_changed` signal and the periodic sweep, or
+  two workers) changes the row once; the dispatcher then owns the row and its
+  own conditional claim sends it at most once;
+* step k is released only after step k-1 has an outcome, so the order holds,
+  and every outcome of step k-1 leads to exactly one of release, cancel or
+  (failed) stall, so nothing is left behind silently;
+* pause puts every waiting row of the campaign back to HELD under the campaign
+  row lock, which the release paths also take, so nothing is released while
+  paused; resume re-runs the rules, which recompute the same due times from
+  the predecessors' send times (steps already sent are never touched).
+
+The signal (`messaging.signals.message_status_changed`) is the fast path; the
+periodic sweep (`campaign_sweep`) is the guarantee when a signal was missed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from campaigns.models import Campaign, Enrollment
+from messaging.models import Message
+
+# Far beyond any real send time, and far enough from datetime.max that date
+# arithmetic on it never overflows.
+HELD = datetime(9000, 1, 1, tzinfo=UTC)
+
+WAITING = ("pending", "scheduled")
+OPEN = ("pending", "scheduled", "sending")
+# A step with one of these outcomes was delivered to the lead one way or another.
+DONE = ("sent", "delivered", "read", "fallback")
+
+
+def _held(campaign_id: str, lead_ids=None):
+    rows = Message.objects.filter(campaign_id=campaign_id, status="scheduled", due_at=HELD)
+    if lead_ids is not None:
+        rows = rows.filter(lead_id__in=lead_ids)
+    return rows
+
+
+def _stopped_leads(campaign: Campaign, lead_ids) -> set[str]:
+    """Leads of the campaign whose remaining steps must not go out (opted out, or
+    replied after enrolling when replyBehavior is "stop")."""
+    enrollments = Enrollment.objects.filter(campaign_id=campaign.pk)
+    if lead_ids is not None:
+        enrollments = enrollments.filter(lead_id__in=lead_ids)
+    stop = Q(lead__opted_out=True)
+    if campaign.stop_on_reply:
+        stop |= Q(lead__replied_at__gte=F("enrolled_at"))
+    return set(enrollments.filter(stop).values_list("lead_id", flat=True))
+
+
+def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None = None) -> int:
+    """Release or cancel the held follow-up steps whose predecessor has an outcome.
+
+    Call with the campaign row locked (select_for_update) and the campaign
+    active. `lead_ids` limits the work to these leads (the signal path). Returns
+    the number of messages released.
+
+    Each step is two index scans on (campaign_id, status) joined here, then
+    updates by primary key: the cost stays linear in the campaign's size
+    whatever the planner's statistics say about freshly bulk-inserted rows.
+    """
+    now = now or timezone.now()
+    steps = list(campaign.steps.order_by("position"))
+    released = 0
+    stopped = None
+    for step in steps[1:]:
+        held = dict(
+            _held(campaign.pk, lead_ids)
+            .filter(step_index=step.position)
+            .values_list("lead_id", "pk")
+        )
+        if not held:
+            continue
+        if stopped is None:
+            stopped = _stopped_leads(campaign, lead_ids)
+        previous = Message.objects.filter(
+            campaign_id=campaign.pk,
+            step_index=step.position - 1,
+            status__in=(*DONE, "cancelled"),
+        )
+        if lead_ids is not None:
+            previous = previous.filter(lead_id__in=lead_ids)
+        cancel, release = [], []
+        for lead_id, status, sent_at, updated_at in previous.values_list(
+            "lead_id", "status", "sent_at", "updated_at"
+        ).iterator(chunk_size=5000):
+            message_id = held.get(lead_id)
+            if message_id is None:
+                continue
+            if status == "cancelled" or lead_id in stopped:
+                cancel.append(message_id)
+            else:
+                release.append((message_id, (sent_at or updated_at) + step.delay_timedelta))
+        for lead_id in stopped:
+            if lead_id in held:
+                cancel.append(held[lead_id])
+        for chunk in _chunks(sorted(set(cancel)), 1000):
+            _held(campaign.pk).filter(pk__in=chunk).update(
+                status="cancelled", cancel_reason="Sequence stopped", updated_at=now
+            )
+        cancelled = set(cancel)
+        released += _release([(pk, due) for pk, due in release if pk not in cancelled], now=now)
+    return released
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _release(rows: list[tuple[str, datetime]], *, now: datetime) -> int:
+    """Give held messages their due times (only rows still held change)."""
+    done = 0
+    table = Message._meta.db_table
+    for chunk in _chunks(rows, 1000):
+        if connection.vendor == "postgresql":
+            values = ", ".join(["(%s, %s::timestamptz)"] * len(chunk))
+            params = [v for row in chunk for v in row]
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {table} AS m SET due_at = v.due, scheduled_date = v.due,"  # noqa: S608
+                    f" updated_at = %s FROM (VALUES {values}) AS v(id, due)"
+                    " WHERE m.id = v.id AND m.status = 'scheduled' AND m.due_at = %s",
+                    [now, *params, HELD],
+                )
+                done += cursor.rowcount
+        else:
+            for pk, due in chunk:
+                done += Message.objects.filter(pk=pk, status="scheduled", due_at=HELD).update(
+                    due_at=due, scheduled_date=due, updated_at=now
+                )
+    return done
+
+
+def finish_enrollments(*, campaign: Campaign, lead_ids=None, now: datetime | None = None) -> None:
+    """Record the state of enrollments whose sequence has no open message left."""
+    now = now or timezone.now()
+    enrollments = Enrollment.objects.filter(campaign_id=campaign.pk, state="active")
+    if lead_ids is not None:
+        enrollments = enrollments.filter(lead_id__in=lead_ids)
+    messages = Message.objects.filter(campaign_id=campaign.pk, lead_id=OuterRef("lead_id"))
+    open_rows = messages.filter(status__in=OPEN)
+    # A held step behind a failed one is a stall, not work in progress.
+    stalled = messages.filter(status="failed")
+    enrollments.filter(Exists(stalled)).exclude(
+        Exists(open_rows.filter(Q(due_at__lt=HELD) | Q(step_index=0)))
+    ).update(state="failed")
+    enrollments = enrollments.exclude(Exists(open_rows)).exclude(state="failed")
+    enrollments.filter(Exists(messages.filter(status="cancelled"))).update(
+        state="stopped", finished_at=now
+    )
+    enrollments.filter(state="active").update(state="completed", finished_at=now)
+
+
+def on_message_status_changed(sender=None, *, message_id=None, campaign_id="", **kwargs):
+    """Signal receiver: move that lead's sequence on right away (idempotent)."""
+    if not campaign_id or not message_id:
+        return
+    lead_id = (
+        Message.objects.filter(pk=message_id, campaign_id=campaign_id)
+        .values_list("lead_id", flat=True)
+        .first()
+    )
+    if lead_id is None:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        # A campaign locked by the periodic sweep (or a pause) is left to the sweep:
+        # a send worker never queues behind it.
+        campaign = (
+            Campaign.objects.select_for_update(skip_locked=True).filter(pk=campaign_id).first()
+        )
+        if campaign is None:
+            return
+        if campaign.status == Campaign.Status.ACTIVE:
+            advance_sequences(campaign=campaign, lead_ids=[lead_id], now=now)
+        finish_enrollments(campaign=campaign, lead_ids=[lead_id], now=now)

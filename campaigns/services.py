@@ -1,0 +1,562 @@
+"""Writes on campaigns: create, update, start / pause / resume / retry, enroll, tick.
+
+The sequence rules (when each step's message becomes due) are in
+campaigns.sequencing, line assignment and the per-line gate in campaigns.pacing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from campaigns import pacing
+from campaigns.enrollment import (
+    MessageRows,
+    dnc_values,
+    enroll_list,
+    first_send_time,
+    insert_messages,
+    stop_reason,
+)
+from campaigns.models import Campaign, Enrollment, Step
+from campaigns.sequencing import HELD, OPEN, WAITING, advance_sequences, finish_enrollments
+from leads.models import Lead, LeadList, ListMembership
+from lines.models import Line
+from messaging.models import Message
+from messaging.schedule import get_zone, parse_hhmm
+from tuco.errors import Conflict, NotFound, ServiceError, ValidationFailed
+from tuco.ids import looks_like_id, new_id
+
+CAMPAIGN_NOT_FOUND = "Campaign not found"
+LEAD_NOT_FOUND = "Lead not found or access denied"
+MAX_STEPS = 20
+MAX_DELAY = {"minutes": 60 * 24 * 365, "hours": 24 * 365, "days": 365}
+# Refresh planner statistics after a bulk enrollment of at least this many leads.
+ANALYZE_AFTER = 10_000
+ACTIONS = ("start", "pause", "resume", "retry_failed")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _clean_steps(steps) -> list[dict]:
+    if not isinstance(steps, list) or not steps:
+        raise ValidationFailed("steps: At least one step is required")
+    if len(steps) > MAX_STEPS:
+        raise ValidationFailed(f"steps: At most {MAX_STEPS} steps are allowed")
+    cleaned = []
+    for i, step in enumerate(steps):
+        where = f"steps[{i}]"
+        if not isinstance(step, dict):
+            raise ValidationFailed(f"{where}: Must be an object")
+        message = step.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ValidationFailed(f"{where}.message: A step needs a message")
+        unit = step.get("delayUnit", "days")
+        if unit not in MAX_DELAY:
+            raise ValidationFailed(f"{where}.delayUnit: Must be minutes, hours or days")
+        delay = step.get("delay", 0)
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+            raise ValidationFailed(f"{where}.delay: Must be a whole number, 0 or more")
+        if delay > MAX_DELAY[unit]:
+            raise ValidationFailed(f"{where}.delay: At most {MAX_DELAY[unit]} {unit}")
+        message_type = step.get("messageType", "imessage")
+        if message_type not in ("imessage", "sms", "email"):
+            raise ValidationFailed(
+                f"{where}.messageType: Invalid messageType. Must be email, sms, or imessage"
+            )
+        fallback = step.get("smsFallbackMessage") or ""
+        if not isinstance(fallback, str):
+            raise ValidationFailed(f"{where}.smsFallbackMessage: Must be a string")
+        cleaned.append(
+            {
+                "position": i,
+                "message": message,
+                "delay": delay,
+                "delay_unit": unit,
+                "message_type": message_type,
+                "sms_fallback_message": fallback,
+            }
+        )
+    return cleaned
+
+
+def _clean_settings(data) -> dict:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValidationFailed("settings: Must be an object")
+    fields = {}
+    for key, name in (
+        ("sendImmediately", "send_immediately"),
+        ("randomizeOrder", "randomize_order"),
+    ):
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise ValidationFailed(f"settings.{key}: Must be a boolean")
+            fields[name] = data[key]
+    if "timezone" in data:
+        value = data["timezone"] or ""
+        if value:
+            try:
+                get_zone(value)
+            except ValueError as exc:
+                raise ValidationFailed(f"settings.timezone: {exc}") from None
+        fields["timezone"] = value
+    for key, name in (
+        ("sendWindowStart", "send_window_start"),
+        ("sendWindowEnd", "send_window_end"),
+    ):
+        if key in data:
+            value = data[key] or ""
+            if value:
+                try:
+                    parse_hhmm(value)
+                except ValueError:
+                    raise ValidationFailed(
+                        f"settings.{key}: Must be a time in HH:mm format"
+                    ) from None
+            fields[name] = value
+    if "allowedDaysOfWeek" in data:
+        days = data["allowedDaysOfWeek"] or []
+        if not isinstance(days, list) or any(
+            isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 6 for d in days
+        ):
+            raise ValidationFailed(
+                "settings.allowedDaysOfWeek: Must be a list of day numbers, 0 (Sunday) to 6"
+            )
+        fields["allowed_days"] = sorted(set(days))
+    if "replyBehavior" in data:
+        if data["replyBehavior"] not in Campaign.ReplyBehavior.values:
+            raise ValidationFailed('settings.replyBehavior: Must be "stop" or "continue"')
+        fields["reply_behavior"] = data["replyBehavior"]
+    return fields
+
+
+def _clean_name(name) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationFailed("name: A campaign needs a name")
+    name = name.strip()
+    if len(name) > 200:
+        raise ValidationFailed("name: Ensure this field has no more than 200 characters")
+    return name
+
+
+def _resolve_list(workspace, list_id) -> LeadList | None:
+    if list_id in (None, ""):
+        return None
+    found = (
+        LeadList.objects.filter(workspace=workspace, pk=list_id).first()
+        if looks_like_id(list_id)
+        else None
+    )
+    if found is None:
+        raise NotFound("List not found")
+    return found
+
+
+def _resolve_lines(workspace, line_ids) -> list[Line]:
+    if line_ids is None:
+        return []
+    if not isinstance(line_ids, list) or not all(isinstance(i, str) for i in line_ids):
+        raise ValidationFailed("lineIds: Must be a list of line ids")
+    wanted = list(dict.fromkeys(line_ids))
+    found = {
+        line.pk: line
+        for line in Line.objects.filter(
+            workspace=workspace, pk__in=[i for i in wanted if looks_like_id(i)]
+        )
+    }
+    for line_id in wanted:
+        if line_id not in found:
+            raise NotFound("Line not found")
+    return [found[i] for i in wanted]
+
+
+def campaign_get_locked(*, workspace, campaign_id) -> Campaign:
+    """The workspace's campaign, row locked (call inside a transaction)."""
+    campaign = None
+    if looks_like_id(campaign_id):
+        campaign = (
+            Campaign.objects.select_for_update().filter(workspace=workspace, pk=campaign_id).first()
+        )
+    if campaign is None:
+        raise NotFound(CAMPAIGN_NOT_FOUND)
+    return campaign
+
+
+# --------------------------------------------------------------------------- create / update
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    workspace,
+    name,
+    steps,
+    list_id=None,
+    line_ids=None,
+    settings: dict | None = None,
+    now: datetime | None = None,
+) -> Campaign:
+    now = now or timezone.now()
+    campaign = Campaign(
+        workspace=workspace,
+        name=_clean_name(name),
+        lead_list=_resolve_list(workspace, list_id),
+        created_at=now,
+        updated_at=now,
+        **_clean_settings(settings),
+    )
+    clean_steps = _clean_steps(steps)
+    lines = _resolve_lines(workspace, line_ids)
+    campaign.save(force_insert=True)
+    Step.objects.bulk_create([Step(campaign=campaign, **s) for s in clean_steps])
+    campaign.lines.set(lines)
+    return campaign
+
+
+@transaction.atomic
+def campaign_update(
+    *,
+    workspace,
+    campaign_id,
+    name=None,
+    steps=None,
+    list_id=...,
+    line_ids=None,
+    settings: dict | None = None,
+    now: datetime | None = None,
+) -> Campaign:
+    """Change a campaign. Steps can change only before anyone is enrolled; new
+    settings (window, days, time zone, reply behavior) also apply to messages
+    still waiting."""
+    now = now or timezone.now()
+    campaign = campaign_get_locked(workspace=workspace, campaign_id=campaign_id)
+    if name is not None:
+        campaign.name = _clean_name(name)
+    if list_id is not ...:
+        campaign.lead_list = _resolve_list(workspace, list_id)
+    setting_fields = _clean_settings(settings)
+    for field, value in setting_fields.items():
+        setattr(campaign, field, value)
+    if steps is not None:
+        clean_steps = _clean_steps(steps)
+        if campaign.status != Campaign.Status.DRAFT or campaign.enrollments.exists():
+            raise Conflict("Steps can only be changed before any lead is enrolled")
+        campaign.steps.all().delete()
+        Step.objects.bulk_create([Step(campaign=campaign, **s) for s in clean_steps])
+    if line_ids is not None:
+        campaign.lines.set(_resolve_lines(workspace, line_ids))
+    campaign.updated_at = now
+    campaign.save()
+    if setting_fields:
+        Message.objects.filter(campaign_id=campaign.pk, status__in=WAITING).update(
+            timezone=campaign.timezone or workspace.timezone,
+            send_window_start=campaign.send_window_start,
+            send_window_end=campaign.send_window_end,
+            allowed_days=list(campaign.allowed_days),
+            stop_on_reply=campaign.stop_on_reply,
+            updated_at=now,
+        )
+    return campaign
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def campaign_action(*, workspace, campaign_id, action, now: datetime | None = None) -> Campaign:
+    if action not in ACTIONS:
+        raise ValidationFailed("action: Must be start, pause, resume or retry_failed")
+    handler = {
+        "start": campaign_start,
+        "pause": campaign_pause,
+        "resume": campaign_resume,
+        "retry_failed": campaign_retry_failed,
+    }[action]
+    return handler(workspace=workspace, campaign_id=campaign_id, now=now)
+
+
+def _tick_on_commit() -> None:
+    def queue():
+        from campaigns.tasks import campaigns_tick
+
+        campaigns_tick.delay()
+
+    transaction.on_commit(queue)
+
+
+def campaign_start(*, workspace, campaign_id, now: datetime | None = None) -> Campaign:
+    """Enroll the campaign's list (in bulk) and let its first steps through."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        campaign = campaign_get_locked(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status != Campaign.Status.DRAFT:
+            raise Conflict(f"Campaign is {campaign.status}; only a draft can be started")
+        lines = pacing.usable_lines(campaign)
+        if not lines:
+            raise ServiceError(
+                "No healthy line for this campaign: add an active line that is not down",
+                code="NO_HEALTHY_LINE",
+            )
+        steps = list(campaign.steps.order_by("position"))
+        campaign.status = Campaign.Status.ACTIVE
+        campaign.started_at = now
+        campaign.updated_at = now
+        campaign.save(update_fields=["status", "started_at", "updated_at"])
+        # Leads enrolled while it was a draft start now.
+        Message.objects.filter(
+            campaign_id=campaign.pk, step_index=0, status="scheduled", scheduled_date__isnull=True
+        ).update(scheduled_date=first_send_time(campaign, steps, now), updated_at=now)
+        enrolled = enroll_list(
+            campaign=campaign,
+            steps=steps,
+            lines=pacing.rotation(campaign, lines),
+            start=now,
+            now=now,
+        )
+        _tick_on_commit()
+    if enrolled >= ANALYZE_AFTER and connection.vendor == "postgresql":
+        # Planner statistics from before a bulk insert this size would steer the
+        # dispatcher's and the sweep's queries to bad plans until autovacuum runs.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"ANALYZE {Message._meta.db_table}, {Enrollment._meta.db_table}"  # noqa: S608
+            )
+    pacing.assign_lines(campaign=campaign)
+    return campaign
+
+
+def campaign_pause(*, workspace, campaign_id, now: datetime | None = None) -> Campaign:
+    """Stop new sends at once: every waiting message goes back to held.
+
+    Rows the dispatcher already claimed (`sending`) finish; nothing else of this
+    campaign is claimed until resume.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        campaign = campaign_get_locked(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status != Campaign.Status.ACTIVE:
+            raise Conflict(f"Campaign is {campaign.status}; only an active campaign can be paused")
+        campaign.status = Campaign.Status.PAUSED
+        campaign.paused_at = now
+        campaign.updated_at = now
+        campaign.save(update_fields=["status", "paused_at", "updated_at"])
+        Message.objects.filter(campaign_id=campaign.pk, status__in=WAITING, due_at__lt=HELD).update(
+            status="scheduled", due_at=HELD, updated_at=now
+        )
+    return campaign
+
+
+def campaign_resume(*, workspace, campaign_id, now: datetime | None = None) -> Campaign:
+    """Continue where the campaign stopped: the sequence rules re-release what was held."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        campaign = campaign_get_locked(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status != Campaign.Status.PAUSED:
+            raise Conflict(f"Campaign is {campaign.status}; only a paused campaign can be resumed")
+        campaign.status = Campaign.Status.ACTIVE
+        campaign.paused_at = None
+        campaign.updated_at = now
+        campaign.save(update_fields=["status", "paused_at", "updated_at"])
+        advance_sequences(campaign=campaign, now=now)
+        _tick_on_commit()
+    return campaign
+
+
+def campaign_retry_failed(*, workspace, campaign_id, now: datetime | None = None) -> Campaign:
+    """Hold the campaign's failed messages again so they go out once more; nothing else moves."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        campaign = campaign_get_locked(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status == Campaign.Status.DRAFT:
+            raise Conflict("Campaign is draft; start it first")
+        failed = Message.objects.filter(campaign_id=campaign.pk, status="failed")
+        lead_ids = list(failed.values_list("lead_id", flat=True).distinct())
+        if not lead_ids:
+            return campaign
+        reset = {
+            "status": "scheduled",
+            "due_at": HELD,
+            "attempts": 0,
+            "error_message": "",
+            "failed_at": None,
+            "updated_at": now,
+        }
+        # The send pipeline's per-attempt bookkeeping starts afresh for a new attempt.
+        for name in (
+            "send_claimed_at",
+            "channel_called_at",
+            "usage_taken_at",
+            "sending_started_at",
+        ):
+            if any(f.name == name for f in Message._meta.concrete_fields):
+                reset[name] = None
+        failed.update(**reset)
+        Message.objects.filter(
+            campaign_id=campaign.pk, lead_id__in=lead_ids, step_index=0, status="scheduled"
+        ).filter(scheduled_date__isnull=True).update(scheduled_date=now)
+        Enrollment.objects.filter(campaign=campaign, lead_id__in=lead_ids).update(
+            state="active", finished_at=None
+        )
+        if campaign.status == Campaign.Status.COMPLETED:
+            campaign.status = Campaign.Status.ACTIVE
+            campaign.completed_at = None
+        campaign.updated_at = now
+        campaign.save(update_fields=["status", "completed_at", "updated_at"])
+        if campaign.status == Campaign.Status.ACTIVE:
+            advance_sequences(campaign=campaign, lead_ids=lead_ids, now=now)
+            _tick_on_commit()
+    return campaign
+
+
+# --------------------------------------------------------------------------- enrollment
+
+
+@dataclass
+class EnrollResult:
+    lead: Lead
+    campaign: Campaign
+    message_count: int
+    already: bool
+
+
+def _lead_for_enrollment(*, workspace, campaign, lead_id, lead_data) -> Lead:
+    if lead_id not in (None, ""):
+        lead = None
+        if looks_like_id(lead_id):
+            lead = Lead.objects.filter(workspace=workspace, pk=lead_id).first()
+        if lead is None:
+            raise NotFound(LEAD_NOT_FOUND)
+        return lead
+    if lead_data is None:
+        raise ValidationFailed("leadId or lead is required")
+    if not isinstance(lead_data, dict):
+        raise ValidationFailed("lead: Must be an object")
+    from leads.services import lead_get_or_create
+
+    lead, _created = lead_get_or_create(
+        workspace=workspace, data=lead_data, lead_list=campaign.lead_list, source="campaign"
+    )
+    return lead
+
+
+def campaign_enroll_lead(
+    *, workspace, campaign_id, lead_id=None, lead_data=None, now: datetime | None = None
+) -> EnrollResult:
+    """Add one lead (existing, or matched / created from `lead_data`) to a campaign.
+
+    A lead is enrolled at most once per campaign (unique constraint); a repeat
+    returns `already=True` and writes nothing.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        campaign = campaign_get_locked(workspace=workspace, campaign_id=campaign_id)
+        lead = _lead_for_enrollment(
+            workspace=workspace, campaign=campaign, lead_id=lead_id, lead_data=lead_data
+        )
+        steps = list(campaign.steps.order_by("position"))
+        if campaign.status == Campaign.Status.COMPLETED:
+            campaign.status = Campaign.Status.ACTIVE
+            campaign.completed_at = None
+            campaign.save(update_fields=["status", "completed_at"])
+        lines = pacing.usable_lines(campaign)
+        line = next(pacing.round_robin(campaign, lines), None)
+        reason = stop_reason(lead, dnc_values(workspace.pk))
+        batch_id = new_id()
+        try:
+            with transaction.atomic():
+                Enrollment.objects.create(
+                    workspace=workspace,
+                    campaign=campaign,
+                    lead=lead,
+                    line=line,
+                    batch_id=batch_id,
+                    enrolled_at=now,
+                    state="stopped" if reason else "active",
+                    finished_at=now if reason else None,
+                )
+        except IntegrityError:
+            return EnrollResult(lead=lead, campaign=campaign, message_count=0, already=True)
+        if campaign.lead_list_id:
+            ListMembership.objects.bulk_create(
+                [ListMembership(lead_list_id=campaign.lead_list_id, lead=lead, created_at=now)],
+                ignore_conflicts=True,
+            )
+        first_due = (
+            None
+            if campaign.status == Campaign.Status.DRAFT
+            else first_send_time(campaign, steps, now)
+        )
+        builder = MessageRows(campaign, steps)
+        rows = list(
+            builder.for_lead(
+                lead=lead,
+                line_id=line.pk if line else None,
+                batch_id=batch_id,
+                first_due=first_due,
+                now=now,
+                cancel_reason=reason,
+            )
+        )
+        insert_messages(rows, builder.attnames, builder.columns)
+        if campaign.status == Campaign.Status.ACTIVE:
+            _tick_on_commit()
+    return EnrollResult(lead=lead, campaign=campaign, message_count=len(rows), already=False)
+
+
+# --------------------------------------------------------------------------- the tick
+
+
+def _complete_if_done(campaign: Campaign, now: datetime) -> bool:
+    """Complete an active campaign with nothing left to send (call with its row locked)."""
+    live = Message.objects.filter(campaign_id=campaign.pk, status__in=OPEN).filter(
+        Q(due_at__lt=HELD) | Q(step_index=0)
+    )
+    if live.exists():
+        return False
+    # What is still held sits behind a failed step (see campaigns.sequencing): it
+    # stays held, so `retry_failed` can still carry the sequence on from there.
+    finish_enrollments(campaign=campaign, now=now)
+    campaign.status = Campaign.Status.COMPLETED
+    campaign.completed_at = now
+    campaign.updated_at = now
+    campaign.save(update_fields=["status", "completed_at", "updated_at"])
+    return True
+
+
+def campaigns_tick(*, now: datetime | None = None) -> list[str]:
+    """One pacing round over every active campaign; returns the message ids released.
+
+    Moves not-yet-contacted leads off lines that went down, releases follow-up
+    steps whose predecessor went out (a safety net for missed signals), lets
+    first steps through each line's gate (oldest campaign first), hands released
+    rows to the dispatcher, and completes campaigns with nothing left.
+    """
+    from messaging.services import dispatch_on_commit
+
+    now = now or timezone.now()
+    active = Campaign.objects.filter(status=Campaign.Status.ACTIVE)
+    for campaign in active:
+        pacing.assign_lines(campaign=campaign)
+    released: list[str] = []
+    with transaction.atomic():
+        campaigns = list(active.select_for_update().order_by("started_at", "created_at", "pk"))
+        for campaign in campaigns:
+            advance_sequences(campaign=campaign, now=now)
+        released = pacing.release_first_steps(campaigns=campaigns, now=now)
+        due_now = list(
+            Message.objects.filter(
+                campaign_id__in=[c.pk for c in campaigns],
+                status__in=WAITING,
+                due_at__lte=now,
+            ).values_list("pk", flat=True)[:5000]
+        )
+        for campaign in campaigns:
+            _complete_if_done(campaign, now)
+        dispatch_on_commit(dict.fromkeys(released + due_now))
+    return released

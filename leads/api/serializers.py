@@ -1,0 +1,90 @@
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from leads.models import Lead
+from tuco.api.fields import IsoDateTimeField
+
+
+class StrictCharField(serializers.CharField):
+    """A string and only a string: numbers and booleans are a type error, not coerced."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _text(max_length=None, **kwargs):
+    return StrictCharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        trim_whitespace=False,
+        max_length=max_length,
+        **kwargs,
+    )
+
+
+class LeadInput(serializers.Serializer):
+    """The writable fields of a lead; phones and emails are normalized by the service."""
+
+    firstName = _text(200)  # noqa: N815
+    lastName = _text(200)  # noqa: N815
+    email = _text(254)
+    phone = _text(64)
+    altPhone1 = _text(64)  # noqa: N815
+    altPhone2 = _text(64)  # noqa: N815
+    altPhone3 = _text(64)  # noqa: N815
+    altEmail1 = _text(254)  # noqa: N815
+    altEmail2 = _text(254)  # noqa: N815
+    altEmail3 = _text(254)  # noqa: N815
+    companyName = _text(200)  # noqa: N815
+    jobTitle = _text(200)  # noqa: N815
+    notes = _text()
+    customFields = serializers.DictField(required=False, allow_null=True)  # noqa: N815
+    source = _text(100)
+    optedOut = serializers.BooleanField(required=False)  # noqa: N815
+
+
+@extend_schema_field(LeadInput(many=True))
+class LeadRowsField(serializers.ListField):
+    """Rows are checked field by field by the import service (fast for 10,000 rows),
+    which applies the same rules as LeadInput and names the row in its errors."""
+
+    child = serializers.DictField()
+
+
+class LeadOutput(serializers.Serializer):
+    _id = serializers.CharField(source="pk")
+    firstName = serializers.CharField(source="first_name")  # noqa: N815
+    lastName = serializers.CharField(source="last_name")  # noqa: N815
+    email = serializers.CharField()
+    phone = serializers.CharField()
+    altPhone1 = serializers.CharField(source="alt_phone1")  # noqa: N815
+    altPhone2 = serializers.CharField(source="alt_phone2")  # noqa: N815
+    altPhone3 = serializers.CharField(source="alt_phone3")  # noqa: N815
+    altEmail1 = serializers.CharField(source="alt_email1")  # noqa: N815
+    altEmail2 = serializers.CharField(source="alt_email2")  # noqa: N815
+    altEmail3 = serializers.CharField(source="alt_email3")  # noqa: N815
+    companyName = serializers.CharField(source="company_name")  # noqa: N815
+    jobTitle = serializers.CharField(source="job_title")  # noqa: N815
+    notes = serializers.CharField()
+    customFields = serializers.DictField(source="custom_fields")  # noqa: N815
+    source = serializers.CharField()
+    availabilityStatus = serializers.ChoiceField(  # noqa: N815
+        source="availability_status", choices=["", *Lead.Availability.values]
+    )
+    availabilityCheckedAt = IsoDateTimeField(source="availability_checked_at", allow_null=True)  # noqa: N815
+    optedOut = serializers.BooleanField(source="opted_out")  # noqa: N815
+    createdAt = IsoDateTimeField(source="created_at")  # noqa: N815
+    updatedAt = IsoDateTimeField(source="updated_at")  # noqa: N815
+    listIds = serializers.ListField(child=serializers.CharField(), source="list_ids")  # noqa: N815
+
+
+class LeadListOutput(serializers.Serializer):
+    _id = serializers.CharField(source="pk")
+    name = serializers.CharField()
+    leadCount = serializers.IntegerField(source="lead_count")  # noqa: N815
+    createdAt = IsoDateTimeField(source="created_at")  # noqa: N815

@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+
+
+class LeadsConfig(AppConfig):
+    name = "leads"
+    # (name, dotted task path, every N seconds): collected by setup_periodic_tasks.
+    periodic_tasks = [
+        ("Resume availability jobs", "leads.tasks.availability_jobs_resume", 300),
+        ("Purge expired availability answers", "leads.tasks.availability_cache_purge", 3600),
+    ]
+
+    def ready(self):
+        from leads.availability import on_leads_created
+        from leads.signals import leads_created
+
+        leads_created.connect(on_leads_created, dispatch_uid="leads.availability_on_create")

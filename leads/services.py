@@ -1,0 +1,819 @@
+"""Writes for leads and lists.
+
+Identity: a normalized phone or email belongs to at most one lead per workspace.
+`LeadIdentifier` mirrors every identifier with a unique (workspace, value)
+index, so the database enforces it. Writers that create or change identifiers
+take a per-workspace advisory lock first, so two imports into one workspace
+queue behind each other instead of racing for the same values and failing on
+the constraint (SQLite needs no lock: it runs one writer at a time).
+"""
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from leads.models import (
+    DEFAULT_LIST_NAME,
+    EMAIL_FIELDS,
+    IDENTIFIER_FIELDS,
+    PHONE_FIELDS,
+    QUICK_SENDS_LIST_NAME,
+    Lead,
+    LeadIdentifier,
+    LeadList,
+    ListMembership,
+)
+from leads.normalize import InvalidIdentifier, Normalizer
+from leads.selectors import LEAD_NOT_FOUND, LIST_NOT_FOUND, NotFoundExact
+from leads.signals import leads_created
+from tuco.errors import Conflict, ValidationFailed
+
+DEFAULT_BATCH_SIZE = 5000
+MAX_REPORTED_ERRORS = 1000
+
+# API name -> model field, for every writable lead field.
+API_FIELDS = {
+    "firstName": "first_name",
+    "lastName": "last_name",
+    "email": "email",
+    "phone": "phone",
+    "altPhone1": "alt_phone1",
+    "altPhone2": "alt_phone2",
+    "altPhone3": "alt_phone3",
+    "altEmail1": "alt_email1",
+    "altEmail2": "alt_email2",
+    "altEmail3": "alt_email3",
+    "companyName": "company_name",
+    "jobTitle": "job_title",
+    "notes": "notes",
+    "customFields": "custom_fields",
+    "source": "source",
+    "optedOut": "opted_out",
+}
+MODEL_TO_API = {v: k for k, v in API_FIELDS.items()}
+# Rows may use API names or model field names.
+_INPUT_KEYS = {**API_FIELDS, **{v: v for v in API_FIELDS.values()}}
+_TEXT_FIELDS = ("first_name", "last_name", "company_name", "job_title", "notes", "source")
+_MAX_LENGTHS = {
+    f.name: f.max_length
+    for f in Lead._meta.concrete_fields
+    if f.name in _INPUT_KEYS.values() and getattr(f, "max_length", None)
+}
+_PHONE_SET = frozenset(PHONE_FIELDS)
+
+
+# --------------------------------------------------------------------------- rows
+
+
+class RowError(Exception):
+    def __init__(self, index: int, field_name: str, message: str):
+        where = f"leads[{index}].{field_name}" if field_name else f"leads[{index}]"
+        super().__init__(f"{where}: {message}")
+        self.index = index
+        self.field = field_name
+        self.message = message
+        self.line = None  # line in the source file, when the rows came from one
+
+
+_TEXT, _PHONE, _EMAIL, _CUSTOM, _BOOL = range(5)
+# Input key (API or model name) -> (model field, API name, kind, max length).
+_FIELD_SPECS = {
+    key: (
+        name,
+        MODEL_TO_API[name],
+        _PHONE
+        if name in PHONE_FIELDS
+        else _EMAIL
+        if name in EMAIL_FIELDS
+        else _CUSTOM
+        if name == "custom_fields"
+        else _BOOL
+        if name == "opted_out"
+        else _TEXT,
+        _MAX_LENGTHS.get(name),
+    )
+    for key, name in _INPUT_KEYS.items()
+}
+
+
+def clean_lead_fields(
+    row, normalizer: Normalizer, *, index: int = 0, partial: bool = False
+) -> dict:
+    """Validate and normalize one lead's input (API or model names) to model fields.
+
+    Unknown keys are ignored. Raises RowError naming the field (API name).
+    Runs once per imported row, so it is written for speed.
+    """
+    if not isinstance(row, dict):
+        raise RowError(index, "", "Must be an object")
+    cleaned = {}
+    identifiers = 0
+    specs = _FIELD_SPECS
+    for key, value in row.items():
+        spec = specs.get(key)
+        if spec is None:
+            continue
+        name, api_name, kind, limit = spec
+        if kind == _TEXT:
+            if value is None:
+                value = ""
+            elif type(value) is not str:
+                raise RowError(index, api_name, "Must be a string")
+            else:
+                value = value.strip()
+                if "\x00" in value:
+                    raise RowError(index, api_name, "Null characters are not allowed")
+                if limit and len(value) > limit:
+                    raise RowError(
+                        index, api_name, f"Ensure this field has no more than {limit} characters"
+                    )
+            cleaned[name] = value
+        elif kind in (_PHONE, _EMAIL):
+            if value is None or value == "":
+                cleaned[name] = ""
+                continue
+            if type(value) is not str:
+                raise RowError(index, api_name, "Must be a string")
+            try:
+                if kind == _PHONE:
+                    cleaned[name] = normalizer.phone(value)
+                else:
+                    cleaned[name] = normalizer.email(value)
+            except InvalidIdentifier as exc:
+                raise RowError(index, api_name, str(exc)) from None
+            identifiers += 1
+        elif kind == _CUSTOM:
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise RowError(index, api_name, "Must be an object")
+            if value and "\\u0000" in json.dumps(value):
+                raise RowError(index, api_name, "Null characters are not allowed")
+            cleaned[name] = value
+        else:
+            if not isinstance(value, bool):
+                raise RowError(index, api_name, "Must be a boolean")
+            cleaned[name] = value
+    if not partial:
+        if identifiers > 1:
+            _drop_repeated_identifiers(cleaned)
+        elif not identifiers:
+            raise RowError(index, "phone", "A lead needs at least one phone or email")
+    return cleaned
+
+
+def _drop_repeated_identifiers(fields: dict) -> None:
+    """The same number or address twice on one lead is kept in its first field only."""
+    seen = set()
+    for name in IDENTIFIER_FIELDS:
+        value = fields.get(name)
+        if not value:
+            continue
+        if value in seen:
+            fields[name] = ""
+        else:
+            seen.add(value)
+
+
+def _identifiers(fields: dict) -> list[tuple[str, str]]:
+    return [(f, fields[f]) for f in IDENTIFIER_FIELDS if fields.get(f)]
+
+
+# --------------------------------------------------------------------------- locks
+
+
+def _lock_workspace(workspace) -> None:
+    """Serialize identifier writes in one workspace until the transaction ends."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"tuco.leads.identity:{workspace.pk}"],
+            )
+
+
+def _send_created(workspace, lead_ids: list[str]) -> None:
+    if not lead_ids:
+        return
+    ids = list(lead_ids)
+    transaction.on_commit(
+        lambda: leads_created.send(sender=Lead, workspace=workspace, lead_ids=ids)
+    )
+
+
+# --------------------------------------------------------------------------- lists
+
+
+def _get_or_create_list(workspace, name: str, *, is_default: bool = False) -> LeadList:
+    lead_list = LeadList.objects.filter(workspace=workspace, name=name).first()
+    if lead_list is None:
+        try:
+            with transaction.atomic():
+                lead_list = LeadList.objects.create(
+                    workspace=workspace, name=name, is_default=is_default
+                )
+        except IntegrityError:
+            # Someone created it at the same moment; theirs is as good as ours.
+            lead_list = LeadList.objects.get(workspace=workspace, name=name)
+    return lead_list
+
+
+def lead_list_get_or_create(*, workspace, name: str) -> LeadList:
+    """The workspace's list with this name, created if missing (race-safe)."""
+    return _get_or_create_list(workspace, _clean_list_name(name))
+
+
+def lead_list_get_or_create_default(*, workspace) -> LeadList:
+    """The list leads go to when no list is named."""
+    lead_list = LeadList.objects.filter(workspace=workspace, is_default=True).first()
+    if lead_list is None:
+        lead_list = _get_or_create_list(workspace, DEFAULT_LIST_NAME, is_default=True)
+    return lead_list
+
+
+def lead_list_quick_sends(*, workspace) -> LeadList:
+    """The "Quick Sends" list, created the first time a send needs it."""
+    return _get_or_create_list(workspace, QUICK_SENDS_LIST_NAME)
+
+
+def _clean_list_name(name) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationFailed("name: This field is required.")
+    name = name.strip()
+    if "\x00" in name:
+        raise ValidationFailed("name: Null characters are not allowed.")
+    if len(name) > 200:
+        raise ValidationFailed("name: Ensure this field has no more than 200 characters.")
+    return name
+
+
+def lead_list_create(*, workspace, name: str) -> LeadList:
+    name = _clean_list_name(name)
+    try:
+        with transaction.atomic():
+            return LeadList.objects.create(workspace=workspace, name=name)
+    except IntegrityError:
+        raise Conflict("A list with this name already exists") from None
+
+
+def lead_list_update(*, workspace, lead_list: LeadList, name: str | None = None) -> LeadList:
+    if lead_list.workspace_id != workspace.pk:
+        raise NotFoundExact(LIST_NOT_FOUND)
+    if name is not None:
+        lead_list.name = _clean_list_name(name)
+        try:
+            with transaction.atomic():
+                lead_list.save(update_fields=["name", "updated_at"])
+        except IntegrityError:
+            raise Conflict("A list with this name already exists") from None
+    return lead_list
+
+
+@transaction.atomic
+def lead_list_delete(*, workspace, lead_list: LeadList, delete_leads: bool = False) -> int:
+    """Delete the list; with delete_leads also its leads. Returns the number of leads deleted."""
+    if lead_list.workspace_id != workspace.pk:
+        raise NotFoundExact(LIST_NOT_FOUND)
+    deleted = 0
+    if delete_leads:
+        lead_ids = ListMembership.objects.filter(lead_list=lead_list).values("lead_id")
+        deleted = _delete_leads(Lead.objects.filter(workspace=workspace, id__in=lead_ids))
+    lead_list.delete()
+    return deleted
+
+
+# --------------------------------------------------------------------------- import
+
+
+@dataclass
+class ImportResult:
+    saved_count: int = 0
+    duplicate_count: int = 0
+    linked_count: int = 0
+    total_processed: int = 0
+    list_id: str = ""
+    lead_ids: list[str] = field(default_factory=list)
+    invalid_count: int = 0
+    # RowError for skipped rows (skip_invalid=True), the first MAX_REPORTED_ERRORS of them.
+    errors: list[RowError] = field(default_factory=list)
+
+
+def _batches(rows: Iterable[dict], size: int) -> Iterator[list]:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def lead_import(
+    *,
+    workspace,
+    rows: Iterable[dict],
+    lead_list: LeadList | None = None,
+    source: str = "",
+    default_country_code: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    atomic: bool = True,
+    skip_invalid: bool = False,
+    collect_ids: bool = True,
+    progress: Callable[[ImportResult], None] | None = None,
+) -> ImportResult:
+    """Create leads from rows (API or model field names) and put them in a list.
+
+    A row is a duplicate when one of its identifiers matches a lead already in
+    the list or an earlier row; it is skipped. A row matching a workspace lead
+    that is not in the list adds that lead to the list (its fields are left
+    alone) and counts as a duplicate and as linked. When a row's identifiers
+    match two different leads, the first match in identifier order (phone,
+    altPhone1-3, email, altEmail1-3) wins.
+
+    atomic=True: one transaction; the first invalid row raises ValidationFailed
+    ("leads[3].phone: Invalid phone number") and nothing is saved.
+    atomic=False: each batch commits on its own (large files); with
+    skip_invalid=True invalid rows are counted and reported instead of raising.
+    Rows are read lazily, `batch_size` at a time, so memory stays flat.
+    """
+    if default_country_code is None:
+        default_country_code = getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
+    try:
+        normalizer = Normalizer(default_country_code)
+    except InvalidIdentifier as exc:
+        raise ValidationFailed(f"defaultCountryCode: {exc}") from None
+    if source and len(source) > _MAX_LENGTHS["source"]:
+        raise ValidationFailed("source: Ensure this field has no more than 100 characters")
+    if lead_list is None:
+        lead_list = lead_list_get_or_create_default(workspace=workspace)
+    elif lead_list.workspace_id != workspace.pk:
+        raise NotFoundExact(LIST_NOT_FOUND)
+
+    state = _ImportState(workspace, lead_list, source, normalizer, skip_invalid, collect_ids)
+    if atomic:
+        with transaction.atomic():
+            _lock_workspace(workspace)
+            for batch in _batches(rows, batch_size):
+                state.run_batch(batch)
+                if progress:
+                    progress(state.result)
+    else:
+        for batch in _batches(rows, batch_size):
+            with transaction.atomic():
+                _lock_workspace(workspace)
+                state.run_batch(batch)
+            if progress:
+                progress(state.result)
+    return state.result
+
+
+class _ImportState:
+    def __init__(self, workspace, lead_list, source, normalizer, skip_invalid, collect_ids):
+        self.workspace = workspace
+        self.lead_list = lead_list
+        self.source = source
+        self.normalizer = normalizer
+        self.skip_invalid = skip_invalid
+        self.collect_ids = collect_ids
+        self.result = ImportResult(list_id=lead_list.pk)
+        self.next_index = 0
+        # Identifiers of duplicate rows that were not saved anywhere, so a later row
+        # carrying one of them is still recognised as a repeat of an earlier row.
+        self.unsaved_seen: dict[str, str] = {}
+        self.writer = _PostgresWriter() if connection.vendor == "postgresql" else _OrmWriter()
+
+    def run_batch(self, batch: list) -> None:
+        result = self.result
+        cleaned_rows = []
+        for row in batch:
+            index = self.next_index
+            self.next_index += 1
+            try:
+                cleaned_rows.append(clean_lead_fields(row, self.normalizer, index=index))
+            except RowError as exc:
+                exc.line = row.get("_line") if isinstance(row, dict) else None
+                if not self.skip_invalid:
+                    extra = {"row": index}
+                    if exc.line:
+                        extra["line"] = exc.line
+                    raise ValidationFailed(str(exc), extra=extra) from None
+                result.invalid_count += 1
+                if len(result.errors) < MAX_REPORTED_ERRORS:
+                    result.errors.append(exc)
+
+        values = {value for fields in cleaned_rows for _, value in _identifiers(fields)}
+        owner = self.writer.existing_owners(self.workspace, values)
+        unsaved_seen = self.unsaved_seen
+        candidates = set(owner.values())
+        candidates.update(unsaved_seen[v] for v in values if v in unsaved_seen)
+        in_list = self.writer.members(self.lead_list, candidates)
+
+        now = timezone.now()
+        new_leads: list[tuple[str, dict]] = []
+        link_ids: list[str] = []
+        for fields in cleaned_rows:
+            idents = _identifiers(fields)
+            match = None
+            for _, value in idents:
+                match = owner.get(value) or unsaved_seen.get(value)
+                if match:
+                    break
+            if match is None:
+                lead_id = Lead._meta.pk.default()
+                new_leads.append((lead_id, fields))
+                for _, value in idents:
+                    owner[value] = lead_id
+                in_list.add(lead_id)
+                continue
+            result.duplicate_count += 1
+            if match not in in_list:
+                in_list.add(match)
+                link_ids.append(match)
+                result.linked_count += 1
+            for _, value in idents:
+                if value not in owner:
+                    unsaved_seen[value] = match
+
+        created_ids = [lead_id for lead_id, _ in new_leads]
+        self.writer.insert_leads(self.workspace, new_leads, self.source, now)
+        self.writer.insert_memberships(self.lead_list, created_ids, now, new=True)
+        self.writer.insert_memberships(self.lead_list, link_ids, now)
+        result.saved_count += len(new_leads)
+        result.total_processed += len(cleaned_rows)
+        if self.collect_ids:
+            result.lead_ids.extend(created_ids)
+        _send_created(self.workspace, created_ids)
+
+
+def _lead_defaults() -> dict:
+    """Column values for lead fields an import does not set, from the model defaults."""
+    defaults = {}
+    for f in Lead._meta.concrete_fields:
+        if f.has_default():
+            value = f.get_default()
+            defaults[f.attname] = json.dumps(value) if f.name == "custom_fields" else value
+        elif f.null:
+            defaults[f.attname] = None
+    return defaults
+
+
+class _PostgresWriter:
+    """COPY into the tables: several times faster than INSERT for thousands of rows."""
+
+    def __init__(self):
+        self.lead_columns = [f.column for f in Lead._meta.concrete_fields]
+        self.lead_attnames = [f.attname for f in Lead._meta.concrete_fields]
+        self.defaults = _lead_defaults()
+        self.lead_table = Lead._meta.db_table
+        self.ident_table = LeadIdentifier._meta.db_table
+        self.member_table = ListMembership._meta.db_table
+
+    def existing_owners(self, workspace, values: set[str]) -> dict[str, str]:
+        if not values:
+            return {}
+        with connection.cursor() as cursor:
+            # One probe of the unique (workspace, value) index per value, whatever
+            # the statistics say. With `value = ANY(...)` or a join, stale statistics
+            # during a big import make the planner read all of the workspace's
+            # identifiers for every batch instead.
+            cursor.execute(
+                f"SELECT v.value, (SELECT i.lead_id FROM {self.ident_table} i "  # noqa: S608
+                "WHERE i.workspace_id = %s AND i.value = v.value) "
+                "FROM unnest(%s::varchar[]) AS v(value)",
+                [workspace.pk, list(values)],
+            )
+            return {value: lead_id for value, lead_id in cursor.fetchall() if lead_id}
+
+    def members(self, lead_list, lead_ids: set[str]) -> set[str]:
+        if not lead_ids:
+            return set()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT v.id, (SELECT m.id FROM {self.member_table} m "  # noqa: S608
+                "WHERE m.lead_list_id = %s AND m.lead_id = v.id) "
+                "FROM unnest(%s::varchar[]) AS v(id)",
+                [lead_list.pk, list(lead_ids)],
+            )
+            return {lead_id for lead_id, member in cursor.fetchall() if member}
+
+    def insert_leads(self, workspace, new_leads, source: str, now) -> None:
+        if not new_leads:
+            return
+        base = dict(self.defaults)
+        base.update(workspace_id=workspace.pk, source=source, created_at=now, updated_at=now)
+        attnames = self.lead_attnames
+        ws = workspace.pk
+        with connection.cursor() as wrapper:
+            cursor = wrapper.cursor
+            columns = ", ".join(self.lead_columns)
+            with cursor.copy(f"COPY {self.lead_table} ({columns}) FROM STDIN") as copy:
+                for lead_id, fields in new_leads:
+                    values = base.copy()
+                    values.update(fields)
+                    values["id"] = lead_id
+                    if "custom_fields" in fields:
+                        values["custom_fields"] = json.dumps(fields["custom_fields"])
+                    copy.write_row([values[a] for a in attnames])
+            with cursor.copy(
+                f"COPY {self.ident_table} (workspace_id, value, lead_id, field) FROM STDIN"
+            ) as copy:
+                for lead_id, fields in new_leads:
+                    for name in IDENTIFIER_FIELDS:
+                        value = fields.get(name)
+                        if value:
+                            copy.write_row((ws, value, lead_id, name))
+
+    def insert_memberships(self, lead_list, lead_ids: list[str], now, new=False) -> None:
+        if not lead_ids:
+            return
+        if new:
+            # Leads created in this transaction cannot be in the list yet.
+            with (
+                connection.cursor() as wrapper,
+                wrapper.cursor.copy(
+                    f"COPY {self.member_table} (lead_list_id, lead_id, created_at) FROM STDIN"
+                ) as copy,
+            ):
+                list_id = lead_list.pk
+                for lead_id in lead_ids:
+                    copy.write_row((list_id, lead_id, now))
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {self.member_table} (lead_list_id, lead_id, created_at) "  # noqa: S608
+                "SELECT %s, unnest(%s::varchar[]), %s ON CONFLICT DO NOTHING",
+                [lead_list.pk, lead_ids, now],
+            )
+
+
+class _OrmWriter:
+    """Portable bulk inserts (SQLite, the demo)."""
+
+    CHUNK = 500  # stays under SQLite's bound-parameter limit
+
+    def existing_owners(self, workspace, values: set[str]) -> dict[str, str]:
+        values = list(values)
+        owners = {}
+        for start in range(0, len(values), self.CHUNK):
+            owners.update(
+                LeadIdentifier.objects.filter(
+                    workspace=workspace, value__in=values[start : start + self.CHUNK]
+                ).values_list("value", "lead_id")
+            )
+        return owners
+
+    def members(self, lead_list, lead_ids: set[str]) -> set[str]:
+        ids = list(lead_ids)
+        found = set()
+        for start in range(0, len(ids), self.CHUNK):
+            found.update(
+                ListMembership.objects.filter(
+                    lead_list=lead_list, lead_id__in=ids[start : start + self.CHUNK]
+                ).values_list("lead_id", flat=True)
+            )
+        return found
+
+    def insert_leads(self, workspace, new_leads, source: str, now) -> None:
+        leads = []
+        identifiers = []
+        for lead_id, fields in new_leads:
+            leads.append(
+                Lead(
+                    id=lead_id,
+                    workspace=workspace,
+                    source=source,
+                    created_at=now,
+                    updated_at=now,
+                    **fields,
+                )
+            )
+            identifiers.extend(
+                LeadIdentifier(workspace=workspace, value=value, lead_id=lead_id, field=name)
+                for name, value in _identifiers(fields)
+            )
+        Lead.objects.bulk_create(leads)
+        LeadIdentifier.objects.bulk_create(identifiers)
+
+    def insert_memberships(self, lead_list, lead_ids: list[str], now, new=False) -> None:
+        ListMembership.objects.bulk_create(
+            [ListMembership(lead_list=lead_list, lead_id=i, created_at=now) for i in lead_ids],
+            ignore_conflicts=True,
+        )
+
+
+def lead_get_or_create(
+    *,
+    workspace,
+    data: dict,
+    lead_list: LeadList | None = None,
+    source: str = "",
+    default_country_code: str | None = None,
+) -> tuple[Lead, bool]:
+    """The lead matching any identifier in `data` (fields untouched, added to the
+    list), or a new one. Returns (lead, created). Raises ValidationFailed."""
+    with transaction.atomic():
+        result = lead_import(
+            workspace=workspace,
+            rows=[data],
+            lead_list=lead_list,
+            source=source,
+            default_country_code=default_country_code,
+        )
+        if result.lead_ids:
+            return Lead.objects.get(pk=result.lead_ids[0]), True
+        normalizer = Normalizer(
+            default_country_code or getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
+        )
+        fields = clean_lead_fields(data, normalizer)
+        values = [value for _, value in _identifiers(fields)]
+        return _first_owner(workspace, values), False
+
+
+def _first_owner(workspace, values: list[str]) -> Lead | None:
+    if not values:
+        return None
+    owners = dict(
+        LeadIdentifier.objects.filter(workspace=workspace, value__in=values).values_list(
+            "value", "lead_id"
+        )
+    )
+    for value in values:
+        if value in owners:
+            return Lead.objects.filter(pk=owners[value]).first()
+    return None
+
+
+# --------------------------------------------------------------------------- single leads
+
+
+def _sync_identifiers(workspace, lead: Lead) -> None:
+    """Make the lead's LeadIdentifier rows match its fields; Conflict on a taken value."""
+    wanted = dict((value, name) for name, value in reversed(lead.identifiers()))
+    taken = (
+        LeadIdentifier.objects.filter(workspace=workspace, value__in=list(wanted))
+        .exclude(lead=lead)
+        .values_list("value", flat=True)
+        .first()
+    )
+    if taken:
+        field_name = MODEL_TO_API[wanted[taken]]
+        raise Conflict(f"Another lead already has this {field_name}: {taken}")
+    current = {row.value: row for row in LeadIdentifier.objects.filter(lead=lead)}
+    stale = [row.pk for value, row in current.items() if value not in wanted]
+    if stale:
+        LeadIdentifier.objects.filter(pk__in=stale).delete()
+    for value, name in wanted.items():
+        row = current.get(value)
+        if row is None:
+            LeadIdentifier.objects.create(workspace=workspace, value=value, lead=lead, field=name)
+        elif row.field != name:
+            LeadIdentifier.objects.filter(pk=row.pk).update(field=name)
+
+
+def lead_update(*, workspace, lead: Lead, data: dict, default_country_code: str | None = None):
+    """Change the given fields (API or model names). 409 when a new phone or email
+    belongs to another lead of the workspace; 400 for invalid values."""
+    if lead.workspace_id != workspace.pk:
+        raise NotFoundExact(LEAD_NOT_FOUND)
+    normalizer = Normalizer(
+        default_country_code or getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
+    )
+    try:
+        fields = clean_lead_fields(data, normalizer, partial=True)
+    except RowError as exc:
+        message = f"{exc.field}: {exc.message}" if exc.field else exc.message
+        raise ValidationFailed(message) from None
+    with transaction.atomic():
+        _lock_workspace(workspace)
+        for name, value in fields.items():
+            setattr(lead, name, value)
+        if "opted_out" in fields:
+            lead.opted_out_at = timezone.now() if lead.opted_out else None
+        current = {name: getattr(lead, name) for name in IDENTIFIER_FIELDS}
+        _drop_repeated_identifiers(current)
+        for name, value in current.items():
+            setattr(lead, name, value)
+        if not any(current.values()):
+            raise ValidationFailed("phone: A lead needs at least one phone or email")
+        lead.updated_at = timezone.now()
+        try:
+            with transaction.atomic():
+                _sync_identifiers(workspace, lead)
+                lead.save()
+        except IntegrityError:
+            raise Conflict("Another lead already has one of these phones or emails") from None
+    return lead
+
+
+def _delete_leads(queryset) -> int:
+    _, per_model = queryset.delete()
+    return per_model.get(Lead._meta.label, 0)
+
+
+@transaction.atomic
+def lead_delete(*, workspace, lead_ids: Iterable[str]) -> int:
+    """Delete the workspace's leads with these ids; unknown or foreign ids are ignored."""
+    ids = [i for i in lead_ids if isinstance(i, str)]
+    if not ids:
+        return 0
+    return _delete_leads(Lead.objects.filter(workspace=workspace, id__in=ids))
+
+
+def lead_find_by_identifiers(
+    *,
+    workspace,
+    phones: Iterable[str] = (),
+    emails: Iterable[str] = (),
+    default_country_code: str | None = None,
+) -> Lead | None:
+    """The lead owning the first of these phones, then emails, that belongs to one.
+
+    Values are normalized first; values that cannot be normalized are ignored.
+    """
+    normalizer = Normalizer(
+        default_country_code or getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
+    )
+    values = []
+    for raw, normalize in [(p, normalizer.phone) for p in phones if p] + [
+        (e, normalizer.email) for e in emails if e
+    ]:
+        try:
+            values.append(normalize(raw))
+        except InvalidIdentifier:
+            continue
+    return _first_owner(workspace, values)
+
+
+def lead_merge_identifiers(
+    *, workspace, lead: Lead, fields: dict, default_country_code: str | None = None
+) -> list[str]:
+    """Put given phones/emails into the lead's empty identifier fields of the same name.
+
+    Never erases or overwrites; skips invalid values, values the lead already
+    has and values that belong to another lead. Returns the model fields set.
+    """
+    if lead.workspace_id != workspace.pk:
+        raise NotFoundExact(LEAD_NOT_FOUND)
+    normalizer = Normalizer(
+        default_country_code or getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
+    )
+    candidates = []
+    for key, raw in fields.items():
+        name = _INPUT_KEYS.get(key)
+        if name not in IDENTIFIER_FIELDS or not raw:
+            continue
+        try:
+            value = normalizer.phone(raw) if name in _PHONE_SET else normalizer.email(raw)
+        except InvalidIdentifier:
+            continue
+        candidates.append((name, value))
+    if not candidates:
+        return []
+    changed = []
+    target = lead
+    with transaction.atomic():
+        _lock_workspace(workspace)
+        lead = Lead.objects.select_for_update().get(pk=lead.pk)
+        owned = set(
+            LeadIdentifier.objects.filter(
+                workspace=workspace, value__in=[v for _, v in candidates]
+            ).values_list("value", flat=True)
+        )
+        now = timezone.now()
+        for name, value in candidates:
+            if getattr(lead, name) or value in owned:
+                continue
+            setattr(lead, name, value)
+            owned.add(value)
+            LeadIdentifier.objects.create(workspace=workspace, value=value, lead=lead, field=name)
+            changed.append(name)
+        if changed:
+            lead.updated_at = now
+            lead.save(update_fields=[*changed, "updated_at"])
+    for name in changed:
+        setattr(target, name, getattr(lead, name))
+    if changed:
+        target.updated_at = lead.updated_at
+    return changed
+
+
+__all__ = [
+    "API_FIELDS",
+    "EMAIL_FIELDS",
+    "ImportResult",
+    "RowError",
+    "clean_lead_fields",
+    "lead_delete",
+    "lead_find_by_identifiers",
+    "lead_get_or_create",
+    "lead_import",
+    "lead_list_create",
+    "lead_list_delete",
+    "lead_list_get_or_create",
+    "lead_list_get_or_create_default",
+    "lead_list_quick_sends",
+    "lead_list_update",
+    "lead_merge_identifiers",
+    "lead_update",
+]

@@ -1,0 +1,93 @@
+from django.contrib import admin, messages
+
+from lines.models import Line, LineUsage
+from lines.relay import RelayError
+from lines.selectors import line_today_usage
+from lines.services import line_health_check, utc_today
+
+
+class LineUsageInline(admin.TabularInline):
+    model = LineUsage
+    extra = 0
+    can_delete = False
+    ordering = ["-date"]
+    fields = [
+        "date",
+        "availability_checks_count",
+        "total_messages_count",
+        "new_conversations_count",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-date")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Line)
+class LineAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "workspace",
+        "server_url",
+        "is_active",
+        "health_status",
+        "health_consecutive_failures",
+        "health_checked_at",
+        "checks_today",
+        "messages_today",
+    ]
+    list_filter = ["is_active", "health_status"]
+    search_fields = ["phone", "email", "first_name", "last_name", "server_url", "workspace__name"]
+    list_select_related = ["workspace"]
+    readonly_fields = [
+        "health_status",
+        "health_checked_at",
+        "health_consecutive_failures",
+        "health_detail",
+        "last_check_at",
+        "last_sent_at",
+        "webhook_registered_url",
+        "created_at",
+        "updated_at",
+    ]
+    exclude = ["relay_password", "webhook_token"]
+    inlines = [LineUsageInline]
+    actions = ["check_health_now"]
+
+    def get_queryset(self, request):
+        from django.db.models import Prefetch
+
+        today = LineUsage.objects.filter(date=utc_today())
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(Prefetch("usage_days", queryset=today, to_attr="today_usage"))
+        )
+
+    @admin.display(description="Checks today")
+    def checks_today(self, line):
+        usage = line_today_usage(line)
+        return f"{usage.availability_checks_count}/{line.daily_availability_checks_limit}"
+
+    @admin.display(description="Messages today")
+    def messages_today(self, line):
+        usage = line_today_usage(line)
+        return f"{usage.total_messages_count}/{line.daily_total_messages_limit}"
+
+    @admin.action(description="Check health now")
+    def check_health_now(self, request, queryset):
+        for line in queryset:
+            try:
+                line = line_health_check(line=line)
+            except RelayError as exc:
+                self.message_user(request, f"{line}: {exc.message}", messages.ERROR)
+                continue
+            level = (
+                messages.SUCCESS if line.health_status == Line.Health.HEALTHY else messages.WARNING
+            )
+            self.message_user(
+                request, f"{line}: {line.health_status} ({line.health_detail})", level
+            )

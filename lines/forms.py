@@ -1,0 +1,87 @@
+from django import forms
+
+from tuco.errors import ServiceError
+
+LIMIT = {"min_value": 0, "max_value": 100_000}
+GAP = {"min_value": 0, "max_value": 86_400}
+
+
+def add_service_error(form: forms.Form, exc: ServiceError, fields: dict[str, str]) -> None:
+    """Show a service's error on the field it names ("serverUrl: …" → server_url),
+    or above the form when it names none of the form's fields."""
+    prefix, sep, rest = exc.message.partition(": ")
+    name = fields.get(prefix) if sep else None
+    if name and name in form.fields:
+        form.add_error(name, rest)
+    else:
+        form.add_error(None, exc.message)
+
+
+class LineForm(forms.Form):
+    server_url = forms.CharField(
+        label="Server URL",
+        max_length=500,
+        help_text="The relay on the Mac, e.g. https://mac.example.com:1234",
+        widget=forms.TextInput(attrs={"inputmode": "url", "autocomplete": "off"}),
+    )
+    password = forms.CharField(
+        label="Relay password",
+        max_length=500,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    phone = forms.CharField(label="Phone (iMessage handle)", max_length=40, required=False)
+    email = forms.CharField(label="Email (iMessage handle)", max_length=254, required=False)
+    first_name = forms.CharField(label="First name", max_length=100, required=False)
+    last_name = forms.CharField(label="Last name", max_length=100, required=False)
+    is_active = forms.BooleanField(label="Active", required=False, initial=True)
+    daily_new_conversations_limit = forms.IntegerField(
+        label="New conversations per day", initial=50, **LIMIT
+    )
+    daily_total_messages_limit = forms.IntegerField(label="Messages per day", initial=150, **LIMIT)
+    daily_availability_checks_limit = forms.IntegerField(
+        label="Availability checks per day", initial=70, **LIMIT
+    )
+    device_gap_seconds = forms.IntegerField(
+        label="Gap between sends (s)",
+        initial=30,
+        help_text="Least time between two messages from this line.",
+        **GAP,
+    )
+    contact_gap_seconds = forms.IntegerField(
+        label="Gap per recipient (s)",
+        initial=45,
+        help_text="Least time between two messages to the same recipient.",
+        **GAP,
+    )
+    check_gap_seconds = forms.IntegerField(label="Gap between checks (s)", initial=3, **GAP)
+
+    # API field name -> form field, for the service's "field: message" errors.
+    SERVICE_FIELDS = {
+        "serverUrl": "server_url",
+        "server_url": "server_url",
+        "password": "password",
+        "phone": "phone",
+        "email": "email",
+        "firstName": "first_name",
+        "lastName": "last_name",
+    }
+
+    def __init__(self, *args, line=None, **kwargs):
+        if line is not None:
+            kwargs["initial"] = {
+                name: getattr(line, name) for name in self.base_fields if name != "password"
+            }
+        super().__init__(*args, **kwargs)
+        self.line = line
+        if line is not None:
+            self.fields["password"].required = False
+            self.fields["password"].help_text = "Leave blank to keep the current password."
+
+    def service_fields(self) -> dict:
+        """The cleaned form as line_create / line_update keyword arguments."""
+        data = dict(self.cleaned_data)
+        password = data.pop("password", "")
+        if password:
+            data["relay_password"] = password
+        return data

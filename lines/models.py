@@ -1,0 +1,87 @@
+import secrets
+
+from django.db import models
+from django.utils import timezone
+
+from tuco.crypto import EncryptedTextField
+from tuco.ids import new_id
+from tuco.models import Workspace
+
+
+def new_webhook_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Line(models.Model):
+    """A Mac signed in to iMessage, reached through its relay server."""
+
+    class Health(models.TextChoices):
+        UNKNOWN = "unknown", "Unknown"
+        HEALTHY = "healthy", "Healthy"
+        DOWN = "down", "Down"
+
+    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="lines")
+    phone = models.CharField(max_length=20, blank=True, default="")
+    email = models.CharField(max_length=254, blank=True, default="")
+    first_name = models.CharField(max_length=100, blank=True, default="")
+    last_name = models.CharField(max_length=100, blank=True, default="")
+    server_url = models.URLField(max_length=500)
+    relay_password = EncryptedTextField(blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    provisioning_status = models.CharField(max_length=32, default="active")
+    line_type = models.CharField(max_length=16, default="byon")
+    daily_new_conversations_limit = models.PositiveIntegerField(default=50)
+    daily_total_messages_limit = models.PositiveIntegerField(default=150)
+    daily_availability_checks_limit = models.PositiveIntegerField(default=70)
+    device_gap_seconds = models.PositiveIntegerField(default=30)
+    contact_gap_seconds = models.PositiveIntegerField(default=45)
+    check_gap_seconds = models.PositiveIntegerField(default=3)
+
+    health_status = models.CharField(max_length=8, choices=Health, default=Health.UNKNOWN)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    health_consecutive_failures = models.PositiveIntegerField(default=0)
+    health_detail = models.CharField(max_length=500, blank=True, default="")
+
+    # Gap bookkeeping, advanced only by conditional updates (see lines.services).
+    last_check_at = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    # Unguessable part of this line's relay callback URL: the relay signs nothing.
+    webhook_token = models.CharField(max_length=64, unique=True, default=new_webhook_token)
+    webhook_registered_url = models.URLField(max_length=500, blank=True, default="")
+    last_polled_ms = models.BigIntegerField(default=0)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["workspace", "is_active"], name="line_ws_active")]
+
+    def __str__(self):
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        name = f"{self.first_name} {self.last_name}".strip()
+        return name or self.phone or self.email or self.server_url
+
+    @property
+    def is_usable(self) -> bool:
+        return self.is_active and self.health_status != self.Health.DOWN
+
+
+class LineUsage(models.Model):
+    """Per-line, per-UTC-day counters. A new day is a new row, so usage resets at 00:00 UTC."""
+
+    line = models.ForeignKey(Line, on_delete=models.CASCADE, related_name="usage_days")
+    date = models.DateField()
+    new_conversations_count = models.PositiveIntegerField(default=0)
+    total_messages_count = models.PositiveIntegerField(default=0)
+    availability_checks_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["line", "date"], name="lineusage_unique_day")
+        ]

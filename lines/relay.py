@@ -1,0 +1,427 @@
+"""Client for a line's relay: the BlueBubbles Server REST API v1 subset in RELAY.md.
+
+Callers talk to `RelayClient`; `BlueBubblesClient` is the one implementation today.
+Every failure is a `RelayError` that says whether retrying can help (`permanent`) and
+whether the request got to the relay at all (`reached`), so a send that never left
+this machine need not count against a line's caps.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+IMESSAGE_PREFIX = "iMessage;-;"
+# macOS 26 hands back direct chats as "any;-;<address>"; both name the same chat.
+ANY_PREFIX = "any;-;"
+DIRECT_CHAT_PREFIXES = (IMESSAGE_PREFIX, ANY_PREFIX)
+
+WEBHOOK_EVENTS = ("new-message", "updated-message", "message-send-error")
+
+
+def chat_guid_for(address: str) -> str:
+    """The direct-chat guid the relay uses for `address` (E.164 number or email)."""
+    return f"{IMESSAGE_PREFIX}{address}"
+
+
+def address_from_chat_guid(chat_guid: str) -> str | None:
+    """The address of a direct chat guid with either prefix, None for anything else."""
+    for prefix in DIRECT_CHAT_PREFIXES:
+        if chat_guid.startswith(prefix):
+            return chat_guid[len(prefix) :] or None
+    return None
+
+
+class RelayError(Exception):
+    """A relay call failed.
+
+    permanent: retrying the same call cannot succeed (bad password, invalid body).
+    status: the HTTP status, None when no response came back.
+    reached: False only when the request certainly never got to the relay
+        (refused, DNS, connect timeout); a send that failed this way was not sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        status: int | None = None,
+        reached: bool = True,
+        error_type: str | None = None,
+        data: Any = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.status = status
+        self.reached = reached
+        self.error_type = error_type
+        self.data = data
+
+
+@dataclass(frozen=True)
+class RelayMessage:
+    """A message the relay accepted. `guid` is None if the relay did not echo it back."""
+
+    guid: str | None
+    chat_guid: str | None
+    temp_guid: str | None
+    raw: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    healthy: bool
+    detail: str
+    info: dict = field(default_factory=dict)
+
+
+class RelayClient:
+    """What the rest of Tuco needs from a line's relay."""
+
+    def check(self, address: str) -> bool:
+        """True when `address` is on iMessage. `False` may be a false negative."""
+        raise NotImplementedError
+
+    def send_text(
+        self,
+        *,
+        chat_guid: str | None = None,
+        address: str | None = None,
+        text: str,
+        temp_guid: str,
+    ) -> RelayMessage:
+        """Send to an existing chat, or open one with `address` (first contact).
+
+        Blocks until the relay has written the message (up to about two minutes);
+        not safe to call while holding a database transaction open.
+        """
+        raise NotImplementedError
+
+    def send_attachment(
+        self, *, chat_guid: str, filename: str, content: bytes, temp_guid: str
+    ) -> RelayMessage:
+        raise NotImplementedError
+
+    def get(self, guid: str) -> dict | None:
+        """The relay's message object, None when the relay does not know the guid."""
+        raise NotImplementedError
+
+    def health(self) -> HealthResult:
+        raise NotImplementedError
+
+    def register_webhook(self, url: str, events: list[str] | tuple[str, ...]) -> dict:
+        raise NotImplementedError
+
+    def query_messages(self, after_ms: int, limit: int = 1000) -> list[dict]:
+        """Messages (sent and received) created at or after `after_ms`, oldest first."""
+        raise NotImplementedError
+
+
+class BlueBubblesClient(RelayClient):
+    """Speaks to a BlueBubbles Server (or the simulator) over HTTP.
+
+    One pooled `requests.Session` per client; the pool is shared by threads, which
+    urllib3 supports. The relay sets no cookies, so the session's jar stays empty.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        password: str,
+        timeout: tuple[float, float] = (5, 130),
+        *,
+        send_method: str = "apple-script",
+        pool_maxsize: int = 20,
+    ):
+        self.server_url = server_url.rstrip("/")
+        self.password = password
+        self.timeout = timeout
+        self.send_method = send_method
+        # Health checks run from the UI and the scheduler; they must not hang for the
+        # two minutes a send is allowed.
+        self.health_timeout = (timeout[0], min(timeout[1], 15))
+        self.session = requests.Session()
+        # requests re-reads proxy and CA settings from os.environ on every call, about a
+        # quarter of the cost of a small request; read them once instead.
+        self.session.trust_env = False
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.server_url))
+        self.session.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_maxsize)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def __repr__(self) -> str:
+        return f"<BlueBubblesClient {self.server_url}>"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> BlueBubblesClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # The API
+
+    def check(self, address: str) -> bool:
+        data = self._call(
+            "GET", "/api/v1/handle/availability/imessage", params={"address": address}
+        )
+        if not isinstance(data, dict) or not isinstance(data.get("available"), bool):
+            raise RelayError(
+                f"Relay answered availability without a boolean: {data!r:.200}", permanent=False
+            )
+        return data["available"]
+
+    def send_text(
+        self,
+        *,
+        chat_guid: str | None = None,
+        address: str | None = None,
+        text: str,
+        temp_guid: str,
+    ) -> RelayMessage:
+        if chat_guid:
+            data = self._call(
+                "POST",
+                "/api/v1/message/text",
+                json={
+                    "chatGuid": chat_guid,
+                    "tempGuid": temp_guid,
+                    "message": text,
+                    "method": self.send_method,
+                },
+            )
+            return _message_from(data, chat_guid=chat_guid, temp_guid=temp_guid)
+        if not address:
+            raise ValueError("send_text needs a chat_guid or an address")
+        chat = self._call(
+            "POST",
+            "/api/v1/chat/new",
+            json={
+                "addresses": [address],
+                "message": text,
+                "service": "iMessage",
+                "method": self.send_method,
+                "tempGuid": temp_guid,
+            },
+        )
+        if not isinstance(chat, dict) or not isinstance(chat.get("guid"), str):
+            raise RelayError(
+                f"Relay created a chat but sent no chat guid: {chat!r:.200}", permanent=False
+            )
+        messages = chat.get("messages") or [{}]
+        return _message_from(messages[0], chat_guid=chat["guid"], temp_guid=temp_guid)
+
+    def send_attachment(
+        self, *, chat_guid: str, filename: str, content: bytes, temp_guid: str
+    ) -> RelayMessage:
+        mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        data = self._call(
+            "POST",
+            "/api/v1/message/attachment",
+            data={
+                "chatGuid": chat_guid,
+                "name": filename,
+                "tempGuid": temp_guid,
+                "method": self.send_method,
+            },
+            files={"attachment": (filename, content, mime)},
+        )
+        return _message_from(data, chat_guid=chat_guid, temp_guid=temp_guid)
+
+    def get(self, guid: str) -> dict | None:
+        try:
+            data = self._call(
+                "GET", f"/api/v1/message/{quote(guid, safe='')}", params={"with": "chats"}
+            )
+        except RelayError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return data if isinstance(data, dict) else None
+
+    def health(self) -> HealthResult:
+        try:
+            pong = self._call("GET", "/api/v1/ping", timeout=self.health_timeout)
+            info = self._call("GET", "/api/v1/server/info", timeout=self.health_timeout)
+        except RelayError as exc:
+            return HealthResult(healthy=False, detail=exc.message, info={})
+        if pong != "pong":
+            return HealthResult(False, f"Unexpected ping answer: {pong!r:.100}", {})
+        if not isinstance(info, dict):
+            return HealthResult(False, "Server info is not an object", {})
+        if not info.get("helper_connected"):
+            return HealthResult(False, "Private API helper is not connected", info)
+        if info.get("detected_imessage") is None:
+            return HealthResult(False, "The Mac is not signed in to iMessage", info)
+        return HealthResult(True, f"Signed in as {info['detected_imessage']}", info)
+
+    def register_webhook(
+        self, url: str, events: list[str] | tuple[str, ...] = WEBHOOK_EVENTS
+    ) -> dict:
+        return self._call("POST", "/api/v1/webhook", json={"url": url, "events": list(events)})
+
+    def query_messages(self, after_ms: int, limit: int = 1000) -> list[dict]:
+        data = self._call(
+            "POST",
+            "/api/v1/message/query",
+            json={"after": after_ms, "sort": "ASC", "limit": limit, "with": ["chat", "handle"]},
+        )
+        if not isinstance(data, list):
+            raise RelayError(f"Message query answered {type(data).__name__}", permanent=False)
+        return data
+
+    # Transport
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        timeout: tuple[float, float] | None = None,
+        **kwargs,
+    ) -> Any:
+        """One request; returns the envelope's `data` or raises RelayError."""
+        url = self.server_url + path
+        try:
+            response = self.session.request(
+                method,
+                url,
+                params={"password": self.password, **(params or {})},
+                timeout=timeout or self.timeout,
+                **kwargs,
+            )
+        except requests.ConnectTimeout as exc:
+            raise RelayError(
+                f"Timed out connecting to the relay at {self.server_url}",
+                permanent=False,
+                reached=False,
+            ) from exc
+        except requests.ReadTimeout as exc:
+            raise RelayError(
+                f"The relay did not answer {method} {path} in time", permanent=False
+            ) from exc
+        except requests.ConnectionError as exc:
+            never_sent = _never_connected(exc)
+            where = "reach" if never_sent else "finish talking to"
+            raise RelayError(
+                f"Could not {where} the relay at {self.server_url}: {_root_cause(exc)}",
+                permanent=False,
+                reached=not never_sent,
+            ) from exc
+        except requests.RequestException as exc:
+            raise RelayError(f"Relay request failed: {exc}", permanent=False) from exc
+        return _unwrap(response)
+
+
+def _unwrap(response: requests.Response) -> Any:
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        # A proxy error page or a relay mid-restart; worth another try later.
+        snippet = response.text[:120].strip()
+        raise RelayError(
+            f"The relay answered HTTP {status} with a body that is not a relay envelope: "
+            f"{snippet!r}",
+            permanent=False,
+            status=status,
+        )
+    if 200 <= status < 300 and body.get("status", status) == 200 and "error" not in body:
+        return body.get("data")
+
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error_type = error.get("type")
+    detail = error.get("message") or body.get("message") or f"HTTP {status}"
+    summary = body.get("message")
+    message = f"{summary}: {detail}" if summary and summary != detail else str(detail)
+    if status in (401, 403):
+        message = f"The relay refused the password ({message})"
+    # 408 and 429 are worth retrying; the rest of 4xx means the request itself is wrong.
+    permanent = 400 <= status < 500 and status not in (408, 429)
+    raise RelayError(
+        message,
+        permanent=permanent,
+        status=status,
+        error_type=error_type,
+        data=body.get("data"),
+    )
+
+
+def _message_from(data: Any, *, chat_guid: str, temp_guid: str) -> RelayMessage:
+    if not isinstance(data, dict):
+        raise RelayError(
+            f"The relay accepted a send but returned {type(data).__name__}", permanent=False
+        )
+    chats = data.get("chats") or []
+    if chats and isinstance(chats[0], dict) and chats[0].get("guid"):
+        chat_guid = chats[0]["guid"]
+    return RelayMessage(
+        guid=data.get("guid"),
+        chat_guid=chat_guid,
+        temp_guid=data.get("tempGuid") or temp_guid,
+        raw=data,
+    )
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when the connection itself failed (refused, DNS), so nothing was sent.
+
+    A reset or an aborted response is different: the relay may have acted on it.
+    """
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, NewConnectionError)
+
+
+def _root_cause(exc: BaseException) -> str:
+    reason = exc.args[0] if exc.args else exc
+    if isinstance(reason, MaxRetryError) and reason.reason is not None:
+        reason = reason.reason
+    return str(reason)
+
+
+_clients: dict[tuple[str, str], RelayClient] = {}
+_clients_lock = threading.Lock()
+
+
+def get_client(line) -> RelayClient:
+    """The relay client for a line (anything with `server_url` and `relay_password`).
+
+    Clients are kept per (url, password) so their connection pools are reused; a
+    changed password simply makes a new client.
+    """
+    key = (line.server_url.rstrip("/"), line.relay_password)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = BlueBubblesClient(*key)
+        return client
+
+
+def clear_client_cache() -> None:
+    """Close and forget cached clients (tests, or after a line's relay moved)."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        if isinstance(client, BlueBubblesClient):
+            client.close()

@@ -1,0 +1,448 @@
+"""Writes for lines: create/update/delete, daily caps, gaps, round robin, health.
+
+Caps and gaps are enforced by conditional UPDATEs in the database, never by a
+read-then-write in Python, so they hold across threads, processes and machines.
+Every function that depends on the time takes `now`, so callers (and tests)
+control the clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlsplit
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator, validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from lines.models import Line, LineUsage
+from lines.relay import RelayError, get_client
+from lines.signals import line_saved
+from tuco.errors import NotFound, ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+# kind -> (counter column on LineUsage, limit column on Line)
+USAGE_KINDS = {
+    "availability_checks": ("availability_checks_count", "daily_availability_checks_limit"),
+    "total_messages": ("total_messages_count", "daily_total_messages_limit"),
+    "new_conversations": ("new_conversations_count", "daily_new_conversations_limit"),
+}
+
+EDITABLE_FIELDS = (
+    "phone",
+    "email",
+    "first_name",
+    "last_name",
+    "server_url",
+    "relay_password",
+    "is_active",
+    "provisioning_status",
+    "line_type",
+    "daily_new_conversations_limit",
+    "daily_total_messages_limit",
+    "daily_availability_checks_limit",
+    "device_gap_seconds",
+    "contact_gap_seconds",
+    "check_gap_seconds",
+)
+
+
+def utc_today(now: datetime | None = None) -> date:
+    """Usage days are UTC days: counters reset at 00:00 UTC."""
+    return (now or timezone.now()).astimezone(UTC).date()
+
+
+def next_utc_midnight(now: datetime | None = None) -> datetime:
+    day = utc_today(now)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+
+
+# Create, update, delete
+
+
+def _clean_server_url(value: str) -> str:
+    value = (value or "").strip().rstrip("/")
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except DjangoValidationError:
+        raise ValidationFailed(
+            "serverUrl: Enter a valid http(s) URL, e.g. https://mac.example.com:1234"
+        ) from None
+    parts = urlsplit(value)
+    if parts.query or parts.fragment:
+        raise ValidationFailed("serverUrl: The server URL must not carry a query or fragment")
+    return value
+
+
+def _clean_phone(value: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        number = phonenumbers.parse(value, None if value.startswith("+") else "US")
+    except phonenumbers.NumberParseException:
+        raise ValidationFailed(f"phone: {value!r} is not a valid phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationFailed(f"phone: {value!r} is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _clean_email(value: str) -> str:
+    value = (value or "").strip().lower()
+    if not value:
+        return ""
+    try:
+        validate_email(value)
+    except DjangoValidationError:
+        raise ValidationFailed(f"email: {value!r} is not a valid email address") from None
+    return value
+
+
+def _apply(line: Line, fields: dict) -> list[str]:
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not editable: {sorted(unknown)}")
+    changed = []
+    for name, value in fields.items():
+        if name == "server_url":
+            value = _clean_server_url(value)
+        elif name == "phone":
+            value = _clean_phone(value)
+        elif name == "email":
+            value = _clean_email(value)
+        elif isinstance(value, str):
+            value = value.strip()
+        if value is None:
+            raise ValidationFailed(f"{name}: may not be null")
+        setattr(line, name, value)
+        changed.append(name)
+    return changed
+
+
+def _send_line_saved(line: Line, created: bool) -> None:
+    transaction.on_commit(
+        lambda: line_saved.send(
+            sender=Line, line_id=line.pk, created=created, workspace_id=line.workspace_id
+        )
+    )
+
+
+@transaction.atomic
+def line_create(*, workspace, server_url: str, relay_password: str = "", **fields) -> Line:
+    """Create a line. The relay password is stored encrypted and never returned."""
+    line = Line(workspace=workspace)
+    _apply(line, {"server_url": server_url, "relay_password": relay_password or "", **fields})
+    line.save()
+    _send_line_saved(line, created=True)
+    return line
+
+
+@transaction.atomic
+def line_update(*, workspace, line_id: str, **fields) -> Line:
+    line = _locked_line(workspace=workspace, line_id=line_id)
+    changed = _apply(line, fields)
+    if changed:
+        line.save(update_fields=[*changed, "updated_at"])
+        _send_line_saved(line, created=False)
+    return line
+
+
+@transaction.atomic
+def line_delete(*, workspace, line_id: str) -> None:
+    line = _locked_line(workspace=workspace, line_id=line_id)
+    line.delete()
+
+
+def _locked_line(*, workspace, line_id: str) -> Line:
+    line = Line.objects.select_for_update().filter(workspace=workspace, pk=line_id).first()
+    if line is None:
+        raise NotFound("Line not found")
+    return line
+
+
+# Daily usage caps
+
+
+def _usage_columns(kind: str) -> tuple[str, str]:
+    try:
+        return USAGE_KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown usage kind {kind!r}") from None
+
+
+def usage_try_consume(
+    *, line: Line, kind: str, now: datetime | None = None, amount: int = 1
+) -> bool:
+    """Take `amount` from the line's cap for today; False (and nothing taken) when it
+    would go over.
+
+    `UPDATE ... SET n = n + amount WHERE n + amount <= limit` is atomic, so the cap
+    holds however many workers race for the last slot. The limit is read from the
+    line row in the same statement, so an edit to the limit applies at once.
+    """
+    counter, limit_column = _usage_columns(kind)
+    day = utc_today(now)
+    limit = Subquery(Line.objects.filter(pk=line.pk).values(limit_column)[:1])
+    for _attempt in range(2):
+        updated = LineUsage.objects.filter(
+            line_id=line.pk, date=day, **{f"{counter}__lte": limit - amount}
+        ).update(**{counter: F(counter) + amount})
+        if updated:
+            return True
+        if LineUsage.objects.filter(line_id=line.pk, date=day).exists():
+            return False
+        _usage_day_create(line_id=line.pk, day=day)
+    return False
+
+
+def _usage_day_create(*, line_id: str, day: date) -> None:
+    try:
+        with transaction.atomic():
+            LineUsage.objects.bulk_create(
+                [LineUsage(line_id=line_id, date=day)], ignore_conflicts=True
+            )
+    except IntegrityError:  # the line itself went away
+        pass
+
+
+def usage_release(*, line: Line, kind: str, now: datetime | None = None, amount: int = 1) -> None:
+    """Give back what `usage_try_consume` took, for a request that never reached the relay."""
+    counter, _ = _usage_columns(kind)
+    LineUsage.objects.filter(
+        line_id=line.pk, date=utc_today(now), **{f"{counter}__gte": amount}
+    ).update(**{counter: F(counter) - amount})
+
+
+def usage_for(*, line: Line, now: datetime | None = None) -> LineUsage:
+    """Today's counters (an unsaved zero row when nothing was used yet)."""
+    day = utc_today(now)
+    return LineUsage.objects.filter(line_id=line.pk, date=day).first() or LineUsage(
+        line_id=line.pk, date=day
+    )
+
+
+# Gaps
+
+
+def _claim_gap(*, line: Line, column: str, gap_seconds: int, now: datetime) -> bool:
+    """Move `column` to now when the gap since its last value has elapsed; True if we won."""
+    threshold = now - timedelta(seconds=gap_seconds)
+    claimed = (
+        Line.objects.filter(pk=line.pk)
+        .filter(Q(**{f"{column}__isnull": True}) | Q(**{f"{column}__lte": threshold}))
+        .update(**{column: now})
+    )
+    if claimed:
+        setattr(line, column, now)
+    return bool(claimed)
+
+
+def line_claim_check_slot(*, line: Line, now: datetime | None = None) -> bool:
+    """Claim the right to send the next availability check on this line now."""
+    return _claim_gap(
+        line=line,
+        column="last_check_at",
+        gap_seconds=line.check_gap_seconds,
+        now=now or timezone.now(),
+    )
+
+
+def line_claim_send_slot(*, line: Line, now: datetime | None = None) -> bool:
+    """Claim the device gap for a send on this line now."""
+    return _claim_gap(
+        line=line,
+        column="last_sent_at",
+        gap_seconds=line.device_gap_seconds,
+        now=now or timezone.now(),
+    )
+
+
+def _seconds_until(last: datetime | None, gap_seconds: int, now: datetime) -> float:
+    if last is None:
+        return 0.0
+    return max(0.0, (last + timedelta(seconds=gap_seconds) - now).total_seconds())
+
+
+# Round robin
+
+NO_ACTIVE_LINE = "no_active_line"
+ALL_DOWN = "all_down"
+QUOTA_EXHAUSTED = "quota_exhausted"
+WAIT = "wait"
+BUSY_RETRY_SECONDS = 0.02
+
+
+@dataclass
+class LinePick:
+    """A line holding one claimed check slot (gap claimed, quota taken), or why not."""
+
+    line: Line | None
+    reason: str | None = None
+    retry_after: float = 0.0
+
+
+def line_pick_for_check(
+    *, workspace, now: datetime | None = None, line_id: str | None = None
+) -> LinePick:
+    """Pick a line for one availability check, round robin, and claim its slot.
+
+    Candidates: the workspace's active lines that are not down, still have checks
+    left today and whose gap has elapsed, least recently used first. A candidate is
+    claimed by locking its row with SKIP LOCKED (so concurrent workers spread over
+    the lines instead of queueing on one row) while re-checking its gap, taking its
+    quota with a conditional update and restarting its gap, in one short
+    transaction. With no line: NO_ACTIVE_LINE, ALL_DOWN, QUOTA_EXHAUSTED, or WAIT
+    with the seconds until the soonest gap ends.
+    """
+    now = now or timezone.now()
+    lines = Line.objects.filter(workspace=workspace, is_active=True)
+    if line_id is not None:
+        lines = lines.filter(pk=line_id)
+    lines = list(
+        lines.annotate(checks_today=_checks_today(now)).order_by(
+            F("last_check_at").asc(nulls_first=True), "created_at"
+        )
+    )
+    for line in lines:
+        if (
+            line.health_status == Line.Health.DOWN
+            or line.checks_today >= line.daily_availability_checks_limit
+            or (
+                line.check_gap_seconds
+                and _seconds_until(line.last_check_at, line.check_gap_seconds, now) > 0
+            )
+        ):
+            continue
+        candidate = Line.objects.select_for_update(skip_locked=True).filter(
+            pk=line.pk, is_active=True
+        )
+        if line.check_gap_seconds:
+            # Re-checked under the lock: another worker may have just used the gap.
+            threshold = now - timedelta(seconds=line.check_gap_seconds)
+            candidate = candidate.filter(
+                Q(last_check_at__isnull=True) | Q(last_check_at__lte=threshold)
+            )
+        with transaction.atomic():
+            locked = (
+                candidate.exclude(health_status=Line.Health.DOWN)
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if locked is None:
+                continue  # another worker holds it, or has just used its gap
+            if not usage_try_consume(line=line, kind="availability_checks", now=now):
+                continue
+            Line.objects.filter(pk=line.pk).update(last_check_at=now)
+            line.last_check_at = now
+            return LinePick(line)
+    return _why_no_line(lines, now)
+
+
+def _checks_today(now: datetime):
+    used = LineUsage.objects.filter(line=OuterRef("pk"), date=utc_today(now)).values(
+        "availability_checks_count"
+    )[:1]
+    return Coalesce(Subquery(used), Value(0))
+
+
+def _why_no_line(lines: list[Line], now: datetime) -> LinePick:
+    if not lines:
+        return LinePick(None, NO_ACTIVE_LINE)
+    up = [line for line in lines if line.health_status != Line.Health.DOWN]
+    if not up:
+        return LinePick(None, ALL_DOWN)
+    with_quota = [line for line in up if line.checks_today < line.daily_availability_checks_limit]
+    if not with_quota:
+        return LinePick(None, QUOTA_EXHAUSTED, retry_after=3600)
+    wait = min(
+        _seconds_until(line.last_check_at, line.check_gap_seconds, now) for line in with_quota
+    )
+    # Zero: a line is free but another worker holds its row for a moment.
+    return LinePick(None, WAIT, retry_after=max(wait, BUSY_RETRY_SECONDS))
+
+
+# Health
+
+
+def _down_after() -> int:
+    return max(1, int(getattr(settings, "LINE_DOWN_AFTER_FAILURES", 2)))
+
+
+def line_record_success(*, line: Line, now: datetime | None = None, detail: str = "") -> None:
+    """The relay answered: the line is healthy again. Writes only on a change."""
+    if line.health_status == Line.Health.HEALTHY and not line.health_consecutive_failures:
+        return
+    now = now or timezone.now()
+    Line.objects.filter(pk=line.pk).update(
+        health_status=Line.Health.HEALTHY,
+        health_consecutive_failures=0,
+        health_checked_at=now,
+        health_detail=detail[:500],
+    )
+    line.health_status = Line.Health.HEALTHY
+    line.health_consecutive_failures = 0
+    line.health_checked_at = now
+
+
+def line_record_failure(*, line: Line, detail: str, now: datetime | None = None) -> None:
+    """One more consecutive failure; the line goes down after LINE_DOWN_AFTER_FAILURES."""
+    now = now or timezone.now()
+    threshold = _down_after()
+    Line.objects.filter(pk=line.pk).update(
+        health_consecutive_failures=F("health_consecutive_failures") + 1,
+        health_checked_at=now,
+        health_detail=detail[:500],
+    )
+    # The status follows the counter in a second conditional update so concurrent
+    # failures cannot leave a line "healthy" with a counter above the threshold.
+    Line.objects.filter(pk=line.pk, health_consecutive_failures__gte=threshold).update(
+        health_status=Line.Health.DOWN
+    )
+    line.refresh_from_db(
+        fields=["health_status", "health_consecutive_failures", "health_checked_at"]
+    )
+
+
+def relay_failure_is_line_fault(exc: RelayError) -> bool:
+    """Does this failure say something about the line (vs. one address)?
+
+    An `iMessage Error` for one address is the relay answering normally about a
+    number it cannot resolve; the helper being disconnected is the line's fault.
+    """
+    if exc.error_type == "iMessage Error" and "helper" not in exc.message.lower():
+        return False
+    return exc.status != 400
+
+
+def line_health_check(*, line: Line, now: datetime | None = None) -> Line:
+    """Ping the relay and read its server info; record healthy or one more failure."""
+    result = get_client(line).health()
+    now = now or timezone.now()
+    if result.healthy:
+        Line.objects.filter(pk=line.pk).update(
+            health_status=Line.Health.HEALTHY,
+            health_consecutive_failures=0,
+            health_checked_at=now,
+            health_detail=result.detail[:500],
+        )
+        line.refresh_from_db(
+            fields=[
+                "health_status",
+                "health_consecutive_failures",
+                "health_checked_at",
+                "health_detail",
+            ]
+        )
+    else:
+        logger.warning("Line %s failed its health check: %s", line.pk, result.detail)
+        line_record_failure(line=line, detail=result.detail, now=now)
+        line.refresh_from_db(fields=["health_detail"])
+    return line

@@ -1,0 +1,109 @@
+"""Lines pages: usage against the daily caps, health, add / edit / delete."""
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from lines import selectors, services
+from lines.forms import LineForm, add_service_error
+from lines.models import Line
+from tuco.errors import NotFound, ServiceError
+from tuco.views import workspace_required
+
+USAGE_BARS = (
+    ("New conversations", "new_conversations_count", "daily_new_conversations_limit"),
+    ("Messages", "total_messages_count", "daily_total_messages_limit"),
+    ("Availability checks", "availability_checks_count", "daily_availability_checks_limit"),
+)
+
+
+def _with_usage(line: Line) -> Line:
+    usage = selectors.line_today_usage(line)
+    line.usage_bars = []
+    for label, counter, limit in USAGE_BARS:
+        used, cap = getattr(usage, counter), getattr(line, limit)
+        line.usage_bars.append(
+            {"label": label, "used": used, "limit": cap, "full": cap == 0 or used >= cap}
+        )
+    return line
+
+
+def _line(request, line_id) -> Line:
+    try:
+        return selectors.line_get(workspace=request.workspace, line_id=line_id)
+    except NotFound:
+        raise Http404("Line not found") from None
+
+
+@require_GET
+@workspace_required
+def line_list(request):
+    lines = [_with_usage(line) for line in selectors.line_list(workspace=request.workspace)]
+    return render(request, "lines/list.html", {"section": "lines", "lines": lines})
+
+
+@require_POST
+@workspace_required
+def line_check(request, line_id):
+    """Check the line's relay now and answer with its row."""
+    line = _line(request, line_id)
+    services.line_health_check(line=line)
+    line = _with_usage(_line(request, line_id))
+    return render(request, "lines/_row.html", {"line": line})
+
+
+def _form_page(request, form, line=None):
+    status = 400 if form.is_bound and form.errors else 200
+    context = {"section": "lines", "form": form, "line": line}
+    return render(request, "lines/form.html", context, status=status)
+
+
+@workspace_required(manage=True)
+def line_create(request):
+    form = LineForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        fields = form.service_fields()
+        try:
+            line = services.line_create(
+                workspace=request.workspace,
+                server_url=fields.pop("server_url"),
+                relay_password=fields.pop("relay_password", ""),
+                **fields,
+            )
+        except ServiceError as exc:
+            add_service_error(form, exc, LineForm.SERVICE_FIELDS)
+        else:
+            messages.success(request, f"Line {line.display_name} added.")
+            return redirect("lines:index")
+    return _form_page(request, form)
+
+
+@workspace_required(manage=True)
+def line_edit(request, line_id):
+    line = _line(request, line_id)
+    form = LineForm(request.POST or None, line=line)
+    if request.method == "POST" and form.is_valid():
+        try:
+            line = services.line_update(
+                workspace=request.workspace, line_id=line.pk, **form.service_fields()
+            )
+        except ServiceError as exc:
+            add_service_error(form, exc, LineForm.SERVICE_FIELDS)
+        else:
+            messages.success(request, f"Line {line.display_name} saved.")
+            return redirect("lines:index")
+    return _form_page(request, form, line)
+
+
+@workspace_required(manage=True)
+def line_delete(request, line_id):
+    line = _line(request, line_id)
+    if request.method == "POST":
+        try:
+            services.line_delete(workspace=request.workspace, line_id=line.pk)
+        except NotFound:
+            raise Http404("Line not found") from None
+        messages.success(request, f"Line {line.display_name} deleted.")
+        return redirect("lines:index")
+    return render(request, "lines/delete.html", {"section": "lines", "line": line})

@@ -1,0 +1,246 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from messaging import selectors, services
+from messaging.models import Message
+from tuco.api.fields import iso_utc
+from tuco.api.views import WorkspaceAPIView
+from tuco.errors import ValidationFailed
+
+MAX_PAGE_SIZE = 200
+
+
+class MessageSettingsOutput(serializers.Serializer):
+    timezone = serializers.CharField(allow_null=True)
+    sendWindowStart = serializers.CharField(allow_null=True)  # noqa: N815
+    sendWindowEnd = serializers.CharField(allow_null=True)  # noqa: N815
+    allowedDaysOfWeek = serializers.ListField(child=serializers.IntegerField())  # noqa: N815
+
+
+class MessageOutput(serializers.Serializer):
+    """The message object of API.md (plus subject, cancelReason and attempts)."""
+
+    _id = serializers.CharField()
+    message = serializers.CharField()
+    messageType = serializers.CharField()  # noqa: N815
+    status = serializers.CharField()
+    fromLineId = serializers.CharField(allow_null=True)  # noqa: N815
+    recipientPhone = serializers.CharField(allow_null=True)  # noqa: N815
+    recipientEmail = serializers.CharField(allow_null=True)  # noqa: N815
+    recipientName = serializers.CharField(allow_null=True)  # noqa: N815
+    leadId = serializers.CharField(allow_null=True)  # noqa: N815
+    workspaceId = serializers.CharField()  # noqa: N815
+    campaignId = serializers.CharField(allow_null=True)  # noqa: N815
+    stepIndex = serializers.IntegerField(allow_null=True)  # noqa: N815
+    batchId = serializers.CharField(allow_null=True)  # noqa: N815
+    scheduledDate = serializers.CharField(allow_null=True)  # noqa: N815
+    settings = MessageSettingsOutput()
+    sentAt = serializers.CharField(allow_null=True)  # noqa: N815
+    deliveredAt = serializers.CharField(allow_null=True)  # noqa: N815
+    readAt = serializers.CharField(allow_null=True)  # noqa: N815
+    externalMessageId = serializers.CharField(allow_null=True)  # noqa: N815
+    errorMessage = serializers.CharField(allow_null=True)  # noqa: N815
+    checkedAddresses = serializers.ListField(child=serializers.CharField())  # noqa: N815
+    sendFallbackSmsOnFailed = serializers.BooleanField()  # noqa: N815
+    attachmentUrls = serializers.ListField(child=serializers.CharField())  # noqa: N815
+    subject = serializers.CharField(allow_null=True)
+    cancelReason = serializers.CharField(allow_null=True)  # noqa: N815
+    attempts = serializers.IntegerField()
+    createdAt = serializers.CharField()  # noqa: N815
+    updatedAt = serializers.CharField()  # noqa: N815
+
+
+def message_body(message: Message) -> dict:
+    """The API's message object. Built by hand: it is on every hot path."""
+    return {
+        "_id": message.pk,
+        "message": message.body,
+        "messageType": message.message_type,
+        "status": message.status,
+        "fromLineId": message.line_id,
+        "recipientPhone": message.recipient_phone or None,
+        "recipientEmail": message.recipient_email or None,
+        "recipientName": message.recipient_name or None,
+        "leadId": message.lead_id,
+        "workspaceId": message.workspace_id,
+        "campaignId": message.campaign_id or None,
+        "stepIndex": message.step_index,
+        "batchId": message.batch_id or None,
+        "scheduledDate": iso_utc(message.scheduled_date),
+        "settings": {
+            "timezone": message.timezone or None,
+            "sendWindowStart": message.send_window_start or None,
+            "sendWindowEnd": message.send_window_end or None,
+            "allowedDaysOfWeek": list(message.allowed_days or []),
+        },
+        "sentAt": iso_utc(message.sent_at),
+        "deliveredAt": iso_utc(message.delivered_at),
+        "readAt": iso_utc(message.read_at),
+        "externalMessageId": message.external_message_id or None,
+        "errorMessage": message.error_message or None,
+        "checkedAddresses": [
+            item["address"] if isinstance(item, dict) else str(item)
+            for item in message.checked_addresses or []
+        ],
+        "sendFallbackSmsOnFailed": message.send_fallback_sms_on_failed,
+        "attachmentUrls": list(message.attachment_urls or []),
+        "subject": message.subject or None,
+        "cancelReason": message.cancel_reason or None,
+        "attempts": message.attempts,
+        "createdAt": iso_utc(message.created_at),
+        "updatedAt": iso_utc(message.updated_at),
+    }
+
+
+class SendInput(serializers.Serializer):
+    """Documentation of the body; the checks with their exact error texts live in
+    messaging.services.message_submit."""
+
+    message = serializers.CharField(required=False, allow_blank=True)
+    attachmentUrls = serializers.ListField(child=serializers.CharField(), required=False)  # noqa: N815
+    recipientPhone = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    recipientEmail = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    recipientName = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    leadId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    messageType = serializers.CharField(required=False, default="imessage")  # noqa: N815
+    fromLineId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    altPhone1 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    altPhone2 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    altPhone3 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    altEmail1 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    altEmail2 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    altEmail3 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    scheduledDate = serializers.DateTimeField(required=False)  # noqa: N815
+    timezone = serializers.CharField(required=False, allow_blank=True)
+    sendWindowStart = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    sendWindowEnd = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    allowedDaysOfWeek = serializers.ListField(child=serializers.IntegerField(), required=False)  # noqa: N815
+    sendFallbackSmsOnFailed = serializers.BooleanField(required=False)  # noqa: N815
+    batchId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+    subject = serializers.CharField(required=False, allow_blank=True)
+
+
+class SendOutput(serializers.Serializer):
+    success = serializers.BooleanField()
+    status = serializers.CharField()
+    message = MessageOutput()
+    leadId = serializers.CharField()  # noqa: N815
+
+
+class PaginationOutput(serializers.Serializer):
+    page = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    totalCount = serializers.IntegerField()  # noqa: N815
+    totalPages = serializers.IntegerField()  # noqa: N815
+
+
+class MessageListOutput(serializers.Serializer):
+    messages = MessageOutput(many=True)
+    pagination = PaginationOutput()
+
+
+def _positive_int(value, name: str, default: int, maximum: int | None = None) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationFailed(f"{name}: must be a positive whole number") from None
+    if number < 1:
+        raise ValidationFailed(f"{name}: must be a positive whole number")
+    return min(number, maximum) if maximum else number
+
+
+class MessagesApi(WorkspaceAPIView):
+    """`/api/messages`: send one message (POST), list messages (GET)."""
+
+    idempotent_post = True
+
+    def get_rate_limit_group(self, request) -> str:
+        return "send" if request.method == "POST" else "default"
+
+    @extend_schema(
+        request=SendInput,
+        responses={201: SendOutput},
+        summary="Send an iMessage, SMS or email (queued; the worker sends it)",
+    )
+    def post(self, request):
+        if not isinstance(request.data, dict):
+            raise ValidationFailed("The body must be a JSON object")
+        message, lead_id = services.message_submit(workspace=self.workspace, data=request.data)
+        return Response(
+            {
+                "success": True,
+                "status": message.status,
+                "message": message_body(message),
+                "leadId": lead_id,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(name, str, required=False)
+            for name in ("status", "leadId", "fromLineId", "campaignId", "batchId")
+        ]
+        + [OpenApiParameter("page", int, required=False), OpenApiParameter("limit", int)],
+        responses=MessageListOutput,
+        summary="List messages, newest first",
+    )
+    def get(self, request):
+        params = request.query_params
+        page = _positive_int(params.get("page"), "page", 1)
+        limit = _positive_int(params.get("limit"), "limit", 50, MAX_PAGE_SIZE)
+        rows = selectors.message_list(workspace=self.workspace, filters=params)
+        total = rows.count()
+        items = rows[(page - 1) * limit : page * limit]
+        return Response(
+            {
+                "messages": [message_body(m) for m in items],
+                "pagination": {
+                    "page": page,
+                    "limit": limit,
+                    "totalCount": total,
+                    "totalPages": (total + limit - 1) // limit,
+                },
+            }
+        )
+
+
+class MessageDetailApi(WorkspaceAPIView):
+    @extend_schema(responses=MessageOutput, summary="One message")
+    def get(self, request, message_id):
+        message = selectors.message_get(workspace=self.workspace, message_id=message_id)
+        return Response(message_body(message))
+
+
+class CancelForLeadApi(WorkspaceAPIView):
+    class InputSerializer(serializers.Serializer):
+        leadId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+        recipientPhone = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+        recipientEmail = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+
+    class OutputSerializer(serializers.Serializer):
+        success = serializers.BooleanField()
+        cancelledCount = serializers.IntegerField()  # noqa: N815
+        leadId = serializers.CharField(allow_null=True)  # noqa: N815
+        messageIds = serializers.ListField(child=serializers.CharField())  # noqa: N815
+
+    @extend_schema(
+        request=InputSerializer,
+        responses=OutputSerializer,
+        summary="Cancel a lead's pending and scheduled messages",
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ids, lead_id = services.message_cancel_for_lead(
+            workspace=self.workspace,
+            lead_id=data.validated_data.get("leadId") or None,
+            phone=data.validated_data.get("recipientPhone") or "",
+            email=data.validated_data.get("recipientEmail") or "",
+        )
+        return Response(
+            {"success": True, "cancelledCount": len(ids), "leadId": lead_id, "messageIds": ids}
+        )

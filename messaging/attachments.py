@@ -1,0 +1,104 @@
+"""Attachments given as public URLs: validated at submit time, fetched at send time.
+
+Only http(s) URLs whose file name ends in an allowed extension are accepted. The
+fetch refuses private, loopback, link-local and other non-public targets (the
+URL comes from an API caller; without this it could reach our own network)
+unless `MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS` is set, follows no redirects,
+and stops reading past MAX_ATTACHMENT_BYTES.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import requests
+from django.conf import settings
+
+MAX_ATTACHMENTS = 2
+MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
+ALLOWED_EXTENSIONS = frozenset(
+    {"png", "jpg", "jpeg", "gif", "webp", "heic", "mp4", "mov", "caf", "pdf"}
+)
+FETCH_TIMEOUT = (5, 30)
+
+
+class AttachmentError(Exception):
+    def __init__(self, message: str, *, permanent: bool = True):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+
+
+def filename_of(url: str) -> str:
+    return os.path.basename(unquote(urlsplit(url).path)) or "attachment"
+
+
+def validate_url(url) -> str:
+    """The URL, stripped, or ValueError with a message fit for the API."""
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("attachmentUrls: each item must be a URL")
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"attachmentUrls: {url!r} is not an http(s) URL")
+    extension = filename_of(url).rpartition(".")[2].lower()
+    if extension not in ALLOWED_EXTENSIONS:
+        allowed = ", ".join(sorted(ALLOWED_EXTENSIONS))
+        raise ValueError(f"attachmentUrls: {url!r} is not a supported file type ({allowed})")
+    return url
+
+
+def _allow_private() -> bool:
+    return bool(getattr(settings, "MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS", False))
+
+
+def _check_public(host: str, port: int) -> None:
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise AttachmentError(f"Cannot resolve {host}", permanent=False) from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise AttachmentError(f"Attachment host {host} is not a public address")
+
+
+def fetch(url: str) -> Attachment:
+    """Download one attachment. Raises AttachmentError (permanent unless the failure
+    is the network's). Blocking network I/O: not inside a transaction."""
+    url = validate_url(url)
+    parts = urlsplit(url)
+    if not _allow_private():
+        _check_public(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    try:
+        with requests.get(url, stream=True, timeout=FETCH_TIMEOUT, allow_redirects=False) as r:
+            if r.is_redirect:
+                raise AttachmentError(f"Attachment URL {url} redirects; give the final URL")
+            if r.status_code >= 500 or r.status_code in (408, 429):
+                raise AttachmentError(
+                    f"Attachment URL answered HTTP {r.status_code}", permanent=False
+                )
+            if r.status_code != 200:
+                raise AttachmentError(f"Attachment URL answered HTTP {r.status_code}")
+            declared = r.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > MAX_ATTACHMENT_BYTES:
+                raise AttachmentError("Attachment is larger than 25 MB")
+            chunks, size = [], 0
+            for chunk in r.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > MAX_ATTACHMENT_BYTES:
+                    raise AttachmentError("Attachment is larger than 25 MB")
+                chunks.append(chunk)
+    except requests.RequestException as exc:
+        raise AttachmentError(f"Could not download {url}: {exc}", permanent=False) from exc
+    return Attachment(filename=filename_of(url), content=b"".join(chunks))

@@ -1,0 +1,226 @@
+"""Signing and sending webhook requests, refusing targets inside our own network.
+
+Signatures (the Standard Webhooks scheme, plus a plain body signature):
+- `webhook-signature: v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`
+- `X-Tuco-Signature: <hex HMAC-SHA256 of the body>`
+Both use the same key: the endpoint secret is `whsec_<base64>`, and the HMAC key is
+the base64-decoded part, as Standard Webhooks libraries expect.
+
+SSRF: a URL whose host resolves to a private, loopback, link-local, multicast or
+reserved address is refused when the endpoint is saved, and again when each
+request connects: the peer address of the actual socket is checked, so a DNS answer
+that changes between the two checks (rebinding) cannot reach an internal host.
+`WEBHOOKS_ALLOW_PRIVATE_TARGETS` turns both checks off (local development, tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from messaging.models.webhooks import SECRET_PREFIX
+from tuco.errors import ValidationFailed
+
+TIMEOUT_SECONDS = 10
+RESPONSE_EXCERPT = 500
+USER_AGENT = "Tuco-Webhooks/1.0"
+
+
+class BlockedTarget(Exception):
+    """The target resolves to an address webhooks may not reach."""
+
+
+def private_targets_allowed() -> bool:
+    return bool(getattr(settings, "WEBHOOKS_ALLOW_PRIVATE_TARGETS", False))
+
+
+def is_public_ip(value: str) -> bool:
+    ip = ipaddress.ip_address(value.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise BlockedTarget(f"The host {host!r} cannot be resolved") from exc
+    return sorted({info[4][0] for info in infos})
+
+
+def target_check(url: str) -> None:
+    """Validate a webhook URL for saving: http(s), a host, and a public address."""
+    if not isinstance(url, str):
+        raise ValidationFailed("url: Enter a valid URL")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed("url: Enter a valid http(s) URL")
+    if parts.username or parts.password:
+        raise ValidationFailed("url: Credentials in the URL are not allowed")
+    if private_targets_allowed():
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValidationFailed("url: Enter a valid port") from None
+    try:
+        addresses = _resolve(parts.hostname, port)
+    except BlockedTarget as exc:
+        raise ValidationFailed(f"url: {exc}") from None
+    blocked = [a for a in addresses if not is_public_ip(a)]
+    if blocked:
+        raise ValidationFailed(
+            f"url: {parts.hostname} resolves to a private, loopback or link-local "
+            f"address ({blocked[0]}); webhooks can only reach public addresses",
+            code="WEBHOOK_TARGET_NOT_ALLOWED",
+        )
+
+
+def _check_peer(sock) -> None:
+    if private_targets_allowed():
+        return
+    peer = sock.getpeername()[0]
+    if not is_public_ip(peer):
+        sock.close()
+        raise BlockedTarget(f"Refused to deliver to the non-public address {peer}")
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _check_peer(sock)
+        return sock
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _check_peer(sock)
+        return sock
+
+
+class _GuardedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _GuardedHTTPConnectionPool,
+            "https": _GuardedHTTPSConnectionPool,
+        }
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    # An environment proxy would make the proxy the peer and hide the real target.
+    session.trust_env = False
+    adapter = _GuardedAdapter(max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+# Signing
+
+
+def _key(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def sign(*, secret: str, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    key = _key(secret)
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    v1 = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": f"v1,{v1}",
+        "X-Tuco-Signature": hmac.new(key, body, hashlib.sha256).hexdigest(),
+    }
+
+
+def encode_body(payload: dict) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None
+    error: str
+    response_body: str
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
+
+
+def post_signed(
+    *, url: str, secret: str, webhook_id: str, event: str, payload: dict, now: float | None = None
+) -> Outcome:
+    """One signed POST. Never raises for network trouble: the outcome says what happened.
+
+    Makes a network call: not to be used while holding a database transaction open.
+    """
+    body = encode_body(payload)
+    timestamp = int(now if now is not None else time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Tuco-Event": event,
+        **sign(secret=secret, webhook_id=webhook_id, timestamp=timestamp, body=body),
+    }
+    started = time.monotonic()
+    status, error, excerpt = None, "", ""
+    try:
+        with _session() as session:
+            response = session.post(
+                url, data=body, headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False
+            )
+            status = response.status_code
+            excerpt = response.text[:RESPONSE_EXCERPT]
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+    except requests.ConnectionError as exc:
+        cause = exc
+        while cause is not None and not isinstance(cause, BlockedTarget):
+            cause = cause.__cause__ or cause.__context__
+        error = str(cause) if cause is not None else f"Connection failed: {_root(exc)}"
+    except requests.Timeout:
+        error = f"No answer within {TIMEOUT_SECONDS} s"
+    except BlockedTarget as exc:
+        error = str(exc)
+    except requests.RequestException as exc:
+        error = f"Request failed: {exc}"
+    duration = int((time.monotonic() - started) * 1000)
+    return Outcome(status_code=status, error=error, response_body=excerpt, duration_ms=duration)
+
+
+def _root(exc: BaseException) -> str:
+    reason = exc.args[0] if exc.args else exc
+    inner = getattr(reason, "reason", None)
+    return str(inner or reason)

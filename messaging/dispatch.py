@@ -1,0 +1,419 @@
+"""The dispatcher: claims due outbox rows and applies the pre-send checks.
+
+One short transaction claims a batch with `SELECT ... FOR UPDATE SKIP LOCKED`
+(concurrent dispatchers take disjoint rows), decides each row, and commits:
+
+- do-not-contact or opted out -> `cancelled` (reason recorded);
+- outside the send window / on a day not allowed -> `scheduled` at the next
+  allowed instant (messaging.schedule);
+- the same rendered text to the same recipient less than DUPLICATE_WINDOW ago
+  -> `cancelled` ("duplicate"): the later of two identical sends is dropped;
+- contact gap: two sends to one recipient address (per workspace) are at least
+  the sending line's `contact_gap_seconds` apart; the earlier send's dispatch
+  time counts. Otherwise `scheduled` for when the gap ends;
+- a line (iMessage): the pinned line (`fromLineId` / a campaign's choice), else
+  the line the lead's conversation already uses, else round robin over active,
+  not-down lines, least recently used first. The line's daily total-messages
+  cap and, for a recipient it has no chat with yet, its new-conversations cap
+  are taken (conditional UPDATEs in lines.services), then its device gap is
+  claimed. No line can take it -> `scheduled` for the soonest gap end, or the
+  next UTC midnight when every cap is spent.
+
+Rows that pass become `sending` and their ids go to the send task after commit.
+None of the waits is an error. The recipient rows (RecipientGate) are locked in
+address order, so two dispatchers never deadlock on them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from lines import services as line_services
+from lines.models import Line
+from messaging import schedule, templating
+from messaging.models import Conversation, DoNotContact, Message, RecipientGate
+from messaging.services import status_changed_on_commit
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+DUPLICATE_WINDOW = timedelta(seconds=60)
+# How long to wait before looking again when no line exists or the pinned one is down.
+NO_LINE_RETRY = timedelta(minutes=1)
+
+
+@dataclass
+class DispatchResult:
+    sending: list[str] = field(default_factory=list)
+    waiting: dict[str, datetime] = field(default_factory=dict)
+    cancelled: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def claimed(self) -> int:
+        return len(self.sending) + len(self.waiting) + len(self.cancelled)
+
+
+@dataclass
+class _Decision:
+    action: str  # send | wait | cancel
+    line: Line | None = None
+    until: datetime | None = None
+    reason: str = ""
+    new_conversation: bool = False
+    usage_taken: bool = False
+
+
+def recipient_key(message: Message) -> str:
+    """The address a message is addressed to, for the contact gap and duplicates."""
+    if message.message_type == Message.Type.EMAIL:
+        return message.recipient_email or (message.lead.email if message.lead else "")
+    return (
+        message.recipient_phone
+        or message.recipient_email
+        or (message.lead.phone or message.lead.email if message.lead else "")
+    )
+
+
+def render_for(message: Message, line: Line | None) -> str:
+    values = templating.context_for(
+        lead=message.lead, line=line, recipient_name=message.recipient_name
+    )
+    return templating.render(message.body, values)
+
+
+def dispatch_due(
+    *, now: datetime | None = None, limit: int = BATCH_SIZE, message_ids=None
+) -> DispatchResult:
+    """Claim up to `limit` due rows (or just `message_ids`, when due) and decide them."""
+    now = now or timezone.now()
+    result = DispatchResult()
+    with transaction.atomic():
+        rows = Message.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+            status__in=Message.WAITING, due_at__lte=now
+        )
+        if message_ids is not None:
+            rows = rows.filter(pk__in=list(message_ids))
+        rows = list(rows.select_related("workspace", "lead", "line").order_by("due_at")[:limit])
+        if not rows:
+            return result
+        batch = _Batch(now)
+        batch.prepare(rows)
+        for message in sorted(rows, key=lambda m: (m.workspace_id, recipient_key(m), m.due_at)):
+            decision = batch.decide(message)
+            _apply(message, decision, now, result)
+        batch.save(rows, result)
+        if result.sending:
+            sending = list(result.sending)
+            transaction.on_commit(lambda: _queue_sends(sending))
+    return result
+
+
+def _queue_sends(message_ids: list[str]) -> None:
+    from messaging.tasks import send_message
+
+    for message_id in message_ids:
+        send_message.delay(message_id)
+
+
+def _apply(message: Message, decision: _Decision, now: datetime, result: DispatchResult) -> None:
+    """Set the decision on the row in memory; _Batch.save writes the batch at once."""
+    message.updated_at = now
+    if decision.action == "send":
+        message.status = Message.Status.SENDING
+        message.line = decision.line
+        message.sending_started_at = now
+        message.usage_taken_at = now if decision.usage_taken else None
+        message.is_new_conversation = decision.new_conversation
+        message.send_claimed_at = None
+        message.channel_called_at = None
+        result.sending.append(message.pk)
+    elif decision.action == "wait":
+        message.status = Message.Status.SCHEDULED
+        message.due_at = decision.until
+        message.scheduled_date = decision.until
+        result.waiting[message.pk] = decision.until
+    else:
+        message.status = Message.Status.CANCELLED
+        message.cancel_reason = decision.reason[:200]
+        status_changed_on_commit(
+            message_id=message.pk, status=Message.Status.CANCELLED, campaign_id=message.campaign_id
+        )
+        result.cancelled[message.pk] = decision.reason
+
+
+SENDING_FIELDS = [
+    "status", "line", "rendered_body", "sending_started_at", "usage_taken_at",
+    "is_new_conversation", "send_claimed_at", "channel_called_at", "updated_at",
+]  # fmt: skip
+WAITING_FIELDS = ["status", "due_at", "scheduled_date", "updated_at"]
+CANCELLED_FIELDS = ["status", "cancel_reason", "updated_at"]
+RECENT_STATUSES = ("sending", "sent", "delivered", "read")
+
+
+def duplicate_key(workspace_id, message_type, phone, email, body) -> tuple:
+    """Two sends are the same when type, recipient and rendered text are."""
+    if message_type == Message.Type.EMAIL:
+        return (workspace_id, message_type, "", email, body)
+    return (workspace_id, message_type, phone, "" if phone else email, body)
+
+
+class _Batch:
+    """One claimed batch: what it needs is read with a few queries up front
+    (prepare), each row is decided in memory plus the conditional cap / gap
+    updates, and the rows are written back together (save)."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+        self._lines: dict[str, list[Line]] = {}
+        self._gates: dict[tuple[str, str], RecipientGate] = {}
+        self._touched: dict[int, RecipientGate] = {}
+        self._blocked: set[tuple[str, str]] = set()
+        self._recent: set[tuple] = set()
+        self._lead_line: dict[tuple[str, str], Line] = {}
+        self._address_line: dict[tuple[str, str], Line] = {}
+        self._chats: set[tuple] = set()
+
+    def prepare(self, rows: list[Message]) -> None:
+        by_workspace: dict[str, list[Message]] = {}
+        for message in rows:
+            by_workspace.setdefault(message.workspace_id, []).append(message)
+        for workspace_id, messages in by_workspace.items():
+            self._prepare_workspace(workspace_id, messages)
+
+    def _prepare_workspace(self, workspace_id: str, messages: list[Message]) -> None:
+        addresses = sorted({a for a in map(recipient_key, messages) if a})
+        phones = sorted({m.recipient_phone for m in messages if m.recipient_phone})
+        emails = sorted({m.recipient_email for m in messages if m.recipient_email})
+        lead_ids = sorted({m.lead_id for m in messages if m.lead_id})
+
+        self._blocked.update(
+            (workspace_id, value)
+            for value in DoNotContact.objects.filter(
+                workspace_id=workspace_id, value__in=phones + emails
+            ).values_list("value", flat=True)
+        )
+
+        # One gate row per recipient, created if missing and locked in address order
+        # (the same order in every dispatcher, so two of them cannot deadlock).
+        if addresses:
+            RecipientGate.objects.bulk_create(
+                [RecipientGate(workspace_id=workspace_id, address=a) for a in addresses],
+                ignore_conflicts=True,
+            )
+            for gate in (
+                RecipientGate.objects.select_for_update(of=("self",))
+                .select_related("last_line")
+                .filter(workspace_id=workspace_id, address__in=addresses)
+                .order_by("address")
+            ):
+                self._gates[(workspace_id, gate.address)] = gate
+
+        if phones or emails:
+            recent = Message.objects.filter(
+                Q(recipient_phone__in=phones) | Q(recipient_email__in=emails),
+                workspace_id=workspace_id,
+                status__in=RECENT_STATUSES,
+                sending_started_at__gte=self.now - DUPLICATE_WINDOW,
+            ).values_list("message_type", "recipient_phone", "recipient_email", "rendered_body")
+            self._recent.update(duplicate_key(workspace_id, *row) for row in recent)
+
+        if lead_ids or addresses:
+            conversations = (
+                Conversation.objects.filter(workspace_id=workspace_id, line__isnull=False)
+                .filter(Q(lead_id__in=lead_ids) | Q(address__in=addresses))
+                .select_related("line")
+                .order_by("created_at")
+            )
+            for conversation in conversations:
+                line = conversation.line
+                if conversation.lead_id:
+                    self._lead_line.setdefault((workspace_id, conversation.lead_id), line)
+                    self._chats.add((line.pk, "lead", conversation.lead_id))
+                self._address_line.setdefault((workspace_id, conversation.address), line)
+                self._chats.add((line.pk, "address", conversation.address))
+
+    def save(self, rows: list[Message], result: DispatchResult) -> None:
+        groups = (
+            ([m for m in rows if m.pk in set(result.sending)], SENDING_FIELDS),
+            ([m for m in rows if m.pk in result.waiting], WAITING_FIELDS),
+            ([m for m in rows if m.pk in result.cancelled], CANCELLED_FIELDS),
+        )
+        for messages, fields in groups:
+            if messages:
+                Message.objects.bulk_update(messages, fields)
+        if self._touched:
+            RecipientGate.objects.bulk_update(
+                list(self._touched.values()), ["last_sent_at", "last_line"]
+            )
+
+    # Decisions
+
+    def decide(self, message: Message) -> _Decision:
+        now = self.now
+        lead = message.lead
+        if lead is not None and lead.opted_out:
+            return _Decision("cancel", reason="Recipient opted out")
+        for value in (message.recipient_phone, message.recipient_email):
+            if value and (message.workspace_id, value) in self._blocked:
+                return _Decision("cancel", reason=f"{value} is on the do-not-contact list")
+
+        zone = message.timezone or message.workspace.timezone or "UTC"
+        try:
+            allowed_at = schedule.next_allowed_time(
+                now,
+                zone,
+                message.send_window_start or None,
+                message.send_window_end or None,
+                message.allowed_days or None,
+            )
+        except ValueError:
+            logger.warning("Message %s has an unusable send window; sending anytime", message.pk)
+            allowed_at = now
+        if allowed_at > now:
+            return _Decision("wait", until=allowed_at, reason="send window")
+
+        address = recipient_key(message)
+        gate = self._gates.get((message.workspace_id, address)) if address else None
+
+        line = None
+        if message.message_type == Message.Type.IMESSAGE:
+            line = message.line  # only for the placeholder; the real pick comes below
+        message.rendered_body = render_for(message, line)
+        key = duplicate_key(
+            message.workspace_id,
+            message.message_type,
+            message.recipient_phone,
+            message.recipient_email,
+            message.rendered_body,
+        )
+        if key in self._recent:
+            return _Decision(
+                "cancel",
+                reason="Duplicate: the same text went to this recipient less than 60 seconds ago",
+            )
+
+        if message.message_type != Message.Type.IMESSAGE:
+            decision = _Decision("send")
+        else:
+            decision = self._pick_line(message, address, gate)
+            if decision.action == "send" and decision.line != line:
+                message.rendered_body = render_for(message, decision.line)
+                key = key[:-1] + (message.rendered_body,)
+        if decision.action == "send":
+            self._recent.add(key)
+            self._touch_gate(gate, decision.line)
+            if decision.line is not None:
+                self._remember_chat(message, address, decision.line)
+        return decision
+
+    def _remember_chat(self, message: Message, address: str, line: Line) -> None:
+        """Later rows of this batch see the thread this send is about to open."""
+        if message.lead_id:
+            self._lead_line.setdefault((message.workspace_id, message.lead_id), line)
+            self._chats.add((line.pk, "lead", message.lead_id))
+        if address:
+            self._address_line.setdefault((message.workspace_id, address), line)
+            self._chats.add((line.pk, "address", address))
+
+    # Recipients
+
+    def _touch_gate(self, gate: RecipientGate | None, line: Line | None) -> None:
+        if gate is None:
+            return
+        gate.last_sent_at = self.now
+        if line is not None:
+            gate.last_line = line
+        self._touched[gate.pk] = gate
+
+    # Lines
+
+    def _workspace_lines(self, workspace_id: str) -> list[Line]:
+        lines = self._lines.get(workspace_id)
+        if lines is None:
+            lines = list(
+                Line.objects.filter(workspace_id=workspace_id, is_active=True)
+                .exclude(health_status=Line.Health.DOWN)
+                .order_by(F("last_sent_at").asc(nulls_first=True), "created_at")
+            )
+            self._lines[workspace_id] = lines
+        return lines
+
+    def _conversation_line(
+        self, message: Message, address: str, gate: RecipientGate | None
+    ) -> Line | None:
+        """The line this recipient already talks to: its conversation's, or the line
+        of a send still in flight (the gate remembers it before a conversation exists)."""
+        if message.lead_id:
+            line = self._lead_line.get((message.workspace_id, message.lead_id))
+            if line is not None:
+                return line
+        line = self._address_line.get((message.workspace_id, address)) if address else None
+        if line is None and gate is not None and gate.last_line_id:
+            line = gate.last_line
+        return line
+
+    def _has_chat(self, message: Message, address: str, line: Line) -> bool:
+        if message.lead_id and (line.pk, "lead", message.lead_id) in self._chats:
+            return True
+        return (line.pk, "address", address) in self._chats
+
+    def _pick_line(self, message: Message, address: str, gate: RecipientGate | None) -> _Decision:
+        now = self.now
+        if message.line_pinned and message.line_id:
+            candidates = [message.line]
+            if not message.line.is_usable:
+                return _Decision("wait", until=now + NO_LINE_RETRY, reason="pinned line down")
+        else:
+            kept = self._conversation_line(message, address, gate)
+            if kept is not None and kept.is_active:
+                if not kept.is_usable:
+                    return _Decision("wait", until=now + NO_LINE_RETRY, reason="line down")
+                candidates = [kept]
+            else:
+                candidates = list(self._workspace_lines(message.workspace_id))
+        if not candidates:
+            return _Decision("wait", until=now + NO_LINE_RETRY, reason="no active line")
+
+        waits: list[datetime] = []
+        capped = 0
+        for line in candidates:
+            if gate is not None and gate.last_sent_at is not None:
+                gap_ends = gate.last_sent_at + timedelta(seconds=line.contact_gap_seconds)
+                if gap_ends > now:
+                    waits.append(gap_ends)
+                    continue
+            new_conversation = not self._has_chat(message, address, line)
+            if not line_services.usage_try_consume(line=line, kind="total_messages", now=now):
+                capped += 1
+                continue
+            if new_conversation and not line_services.usage_try_consume(
+                line=line, kind="new_conversations", now=now
+            ):
+                line_services.usage_release(line=line, kind="total_messages", now=now)
+                capped += 1
+                continue
+            if not line_services.line_claim_send_slot(line=line, now=now):
+                line_services.usage_release(line=line, kind="total_messages", now=now)
+                if new_conversation:
+                    line_services.usage_release(line=line, kind="new_conversations", now=now)
+                line.refresh_from_db(fields=["last_sent_at"])
+                waits.append(
+                    (line.last_sent_at or now) + timedelta(seconds=line.device_gap_seconds)
+                )
+                continue
+            # Keep the batch's round robin turning: this line is now the most recent.
+            line.last_sent_at = now
+            lines = self._lines.get(message.workspace_id)
+            if lines and line in lines:
+                lines.remove(line)
+                lines.append(line)
+            return _Decision("send", line=line, new_conversation=new_conversation, usage_taken=True)
+        if waits:
+            return _Decision("wait", until=max(min(waits), now + timedelta(seconds=1)))
+        return _Decision("wait", until=line_services.next_utc_midnight(now), reason="caps")

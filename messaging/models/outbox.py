@@ -1,0 +1,207 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone as dj_timezone
+
+from leads.models import Lead
+from lines.models import Line
+from tuco.crypto import EncryptedTextField
+from tuco.ids import new_id
+from tuco.models import Workspace
+
+
+class Message(models.Model):
+    """One outgoing message: the outbox row the whole send pipeline works on."""
+
+    class Type(models.TextChoices):
+        IMESSAGE = "imessage", "iMessage"
+        SMS = "sms", "SMS"
+        EMAIL = "email", "Email"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        READ = "read", "Read"
+        FAILED = "failed", "Failed"
+        FALLBACK = "fallback", "Fallback"
+        CANCELLED = "cancelled", "Cancelled"
+
+    # Status only moves forward: a transition is allowed when the new rank is
+    # higher. Final states share the top rank so none can replace another.
+    RANK = {
+        "pending": 0,
+        "scheduled": 0,
+        "sending": 1,
+        "sent": 2,
+        "delivered": 3,
+        "read": 4,
+        "failed": 5,
+        "fallback": 5,
+        "cancelled": 5,
+    }
+    WAITING = ("pending", "scheduled")
+    FINAL = ("read", "failed", "fallback", "cancelled")
+
+    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="messages")
+    lead = models.ForeignKey(
+        Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    # The line asked for (fromLineId) or assigned by the dispatcher.
+    line = models.ForeignKey(
+        Line, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    line_pinned = models.BooleanField(default=False, help_text="fromLineId was given")
+    message_type = models.CharField(max_length=8, choices=Type, default=Type.IMESSAGE)
+    body = models.TextField(blank=True, default="")
+    subject = models.CharField(max_length=300, blank=True, default="")
+    attachment_urls = models.JSONField(default=list, blank=True)
+    recipient_phone = models.CharField(max_length=20, blank=True, default="")
+    recipient_email = models.CharField(max_length=254, blank=True, default="")
+    recipient_name = models.CharField(max_length=200, blank=True, default="")
+
+    # Campaign linkage is plain data: messaging knows nothing about campaigns.
+    campaign_id = models.CharField(max_length=24, blank=True, default="", db_index=True)
+    step_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    batch_id = models.CharField(max_length=100, blank=True, default="")
+    stop_on_reply = models.BooleanField(default=False)
+    sms_fallback_text = models.TextField(blank=True, default="")
+
+    status = models.CharField(max_length=10, choices=Status, default=Status.PENDING)
+    scheduled_date = models.DateTimeField(null=True, blank=True)
+    # When the dispatcher should next look at the row (scheduled time, retry or
+    # the next moment a pre-send check can pass).
+    due_at = models.DateTimeField(default=dj_timezone.now)
+    timezone = models.CharField(max_length=64, blank=True, default="")
+    send_window_start = models.CharField(max_length=5, blank=True, default="")
+    send_window_end = models.CharField(max_length=5, blank=True, default="")
+    allowed_days = models.JSONField(default=list, blank=True)
+    send_fallback_sms_on_failed = models.BooleanField(default=False)
+
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error_message = models.TextField(blank=True, default="")
+    cancel_reason = models.CharField(max_length=200, blank=True, default="")
+    # Our id for the send, given to the relay as tempGuid so a send interrupted
+    # half-way can be looked up instead of blindly repeated.
+    temp_guid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    external_message_id = models.CharField(max_length=100, blank=True, default="")
+    sent_address = models.CharField(max_length=254, blank=True, default="")
+    rendered_body = models.TextField(blank=True, default="")
+    checked_addresses = models.JSONField(default=list, blank=True)
+    is_new_conversation = models.BooleanField(default=False)
+    fallback_sms_sid = models.CharField(max_length=64, blank=True, default="")
+    # "" (none yet), "sending", "sent", "failed", "skipped": claimed with a
+    # conditional update so a fallback SMS goes out at most once.
+    fallback_sms_status = models.CharField(max_length=8, blank=True, default="")
+
+    # When the line's daily counters were taken for this send (None: nothing is
+    # held). Released with the same day when the send never reached the relay.
+    usage_taken_at = models.DateTimeField(null=True, blank=True)
+    # Set once, by a conditional update, by the one task run allowed to send this
+    # row; a second delivery of the same task finds it set and does nothing.
+    send_claimed_at = models.DateTimeField(null=True, blank=True)
+    # Set right before the channel is called: a row stuck in `sending` with this
+    # set may have been sent and is reconciled with the relay, never resent blindly.
+    channel_called_at = models.DateTimeField(null=True, blank=True)
+
+    sending_started_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=dj_timezone.now)
+    updated_at = models.DateTimeField(default=dj_timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["due_at"],
+                name="message_due_waiting",
+                condition=Q(status__in=["pending", "scheduled"]),
+            ),
+            models.Index(fields=["workspace", "-created_at"], name="message_ws_created"),
+            models.Index(fields=["lead", "-created_at"], name="message_lead_created"),
+            models.Index(fields=["campaign_id", "status"], name="message_campaign_status"),
+            models.Index(fields=["external_message_id"], name="message_external_id"),
+            models.Index(fields=["status", "sending_started_at"], name="message_status_inflight"),
+        ]
+
+    def __str__(self):
+        return (
+            f"{self.message_type} to {self.recipient_phone or self.recipient_email} ({self.status})"
+        )
+
+    @classmethod
+    def can_move(cls, old: str, new: str) -> bool:
+        return cls.RANK[new] > cls.RANK[old]
+
+
+class Conversation(models.Model):
+    """One thread per recipient address in a workspace, on the line that last talked to it."""
+
+    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    address = models.CharField(max_length=254)
+    lead = models.ForeignKey(
+        Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    line = models.ForeignKey(
+        Line, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    chat_guid = models.CharField(max_length=300, blank=True, default="")
+    unread_count = models.PositiveIntegerField(default=0)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    last_message_text = models.TextField(blank=True, default="")
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=dj_timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "address"], name="conversation_unique")
+        ]
+        indexes = [models.Index(fields=["workspace", "-last_message_at"], name="conv_ws_last")]
+
+
+class FallbackConfig(models.Model):
+    """A workspace's Twilio settings for SMS and fallback SMS."""
+
+    workspace = models.OneToOneField(
+        Workspace, on_delete=models.CASCADE, primary_key=True, related_name="fallback_config"
+    )
+    enabled = models.BooleanField(default=False)
+    twilio_account_sid = models.CharField(max_length=64, blank=True, default="")
+    twilio_auth_token = EncryptedTextField(blank=True, default="")
+    twilio_from_number = models.CharField(max_length=20, blank=True, default="")
+    send_fallback_sms_on_failed = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    @property
+    def is_configured(self) -> bool:
+        return bool(
+            self.enabled
+            and self.twilio_account_sid
+            and self.twilio_auth_token
+            and self.twilio_from_number
+        )
+
+
+class RecipientGate(models.Model):
+    """Per-recipient send bookkeeping for the dispatcher: the contact gap and the
+    double-send guard. The dispatcher locks this row (one per workspace and
+    address) while it decides, so two dispatchers cannot both pass a recipient."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    address = models.CharField(max_length=254)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_line = models.ForeignKey(
+        Line, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "address"], name="recipientgate_unique")
+        ]

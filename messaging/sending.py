@@ -1,0 +1,631 @@
+"""The send task's logic: one `sending` row -> one channel call -> one outcome.
+
+Guarantees:
+- Only one run of the task sends a row: it first sets `send_claimed_at` with a
+  conditional UPDATE; a second delivery of the same task finds it set and stops.
+- No channel call happens inside a database transaction.
+- Right before the channel is called `channel_called_at` is set. A row that is
+  still `sending` later (the worker died) is reconciled by the sweeper against
+  the relay (by address and text after that time), never resent blindly.
+- Outcomes are recorded with `UPDATE ... WHERE status = 'sending'` together with
+  their webhook outbox row, so a late duplicate cannot overwrite them.
+- Line usage taken by the dispatcher is given back (exactly once, guarded by
+  `usage_taken_at`) when no message reached the relay.
+
+Errors: a permanent error fails the row at once; a transient one sends it back
+to `scheduled` with a backoff, and after MAX_ATTEMPTS it fails. A failed row
+gets a fallback SMS when it asked for one (message or workspace default); a
+row with no iMessage address ends as `fallback` and gets one whenever Twilio is
+configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from lines import services as line_services
+from lines.relay import RelayError, address_from_chat_guid, chat_guid_for, get_client
+from messaging import attachments as attachment_fetch
+from messaging.channels.email import EmailError, send_email
+from messaging.channels.sms import SmsError, send_sms
+from messaging.dnc import dnc_blocked_address
+from messaging.models import Conversation, DoNotContact, FallbackConfig, Message
+from messaging.services import event_for_message, status_changed_on_commit
+from tuco.errors import ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+# Delay before attempt n+1 after n transient failures.
+BACKOFF = (30, 120, 600, 1800)
+
+
+class _Retry(Exception):
+    """A transient failure: try again later (nothing was sent)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class _Fail(Exception):
+    """A permanent failure: nothing was sent and retrying cannot help."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class _Wait(Exception):
+    """Not an error: come back at `until` (e.g. every line is busy checking)."""
+
+    def __init__(self, until: datetime, reason: str):
+        super().__init__(reason)
+        self.until = until
+        self.reason = reason
+
+
+class _Unknown(Exception):
+    """The channel may or may not have sent: leave the row for reconciliation."""
+
+
+# Entry point
+
+
+def message_send(*, message_id: str, now: datetime | None = None) -> str:
+    """Send one claimed (`sending`) message. Returns the resulting status, or
+    "skipped" when another run owns the row. Not for use inside a transaction."""
+    now = now or timezone.now()
+    claimed = Message.objects.filter(
+        pk=message_id, status=Message.Status.SENDING, send_claimed_at__isnull=True
+    ).update(send_claimed_at=now)
+    if not claimed:
+        return "skipped"
+    message = Message.objects.select_related("workspace", "lead", "line").get(pk=message_id)
+    try:
+        _check_recipient_allowed(message)
+        if message.message_type == Message.Type.IMESSAGE:
+            return _send_imessage(message, now)
+        if message.message_type == Message.Type.SMS:
+            return _send_sms(message, now)
+        return _send_email(message, now)
+    except _Cancel as exc:
+        _release_usage(message)
+        _record_cancelled(message, exc.reason)
+        return Message.Status.CANCELLED
+    except _Wait as exc:
+        _release_usage(message)
+        _record_waiting(message, exc.until)
+        return Message.Status.SCHEDULED
+    except _Retry as exc:
+        _release_usage(message)
+        return _record_transient(message, exc.message, now)
+    except _Fail as exc:
+        _release_usage(message)
+        _record_failed(message, exc.message)
+        return Message.Status.FAILED
+    except _Unknown as exc:
+        logger.warning("Message %s: outcome unknown (%s); left for reconciliation", message.pk, exc)
+        return Message.Status.SENDING
+
+
+class _Cancel(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _check_recipient_allowed(message: Message) -> None:
+    # The lead was loaded with the row a moment ago, after the claim.
+    lead = message.lead
+    if lead is not None and lead.opted_out:
+        raise _Cancel("Recipient opted out")
+    blocked = dnc_blocked_address(
+        workspace=message.workspace, addresses=[message.recipient_phone, message.recipient_email]
+    )
+    if blocked:
+        raise _Cancel(f"{blocked} is on the do-not-contact list")
+
+
+# iMessage
+
+
+def imessage_addresses(message: Message) -> list[str]:
+    """Addresses to try, in order: phone, alt phones, email, alt emails; the body's
+    recipient replaces the lead's primary phone / email for this send."""
+    lead = message.lead
+    phones = [message.recipient_phone or (lead.phone if lead else "")]
+    emails = [message.recipient_email or (lead.email if lead else "")]
+    if lead is not None:
+        phones += [lead.alt_phone1, lead.alt_phone2, lead.alt_phone3]
+        emails += [lead.alt_email1, lead.alt_email2, lead.alt_email3]
+    seen: list[str] = []
+    for value in phones + emails:
+        value = (value or "").strip()
+        if value and value not in seen:
+            seen.append(value)
+    return seen
+
+
+def _choose_imessage_address(message: Message, line, now: datetime) -> tuple[str | None, list]:
+    from leads.availability import (
+        AvailabilityQuotaExhausted,
+        LinesBusy,
+        NoActiveLine,
+        availability_check_address,
+    )
+
+    checked = []
+    errors = []
+    candidates = imessage_addresses(message)
+    blocked = set()
+    if len(candidates) > 1:
+        blocked = set(
+            DoNotContact.objects.filter(
+                workspace_id=message.workspace_id, value__in=candidates
+            ).values_list("value", flat=True)
+        )
+    for address in candidates:
+        if address in blocked:
+            continue
+        try:
+            result = availability_check_address(
+                workspace=message.workspace, address=address, line=line, wait=False
+            )
+        except LinesBusy as exc:
+            raise _Wait(now + timedelta(seconds=max(1.0, exc.retry_after)), "lines busy") from None
+        except AvailabilityQuotaExhausted:
+            raise _Wait(line_services.next_utc_midnight(now), "check quota") from None
+        except NoActiveLine:
+            raise _Wait(now + timedelta(minutes=1), "no active line") from None
+        except ValidationFailed:
+            continue  # a stored address that is not a phone or email: nothing to try
+        checked.append({"address": result.address, "status": result.status})
+        if result.status == "available":
+            return result.address, checked
+        if result.status == "error":
+            errors.append(result.detail or "availability check failed")
+    if errors:
+        raise _Retry(f"Availability check failed: {errors[0]}")
+    return None, checked
+
+
+def _conversation_for(message: Message, address: str) -> Conversation | None:
+    return Conversation.objects.filter(workspace_id=message.workspace_id, address=address).first()
+
+
+def _send_imessage(message: Message, now: datetime) -> str:
+    line = message.line
+    if line is None:
+        raise _Retry("No line was assigned")
+    address, checked = _choose_imessage_address(message, line, now)
+    if address is None:
+        _release_usage(message)
+        return _record_fallback(message, checked)
+
+    conversation = _conversation_for(message, address)
+    chat_guid = None
+    if conversation and conversation.chat_guid and conversation.line_id == line.pk:
+        chat_guid = conversation.chat_guid
+    files = []
+    for url in message.attachment_urls or []:
+        try:
+            files.append(attachment_fetch.fetch(url))
+        except attachment_fetch.AttachmentError as exc:
+            raise (_Fail if exc.permanent else _Retry)(exc.message) from None
+
+    if not _mark_channel_called(message, address, checked):
+        return "skipped"
+    client = get_client(line)
+    temp_guid = str(message.temp_guid)
+    sent = None
+    try:
+        if message.rendered_body.strip():
+            sent = client.send_text(
+                chat_guid=chat_guid, address=None if chat_guid else address,
+                text=message.rendered_body, temp_guid=temp_guid,
+            )  # fmt: skip
+            chat_guid = sent.chat_guid or chat_guid
+        for index, item in enumerate(files):
+            attachment = client.send_attachment(
+                chat_guid=chat_guid or chat_guid_for(address),
+                filename=item.filename,
+                content=item.content,
+                temp_guid=str(uuid.uuid5(message.temp_guid, f"attachment-{index}")),
+            )
+            sent = sent or attachment
+            chat_guid = chat_guid or attachment.chat_guid
+    except RelayError as exc:
+        if line_services.relay_failure_is_line_fault(exc):
+            line_services.line_record_failure(line=line, detail=exc.message, now=now)
+        if sent is not None:
+            # The text went out, an attachment did not: the message was sent.
+            logger.warning("Message %s: attachment failed after the text: %s", message.pk, exc)
+        elif exc.status is None and exc.reached:
+            raise _Unknown(exc.message) from None
+        elif exc.permanent:
+            raise _Fail(exc.message) from None
+        else:
+            raise _Retry(exc.message) from None
+    line_services.line_record_success(line=line, now=now, detail="Sent a message")
+    return _record_sent(
+        message,
+        external_id=sent.guid or "",
+        address=address,
+        chat_guid=chat_guid,
+        line=line,
+        at=timezone.now(),
+    )
+
+
+def _mark_channel_called(message: Message, address: str, checked: list) -> bool:
+    now = timezone.now()
+    updated = Message.objects.filter(
+        pk=message.pk, status=Message.Status.SENDING, channel_called_at__isnull=True
+    ).update(channel_called_at=now, sent_address=address, checked_addresses=checked)
+    message.channel_called_at = now
+    message.sent_address = address
+    message.checked_addresses = checked
+    return bool(updated)
+
+
+# SMS and email
+
+
+def _send_sms(message: Message, now: datetime) -> str:
+    to = message.recipient_phone or (message.lead.phone if message.lead else "")
+    if not to:
+        raise _Fail("SMS needs a phone number")
+    config = FallbackConfig.objects.filter(workspace_id=message.workspace_id).first()
+    if config is None or not config.is_configured:
+        raise _Fail("Twilio is not configured for this workspace")
+    if not _mark_channel_called(message, to, []):
+        return "skipped"
+    try:
+        result = send_sms(config=config, to=to, body=message.rendered_body)
+    except SmsError as exc:
+        raise (_Fail if exc.permanent else _Retry)(exc.message) from None
+    return _record_sent(message, external_id=result.sid, address=to, at=timezone.now())
+
+
+def _send_email(message: Message, now: datetime) -> str:
+    to = message.recipient_email or (message.lead.email if message.lead else "")
+    if not to:
+        raise _Fail("Email needs an email address")
+    if not _mark_channel_called(message, to, []):
+        return "skipped"
+    try:
+        header_id = send_email(
+            to=to, subject=message.subject, body=message.rendered_body, message_id=message.pk
+        )
+    except EmailError as exc:
+        raise (_Fail if exc.permanent else _Retry)(exc.message) from None
+    return _record_sent(message, external_id=header_id, address=to, at=timezone.now())
+
+
+# Outcomes
+
+
+def _release_usage(message: Message) -> None:
+    """Give back the line usage the dispatcher took, once."""
+    taken_at = message.usage_taken_at
+    if taken_at is None or message.line_id is None:
+        return
+    released = Message.objects.filter(pk=message.pk, usage_taken_at=taken_at).update(
+        usage_taken_at=None
+    )
+    message.usage_taken_at = None
+    if not released:
+        return
+    line_services.usage_release(line=message.line, kind="total_messages", now=taken_at)
+    if message.is_new_conversation:
+        line_services.usage_release(line=message.line, kind="new_conversations", now=taken_at)
+
+
+def _record_sent(message, *, external_id, address, at, chat_guid=None, line=None) -> str:
+    with transaction.atomic():
+        moved = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            status=Message.Status.SENT,
+            sent_at=at,
+            external_message_id=external_id,
+            sent_address=address,
+            error_message="",
+            updated_at=timezone.now(),
+        )
+        if not moved:
+            # A receipt (delivered / read) overtook our own answer: keep its status,
+            # fill in what only we know.
+            Message.objects.filter(pk=message.pk, external_message_id="").update(
+                external_message_id=external_id, sent_address=address
+            )
+            Message.objects.filter(pk=message.pk, sent_at__isnull=True).update(sent_at=at)
+            message.refresh_from_db()
+            return message.status
+        message.status = Message.Status.SENT
+        message.sent_at = at
+        message.external_message_id = external_id
+        message.sent_address = address
+        if line is not None:
+            conversation_record_send(message=message, address=address, line=line,
+                                     chat_guid=chat_guid, at=at)  # fmt: skip
+        event_for_message(message, Message.Status.SENT)
+        status_changed_on_commit(
+            message_id=message.pk, status=Message.Status.SENT, campaign_id=message.campaign_id
+        )
+    return Message.Status.SENT
+
+
+def conversation_record_send(*, message, address: str, line, chat_guid: str | None, at) -> None:
+    """Remember the thread with `address`: its line, its chat guid, the last text."""
+    guid = chat_guid if chat_guid and address_from_chat_guid(chat_guid) else chat_guid or ""
+    updated = Conversation.objects.filter(workspace_id=message.workspace_id, address=address)
+    changes = {"line": line, "last_message_at": at, "last_message_text": message.rendered_body}
+    if guid:
+        changes["chat_guid"] = guid
+    if message.lead_id:
+        changes["lead_id"] = message.lead_id
+    if updated.update(**changes):
+        return
+    try:
+        with transaction.atomic():
+            Conversation.objects.create(
+                workspace_id=message.workspace_id, address=address, **changes
+            )
+    except IntegrityError:
+        Conversation.objects.filter(workspace_id=message.workspace_id, address=address).update(
+            **changes
+        )
+
+
+def _record_cancelled(message: Message, reason: str) -> None:
+    with transaction.atomic():
+        moved = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            status=Message.Status.CANCELLED, cancel_reason=reason[:200], updated_at=timezone.now()
+        )
+        if moved:
+            status_changed_on_commit(
+                message_id=message.pk,
+                status=Message.Status.CANCELLED,
+                campaign_id=message.campaign_id,
+            )
+
+
+def _record_waiting(message: Message, until: datetime) -> None:
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=Message.Status.SCHEDULED,
+        due_at=until,
+        scheduled_date=until,
+        send_claimed_at=None,
+        channel_called_at=None,
+        updated_at=timezone.now(),
+    )
+
+
+def _record_transient(message: Message, error: str, now: datetime) -> str:
+    attempts = message.attempts + 1
+    if attempts >= MAX_ATTEMPTS:
+        _record_failed(message, error, attempts=attempts)
+        return Message.Status.FAILED
+    delay = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
+    until = now + timedelta(seconds=delay)
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=Message.Status.SCHEDULED,
+        attempts=attempts,
+        error_message=error[:2000],
+        due_at=until,
+        send_claimed_at=None,
+        channel_called_at=None,
+        updated_at=timezone.now(),
+    )
+    logger.info(
+        "Message %s: attempt %s failed (%s); retry at %s", message.pk, attempts, error, until
+    )
+    return Message.Status.SCHEDULED
+
+
+def _record_failed(message: Message, error: str, *, attempts: int | None = None) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        moved = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            status=Message.Status.FAILED,
+            error_message=error[:2000],
+            failed_at=now,
+            attempts=attempts if attempts is not None else message.attempts + 1,
+            updated_at=now,
+        )
+        if not moved:
+            return
+        message.status = Message.Status.FAILED
+        message.error_message = error[:2000]
+        event_for_message(message, Message.Status.FAILED, {"error": error})
+        status_changed_on_commit(
+            message_id=message.pk, status=Message.Status.FAILED, campaign_id=message.campaign_id
+        )
+        fallback_sms_on_commit(message, reason="failed")
+
+
+def _record_fallback(message: Message, checked: list) -> str:
+    now = timezone.now()
+    reason = "No iMessage address" if checked else "No address to try"
+    with transaction.atomic():
+        moved = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            status=Message.Status.FALLBACK,
+            checked_addresses=checked,
+            error_message=reason,
+            updated_at=now,
+        )
+        if not moved:
+            return "skipped"
+        message.status = Message.Status.FALLBACK
+        message.checked_addresses = checked
+        event_for_message(
+            message,
+            Message.Status.FALLBACK,
+            {"reason": reason, "checkedAddresses": [c["address"] for c in checked]},
+        )
+        status_changed_on_commit(
+            message_id=message.pk, status=Message.Status.FALLBACK, campaign_id=message.campaign_id
+        )
+        fallback_sms_on_commit(message, reason="fallback")
+    return Message.Status.FALLBACK
+
+
+# Fallback SMS
+
+
+def fallback_sms_wanted(message: Message, config: FallbackConfig | None, reason: str) -> bool:
+    if config is None or not config.is_configured:
+        return False
+    if message.message_type != Message.Type.IMESSAGE:
+        return False
+    if not (message.recipient_phone or (message.lead and message.lead.phone)):
+        return False
+    if reason == "fallback":
+        return True
+    return message.send_fallback_sms_on_failed or config.send_fallback_sms_on_failed
+
+
+def fallback_sms_on_commit(message: Message, *, reason: str) -> None:
+    """Queue the fallback SMS for `message` after the transaction commits, if wanted."""
+    config = FallbackConfig.objects.filter(workspace_id=message.workspace_id).first()
+    if not fallback_sms_wanted(message, config, reason):
+        return
+    message_id = message.pk
+
+    def queue():
+        from messaging.tasks import send_fallback_sms
+
+        send_fallback_sms.delay(message_id)
+
+    transaction.on_commit(queue)
+
+
+def fallback_sms_send(*, message_id: str) -> str:
+    """Send the fallback SMS of a failed / fallback message, at most once."""
+    claimed = Message.objects.filter(
+        pk=message_id,
+        status__in=(Message.Status.FAILED, Message.Status.FALLBACK),
+        fallback_sms_status="",
+    ).update(fallback_sms_status="sending")
+    if not claimed:
+        return "skipped"
+    message = Message.objects.select_related("lead").get(pk=message_id)
+    config = FallbackConfig.objects.filter(workspace_id=message.workspace_id).first()
+    to = message.recipient_phone or (message.lead.phone if message.lead else "")
+    if config is None or not config.is_configured or not to:
+        Message.objects.filter(pk=message_id).update(fallback_sms_status="skipped")
+        return "skipped"
+    if dnc_blocked_address(workspace=message.workspace, addresses=[to]):
+        Message.objects.filter(pk=message_id).update(fallback_sms_status="skipped")
+        return "skipped"
+    text = message.sms_fallback_text or message.rendered_body or message.body
+    try:
+        result = send_sms(config=config, to=to, body=text)
+    except SmsError as exc:
+        logger.warning("Fallback SMS for message %s failed: %s", message_id, exc.message)
+        Message.objects.filter(pk=message_id).update(fallback_sms_status="failed")
+        return "failed"
+    Message.objects.filter(pk=message_id).update(
+        fallback_sms_status="sent", fallback_sms_sid=result.sid
+    )
+    return "sent"
+
+
+# Sweeper
+
+
+STUCK_AFTER = timedelta(minutes=5)
+# How far before `channel_called_at` to look in the relay's history (clock skew).
+RECONCILE_SLACK = timedelta(seconds=30)
+
+
+def messages_reconcile_stuck(*, now: datetime | None = None, stuck_after=STUCK_AFTER) -> dict:
+    """Settle rows left in `sending` by a worker that died.
+
+    - the channel was never called: nothing went out, so back to `pending`;
+    - already has a relay guid (a webhook saw the send): `sent`;
+    - iMessage: look for the text in the relay's history since the call (same
+      address, same text, from us): found -> `sent`; not found -> nothing went
+      out (the relay's send timeout is well under `stuck_after`) -> `pending`;
+    - SMS / email: the provider cannot be asked cheaply, so the row fails with
+      an explanation instead of risking a duplicate.
+    """
+    now = now or timezone.now()
+    outcome = {"requeued": 0, "sent": 0, "failed": 0}
+    stuck = list(
+        Message.objects.filter(
+            status=Message.Status.SENDING, sending_started_at__lt=now - stuck_after
+        ).select_related("workspace", "lead", "line")[:500]
+    )
+    for message in stuck:
+        if message.channel_called_at is None:
+            if message.send_claimed_at is not None and message.send_claimed_at > now - stuck_after:
+                continue  # a run is still checking availability
+            _release_usage(message)
+            _requeue(message, now)
+            outcome["requeued"] += 1
+            continue
+        if message.channel_called_at > now - stuck_after:
+            continue
+        if message.external_message_id:
+            _record_sent(message, external_id=message.external_message_id,
+                         address=message.sent_address, at=message.channel_called_at,
+                         line=message.line)  # fmt: skip
+            outcome["sent"] += 1
+            continue
+        if message.message_type != Message.Type.IMESSAGE or message.line is None:
+            _release_usage(message)
+            _record_failed(message, "The send was interrupted; not retried to avoid a duplicate")
+            outcome["failed"] += 1
+            continue
+        try:
+            found = _find_on_relay(message)
+        except RelayError as exc:
+            logger.warning("Cannot reconcile message %s yet: %s", message.pk, exc)
+            continue
+        if found is not None:
+            chats = found.get("chats") or []
+            chat_guid = chats[0].get("guid") if chats and isinstance(chats[0], dict) else None
+            _record_sent(message, external_id=found.get("guid") or "",
+                         address=message.sent_address, at=message.channel_called_at,
+                         chat_guid=chat_guid, line=message.line)  # fmt: skip
+            outcome["sent"] += 1
+        else:
+            _release_usage(message)
+            _requeue(message, now)
+            outcome["requeued"] += 1
+    return outcome
+
+
+def _find_on_relay(message: Message) -> dict | None:
+    after = int((message.channel_called_at - RECONCILE_SLACK).timestamp() * 1000)
+    client = get_client(message.line)
+    for item in client.query_messages(after):
+        if not isinstance(item, dict) or not item.get("isFromMe"):
+            continue
+        handle = item.get("handle") or {}
+        address = handle.get("address") if isinstance(handle, dict) else None
+        if address is None:
+            chats = item.get("chats") or []
+            if chats and isinstance(chats[0], dict):
+                address = address_from_chat_guid(chats[0].get("guid") or "")
+        text = item.get("text") or ""
+        if address == message.sent_address and text == message.rendered_body:
+            return item
+    return None
+
+
+def _requeue(message: Message, now: datetime) -> None:
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=Message.Status.PENDING,
+        due_at=now,
+        send_claimed_at=None,
+        channel_called_at=None,
+        sending_started_at=None,
+        updated_at=now,
+    )

@@ -1,0 +1,593 @@
+"""Writes on the outbox: enqueue, cancel, and moving a message's status forward.
+
+Status only moves forward (Message.RANK). Every change a customer can subscribe
+to writes its webhook outbox row in the same transaction as the status change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from messaging.models import Message
+
+logger = logging.getLogger(__name__)
+
+# Status -> the webhook event a customer can subscribe to.
+STATUS_EVENTS = {
+    "sent": "message.sent",
+    "delivered": "message.delivered",
+    "read": "message.opened",
+    "failed": "message.failed",
+    "fallback": "message.fallback",
+}
+# Status -> the timestamp column it fills.
+STATUS_TIMESTAMPS = {
+    "sent": "sent_at",
+    "delivered": "delivered_at",
+    "read": "read_at",
+    "failed": "failed_at",
+}
+
+
+def statuses_before(new_status: str) -> list[str]:
+    """Statuses a message may leave to enter `new_status` (strictly lower rank)."""
+    rank = Message.RANK[new_status]
+    return [status for status, r in Message.RANK.items() if r < rank]
+
+
+def event_for_message(message: Message, status: str, data: dict | None = None) -> None:
+    """Write the webhook outbox row for `message` entering `status` (inside the caller's
+    transaction)."""
+    event = STATUS_EVENTS.get(status)
+    if event is None:
+        return
+    from messaging.webhooks import event_emit
+
+    event_emit(
+        workspace=message.workspace,
+        event=event,
+        message=message,
+        lead=message.lead,
+        data=data or {},
+    )
+
+
+REPORTED_STATUSES = ("sent", "fallback", "failed", "cancelled")
+
+
+def status_changed_on_commit(*, message_id: str, status: str, campaign_id: str = "") -> None:
+    """Announce (after commit) that a message reached sent / fallback / failed /
+    cancelled, for apps that follow their messages without messaging knowing them."""
+    if status not in REPORTED_STATUSES:
+        return
+
+    def send():
+        from messaging.signals import message_status_changed
+
+        message_status_changed.send(
+            sender=Message, message_id=message_id, status=status, campaign_id=campaign_id or ""
+        )
+
+    transaction.on_commit(send)
+
+
+def dispatch_on_commit(message_ids: Iterable[str]) -> None:
+    """Hand freshly due messages to the dispatcher once the transaction commits."""
+    ids = [str(i) for i in message_ids]
+    if not ids:
+        return
+
+    def queue():
+        from messaging.tasks import dispatch_messages
+
+        dispatch_messages.delay(ids)
+
+    transaction.on_commit(queue)
+
+
+def message_enqueue(
+    *,
+    workspace,
+    body: str = "",
+    message_type: str = Message.Type.IMESSAGE,
+    lead=None,
+    recipient_phone: str = "",
+    recipient_email: str = "",
+    recipient_name: str = "",
+    attachment_urls: Iterable[str] = (),
+    subject: str = "",
+    line=None,
+    scheduled_date: datetime | None = None,
+    timezone_name: str = "",
+    send_window_start: str = "",
+    send_window_end: str = "",
+    allowed_days: Iterable[int] = (),
+    send_fallback_sms_on_failed: bool = False,
+    batch_id: str = "",
+    campaign_id: str = "",
+    step_index: int | None = None,
+    stop_on_reply: bool = False,
+    sms_fallback_text: str = "",
+    now: datetime | None = None,
+) -> Message:
+    """Write one outbox row (`pending`, or `scheduled` for a future `scheduled_date`).
+
+    Inputs are expected to be validated and normalized already (see
+    messaging.submit for the API's validation). Nothing is sent here: the row is
+    handed to the dispatcher after the transaction commits. A `line` pins the send
+    to that line. The recipient defaults to the lead's primary phone / email.
+    """
+    now = now or timezone.now()
+    if lead is not None and not (recipient_phone or recipient_email):
+        if message_type == Message.Type.EMAIL:
+            recipient_email = lead.email
+        else:
+            recipient_phone = lead.phone
+            recipient_email = lead.email
+    due = scheduled_date if scheduled_date and scheduled_date > now else now
+    message = Message(
+        workspace=workspace,
+        lead=lead,
+        line=line,
+        line_pinned=line is not None,
+        message_type=message_type,
+        body=body or "",
+        subject=subject or "",
+        attachment_urls=list(attachment_urls),
+        recipient_phone=recipient_phone or "",
+        recipient_email=recipient_email or "",
+        recipient_name=recipient_name or "",
+        campaign_id=campaign_id or "",
+        step_index=step_index,
+        batch_id=batch_id or "",
+        stop_on_reply=stop_on_reply,
+        sms_fallback_text=sms_fallback_text or "",
+        status=Message.Status.SCHEDULED if due > now else Message.Status.PENDING,
+        scheduled_date=scheduled_date,
+        due_at=due,
+        timezone=timezone_name or "",
+        send_window_start=send_window_start or "",
+        send_window_end=send_window_end or "",
+        allowed_days=sorted(set(allowed_days)),
+        send_fallback_sms_on_failed=send_fallback_sms_on_failed,
+        created_at=now,
+        updated_at=now,
+    )
+    # No savepoint: a failed insert fails the caller's transaction anyway.
+    with transaction.atomic(savepoint=False):
+        message.save(force_insert=True)
+        if message.status == Message.Status.PENDING:
+            dispatch_on_commit([message.pk])
+    return message
+
+
+def message_cancel_waiting(
+    *, workspace, lead=None, addresses: Iterable[str] = (), reason: str
+) -> list[str]:
+    """Cancel the lead's (or these addresses') messages that have not started sending.
+
+    Returns the ids cancelled. Rows already claimed by the dispatcher (`sending`)
+    are left alone: the send task re-checks opt-out and do-not-contact itself.
+    """
+    addresses = [a for a in addresses if a]
+    match = Q()
+    if lead is not None:
+        match |= Q(lead=lead)
+    if addresses:
+        match |= Q(recipient_phone__in=addresses) | Q(recipient_email__in=addresses)
+    if not match:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(match, workspace=workspace, status__in=Message.WAITING)
+            .values_list("pk", "campaign_id")
+        )
+        ids = [pk for pk, _ in rows]
+        if ids:
+            Message.objects.filter(pk__in=ids, status__in=Message.WAITING).update(
+                status=Message.Status.CANCELLED,
+                cancel_reason=reason[:200],
+                updated_at=now,
+            )
+            for pk, campaign_id in rows:
+                status_changed_on_commit(
+                    message_id=pk, status=Message.Status.CANCELLED, campaign_id=campaign_id
+                )
+    return ids
+
+
+def message_cancel(*, message: Message, reason: str, now: datetime | None = None) -> bool:
+    """Cancel one message that has not been claimed for sending yet. A `sending` row
+    may already be on its way to the relay, so it is left to finish (the send task
+    itself re-checks opt-out and do-not-contact right before sending)."""
+    now = now or timezone.now()
+    updated = Message.objects.filter(pk=message.pk, status__in=Message.WAITING).update(
+        status=Message.Status.CANCELLED, cancel_reason=reason[:200], updated_at=now
+    )
+    if updated:
+        message.status = Message.Status.CANCELLED
+        message.cancel_reason = reason[:200]
+        status_changed_on_commit(
+            message_id=message.pk, status=message.status, campaign_id=message.campaign_id
+        )
+    return bool(updated)
+
+
+def message_advance(
+    *,
+    new_status: str,
+    message_id: str | None = None,
+    external_id: str | None = None,
+    workspace=None,
+    at: datetime | None = None,
+    error: str | None = None,
+    data: dict | None = None,
+) -> bool:
+    """Move a message forward to `new_status` (delivered, read, failed, sent...).
+
+    Identified by our id or by the channel's id (relay guid / Twilio SID). A
+    conditional UPDATE only moves a row whose current status ranks lower, so a late
+    or repeated callback never moves it back. Emits the matching webhook event in
+    the same transaction. Returns True when the row moved.
+
+    A message that reaches `failed` this way (e.g. the relay reports a send error
+    after accepting it) gets its fallback SMS when it asked for one.
+    """
+    if new_status not in Message.RANK:
+        raise ValueError(f"unknown status {new_status!r}")
+    if not (message_id or external_id):
+        raise ValueError("message_advance needs message_id or external_id")
+    at = at or timezone.now()
+    rows = Message.objects.all()
+    if workspace is not None:
+        rows = rows.filter(workspace=workspace)
+    if message_id:
+        rows = rows.filter(pk=message_id)
+    else:
+        rows = rows.filter(external_message_id=external_id)
+    changes = {"status": new_status, "updated_at": timezone.now()}
+    column = STATUS_TIMESTAMPS.get(new_status)
+    if column:
+        changes[column] = at
+    if error is not None:
+        changes["error_message"] = error[:2000]
+    with transaction.atomic():
+        message = rows.select_related("workspace", "lead").first()
+        if message is None:
+            return False
+        moved = Message.objects.filter(
+            pk=message.pk, status__in=statuses_before(new_status)
+        ).update(**changes)
+        if not moved:
+            return False
+        # A receipt can overtake the send's own answer: keep sent_at meaningful.
+        if new_status in ("delivered", "read") and message.sent_at is None:
+            Message.objects.filter(pk=message.pk, sent_at__isnull=True).update(sent_at=at)
+        for name, value in changes.items():
+            setattr(message, name, value)
+        payload = dict(data or {})
+        if new_status == "failed":
+            payload.setdefault("error", error or message.error_message)
+        event_for_message(message, new_status, payload)
+        status_changed_on_commit(
+            message_id=message.pk, status=new_status, campaign_id=message.campaign_id
+        )
+        if new_status == "failed":
+            from messaging.sending import fallback_sms_on_commit
+
+            fallback_sms_on_commit(message, reason="failed")
+    return True
+
+
+# The API's send request
+
+
+NO_ACTIVE_LINES = "No active lines in workspace. Add a line or pass fromLineId."
+NO_RECIPIENT = (
+    "Either recipientEmail or recipientPhone is required (or a leadId with a phone or email)"
+)
+EMPTY_MESSAGE = "Message and attachmentUrls cannot both be empty"
+BAD_TYPE = "Invalid messageType. Must be email, sms, or imessage"
+LEAD_NOT_FOUND = "Lead not found or access denied"
+ALT_FIELDS = (
+    "altPhone1", "altPhone2", "altPhone3", "altEmail1", "altEmail2", "altEmail3",
+)  # fmt: skip
+
+
+def _parse_send_options(data: dict, workspace) -> dict:
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    from messaging import attachments, schedule
+    from tuco.errors import ValidationFailed
+
+    options = {}
+    tz = (data.get("timezone") or "").strip()
+    if tz:
+        try:
+            schedule.get_zone(tz)
+        except ValueError:
+            raise ValidationFailed(f"timezone: {tz!r} is not a valid IANA time zone") from None
+    options["timezone_name"] = tz
+    for key, name in (
+        ("sendWindowStart", "send_window_start"),
+        ("sendWindowEnd", "send_window_end"),
+    ):
+        value = (data.get(key) or "").strip()
+        if value:
+            try:
+                schedule.parse_hhmm(value)
+            except ValueError:
+                raise ValidationFailed(
+                    f"{key}: must be a time in HH:mm format, e.g. 09:00"
+                ) from None
+        options[name] = value
+    if bool(options["send_window_start"]) != bool(options["send_window_end"]):
+        raise ValidationFailed("sendWindowStart and sendWindowEnd must be given together")
+    days = data.get("allowedDaysOfWeek")
+    if days is None:
+        days = []
+    if not isinstance(days, list) or any(
+        isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 6 for d in days
+    ):
+        raise ValidationFailed(
+            "allowedDaysOfWeek: must be a list of day numbers from 0 (Sunday) to 6 (Saturday)"
+        )
+    options["allowed_days"] = days
+    raw_date = data.get("scheduledDate")
+    scheduled = None
+    if raw_date not in (None, ""):
+        try:
+            scheduled = dt.fromisoformat(str(raw_date).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationFailed(
+                "scheduledDate: must be an ISO 8601 date-time, e.g. 2025-10-15T14:30:00Z"
+            ) from None
+        if scheduled.tzinfo is None:
+            zone = schedule.get_zone(tz or workspace.timezone or "UTC")
+            scheduled = scheduled.replace(tzinfo=zone)
+        scheduled = scheduled.astimezone(UTC)
+    options["scheduled_date"] = scheduled
+    urls = data.get("attachmentUrls") or []
+    if not isinstance(urls, list):
+        raise ValidationFailed("attachmentUrls: must be a list of URLs")
+    if len(urls) > attachments.MAX_ATTACHMENTS:
+        raise ValidationFailed("attachmentUrls: at most 2 attachments per message")
+    try:
+        options["attachment_urls"] = [attachments.validate_url(u) for u in urls]
+    except ValueError as exc:
+        raise ValidationFailed(str(exc)) from None
+    return options
+
+
+def _normalize_recipient(value, kind: str, field: str | None = None) -> str:
+    from leads.normalize import InvalidIdentifier, normalize_email, normalize_phone
+    from tuco.errors import ValidationFailed
+
+    if value in (None, ""):
+        return ""
+    try:
+        if kind == "phone":
+            return normalize_phone(value, "US")
+        return normalize_email(value)
+    except InvalidIdentifier:
+        field = field or ("recipientPhone" if kind == "phone" else "recipientEmail")
+        label = "phone number" if kind == "phone" else "email address"
+        raise ValidationFailed(f"{field}: {value!r} is not a valid {label}") from None
+
+
+def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tuple[Message, str]:
+    """`POST /api/messages`: validate, resolve or create the lead, write one row.
+
+    Returns (message, lead_id). Every check happens before anything is written;
+    the lead and the message are written in one transaction.
+    """
+    from leads import services as lead_services
+    from leads.models import Lead
+    from lines.models import Line
+    from messaging.dnc import dnc_blocked_address
+    from messaging.models import FallbackConfig
+    from tuco.errors import NotFound, ServiceError, ValidationFailed
+
+    message_type = data.get("messageType") or Message.Type.IMESSAGE
+    if message_type not in Message.Type.values:
+        raise ServiceError(BAD_TYPE)
+    body = data.get("message") or ""
+    if not isinstance(body, str):
+        raise ValidationFailed("message: must be a string")
+    if not body.strip() and not data.get("attachmentUrls"):
+        raise ServiceError(EMPTY_MESSAGE)
+    options = _parse_send_options(data, workspace)
+    if message_type == Message.Type.EMAIL and options["attachment_urls"]:
+        raise ValidationFailed("attachmentUrls: attachments are only sent by iMessage")
+
+    line = None
+    line_id = data.get("fromLineId")
+    if message_type == Message.Type.IMESSAGE:
+        if line_id:
+            line = Line.objects.filter(workspace=workspace, pk=str(line_id)).first()
+            if line is None:
+                raise NotFound("Line not found")
+        elif not Line.objects.filter(workspace=workspace, is_active=True).exists():
+            raise ServiceError(NO_ACTIVE_LINES)
+
+    lead = None
+    lead_id = data.get("leadId")
+    if lead_id:
+        lead = Lead.objects.filter(workspace=workspace, pk=str(lead_id)).first()
+        if lead is None:
+            raise ServiceError(LEAD_NOT_FOUND, status=404)
+
+    phone = _normalize_recipient(data.get("recipientPhone"), "phone")
+    email = _normalize_recipient(data.get("recipientEmail"), "email")
+    alt = {key: data.get(key) for key in ALT_FIELDS if data.get(key)}
+    for key, value in alt.items():
+        _normalize_recipient(value, "phone" if key.startswith("altPhone") else "email", key)
+
+    lead_phone = lead.phone if lead else ""
+    lead_email = lead.email if lead else ""
+    if not (phone or email or lead_phone or lead_email):
+        raise ServiceError(NO_RECIPIENT)
+    if message_type == Message.Type.SMS and not (phone or lead_phone):
+        raise ValidationFailed("recipientPhone: an SMS needs a phone number")
+    if message_type == Message.Type.EMAIL and not (email or lead_email):
+        raise ValidationFailed("recipientEmail: an email needs an email address")
+
+    fallback_flag = data.get("sendFallbackSmsOnFailed")
+    config = None
+    if fallback_flag or message_type == Message.Type.SMS:
+        config = FallbackConfig.objects.filter(workspace=workspace).first()
+    if fallback_flag and not (config and config.is_configured):
+        raise ServiceError(
+            "sendFallbackSmsOnFailed is true but no Twilio fallback is configured for this "
+            "workspace (PATCH /api/workspace/fallback-config)",
+            code="FALLBACK_NOT_CONFIGURED",
+        )
+    if message_type == Message.Type.SMS and not (config and config.is_configured):
+        raise ServiceError(
+            "SMS needs Twilio: configure it with PATCH /api/workspace/fallback-config",
+            code="FALLBACK_NOT_CONFIGURED",
+        )
+
+    blocked = dnc_blocked_address(
+        workspace=workspace,
+        addresses=[phone or lead_phone, email or lead_email]
+        if message_type != Message.Type.EMAIL
+        else [email or lead_email],
+    )
+    if blocked:
+        raise ServiceError(
+            f"{blocked} is on the do-not-contact list", code="DO_NOT_CONTACT", status=400
+        )
+
+    name = (data.get("recipientName") or "").strip()
+    with transaction.atomic():
+        if lead is None:
+            lead = lead_services.lead_find_by_identifiers(
+                workspace=workspace,
+                phones=[phone] + [v for k, v in alt.items() if k.startswith("altPhone")],
+                emails=[email] + [v for k, v in alt.items() if k.startswith("altEmail")],
+            )
+            if lead is not None:
+                merge = {"phone": phone, "email": email, **alt}
+                lead_services.lead_merge_identifiers(workspace=workspace, lead=lead, fields=merge)
+            else:
+                first, _, last = name.partition(" ")
+                fields = {"phone": phone, "email": email, **alt}
+                if first:
+                    fields.update(firstName=first, lastName=last.strip())
+                lead, _created = lead_services.lead_get_or_create(
+                    workspace=workspace,
+                    data={k: v for k, v in fields.items() if v},
+                    lead_list=lead_services.lead_list_quick_sends(workspace=workspace),
+                    source="api",
+                )
+        elif alt:
+            lead_services.lead_merge_identifiers(workspace=workspace, lead=lead, fields=alt)
+        if not (phone or email):
+            lead.refresh_from_db()
+            if message_type == Message.Type.EMAIL:
+                email = lead.email
+            else:
+                phone, email = lead.phone, lead.email
+        message = message_enqueue(
+            workspace=workspace,
+            body=body,
+            message_type=message_type,
+            lead=lead,
+            recipient_phone=phone if message_type != Message.Type.EMAIL else "",
+            recipient_email=email if message_type != Message.Type.SMS else "",
+            recipient_name=name,
+            subject=(data.get("subject") or "").strip(),
+            line=line,
+            send_fallback_sms_on_failed=bool(fallback_flag),
+            batch_id=str(data.get("batchId") or ""),
+            now=now,
+            **options,
+        )
+    return message, lead.pk
+
+
+def message_cancel_for_lead(
+    *, workspace, lead_id: str | None = None, phone: str = "", email: str = ""
+) -> tuple[list[str], str | None]:
+    """`POST /api/messages/cancel-for-lead`: cancel waiting messages of a lead (by id,
+    or the lead owning the phone / email, or to those addresses). Returns (ids, lead id)."""
+    from leads import services as lead_services
+    from leads.models import Lead
+    from tuco.errors import ServiceError, ValidationFailed
+
+    if not (lead_id or phone or email):
+        raise ValidationFailed("Give leadId, recipientPhone or recipientEmail")
+    lead = None
+    if lead_id:
+        lead = Lead.objects.filter(workspace=workspace, pk=str(lead_id)).first()
+        if lead is None:
+            raise ServiceError(LEAD_NOT_FOUND, status=404)
+    phone = _normalize_recipient(phone, "phone")
+    email = _normalize_recipient(email, "email")
+    if lead is None:
+        lead = lead_services.lead_find_by_identifiers(
+            workspace=workspace, phones=[phone] if phone else [], emails=[email] if email else []
+        )
+    ids = message_cancel_waiting(
+        workspace=workspace,
+        lead=lead,
+        addresses=[a for a in (phone, email) if a],
+        reason="Cancelled through the API",
+    )
+    return ids, lead.pk if lead else None
+
+
+def fallback_config_update(*, workspace, fields: dict):
+    """Change the workspace's Twilio settings; the auth token is write-only."""
+    from messaging.models import FallbackConfig
+    from tuco.errors import ValidationFailed
+
+    with transaction.atomic():
+        config, _ = FallbackConfig.objects.select_for_update().get_or_create(workspace=workspace)
+        if "twilio_from_number" in fields and fields["twilio_from_number"]:
+            fields["twilio_from_number"] = _normalize_recipient(
+                fields["twilio_from_number"], "phone", field="twilioFromNumber"
+            )
+        for name, value in fields.items():
+            setattr(config, name, value if value is not None else "")
+        if config.enabled and not config.is_configured:
+            raise ValidationFailed(
+                "Enabling the fallback needs twilioAccountSid, twilioAuthToken and twilioFromNumber"
+            )
+        config.save()
+    return config
+
+
+def fallback_sms_submit(*, workspace, to: str, body: str) -> Message:
+    """`POST /api/fallback-sms`: queue one SMS through the workspace's Twilio number."""
+    from messaging.dnc import dnc_blocked_address
+    from messaging.models import FallbackConfig
+    from tuco.errors import ServiceError, ValidationFailed
+
+    config = FallbackConfig.objects.filter(workspace=workspace).first()
+    if config is None or not config.is_configured:
+        raise ServiceError(
+            "No Twilio fallback is configured for this workspace "
+            "(PATCH /api/workspace/fallback-config)",
+            code="FALLBACK_NOT_CONFIGURED",
+        )
+    if not (body or "").strip():
+        raise ValidationFailed("message: may not be blank")
+    phone = _normalize_recipient(to, "phone", field="to")
+    if not phone:
+        raise ValidationFailed("to: a phone number is required")
+    if dnc_blocked_address(workspace=workspace, addresses=[phone]):
+        raise ServiceError(f"{phone} is on the do-not-contact list", code="DO_NOT_CONTACT")
+    return message_enqueue(
+        workspace=workspace, body=body, message_type=Message.Type.SMS, recipient_phone=phone
+    )

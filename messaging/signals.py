@@ -1,0 +1,10 @@
+"""Seams other apps connect to, so messaging never imports them."""
+
+from django.dispatch import Signal
+
+# Sent after the commit that moved a message to sent, fallback, failed or
+# cancelled (one send per message): kwargs message_id (str), status (str),
+# campaign_id (str, "" when the message belongs to no campaign). Receivers must
+# be idempotent: a status change may be reported more than once, and a reader
+# that must not miss one also sweeps (campaigns does).
+message_status_changed = Signal()

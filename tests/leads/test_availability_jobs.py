@@ -1,0 +1,178 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from leads import availability
+from leads.availability import availability_job_create, availability_job_process
+from leads.models import AvailabilityJob, Lead
+from leads.signals import leads_created
+from lines.services import line_create
+from tests.lines.relay_fixtures import availability_requests, make_line, relay  # noqa: F401
+
+NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+MIDNIGHT = datetime(2026, 3, 3, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """Jobs are queued here instead of running, so a test drives them with its own clock."""
+    jobs = []
+    monkeypatch.setattr(availability, "_queue_job", jobs.append)
+    return jobs
+
+
+def leads_for(workspace, count, start=100):
+    return [
+        Lead.objects.create(workspace=workspace, phone=f"+1415555{i:04d}")
+        for i in range(start, start + count)
+    ]
+
+
+def job_state(job):
+    job.refresh_from_db()
+    return job.status, job.done, job.successful, job.errors
+
+
+def test_a_job_waits_for_quota_and_resumes_on_the_next_utc_day(
+    acme,
+    make_line,
+    queued,
+    django_capture_on_commit_callbacks,  # noqa: F811
+):
+    make_line(acme, daily_availability_checks_limit=4)
+    leads = leads_for(acme, 10)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads])
+    assert queued == [job.pk]
+    assert Lead.objects.filter(availability_status="checking").count() == 10
+
+    assert availability_job_process(job_id=job.pk, now=NOON) is None
+    assert job_state(job) == ("waiting_quota", 4, 4, 0)
+    assert job.resume_at == MIDNIGHT
+    assert Lead.objects.filter(availability_status="checking").count() == 6
+
+    queued.clear()
+    assert availability.availability_jobs_resume(now=MIDNIGHT - timedelta(seconds=1)) == []
+    assert availability.availability_jobs_resume(now=MIDNIGHT + timedelta(seconds=1)) == [job.pk]
+    assert queued == [job.pk]
+
+    availability_job_process(job_id=job.pk, now=MIDNIGHT + timedelta(seconds=1))
+    assert job_state(job) == ("waiting_quota", 8, 8, 0)
+    availability_job_process(job_id=job.pk, now=MIDNIGHT + timedelta(days=1, seconds=1))
+    assert job_state(job) == ("done", 10, 10, 0)
+    assert job.finished_at is not None
+    assert not Lead.objects.filter(availability_status="checking").exists()
+
+
+def test_a_job_hands_back_the_gap_instead_of_sleeping(acme, make_line, queued):  # noqa: F811
+    make_line(acme, check_gap_seconds=3)
+    leads = leads_for(acme, 3)
+    job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads])
+    countdown = availability_job_process(job_id=job.pk, now=NOON)
+    assert countdown == pytest.approx(3.0, abs=0.1)
+    assert job_state(job) == ("running", 1, 1, 0)
+    assert job.lease_until is None
+    countdown = availability_job_process(job_id=job.pk, now=NOON + timedelta(seconds=3))
+    assert job_state(job)[1] == 2
+
+
+def test_a_second_task_for_a_held_job_backs_off(acme, make_line, queued):  # noqa: F811
+    make_line(acme)
+    job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads_for(acme, 2)])
+    AvailabilityJob.objects.filter(pk=job.pk).update(
+        status="running", lease_until=NOON + timedelta(minutes=5)
+    )
+    assert availability_job_process(job_id=job.pk, now=NOON) is None
+    assert job_state(job)[1] == 0
+    # A dead task's lease runs out; the periodic task picks the job up again.
+    later = NOON + timedelta(minutes=6)
+    assert availability.availability_jobs_resume(now=later) == [job.pk]
+    availability_job_process(job_id=job.pk, now=later)
+    assert job_state(job) == ("done", 2, 2, 0)
+
+
+def test_a_job_with_a_dead_relay_marks_leads_error_and_finishes(acme, queued):
+    line = line_create(
+        workspace=acme, server_url="http://127.0.0.1:9", relay_password="x", check_gap_seconds=0
+    )
+    leads = leads_for(acme, 3)
+    job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads])
+    availability_job_process(job_id=job.pk, now=NOON)
+    assert job_state(job) == ("done", 3, 0, 3)
+    assert set(Lead.objects.values_list("availability_status", flat=True)) == {"error"}
+    line.refresh_from_db()
+    assert line.health_status == "down"
+
+
+def test_a_job_without_a_line_fails_and_marks_leads(acme, make_line, queued):  # noqa: F811
+    line = make_line(acme)
+    job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads_for(acme, 30)])
+    line.delete()
+    availability_job_process(job_id=job.pk, now=NOON)
+    assert job_state(job) == ("failed", 30, 0, 30)
+    assert job.detail == "No active line configured"
+    assert set(Lead.objects.values_list("availability_status", flat=True)) == {"no_active_line"}
+
+
+def test_deleted_leads_are_skipped(acme, make_line, queued):  # noqa: F811
+    make_line(acme)
+    leads = leads_for(acme, 3)
+    job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads])
+    leads[1].delete()
+    availability_job_process(job_id=job.pk, now=NOON)
+    assert job_state(job) == ("done", 3, 2, 0)
+
+
+def test_a_running_job_can_be_cancelled(acme, make_line, queued):  # noqa: F811
+    make_line(acme, check_gap_seconds=3)
+    job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads_for(acme, 3)])
+    availability_job_process(job_id=job.pk, now=NOON)
+    assert availability.availability_job_cancel(workspace=acme, job_id=job.pk)
+    assert availability_job_process(job_id=job.pk, now=NOON + timedelta(seconds=3)) is None
+    assert job_state(job) == ("cancelled", 1, 1, 0)
+    statuses = sorted(Lead.objects.values_list("availability_status", flat=True))
+    assert statuses == ["", "", "available"]
+    assert not availability.availability_job_cancel(workspace=acme, job_id=job.pk)
+
+
+def test_new_leads_are_checked_automatically(
+    acme,
+    make_line,
+    relay,
+    django_capture_on_commit_callbacks,  # noqa: F811
+):
+    make_line(acme)
+    leads = leads_for(acme, 7)
+    with django_capture_on_commit_callbacks(execute=True):
+        leads_created.send(sender=Lead, workspace=acme, lead_ids=[x.pk for x in leads])
+    job = AvailabilityJob.objects.get(workspace=acme)
+    assert (job.source, job.status, job.done) == ("import", "done", 7)
+    assert Lead.objects.filter(availability_status="available").count() == 4
+    assert availability_requests(relay) == 7
+
+
+def test_new_leads_without_a_line_are_marked(acme):
+    leads = leads_for(acme, 2)
+    leads_created.send(sender=Lead, workspace=acme, lead_ids=[x.pk for x in leads])
+    assert not AvailabilityJob.objects.exists()
+    assert set(Lead.objects.values_list("availability_status", flat=True)) == {"no_active_line"}
+
+
+def test_the_job_periodic_tasks_are_registered():
+    from django.apps import apps
+
+    tasks = [task for _, task, _ in apps.get_app_config("leads").periodic_tasks]
+    assert "leads.tasks.availability_jobs_resume" in tasks
+    assert "leads.tasks.availability_cache_purge" in tasks
+
+
+def test_expired_answers_are_purged(acme, make_line):  # noqa: F811
+    from leads.models import AvailabilityCacheEntry
+
+    make_line(acme)
+    availability.availability_check_address(workspace=acme, address="+14155550133", now=NOON)
+    availability.availability_check_address(workspace=acme, address="+14155550132", now=NOON)
+    assert availability.cache_purge_expired(now=NOON + timedelta(days=2)) == 1
+    assert list(AvailabilityCacheEntry.objects.values_list("address", flat=True)) == [
+        "+14155550132"
+    ]

@@ -1,0 +1,137 @@
+"""lead_import and the helpers other apps use for lead resolution."""
+
+import pytest
+
+from leads.models import Lead, LeadIdentifier, LeadList, ListMembership
+from leads.services import (
+    lead_find_by_identifiers,
+    lead_get_or_create,
+    lead_import,
+    lead_merge_identifiers,
+)
+from tests.leads.conftest import snapshot
+from tuco.errors import ValidationFailed
+
+
+def _rows(n, start=0):
+    return ({"phone": f"+1202555{i:04d}", "email": f"p{i}@example.com"} for i in range(start, n))
+
+
+def test_results_do_not_depend_on_batch_size(acme):
+    rows = list(_rows(25)) + list(_rows(30, 20)) + [{"email": "P3@example.com"}]
+    results = []
+    for size in (1, 4, 1000):
+        Lead.objects.all().delete()
+        result = lead_import(workspace=acme, rows=iter(rows), batch_size=size)
+        results.append((result.saved_count, result.duplicate_count, result.total_processed))
+        assert Lead.objects.count() == 30
+    assert results == [(30, 6, 36)] * 3
+
+
+def test_a_duplicate_rows_extra_identifier_still_counts_as_seen(acme):
+    rows = [
+        {"phone": "+12025550001"},
+        {"phone": "+12025550001", "email": "extra@example.com"},
+        {"email": "extra@example.com"},
+    ]
+    for size in (1, 10):
+        Lead.objects.all().delete()
+        result = lead_import(workspace=acme, rows=rows, batch_size=size)
+        assert (result.saved_count, result.duplicate_count, result.linked_count) == (1, 2, 0)
+
+
+def test_repeated_identifiers_on_one_lead_are_stored_once(acme):
+    result = lead_import(
+        workspace=acme,
+        rows=[{"phone": "202-555-0001", "altPhone1": "+12025550001", "altPhone2": "2025550002"}],
+    )
+    lead = Lead.objects.get(pk=result.lead_ids[0])
+    assert (lead.phone, lead.alt_phone1, lead.alt_phone2) == ("+12025550001", "", "+12025550002")
+    assert LeadIdentifier.objects.filter(lead=lead).count() == 2
+
+
+def test_skip_invalid_reports_rows_and_saves_the_rest(acme):
+    rows = [{"phone": "+12025550001"}, {"phone": "nope", "_line": 3}, {"email": "bad"}]
+    result = lead_import(workspace=acme, rows=rows, atomic=False, skip_invalid=True)
+    assert (result.saved_count, result.invalid_count, result.total_processed) == (1, 2, 1)
+    assert [(e.index, e.field, e.line) for e in result.errors] == [
+        (1, "phone", 3),
+        (2, "email", None),
+    ]
+
+
+def test_atomic_import_saves_nothing_when_a_later_batch_is_invalid(acme):
+    lead_import(workspace=acme, rows=[{"phone": "+12025559999"}])
+    before = snapshot()
+    rows = [*_rows(10), {"phone": "+1 555 555 5555"}]
+    with pytest.raises(ValidationFailed, match=r"leads\[10\]\.phone: Invalid phone number"):
+        lead_import(workspace=acme, rows=rows, batch_size=3)
+    assert snapshot() == before
+
+
+def test_the_same_identifiers_in_two_workspaces_are_two_leads(acme, globex):
+    lead_import(workspace=acme, rows=[{"phone": "+12025550001"}])
+    result = lead_import(workspace=globex, rows=[{"phone": "+12025550001"}])
+    assert result.saved_count == 1
+    assert Lead.objects.filter(phone="+12025550001").count() == 2
+
+
+def test_a_foreign_list_is_refused(acme, globex):
+    theirs = LeadList.objects.create(workspace=globex, name="Theirs")
+    with pytest.raises(ValidationFailed.__mro__[1]):
+        lead_import(workspace=acme, rows=[{"phone": "+12025550001"}], lead_list=theirs)
+    assert Lead.objects.count() == 0
+
+
+def test_find_by_identifiers_normalizes_and_prefers_phones(acme, globex):
+    lead_import(workspace=acme, rows=[{"phone": "+12025550001"}, {"email": "a@example.com"}])
+    lead_import(workspace=globex, rows=[{"phone": "+12025550002"}])
+    by_phone = lead_find_by_identifiers(
+        workspace=acme, phones=["junk", "(202) 555-0001"], emails=["A@example.com"]
+    )
+    assert by_phone.phone == "+12025550001"
+    by_email = lead_find_by_identifiers(workspace=acme, phones=[], emails=[" A@Example.com"])
+    assert by_email.email == "a@example.com"
+    assert lead_find_by_identifiers(workspace=acme, phones=["+12025550002"]) is None
+
+
+def test_merge_identifiers_fills_empty_fields_only(acme):
+    lead_import(
+        workspace=acme,
+        rows=[{"phone": "+12025550001", "altPhone1": "+12025550003"}, {"phone": "+12025550002"}],
+    )
+    lead = Lead.objects.get(phone="+12025550001")
+    changed = lead_merge_identifiers(
+        workspace=acme,
+        lead=lead,
+        fields={
+            "altPhone1": "+12025550009",  # already set: kept
+            "altPhone2": "202-555-0002",  # another lead's: skipped
+            "altPhone3": "(202) 555-0004",
+            "email": "New@Example.com",
+            "altEmail1": "not an email",
+        },
+    )
+    assert changed == ["alt_phone3", "email"]
+    lead.refresh_from_db()
+    assert (lead.alt_phone1, lead.alt_phone2, lead.alt_phone3, lead.email) == (
+        "+12025550003",
+        "",
+        "+12025550004",
+        "new@example.com",
+    )
+    assert lead_find_by_identifiers(workspace=acme, emails=["new@example.com"]) == lead
+
+
+def test_get_or_create_reuses_a_match_without_changing_it(acme):
+    lead, created = lead_get_or_create(
+        workspace=acme, data={"phone": "+12025550001", "firstName": "A"}
+    )
+    assert created
+    again, created = lead_get_or_create(
+        workspace=acme, data={"phone": "202 555 0001", "firstName": "B"}
+    )
+    assert not created
+    assert again == lead
+    assert Lead.objects.get().first_name == "A"
+    assert ListMembership.objects.count() == 1

@@ -1,0 +1,278 @@
+"""The dispatcher's pre-send checks, with a controllable clock (`now=`).
+
+Nothing is sent here: on-commit work (the send tasks) is not run, so each test
+looks at the decision the dispatcher wrote on the row.
+"""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from leads.services import lead_get_or_create
+from lines.models import LineUsage
+from lines.services import line_create
+from messaging.dispatch import dispatch_due
+from messaging.models import Conversation, DoNotContact, Message
+from messaging.services import message_enqueue
+from tests.messaging.conftest import at
+
+pytestmark = pytest.mark.django_db
+
+# A Wednesday, 15:00 UTC (10:00 in New York). Later than the real clock, so rows
+# created now are due.
+WED = at(2027, 1, 6, 15, 0)
+
+
+def make_line(workspace, **fields):
+    fields.setdefault("device_gap_seconds", 0)
+    fields.setdefault("contact_gap_seconds", 0)
+    return line_create(workspace=workspace, server_url="http://127.0.0.1:9", **fields)
+
+
+def enqueue(workspace, phone="+14155550102", body="Hi", **kwargs):
+    return message_enqueue(workspace=workspace, body=body, recipient_phone=phone, **kwargs)
+
+
+def reload(message):
+    message.refresh_from_db()
+    return message
+
+
+def test_a_due_message_in_its_window_goes_to_sending(acme):
+    line = make_line(acme)
+    message = enqueue(acme, timezone_name="America/New_York",
+                      send_window_start="09:00", send_window_end="17:00")  # fmt: skip
+    result = dispatch_due(now=WED)
+    assert result.sending == [message.pk]
+    message = reload(message)
+    assert message.status == "sending"
+    assert message.line_id == line.pk
+    assert message.sending_started_at == WED
+    usage = LineUsage.objects.get(line=line)
+    assert (usage.total_messages_count, usage.new_conversations_count) == (1, 1)
+
+
+def test_outside_the_window_it_is_scheduled_for_the_next_opening(acme):
+    make_line(acme)
+    message = enqueue(acme, timezone_name="America/New_York",
+                      send_window_start="09:00", send_window_end="17:00")  # fmt: skip
+    evening = at(2027, 1, 6, 23, 30)  # 18:30 in New York
+    dispatch_due(now=evening)
+    message = reload(message)
+    assert message.status == "scheduled"
+    assert message.scheduled_date == message.due_at == at(2027, 1, 7, 14, 0)
+    assert not LineUsage.objects.exists()
+    # Not due before then; due (and sent) at the opening.
+    assert dispatch_due(now=at(2027, 1, 7, 13, 59)).claimed == 0
+    assert dispatch_due(now=at(2027, 1, 7, 14, 0)).sending == [message.pk]
+
+
+def test_the_workspace_time_zone_is_the_default(acme):
+    acme.timezone = "Asia/Tokyo"
+    acme.save()
+    make_line(acme)
+    message = enqueue(acme, send_window_start="09:00", send_window_end="17:00")
+    dispatch_due(now=WED)  # 00:00 in Tokyo
+    assert reload(message).due_at == at(2027, 1, 7, 0, 0)
+
+
+def test_a_day_not_allowed_waits_for_an_allowed_one(acme):
+    make_line(acme)
+    message = enqueue(acme, timezone_name="America/New_York", allowed_days=[6])
+    dispatch_due(now=WED)
+    assert reload(message).due_at == at(2027, 1, 9, 5, 0)  # Saturday 00:00 EST
+
+
+def test_the_daily_total_cap_waits_for_the_next_utc_day(acme):
+    make_line(acme, daily_total_messages_limit=1)
+    first = enqueue(acme, phone="+14155550102")
+    second = enqueue(acme, phone="+14155550104")
+    dispatch_due(now=WED)
+    assert reload(first).status == "sending"
+    second = reload(second)
+    assert second.status == "scheduled"
+    assert second.due_at == at(2027, 1, 7, 0, 0)
+
+
+def test_the_new_conversation_cap_spares_existing_conversations(acme):
+    line = make_line(acme, daily_new_conversations_limit=1)
+    Conversation.objects.create(
+        workspace=acme, address="+14155550106", line=line, chat_guid="iMessage;-;+14155550106"
+    )
+    first = enqueue(acme, phone="+14155550102")
+    second = enqueue(acme, phone="+14155550104")
+    known = enqueue(acme, phone="+14155550106")
+    dispatch_due(now=WED)
+    assert reload(first).status == "sending"
+    assert reload(second).status == "scheduled"
+    assert reload(known).status == "sending"
+    usage = LineUsage.objects.get(line=line)
+    assert (usage.total_messages_count, usage.new_conversations_count) == (2, 1)
+
+
+def test_the_device_gap_reschedules_to_the_end_of_the_gap(acme):
+    make_line(acme, device_gap_seconds=30)
+    first = enqueue(acme, phone="+14155550102")
+    second = enqueue(acme, phone="+14155550104")
+    dispatch_due(now=WED)
+    assert reload(first).status == "sending"
+    second = reload(second)
+    assert (second.status, second.due_at) == ("scheduled", WED + timedelta(seconds=30))
+    # The refused send gave its counters back.
+    assert LineUsage.objects.get().total_messages_count == 1
+
+
+def test_round_robin_spreads_over_lines(acme):
+    lines = [make_line(acme, device_gap_seconds=30) for _ in range(3)]
+    messages = [enqueue(acme, phone=f"+1415555010{i}") for i in (2, 4, 6)]
+    result = dispatch_due(now=WED)
+    assert len(result.sending) == 3
+    assert {reload(m).line_id for m in messages} == {line.pk for line in lines}
+
+
+def test_the_contact_gap_spaces_sends_to_one_recipient(acme):
+    make_line(acme, contact_gap_seconds=45)
+    first = enqueue(acme, body="One")
+    second = enqueue(acme, body="Two")
+    dispatch_due(now=WED)
+    assert reload(first).status == "sending"
+    second = reload(second)
+    assert (second.status, second.due_at) == ("scheduled", WED + timedelta(seconds=45))
+    assert dispatch_due(now=WED + timedelta(seconds=45)).sending == [second.pk]
+
+
+def test_the_same_text_twice_within_a_minute_is_cancelled(acme):
+    make_line(acme)
+    first = enqueue(acme, body="Same")
+    dispatch_due(now=WED)
+    second = enqueue(acme, body="Same")
+    dispatch_due(now=WED + timedelta(seconds=30))
+    second = reload(second)
+    assert second.status == "cancelled"
+    assert "Duplicate" in second.cancel_reason
+    assert reload(first).status == "sending"
+    third = enqueue(acme, body="Same")
+    dispatch_due(now=WED + timedelta(seconds=61))
+    assert reload(third).status == "sending"
+
+
+def test_a_pinned_line_is_honoured(acme):
+    make_line(acme)
+    pinned = make_line(acme)
+    pinned.last_sent_at = WED - timedelta(seconds=1)
+    pinned.save()
+    message = enqueue(acme, line=pinned)
+    dispatch_due(now=WED)
+    assert reload(message).line_id == pinned.pk
+
+
+def test_a_lead_keeps_the_line_that_talked_to_it(acme):
+    make_line(acme)
+    kept = make_line(acme, device_gap_seconds=30)
+    lead, _ = lead_get_or_create(workspace=acme, data={"phone": "+14155550102"})
+    Conversation.objects.create(workspace=acme, address="+14155550102", lead=lead, line=kept)
+    kept.last_sent_at = WED - timedelta(seconds=5)
+    kept.save()
+    message = enqueue(acme, lead=lead)
+    dispatch_due(now=WED)
+    message = reload(message)
+    # The kept line is inside its gap: the message waits for it instead of switching.
+    assert (message.status, message.due_at) == ("scheduled", WED + timedelta(seconds=25))
+    dispatch_due(now=WED + timedelta(seconds=25))
+    assert reload(message).line_id == kept.pk
+
+
+def test_opted_out_and_do_not_contact_are_cancelled(acme):
+    make_line(acme)
+    lead, _ = lead_get_or_create(workspace=acme, data={"phone": "+14155550102"})
+    lead.opted_out = True
+    lead.save()
+    opted_out = enqueue(acme, lead=lead)
+    DoNotContact.objects.create(workspace=acme, value="+14155550104", kind="phone")
+    blocked = enqueue(acme, phone="+14155550104")
+    dispatch_due(now=WED)
+    assert reload(opted_out).cancel_reason == "Recipient opted out"
+    assert "do-not-contact" in reload(blocked).cancel_reason
+    assert not LineUsage.objects.exists()
+
+
+def test_no_active_line_waits_instead_of_failing(acme):
+    message = enqueue(acme)
+    dispatch_due(now=WED)
+    message = reload(message)
+    assert (message.status, message.due_at) == ("scheduled", WED + timedelta(minutes=1))
+
+
+def test_a_scheduled_date_is_respected(acme):
+    make_line(acme)
+    message = enqueue(acme, scheduled_date=at(2099, 1, 1))
+    assert message.status == "scheduled"
+    assert dispatch_due(now=WED).claimed == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_racing_dispatchers_never_claim_the_same_row(acme, monkeypatch):
+    if not settings.IS_POSTGRES:
+        pytest.skip("SKIP LOCKED needs Postgres; SQLite serializes writers anyway")
+    queued = []
+    monkeypatch.setattr("messaging.dispatch._queue_sends", queued.extend)
+    lines = [make_line(acme) for _ in range(4)]
+    # Written in bulk, as campaigns do, so no on-commit dispatch runs before the race.
+    rows = Message.objects.bulk_create(
+        [
+            Message(workspace=acme, recipient_phone=f"+1415555{i:04d}", body=f"m{i}")
+            for i in range(200)
+        ]
+    )
+    ids = {row.pk for row in rows}
+    claimed: list[list[str]] = []
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def worker():
+        mine = []
+        try:
+            barrier.wait()
+            while True:
+                result = dispatch_due(now=WED, limit=20)
+                if not result.claimed:
+                    break
+                mine.extend(result.sending)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+            claimed.append(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    both = claimed[0] + claimed[1]
+    assert len(both) == len(set(both)) == 200
+    assert set(both) == ids
+    assert claimed[0] and claimed[1]
+    assert sorted(queued) == sorted(both)
+    total = sum(
+        LineUsage.objects.filter(line__in=lines).values_list("total_messages_count", flat=True)
+    )
+    assert total == 200
+
+
+def test_two_messages_to_a_new_recipient_share_one_line_and_one_new_conversation(acme):
+    lines = [make_line(acme) for _ in range(3)]
+    first = enqueue(acme, body="One")
+    second = enqueue(acme, body="Two")
+    dispatch_due(now=WED)
+    assert reload(first).line_id == reload(second).line_id
+    assert sum(LineUsage.objects.filter(line__in=lines).values_list(
+        "new_conversations_count", flat=True)) == 1  # fmt: skip
+    # A later batch, while those are still in flight, keeps the same line too.
+    third = enqueue(acme, body="Three")
+    dispatch_due(now=WED + timedelta(seconds=1))
+    assert reload(third).line_id == reload(first).line_id

@@ -1,0 +1,180 @@
+import socket
+
+import pytest
+
+from messaging.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from tests.messaging.conftest import verify_signature
+
+EVENTS = ["message.sent", "message.reply"]
+
+
+@pytest.fixture
+def public_dns(monkeypatch):
+    """Resolve hook.example.com to a public address without touching the network."""
+    real = socket.getaddrinfo
+
+    def fake(host, port, *args, **kwargs):
+        if host == "hook.example.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port))]
+        if host == "rebind.example.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+def create(api, **body):
+    payload = {"url": "https://hook.example.com/tuco", "events": EVENTS, "name": "CRM"}
+    payload.update(body)
+    return api.post("/api/webhooks", payload, format="json")
+
+
+def test_it_creates_an_endpoint_and_shows_the_secret_once(api, public_dns):
+    response = create(api, description="Sync replies")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["secret"].startswith("whsec_")
+    assert body["events"] == EVENTS
+    assert body["isActive"] is True
+    assert body["description"] == "Sync replies"
+
+    listed = api.get("/api/webhooks").json()["webhooks"]
+    assert [w["_id"] for w in listed] == [body["_id"]]
+    assert "secret" not in listed[0]
+    assert "secret" not in api.get(f"/api/webhooks/{body['_id']}").json()
+
+
+def test_it_rejects_unknown_events(api, public_dns):
+    response = create(api, events=["message.sent", "message.exploded"])
+    assert response.status_code == 400
+    assert response.json()["code"] == "VALIDATION_ERROR"
+    assert response.json()["error"].startswith("events")
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_it_rejects_an_empty_event_list_and_missing_fields(api, public_dns):
+    assert create(api, events=[]).status_code == 400
+    response = api.post("/api/webhooks", {"events": EVENTS, "name": "x"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "url: This field is required."
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.1.10/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "https://rebind.example.com/hook",
+    ],
+)
+def test_it_refuses_private_targets(api, public_dns, url):
+    response = create(api, url=url)
+    assert response.status_code == 400, response.json()
+    assert response.json()["code"] == "WEBHOOK_TARGET_NOT_ALLOWED"
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_private_targets_are_allowed_by_setting(api, allow_private):
+    assert create(api, url="http://127.0.0.1:9/hook").status_code == 201
+
+
+def test_it_refuses_non_http_urls(api, public_dns):
+    assert create(api, url="ftp://hook.example.com/x").status_code == 400
+
+
+def test_it_updates_and_reenables_an_endpoint(api, public_dns):
+    endpoint_id = create(api).json()["_id"]
+    WebhookEndpoint.objects.filter(pk=endpoint_id).update(
+        is_active=False, disabled_reason="The endpoint answered 410 Gone"
+    )
+    response = api.patch(
+        f"/api/webhooks/{endpoint_id}",
+        {"isActive": True, "events": ["message.failed"], "name": "Renamed"},
+        format="json",
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["isActive"] is True
+    assert body["disabledReason"] == ""
+    assert body["events"] == ["message.failed"]
+    assert body["name"] == "Renamed"
+
+
+def test_patch_refuses_a_private_url(api, public_dns):
+    endpoint_id = create(api).json()["_id"]
+    response = api.patch(f"/api/webhooks/{endpoint_id}", {"url": "http://10.0.0.1/"}, format="json")
+    assert response.status_code == 400
+    assert WebhookEndpoint.objects.get(pk=endpoint_id).url == "https://hook.example.com/tuco"
+
+
+def test_it_deletes_an_endpoint(api, public_dns):
+    endpoint_id = create(api).json()["_id"]
+    assert api.delete(f"/api/webhooks/{endpoint_id}").json() == {"success": True}
+    assert api.get(f"/api/webhooks/{endpoint_id}").status_code == 404
+
+
+def test_other_workspaces_cannot_see_or_touch_an_endpoint(api, globex_api, public_dns):
+    endpoint_id = create(api).json()["_id"]
+    assert globex_api.get("/api/webhooks").json() == {"webhooks": []}
+    for response in (
+        globex_api.get(f"/api/webhooks/{endpoint_id}"),
+        globex_api.patch(f"/api/webhooks/{endpoint_id}", {"name": "x"}, format="json"),
+        globex_api.delete(f"/api/webhooks/{endpoint_id}"),
+        globex_api.post(f"/api/webhooks/{endpoint_id}/health-check"),
+        globex_api.get(f"/api/webhooks/{endpoint_id}/deliveries"),
+    ):
+        assert response.status_code == 404
+        assert response.json() == {"error": "Webhook not found", "code": "NOT_FOUND"}
+    assert WebhookEndpoint.objects.get(pk=endpoint_id).name == "CRM"
+
+
+def test_unknown_and_malformed_ids_are_404(api):
+    for endpoint_id in ("0" * 24, "nope"):
+        response = api.get(f"/api/webhooks/{endpoint_id}")
+        assert response.status_code == 404
+        assert response.json() == {"error": "Webhook not found", "code": "NOT_FOUND"}
+
+
+def test_members_cannot_manage_webhooks(client, bob, acme):
+    client.force_login(bob)
+    response = client.get("/api/webhooks")
+    assert response.status_code == 403
+
+
+def test_health_check_sends_a_signed_test_event(api, acme, allow_private, receiver):
+    created = create(api, url=receiver.url).json()
+    response = api.post(f"/api/webhooks/{created['_id']}/health-check")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True
+    assert body["statusCode"] == 200
+    assert len(receiver.requests) == 1
+    request = receiver.requests[0]
+    assert verify_signature(created["secret"], request)
+    assert request["headers"]["X-Tuco-Event"] == "webhook.test"
+    assert request["headers"]["webhook-id"] == body["deliveryId"]
+    event = receiver.events()[0]
+    assert event["event"] == "webhook.test"
+    assert event["workspaceId"] == acme.pk
+    assert event["data"] == {"webhookId": created["_id"], "test": True}
+
+    deliveries = api.get(f"/api/webhooks/{created['_id']}/deliveries").json()
+    assert deliveries["total"] == 1
+    assert deliveries["deliveries"][0]["status"] == "delivered"
+    assert deliveries["deliveries"][0]["attemptLog"][0]["statusCode"] == 200
+
+
+def test_health_check_reports_a_failing_endpoint(api, allow_private, receiver):
+    receiver.status = 500
+    created = create(api, url=receiver.url).json()
+    body = api.post(f"/api/webhooks/{created['_id']}/health-check").json()
+    assert body["success"] is False
+    assert body["statusCode"] == 500
+    assert body["error"] == "HTTP 500"
+    delivery = WebhookDelivery.objects.get(pk=body["deliveryId"])
+    assert delivery.status == "failed"
+    assert WebhookAttempt.objects.filter(delivery=delivery).count() == 1

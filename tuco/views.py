@@ -1,0 +1,359 @@
+"""Dashboard plumbing (sign-in, workspace scoping, navigation) and the settings pages."""
+
+from functools import wraps
+from urllib.parse import quote
+
+from django.apps import apps
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from tuco import services
+from tuco.api.auth import SESSION_WORKSPACE_KEY
+from tuco.errors import ServiceError
+from tuco.forms import (
+    ApiKeyForm,
+    FallbackConfigForm,
+    LoginForm,
+    MemberAddForm,
+    WebhookEndpointForm,
+    WorkspaceTimezoneForm,
+)
+from tuco.models import ApiKey, Membership
+
+# (label, URL name, section). A section appears in the navigation as soon as its URL
+# name resolves, so pages added later show up without touching this list's users.
+NAV = [
+    ("Leads", "leads:list", "leads"),
+    ("Import", "leads:import", "import"),
+    ("Quick Send", "messaging:quick_send", "quick_send"),
+    ("Lines", "lines:index", "lines"),
+    ("Campaigns", "campaigns:index", "campaigns"),
+    ("Unibox", "unibox:index", "unibox"),
+    ("Settings", "settings", "settings"),
+]
+
+
+def nav_items() -> list[tuple[str, str, str]]:
+    items = []
+    for label, name, section in NAV:
+        try:
+            items.append((label, reverse(name), section))
+        except NoReverseMatch:
+            continue
+    return items
+
+
+def _login_redirect(request):
+    login = f"{reverse('login')}?next={quote(request.get_full_path())}"
+    if getattr(request, "htmx", False):
+        # An htmx swap would put the sign-in page inside a table row; send the
+        # whole page there instead.
+        next_url = request.htmx.current_url_abs_path or "/"
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = f"{reverse('login')}?next={quote(next_url)}"
+        return response
+    return HttpResponseRedirect(login)
+
+
+def workspace_required(view=None, *, manage=False):
+    """Sign-in plus workspace scoping for dashboard views.
+
+    Sets `request.workspace`, `request.membership` (the one chosen in the switcher,
+    else the oldest, as the API's session auth does) and `request.memberships` for
+    the switcher, in one query. Writes are refused while the workspace is read-only
+    (past due), and `manage=True` limits the view to owners and admins.
+    """
+
+    def decorate(func):
+        @wraps(func)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return _login_redirect(request)
+            memberships = list(
+                Membership.objects.select_related("workspace")
+                .filter(user=request.user)
+                .order_by("created_at", "pk")
+            )
+            if not memberships:
+                return render(request, "tuco/no_workspace.html", status=403)
+            chosen = request.session.get(SESSION_WORKSPACE_KEY)
+            membership = next((m for m in memberships if m.workspace_id == chosen), memberships[0])
+            request.membership = membership
+            request.workspace = membership.workspace
+            request.memberships = memberships
+            request.nav = nav_items()
+            if request.method == "POST" and request.workspace.is_read_only:
+                messages.error(
+                    request, "This workspace is read-only until its billing is brought up to date."
+                )
+                return _back(request)
+            if manage and not membership.can_manage:
+                return render(request, "tuco/forbidden.html", status=403)
+            return func(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate(view) if view is not None else decorate
+
+
+def _back(request, fallback: str = "/"):
+    target = request.POST.get("next") or request.headers.get("Referer") or fallback
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = fallback
+    if getattr(request, "htmx", False):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return HttpResponseRedirect(target)
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "registration/login.html"
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    pass
+
+
+def home(request):
+    if not request.user.is_authenticated:
+        return redirect("login")
+    for _label, url, _section in nav_items():
+        return redirect(url)
+    return redirect("settings")
+
+
+@require_POST
+@workspace_required
+def workspace_switch(request):
+    workspace_id = request.POST.get("workspace", "")
+    if any(m.workspace_id == workspace_id for m in request.memberships):
+        request.session[SESSION_WORKSPACE_KEY] = workspace_id
+    else:
+        messages.error(request, "You are not a member of that workspace.")
+    return redirect("home")
+
+
+def csrf_failure(request, reason=""):
+    """A form posted with a stale or missing CSRF token, usually after signing out in
+    another tab or leaving a page open overnight."""
+    response = render(request, "403_csrf.html", {"reason": reason}, status=403)
+    if request.headers.get("HX-Request"):
+        # Reloading the page gives the browser a fresh token.
+        response["HX-Refresh"] = "true"
+    return response
+
+
+# Settings
+
+
+def _settings_context(request, **forms):
+    workspace = request.workspace
+    context = {
+        "section": "settings",
+        "api_keys": list(
+            ApiKey.objects.filter(workspace=workspace)
+            .select_related("created_by")
+            .order_by("-created_at")
+        ),
+        "members": list(
+            Membership.objects.filter(workspace=workspace)
+            .select_related("user")
+            .order_by("created_at", "pk")
+        ),
+        "key_form": forms.get("key_form") or ApiKeyForm(),
+        "timezone_form": forms.get("timezone_form")
+        or WorkspaceTimezoneForm(initial={"timezone": workspace.timezone}),
+        "member_form": forms.get("member_form") or MemberAddForm(),
+        "new_key": forms.get("new_key"),
+    }
+    context.update(_optional_sections(request, **forms))
+    return context
+
+
+def _optional_sections(request, **forms) -> dict:
+    """Fallback SMS and webhooks, owned by the messaging app. Imported here, inside the
+    dashboard view only, so that tuco's models and services never depend on messaging."""
+    if not apps.is_installed("messaging"):
+        return {}
+    from messaging.models import FallbackConfig, WebhookDelivery, WebhookEndpoint
+    from messaging.models.webhooks import WEBHOOK_EVENTS
+
+    workspace = request.workspace
+    config = FallbackConfig.objects.filter(workspace=workspace).first()
+    initial = {}
+    if config is not None:
+        initial = {
+            "enabled": config.enabled,
+            "twilio_account_sid": config.twilio_account_sid,
+            "twilio_from_number": config.twilio_from_number,
+            "send_fallback_sms_on_failed": config.send_fallback_sms_on_failed,
+        }
+    return {
+        "messaging_sections": True,
+        "fallback_config": config,
+        "fallback_form": forms.get("fallback_form") or FallbackConfigForm(initial=initial),
+        "webhooks": list(
+            WebhookEndpoint.objects.filter(workspace=workspace).order_by("created_at")
+        ),
+        "webhook_form": forms.get("webhook_form") or WebhookEndpointForm(events=WEBHOOK_EVENTS),
+        "new_webhook": forms.get("new_webhook"),
+        "deliveries": list(
+            WebhookDelivery.objects.filter(workspace=workspace)
+            .select_related("endpoint")
+            .order_by("-created_at")[:20]
+        ),
+    }
+
+
+@workspace_required
+def settings_page(request):
+    return render(request, "tuco/settings.html", _settings_context(request))
+
+
+@require_POST
+@workspace_required(manage=True)
+def api_key_create(request):
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request, "tuco/settings.html", _settings_context(request, key_form=form), status=400
+        )
+    key, raw = services.api_key_create(
+        workspace=request.workspace, name=form.cleaned_data["name"], created_by=request.user
+    )
+    # Shown in this response only: the key is stored hashed and cannot be shown again.
+    return render(
+        request,
+        "tuco/settings.html",
+        _settings_context(request, new_key={"key": key, "raw": raw}),
+    )
+
+
+@require_POST
+@workspace_required(manage=True)
+def api_key_revoke(request, key_id):
+    services.api_key_revoke(workspace=request.workspace, key_id=key_id)
+    messages.success(request, "API key revoked.")
+    return redirect("settings")
+
+
+@require_POST
+@workspace_required(manage=True)
+def workspace_timezone(request):
+    form = WorkspaceTimezoneForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request,
+            "tuco/settings.html",
+            _settings_context(request, timezone_form=form),
+            status=400,
+        )
+    workspace = request.workspace
+    workspace.timezone = form.cleaned_data["timezone"]
+    workspace.save(update_fields=["timezone"])
+    messages.success(request, f"Time zone set to {workspace.timezone}.")
+    return redirect("settings")
+
+
+@require_POST
+@workspace_required(manage=True)
+def member_add(request):
+    form = MemberAddForm(request.POST)
+    if form.is_valid():
+        membership = form.save(workspace=request.workspace, added_by=request.membership)
+        if membership is not None:
+            messages.success(
+                request, f"{membership.user.email} added as {membership.get_role_display()}."
+            )
+            return redirect("settings")
+    return render(
+        request, "tuco/settings.html", _settings_context(request, member_form=form), status=400
+    )
+
+
+def _settings_error(request, **forms):
+    return render(request, "tuco/settings.html", _settings_context(request, **forms), status=400)
+
+
+@require_POST
+@workspace_required(manage=True)
+def fallback_config(request):
+    from messaging.services import fallback_config_update
+
+    form = FallbackConfigForm(request.POST)
+    if form.is_valid():
+        try:
+            fallback_config_update(workspace=request.workspace, fields=form.service_fields())
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, "Fallback SMS settings saved.")
+            return redirect("settings")
+    return _settings_error(request, fallback_form=form)
+
+
+@require_POST
+@workspace_required(manage=True)
+def webhook_create(request):
+    from messaging.models.webhooks import WEBHOOK_EVENTS
+    from messaging.webhooks import webhook_endpoint_create
+
+    form = WebhookEndpointForm(request.POST, events=WEBHOOK_EVENTS)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            endpoint = webhook_endpoint_create(
+                workspace=request.workspace,
+                url=data["url"],
+                events=data["events"],
+                name=data["name"],
+                description=data["description"],
+            )
+        except ServiceError as exc:
+            field, _, message = exc.message.partition(": ")
+            if field in form.fields and message:
+                form.add_error(field, message)
+            else:
+                form.add_error(None, exc.message)
+        else:
+            # The signing secret is shown in this response only.
+            return render(
+                request, "tuco/settings.html", _settings_context(request, new_webhook=endpoint)
+            )
+    return _settings_error(request, webhook_form=form)
+
+
+@require_POST
+@workspace_required(manage=True)
+def webhook_delete(request, endpoint_id):
+    from messaging.webhooks import webhook_endpoint_delete
+
+    try:
+        webhook_endpoint_delete(workspace=request.workspace, endpoint_id=endpoint_id)
+    except ServiceError:
+        raise Http404("Webhook not found") from None
+    messages.success(request, "Webhook deleted.")
+    return redirect("settings")
+
+
+@require_POST
+@workspace_required(manage=True)
+def webhook_delivery_resend(request, delivery_id):
+    from messaging.models import WebhookDelivery
+    from messaging.webhooks import webhook_delivery_resend as resend
+
+    if not WebhookDelivery.objects.filter(workspace=request.workspace, pk=delivery_id).exists():
+        raise Http404("Delivery not found")
+    resend(delivery_id=delivery_id)
+    messages.success(request, "Delivery queued again.")
+    return redirect("settings")
