@@ -8,6 +8,8 @@ from tuco.celery import app as celery_app
 from tuco.models import Membership
 from tuco.services import workspace_create
 
+pytest_plugins = ["tests.lines.relay_fixtures"]
+
 celery_app.conf.task_always_eager = True
 celery_app.conf.task_eager_propagates = True
 

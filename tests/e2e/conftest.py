@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.lines.relay_fixtures import make_line, relay  # noqa: F401
-
 # Playwright's sync API runs an event loop in this thread; the ORM calls made by
 # fixtures here are still plain synchronous code.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"

@@ -4,7 +4,7 @@ from django.test import override_settings
 from leads import availability
 from leads.models import AvailabilityJob, Lead, LeadList, ListMembership
 from lines.models import Line
-from tests.lines.relay_fixtures import availability_requests, make_line, relay  # noqa: F401
+from tests.lines.relay_fixtures import availability_requests
 
 LEAD_NOT_FOUND = {"error": "Lead not found or access denied"}
 NO_LINE = {"error": "No active line configured", "code": "NO_ACTIVE_LINE"}
@@ -15,7 +15,7 @@ def lead(workspace, **fields):
 
 
 @pytest.fixture
-def line(acme, make_line):  # noqa: F811
+def line(acme, make_line):
     return make_line(acme)
 
 
@@ -46,7 +46,7 @@ def test_unknown_lead_is_404(api, line, lead_id):
     assert response.json() == LEAD_NOT_FOUND
 
 
-def test_another_workspaces_lead_is_404(api, globex, line, relay):  # noqa: F811
+def test_another_workspaces_lead_is_404(api, globex, line, relay):
     theirs = lead(globex, phone="+14155550132")
     response = api.get(f"/api/leads/check-availability?id={theirs.pk}")
     assert response.status_code == 404
@@ -83,7 +83,7 @@ def test_quick_address_check(api, line):
     }  # fmt: skip
 
 
-def test_quick_address_check_rejects_a_malformed_address(api, line, relay):  # noqa: F811
+def test_quick_address_check_rejects_a_malformed_address(api, line, relay):
     response = api.post("/api/leads/check-availability", {"address": "hello"}, format="json")
     assert response.status_code == 400
     assert "address" in response.json()["error"]
@@ -126,7 +126,7 @@ def test_small_batches_are_synchronous(api, acme, line):
     assert [statuses[x.pk] for x in leads] == ["available", "unavailable", "error"]
 
 
-def test_a_foreign_lead_in_a_batch_is_404_and_nothing_is_checked(api, acme, globex, line, relay):  # noqa: F811
+def test_a_foreign_lead_in_a_batch_is_404_and_nothing_is_checked(api, acme, globex, line, relay):
     mine = lead(acme, phone="+14155550132")
     theirs = lead(globex, phone="+14155550134")
     response = api.post(
@@ -150,7 +150,7 @@ def test_large_batches_run_in_the_background(
     api,
     acme,
     line,
-    relay,  # noqa: F811
+    relay,
     django_capture_on_commit_callbacks,
 ):
     leads = [lead(acme, phone=f"+1415555{i:04d}") for i in range(100, 112)]
@@ -205,7 +205,7 @@ def test_an_unknown_list_is_404(api, globex, line):
         assert (response.status_code, response.json()) == (404, {"error": "List not found"})
 
 
-def test_quota_exhaustion_is_429_with_retry_after(api, acme, make_line):  # noqa: F811
+def test_quota_exhaustion_is_429_with_retry_after(api, acme, make_line):
     make_line(acme, daily_availability_checks_limit=1)
     api.post("/api/leads/check-availability", {"address": "+14155550130"}, format="json")
     response = api.post("/api/leads/check-availability", {"address": "+14155550132"}, format="json")
@@ -262,7 +262,7 @@ def test_get_check_availability(api, line):
     assert (result["address"], result["available"]) == ("tim@icloud.com", True)
 
 
-def test_post_check_availability_one_or_many(api, line, relay):  # noqa: F811
+def test_post_check_availability_one_or_many(api, line, relay):
     response = api.post("/api/check-availability", {"address": "+14155550133"}, format="json")
     assert [(r["address"], r["available"]) for r in response.json()["results"]] == [
         ("+14155550133", False)
@@ -292,7 +292,7 @@ def test_post_check_availability_one_or_many(api, line, relay):  # noqa: F811
         {"addresses": "+14155550132"},
     ],
 )
-def test_check_availability_rejects_bad_bodies(api, line, relay, body):  # noqa: F811
+def test_check_availability_rejects_bad_bodies(api, line, relay, body):
     response = api.post("/api/check-availability", body, format="json")
     assert response.status_code == 400
     assert response.json()["error"]
@@ -308,7 +308,7 @@ def test_get_check_availability_requires_an_address(api, line):
 # /api/check-availability-rr
 
 
-def test_round_robin_check_stops_at_the_first_available(api, line, relay):  # noqa: F811
+def test_round_robin_check_stops_at_the_first_available(api, line, relay):
     response = api.post(
         "/api/check-availability-rr",
         {"phones": ["+14155550131", "+14155550132", "+14155550134"], "emails": ["x@icloud.com"]},

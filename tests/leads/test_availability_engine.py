@@ -18,7 +18,7 @@ from lines.models import Line
 from lines.relay import get_client
 from lines.services import line_create, usage_for
 from lines.simulator import RelaySimulator
-from tests.lines.relay_fixtures import PASSWORD, availability_requests, make_line, relay  # noqa: F401
+from tests.lines.relay_fixtures import PASSWORD, availability_requests
 from tuco.errors import ValidationFailed
 
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -32,7 +32,7 @@ def checks_today(line, now=NOON):
     return usage_for(line=line, now=now).availability_checks_count
 
 
-def test_it_asks_the_relay_and_caches_the_answer(acme, relay, make_line):  # noqa: F811
+def test_it_asks_the_relay_and_caches_the_answer(acme, relay, make_line):
     line = make_line(acme)
     first = availability_check_address(workspace=acme, address="(415) 555-0132", now=NOON)
     assert first == availability.AddressResult("+14155550132", True, "available", False, line.pk)
@@ -48,7 +48,7 @@ def test_it_asks_the_relay_and_caches_the_answer(acme, relay, make_line):  # noq
     assert availability_requests(relay) == 2
 
 
-def test_emails_are_lowercased_and_checked(acme, relay, make_line):  # noqa: F811
+def test_emails_are_lowercased_and_checked(acme, relay, make_line):
     make_line(acme)
     result = availability_check_address(workspace=acme, address=" Tim@iCloud.com ", now=NOON)
     assert (result.address, result.available) == ("tim@icloud.com", True)
@@ -58,7 +58,7 @@ def test_emails_are_lowercased_and_checked(acme, relay, make_line):  # noqa: F81
     )  # fmt: skip
 
 
-def test_a_negative_answer_is_trusted_for_less_time(acme, relay, make_line, settings):  # noqa: F811
+def test_a_negative_answer_is_trusted_for_less_time(acme, relay, make_line, settings):
     settings.AVAILABILITY_CACHE_SECONDS = 7 * 86400
     settings.AVAILABILITY_NEGATIVE_CACHE_SECONDS = 86400
     make_line(acme)
@@ -75,7 +75,7 @@ def test_a_negative_answer_is_trusted_for_less_time(acme, relay, make_line, sett
     ).from_cache
 
 
-def test_the_cache_is_per_workspace(acme, globex, relay, make_line):  # noqa: F811
+def test_the_cache_is_per_workspace(acme, globex, relay, make_line):
     make_line(acme)
     make_line(globex)
     availability_check_address(workspace=acme, address="+14155550132", now=NOON)
@@ -86,7 +86,7 @@ def test_the_cache_is_per_workspace(acme, globex, relay, make_line):  # noqa: F8
 
 
 @pytest.mark.parametrize("address", ["", "   ", "12", "not an address", "a@b", None, 42])
-def test_it_rejects_malformed_addresses(acme, relay, make_line, address):  # noqa: F811
+def test_it_rejects_malformed_addresses(acme, relay, make_line, address):
     make_line(acme)
     with pytest.raises(ValidationFailed):
         availability_check_address(workspace=acme, address=address, now=NOON)
@@ -100,7 +100,7 @@ def test_no_active_line(acme):
     assert caught.value.status == 400
 
 
-def test_quota_exhaustion(acme, relay, make_line):  # noqa: F811
+def test_quota_exhaustion(acme, relay, make_line):
     make_line(acme, daily_availability_checks_limit=2)
     for number in ("+14155550130", "+14155550131"):
         availability_check_address(workspace=acme, address=number, now=NOON)
@@ -116,7 +116,7 @@ def test_quota_exhaustion(acme, relay, make_line):  # noqa: F811
     assert availability_check_address(workspace=acme, address="+14155550134", now=tomorrow)
 
 
-def test_round_robin_across_two_lines(acme, relay, make_line):  # noqa: F811
+def test_round_robin_across_two_lines(acme, relay, make_line):
     with RelaySimulator(password=PASSWORD) as other:
         first = make_line(acme)
         second = make_line(acme, simulator=other)
@@ -130,7 +130,7 @@ def test_round_robin_across_two_lines(acme, relay, make_line):  # noqa: F811
         assert availability_requests(relay) == availability_requests(other) == 3
 
 
-def test_a_down_line_is_skipped(acme, relay, make_line):  # noqa: F811
+def test_a_down_line_is_skipped(acme, relay, make_line):
     with RelaySimulator(password=PASSWORD) as other:
         down = make_line(acme, simulator=other)
         Line.objects.filter(pk=down.pk).update(health_status=Line.Health.DOWN)
@@ -141,7 +141,7 @@ def test_a_down_line_is_skipped(acme, relay, make_line):  # noqa: F811
         assert availability_requests(other) == 0
 
 
-def test_every_line_down_is_an_error_without_quota(acme, relay, make_line):  # noqa: F811
+def test_every_line_down_is_an_error_without_quota(acme, relay, make_line):
     line = make_line(acme)
     Line.objects.filter(pk=line.pk).update(health_status=Line.Health.DOWN)
     result = availability_check_address(workspace=acme, address="+14155550132", now=NOON)
@@ -149,7 +149,7 @@ def test_every_line_down_is_an_error_without_quota(acme, relay, make_line):  # n
     assert checks_today(line) == 0
 
 
-def test_the_sync_path_waits_out_the_gap(acme, relay, make_line, monkeypatch):  # noqa: F811
+def test_the_sync_path_waits_out_the_gap(acme, relay, make_line, monkeypatch):
     slept = []
     monkeypatch.setattr(availability, "_sleep", slept.append)
     line = make_line(acme, check_gap_seconds=3)
@@ -163,7 +163,7 @@ def test_the_sync_path_waits_out_the_gap(acme, relay, make_line, monkeypatch):  
     assert line.last_check_at == NOON + timedelta(seconds=3)
 
 
-def test_background_callers_get_the_wait_instead_of_sleeping(acme, relay, make_line):  # noqa: F811
+def test_background_callers_get_the_wait_instead_of_sleeping(acme, relay, make_line):
     make_line(acme, check_gap_seconds=3)
     availability_check_address(workspace=acme, address="+14155550130", now=NOON)
     with pytest.raises(availability.LinesBusy) as caught:
@@ -192,7 +192,7 @@ def test_unreachable_relay_is_an_error_and_burns_no_quota(acme):
     assert line.health_status == "down"
 
 
-def test_a_wrong_password_is_an_error_and_marks_the_line(acme, relay, make_line):  # noqa: F811
+def test_a_wrong_password_is_an_error_and_marks_the_line(acme, relay, make_line):
     line = make_line(acme, relay_password="wrong")
     result = availability_check_address(workspace=acme, address="+14155550132", now=NOON)
     assert result.status == "error"
@@ -202,7 +202,7 @@ def test_a_wrong_password_is_an_error_and_marks_the_line(acme, relay, make_line)
     assert checks_today(line) == 1  # the request reached the relay
 
 
-def test_a_slow_relay_times_out_into_an_error(acme, relay, make_line):  # noqa: F811
+def test_a_slow_relay_times_out_into_an_error(acme, relay, make_line):
     line = make_line(acme)
     relay.configure(latency=1.0)
     client = get_client(line)
@@ -248,7 +248,7 @@ def test_a_garbage_answer_is_an_error(acme, garbage_server):
     assert line.health_consecutive_failures == 1
 
 
-def test_an_imessage_error_for_one_address_does_not_hurt_the_line(acme, relay, make_line):  # noqa: F811
+def test_an_imessage_error_for_one_address_does_not_hurt_the_line(acme, relay, make_line):
     line = make_line(acme)
     result = availability_check_address(workspace=acme, address="+14155559999", now=NOON)
     assert result.status == "error"
@@ -257,7 +257,7 @@ def test_an_imessage_error_for_one_address_does_not_hurt_the_line(acme, relay, m
     assert line.health_status == "healthy"
 
 
-def test_a_failure_then_success_heals_the_line(acme, relay, make_line):  # noqa: F811
+def test_a_failure_then_success_heals_the_line(acme, relay, make_line):
     line = make_line(acme)
     relay.configure(helper_connected=False)
     availability_check_address(workspace=acme, address="+14155550130", now=NOON)
@@ -272,7 +272,7 @@ def test_a_failure_then_success_heals_the_line(acme, relay, make_line):  # noqa:
 # Leads
 
 
-def test_lead_addresses_are_tried_in_order_until_one_is_available(acme, relay, make_line):  # noqa: F811
+def test_lead_addresses_are_tried_in_order_until_one_is_available(acme, relay, make_line):
     make_line(acme)
     person = lead(
         acme,
@@ -295,7 +295,7 @@ def test_lead_addresses_are_tried_in_order_until_one_is_available(acme, relay, m
     assert availability_requests(relay) == 4
 
 
-def test_a_lead_with_no_available_address_is_unavailable(acme, relay, make_line):  # noqa: F811
+def test_a_lead_with_no_available_address_is_unavailable(acme, relay, make_line):
     make_line(acme)
     person = lead(acme, phone="+14155550131", email="p@example.com")
     result = availability_check_lead(workspace=acme, lead=person, now=NOON)
@@ -304,7 +304,7 @@ def test_a_lead_with_no_available_address_is_unavailable(acme, relay, make_line)
     assert person.availability_status == "unavailable"
 
 
-def test_a_relay_failure_makes_the_lead_error(acme, relay, make_line):  # noqa: F811
+def test_a_relay_failure_makes_the_lead_error(acme, relay, make_line):
     make_line(acme)
     person = lead(acme, phone="+14155559999", email="p@example.com")
     result = availability_check_lead(workspace=acme, lead=person, now=NOON)
@@ -321,7 +321,7 @@ def test_no_active_line_is_written_to_the_lead(acme):
     assert person.availability_status == "no_active_line"
 
 
-def test_quota_exhaustion_leaves_the_lead_untouched(acme, relay, make_line):  # noqa: F811
+def test_quota_exhaustion_leaves_the_lead_untouched(acme, relay, make_line):
     make_line(acme, daily_availability_checks_limit=0)
     person = lead(acme, phone="+14155550132", availability_status="unavailable")
     with pytest.raises(AvailabilityQuotaExhausted):
@@ -331,7 +331,7 @@ def test_quota_exhaustion_leaves_the_lead_untouched(acme, relay, make_line):  # 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_results_are_announced_inside_the_writing_transaction(acme, relay, make_line):  # noqa: F811
+def test_results_are_announced_inside_the_writing_transaction(acme, relay, make_line):
     make_line(acme)
     person = lead(acme, phone="+14155550132")
     seen = []
@@ -353,7 +353,7 @@ def test_results_are_announced_inside_the_writing_transaction(acme, relay, make_
     assert seen == [(True, "available", [(person.pk, "available")])]
 
 
-def test_cached_leads_are_checked_in_bulk(acme, relay, make_line, django_assert_max_num_queries):  # noqa: F811
+def test_cached_leads_are_checked_in_bulk(acme, relay, make_line, django_assert_max_num_queries):
     make_line(acme)
     leads = [lead(acme, phone=f"+1415555{i:04d}") for i in range(100, 160)]
     for person in leads:

@@ -7,7 +7,7 @@ from leads.availability import availability_job_create, availability_job_process
 from leads.models import AvailabilityJob, Lead
 from leads.signals import leads_created
 from lines.services import line_create
-from tests.lines.relay_fixtures import availability_requests, make_line, relay  # noqa: F401
+from tests.lines.relay_fixtures import availability_requests
 
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 MIDNIGHT = datetime(2026, 3, 3, 0, 0, tzinfo=UTC)
@@ -37,7 +37,7 @@ def test_a_job_waits_for_quota_and_resumes_on_the_next_utc_day(
     acme,
     make_line,
     queued,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    django_capture_on_commit_callbacks,
 ):
     make_line(acme, daily_availability_checks_limit=4)
     leads = leads_for(acme, 10)
@@ -64,7 +64,7 @@ def test_a_job_waits_for_quota_and_resumes_on_the_next_utc_day(
     assert not Lead.objects.filter(availability_status="checking").exists()
 
 
-def test_a_job_hands_back_the_gap_instead_of_sleeping(acme, make_line, queued):  # noqa: F811
+def test_a_job_hands_back_the_gap_instead_of_sleeping(acme, make_line, queued):
     make_line(acme, check_gap_seconds=3)
     leads = leads_for(acme, 3)
     job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads])
@@ -76,7 +76,7 @@ def test_a_job_hands_back_the_gap_instead_of_sleeping(acme, make_line, queued): 
     assert job_state(job)[1] == 2
 
 
-def test_a_second_task_for_a_held_job_backs_off(acme, make_line, queued):  # noqa: F811
+def test_a_second_task_for_a_held_job_backs_off(acme, make_line, queued):
     make_line(acme)
     job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads_for(acme, 2)])
     AvailabilityJob.objects.filter(pk=job.pk).update(
@@ -104,7 +104,7 @@ def test_a_job_with_a_dead_relay_marks_leads_error_and_finishes(acme, queued):
     assert line.health_status == "down"
 
 
-def test_a_job_without_a_line_fails_and_marks_leads(acme, make_line, queued):  # noqa: F811
+def test_a_job_without_a_line_fails_and_marks_leads(acme, make_line, queued):
     line = make_line(acme)
     job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads_for(acme, 30)])
     line.delete()
@@ -114,7 +114,7 @@ def test_a_job_without_a_line_fails_and_marks_leads(acme, make_line, queued):  #
     assert set(Lead.objects.values_list("availability_status", flat=True)) == {"no_active_line"}
 
 
-def test_deleted_leads_are_skipped(acme, make_line, queued):  # noqa: F811
+def test_deleted_leads_are_skipped(acme, make_line, queued):
     make_line(acme)
     leads = leads_for(acme, 3)
     job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads])
@@ -123,7 +123,7 @@ def test_deleted_leads_are_skipped(acme, make_line, queued):  # noqa: F811
     assert job_state(job) == ("done", 3, 2, 0)
 
 
-def test_a_running_job_can_be_cancelled(acme, make_line, queued):  # noqa: F811
+def test_a_running_job_can_be_cancelled(acme, make_line, queued):
     make_line(acme, check_gap_seconds=3)
     job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads_for(acme, 3)])
     availability_job_process(job_id=job.pk, now=NOON)
@@ -139,7 +139,7 @@ def test_new_leads_are_checked_automatically(
     acme,
     make_line,
     relay,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    django_capture_on_commit_callbacks,
 ):
     make_line(acme)
     leads = leads_for(acme, 7)
@@ -166,7 +166,7 @@ def test_the_job_periodic_tasks_are_registered():
     assert "leads.tasks.availability_cache_purge" in tasks
 
 
-def test_expired_answers_are_purged(acme, make_line):  # noqa: F811
+def test_expired_answers_are_purged(acme, make_line):
     from leads.models import AvailabilityCacheEntry
 
     make_line(acme)

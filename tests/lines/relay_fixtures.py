@@ -1,6 +1,6 @@
 """Fixtures for tests that talk to a relay: a simulator over real HTTP and lines on it.
 
-Import the fixtures a module uses: `from tests.lines.relay_fixtures import relay, make_line`.
+Registered as a pytest plugin in tests/conftest.py, so every test can ask for them.
 """
 
 import pytest

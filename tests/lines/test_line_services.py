@@ -19,7 +19,6 @@ from lines.services import (
     usage_try_consume,
 )
 from lines.tasks import lines_health_check_all
-from tests.lines.relay_fixtures import make_line, relay  # noqa: F401
 
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -251,7 +250,7 @@ def test_a_pick_that_loses_the_quota_race_moves_on(acme, monkeypatch):
     assert line.last_check_at is None
 
 
-def test_health_check_marks_healthy_and_down(acme, relay, make_line):  # noqa: F811
+def test_health_check_marks_healthy_and_down(acme, relay, make_line):
     line = make_line(acme)
     services.line_health_check(line=line, now=NOON)
     line.refresh_from_db()
@@ -273,7 +272,7 @@ def test_health_check_marks_healthy_and_down(acme, relay, make_line):  # noqa: F
     assert (line.health_status, line.health_consecutive_failures) == ("healthy", 0)
 
 
-def test_health_check_reports_a_wrong_password_and_an_unreachable_relay(acme, make_line):  # noqa: F811
+def test_health_check_reports_a_wrong_password_and_an_unreachable_relay(acme, make_line):
     wrong = make_line(acme, relay_password="wrong")
     unreachable = offline_line(acme)
     for _ in range(2):
@@ -286,7 +285,7 @@ def test_health_check_reports_a_wrong_password_and_an_unreachable_relay(acme, ma
     assert "reach" in unreachable.health_detail
 
 
-def test_the_periodic_task_checks_every_active_line(acme, globex, relay, make_line):  # noqa: F811
+def test_the_periodic_task_checks_every_active_line(acme, globex, relay, make_line):
     lines = [make_line(acme), make_line(globex)]
     inactive = make_line(acme, is_active=False)
     assert lines_health_check_all() == 2

@@ -1,8 +1,6 @@
 import pytest
 from django.test import Client
 
-from tests.lines.relay_fixtures import make_line, relay  # noqa: F401
-
 
 @pytest.fixture
 def alice_client(alice) -> Client:
