@@ -37,57 +37,16 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _make_leads(workspace, lead_list, count: int) -> None:
-    """COPY leads, their identifiers and memberships (no import side effects)."""
-    import json
-
-    from django.db import connection
-    from django.utils import timezone
-
-    from leads.models import Lead
-    from tuco.ids import new_id
-
-    now = timezone.now()
-    fields = Lead._meta.concrete_fields
-    base = {}
-    for f in fields:
-        if f.has_default():
-            value = f.get_default()
-            base[f.attname] = json.dumps(value) if isinstance(value, dict | list) else value
-        elif f.null:
-            base[f.attname] = None
-    base.update(workspace_id=workspace.pk, source="bench", created_at=now, updated_at=now)
-    columns = ", ".join(f.column for f in fields)
-    attnames = [f.attname for f in fields]
-    ids = [new_id() for _ in range(count)]
-    with connection.cursor() as wrapper:
-        cursor = wrapper.cursor
-        with cursor.copy(f"COPY {Lead._meta.db_table} ({columns}) FROM STDIN") as copy:
-            for i, lead_id in enumerate(ids):
-                row = dict(base, id=lead_id, first_name=f"Lead{i}", phone=f"+1202{2000000 + i:07d}")
-                copy.write_row([row[a] for a in attnames])
-        with cursor.copy(
-            "COPY leads_leadidentifier (workspace_id, value, lead_id, field) FROM STDIN"
-        ) as copy:
-            for i, lead_id in enumerate(ids):
-                copy.write_row((workspace.pk, f"+1202{2000000 + i:07d}", lead_id, "phone"))
-        with cursor.copy(
-            "COPY leads_listmembership (lead_list_id, lead_id, created_at) FROM STDIN"
-        ) as copy:
-            for lead_id in ids:
-                copy.write_row((lead_list.pk, lead_id, now))
-
-
 def run() -> list[dict]:
     from django.db import connection
 
+    from bench._seed import copy_leads, delete_workspace_rows
     from campaigns import services
     from campaigns.selectors import campaign_stats
     from leads.models import LeadList
     from lines.models import Line
     from messaging.dispatch import dispatch_due
     from messaging.models import Message
-    from tuco.models import Workspace
     from tuco.services import workspace_create
 
     if connection.vendor != "postgresql":
@@ -102,7 +61,7 @@ def run() -> list[dict]:
     try:
         lead_list = LeadList.objects.create(workspace=workspace, name="Bench list")
         started = time.perf_counter()
-        _make_leads(workspace, lead_list, LEADS)
+        copy_leads(workspace, lead_list, LEADS)
         setup_seconds = time.perf_counter() - started
         Line.objects.bulk_create(
             Line(
@@ -180,19 +139,5 @@ def run() -> list[dict]:
                 }
             )
     finally:
-        # Plain deletes: the ORM's cascade would walk 100,000 leads in Python.
-        with connection.cursor() as cursor:
-            for table, column in (
-                ("messaging_message", "workspace_id"),
-                ("campaigns_enrollment", "workspace_id"),
-                ("leads_leadidentifier", "workspace_id"),
-            ):
-                cursor.execute(f"DELETE FROM {table} WHERE {column} = %s", [workspace.pk])  # noqa: S608
-            cursor.execute(
-                "DELETE FROM leads_listmembership WHERE lead_id IN"
-                " (SELECT id FROM leads_lead WHERE workspace_id = %s)",
-                [workspace.pk],
-            )
-            cursor.execute("DELETE FROM leads_lead WHERE workspace_id = %s", [workspace.pk])
-        Workspace.objects.filter(pk=workspace.pk).delete()
+        delete_workspace_rows(workspace)
     return rows
