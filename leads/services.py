@@ -279,6 +279,7 @@ def lead_list_delete(*, workspace, lead_list: LeadList, delete_leads: bool = Fal
     """Delete the list; with delete_leads also its leads. Returns the number of leads deleted."""
     if lead_list.workspace_id != workspace.pk:
         raise NotFoundExact(LIST_NOT_FOUND)
+    _lock_workspace(workspace)
     deleted = 0
     if delete_leads:
         lead_ids = ListMembership.objects.filter(lead_list=lead_list).values("lead_id")
@@ -345,20 +346,26 @@ def lead_import(
         raise ValidationFailed(f"defaultCountryCode: {exc}") from None
     if source and len(source) > _MAX_LENGTHS["source"]:
         raise ValidationFailed("source: Ensure this field has no more than 100 characters")
-    if lead_list is None:
-        lead_list = lead_list_get_or_create_default(workspace=workspace)
-    elif lead_list.workspace_id != workspace.pk:
+    if lead_list is not None and lead_list.workspace_id != workspace.pk:
         raise NotFoundExact(LIST_NOT_FOUND)
 
-    state = _ImportState(workspace, lead_list, source, normalizer, skip_invalid, collect_ids)
     if atomic:
         with transaction.atomic():
             _lock_workspace(workspace)
+            # Inside the transaction, so a rejected first upload leaves no default list.
+            if lead_list is None:
+                lead_list = lead_list_get_or_create_default(workspace=workspace)
+            state = _ImportState(
+                workspace, lead_list, source, normalizer, skip_invalid, collect_ids
+            )
             for batch in _batches(rows, batch_size):
                 state.run_batch(batch)
                 if progress:
                     progress(state.result)
     else:
+        if lead_list is None:
+            lead_list = lead_list_get_or_create_default(workspace=workspace)
+        state = _ImportState(workspace, lead_list, source, normalizer, skip_invalid, collect_ids)
         for batch in _batches(rows, batch_size):
             with transaction.atomic():
                 _lock_workspace(workspace)
@@ -421,6 +428,8 @@ class _ImportState:
                     break
             if match is None:
                 lead_id = Lead._meta.pk.default()
+                if fields.get("opted_out"):
+                    fields["opted_out_at"] = now
                 new_leads.append((lead_id, fields))
                 for _, value in idents:
                     owner[value] = lead_id
@@ -579,13 +588,13 @@ class _OrmWriter:
         identifiers = []
         for lead_id, fields in new_leads:
             leads.append(
+                # A row's own source wins over the request's, as in the COPY writer.
                 Lead(
+                    **{"source": source, **fields},
                     id=lead_id,
                     workspace=workspace,
-                    source=source,
                     created_at=now,
                     updated_at=now,
-                    **fields,
                 )
             )
             identifiers.extend(
@@ -676,9 +685,12 @@ def lead_update(*, workspace, lead: Lead, data: dict, default_country_code: str 
     belongs to another lead of the workspace; 400 for invalid values."""
     if lead.workspace_id != workspace.pk:
         raise NotFoundExact(LEAD_NOT_FOUND)
-    normalizer = Normalizer(
-        default_country_code or getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
-    )
+    try:
+        normalizer = Normalizer(
+            default_country_code or getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
+        )
+    except InvalidIdentifier as exc:
+        raise ValidationFailed(f"defaultCountryCode: {exc}") from None
     try:
         fields = clean_lead_fields(data, normalizer, partial=True)
     except RowError as exc:
@@ -686,24 +698,45 @@ def lead_update(*, workspace, lead: Lead, data: dict, default_country_code: str 
         raise ValidationFailed(message) from None
     with transaction.atomic():
         _lock_workspace(workspace)
+        # Re-read under a row lock: the caller's copy may predate an opt-out (STOP
+        # reply) or an availability result committed since, which a save of the
+        # whole stale row would undo.
+        lead = Lead.objects.select_for_update().filter(pk=lead.pk).first()
+        if lead is None:
+            raise NotFoundExact(LEAD_NOT_FOUND)
+        before = {name: getattr(lead, name) for name in IDENTIFIER_FIELDS}
         for name, value in fields.items():
             setattr(lead, name, value)
+        changed = set(fields)
         if "opted_out" in fields:
             lead.opted_out_at = timezone.now() if lead.opted_out else None
+            changed.add("opted_out_at")
         current = {name: getattr(lead, name) for name in IDENTIFIER_FIELDS}
         _drop_repeated_identifiers(current)
         for name, value in current.items():
             setattr(lead, name, value)
         if not any(current.values()):
             raise ValidationFailed("phone: A lead needs at least one phone or email")
+        if current != before:
+            # The last check answered for addresses the lead may no longer have.
+            changed.update(IDENTIFIER_FIELDS)
+            changed.update(_reset_availability(lead))
         lead.updated_at = timezone.now()
+        changed.add("updated_at")
         try:
             with transaction.atomic():
                 _sync_identifiers(workspace, lead)
-                lead.save()
+                lead.save(update_fields=sorted(changed))
         except IntegrityError:
             raise Conflict("Another lead already has one of these phones or emails") from None
     return lead
+
+
+def _reset_availability(lead: Lead) -> list[str]:
+    lead.availability_status = ""
+    lead.availability_checked_at = None
+    lead.availability_address = ""
+    return ["availability_status", "availability_checked_at", "availability_address"]
 
 
 def _delete_leads(queryset) -> int:
@@ -717,6 +750,9 @@ def lead_delete(*, workspace, lead_ids: Iterable[str]) -> int:
     ids = [i for i in lead_ids if isinstance(i, str)]
     if not ids:
         return 0
+    # Imports link existing leads under this lock; deleting outside it could pull a
+    # lead out from under an import that has just matched it.
+    _lock_workspace(workspace)
     return _delete_leads(Lead.objects.filter(workspace=workspace, id__in=ids))
 
 

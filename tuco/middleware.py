@@ -3,6 +3,7 @@ import logging
 import re
 import secrets
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 
 from tuco.logging import correlation_id
@@ -31,13 +32,22 @@ class CorrelationIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        value = request.headers.get(HEADER) or _from_body(request)
+        too_big = False
+        value = request.headers.get(HEADER)
+        if not value or not _VALID.match(value):
+            try:
+                value = _from_body(request)
+            except RequestDataTooBig:
+                too_big = True
         if not value or not _VALID.match(value):
             value = "app_" + secrets.token_hex(8)
         request.correlation_id = value
         token = correlation_id.set(value)
         try:
-            response = self.get_response(request)
+            if too_big:
+                response = api_error_response(413)
+            else:
+                response = self.get_response(request)
         finally:
             correlation_id.reset(token)
         response[HEADER] = value
@@ -88,6 +98,8 @@ def api_error_response(status: int) -> JsonResponse:
     body = {"error": _DEFAULT_MESSAGES.get(status, "Error")}
     if status == 404:
         body["code"] = "NOT_FOUND"
+    elif status == 413:
+        body["code"] = "PAYLOAD_TOO_LARGE"
     elif status == 500:
         body["code"] = "INTERNAL_ERROR"
     return JsonResponse(body, status=status)

@@ -264,3 +264,36 @@ class TestIdempotency:
         again = api.post("/api/leads", body, format="json", HTTP_IDEMPOTENCY_KEY="k4")
         assert first.status_code == again.status_code == 400
         assert again.json() == first.json()
+
+
+def test_a_rows_own_source_wins_over_the_requests(api, acme, post_leads):
+    response = post_leads(
+        [{"phone": "+12025550100", "source": "webinar"}, {"phone": "+12025550102"}],
+        source="api",
+    )
+    assert response.status_code == 201
+    sources = dict(Lead.objects.filter(workspace=acme).values_list("phone", "source"))
+    assert sources == {"+12025550100": "webinar", "+12025550102": "api"}
+
+
+def test_a_rejected_first_upload_leaves_no_default_list(api, acme, post_leads):
+    before = LeadList.objects.filter(workspace=acme).count()
+    response = post_leads([{"phone": "+12025550100"}, {"phone": "123"}])
+    assert response.status_code == 400
+    assert LeadList.objects.filter(workspace=acme).count() == before
+
+
+def test_an_opted_out_row_records_when(api, acme, post_leads):
+    response = post_leads([{"phone": "+12025550100", "optedOut": True}])
+    assert response.status_code == 201
+    lead = Lead.objects.get(pk=response.json()["leadIds"][0])
+    assert lead.opted_out and lead.opted_out_at is not None
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=2048)
+def test_a_body_over_the_size_limit_is_a_json_413(api, post_leads):
+    response = post_leads([{"phone": "+12025550100", "notes": "x" * 4096}])
+    assert response.status_code == 413
+    assert response.json() == {"error": "Request body too large", "code": "PAYLOAD_TOO_LARGE"}
+    assert response["x-correlation-id"].startswith("app_")
+    assert not Lead.objects.exists()

@@ -219,3 +219,41 @@ class TestSearch:
         with CaptureQueriesContext(connection) as large:
             api.get("/api/leads", {"limit": 100})
         assert len(large) == len(small)
+
+
+def test_patch_with_a_bad_default_country_code_is_400(api, lead):
+    before = snapshot()
+    response = api.patch(
+        f"/api/leads/{lead.pk}",
+        {"phone": "2025550000", "defaultCountryCode": "+999"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("defaultCountryCode:")
+    assert snapshot() == before
+
+
+def test_patch_does_not_undo_a_change_committed_since_the_lead_was_read(acme, lead):
+    from leads.services import lead_update
+
+    stale = Lead.objects.get(pk=lead.pk)
+    Lead.objects.filter(pk=lead.pk).update(opted_out=True, availability_status="available")
+    updated = lead_update(workspace=acme, lead=stale, data={"firstName": "Augusta"})
+    fresh = Lead.objects.get(pk=lead.pk)
+    assert (fresh.first_name, fresh.opted_out, fresh.availability_status) == (
+        "Augusta",
+        True,
+        "available",
+    )
+    assert updated.opted_out is True
+
+
+def test_changing_an_identifier_clears_the_old_availability_answer(api, lead):
+    Lead.objects.filter(pk=lead.pk).update(
+        availability_status="available", availability_address="+12025551234"
+    )
+    response = api.patch(f"/api/leads/{lead.pk}", {"phone": "+12025551236"}, format="json")
+    assert response.status_code == 200
+    assert response.json()["lead"]["availabilityStatus"] in ("", None)
+    lead.refresh_from_db()
+    assert (lead.availability_status, lead.availability_address) == ("", "")

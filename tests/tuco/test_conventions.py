@@ -94,3 +94,17 @@ def test_rate_limit_is_per_workspace(api, globex_api):
     api.get("/api/workspace")
     assert api.get("/api/workspace").status_code == 429
     assert globex_api.get("/api/workspace").status_code == 200
+
+
+def test_correlation_id_comes_from_the_body_when_no_header_is_sent(api):
+    response = api.post("/api/lists", {"name": "Body id", "correlationId": "crm-42"}, format="json")
+    assert response["x-correlation-id"] == "crm-42"
+
+
+def test_unsupported_media_type_and_malformed_json_are_json_errors(api):
+    response = api.post("/api/lists", "name=x", content_type="text/plain")
+    assert response.status_code == 415
+    assert response.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    response = api.post("/api/lists", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "PARSE_ERROR"

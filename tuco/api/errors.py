@@ -1,6 +1,6 @@
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -51,6 +51,10 @@ def exception_handler(exc, context):
     headers = {}
     if isinstance(exc, ServiceError):
         return Response(exc.body(), status=exc.status, headers=exc.headers)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"error": "Request body too large", "code": "PAYLOAD_TOO_LARGE"}, status=413
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
