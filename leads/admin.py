@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.db.models import Count
 
-from leads.models import Lead, LeadIdentifier, LeadList, ListMembership
+from leads.models import ImportJob, Lead, LeadIdentifier, LeadList, ListMembership
 
 
 class ListMembershipInline(admin.TabularInline):
@@ -82,3 +82,29 @@ class LeadListAdmin(admin.ModelAdmin):
     @admin.display(ordering="lead_count", description="Leads")
     def lead_count(self, obj):
         return obj.lead_count
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    """Dashboard CSV imports, for looking into one that failed; they are not edited here."""
+
+    list_display = ["id", "workspace", "filename", "import_status", "created_at", "updated_at"]
+    list_select_related = ["workspace"]
+    list_filter = ["workspace"]
+    ordering = ["-created_at"]
+    fields = ["id", "workspace", "state", "created_at", "updated_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="file")
+    def filename(self, obj):
+        return obj.state.get("filename", "")
+
+    @admin.display(description="status")
+    def import_status(self, obj):
+        return obj.state.get("status", "")

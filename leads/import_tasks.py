@@ -1,14 +1,8 @@
 """CSV imports from the dashboard: upload, preview and mapping, then a background import.
 
-Where the state lives, and why: the uploaded file and the job's state (a small JSON
-document) are kept together under DATA_DIR/uploads/<job id>/. The web process
-writes them at upload; the Celery worker reads the file and rewrites the state
-after every batch; the progress page reads the state. Files work the same in the
-demo (web and worker are separate processes on one machine, and the local cache
-is per process, so the cache could not carry progress) and in production, where
-the worker must be able to read the upload anyway: with several machines,
-DATA_DIR/uploads has to be a shared volume. The state file is replaced atomically
-(write, then rename), so a reader never sees half a document.
+The uploaded text and the job's state are one `ImportJob` row: the web process
+writes it at upload, the Celery worker (on any machine) reads the text and
+updates the state after every batch, and the progress page reads it.
 
 Each batch of rows commits on its own (large files do not hold one long
 transaction); invalid rows are skipped and reported with their line number. A
@@ -19,22 +13,18 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
-import shutil
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from datetime import timedelta
 
 from celery import shared_task
-from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from leads import services
-from leads.models import LeadList
+from leads.models import ImportJob, LeadList
 from tuco.errors import ServiceError
-from tuco.ids import looks_like_id, new_id
+from tuco.ids import looks_like_id
 
 logger = logging.getLogger(__name__)
 
@@ -56,71 +46,32 @@ class ImportRejected(ServiceError):
     pass
 
 
-def uploads_dir() -> Path:
-    return Path(settings.DATA_DIR) / "uploads"
-
-
-def _job_dir(job_id: str) -> Path:
-    if not looks_like_id(job_id):
-        raise FileNotFoundError(job_id)
-    return uploads_dir() / job_id
-
-
-@dataclass
-class ImportJob:
-    id: str
-    state: dict
-
-    @property
-    def status(self) -> str:
-        return self.state["status"]
-
-    @property
-    def finished(self) -> bool:
-        return self.status in ("done", "failed")
-
-    @property
-    def percent(self) -> int:
-        total = self.state.get("total") or 0
-        if self.status == "done":
-            return 100
-        return min(99, int(100 * self.state.get("processed", 0) / total)) if total else 0
-
-    @property
-    def csv_path(self) -> Path:
-        return _job_dir(self.id) / "upload.csv"
-
-    def save(self) -> None:
-        self.state["updated_at"] = time.time()
-        directory = _job_dir(self.id)
-        tmp = directory / f"state.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(self.state))
-        os.replace(tmp, directory / "state.json")
-
-
 def import_job_get(*, workspace, job_id: str) -> ImportJob | None:
     """The workspace's import job, or None for an unknown, malformed or foreign id."""
-    try:
-        state = json.loads((_job_dir(job_id) / "state.json").read_text())
-    except (FileNotFoundError, ValueError):
+    if not looks_like_id(job_id):
         return None
-    if state.get("workspace_id") != workspace.pk:
+    job = ImportJob.objects.filter(workspace=workspace, pk=job_id).first()
+    if job is None:
         return None
-    job = ImportJob(job_id, state)
-    idle = time.time() - state["updated_at"]
+    idle = (timezone.now() - job.updated_at).total_seconds()
     if job.status == "queued" and idle > STALLED_AFTER_SECONDS:
-        state["status"] = "failed"
-        state["error"] = (
+        job.state["status"] = "failed"
+        job.state["error"] = (
             "The import has not started: no worker picked it up. Check that the Celery "
             "worker is running, then upload the file again."
         )
     elif job.status == "running" and idle > STALLED_AFTER_SECONDS:
-        state["status"] = "failed"
-        state["error"] = (
+        job.state["status"] = "failed"
+        job.state["error"] = (
             "The import stopped before the end. Rows counted below were saved; "
             "import the file again to add the rest (saved rows count as duplicates)."
         )
     return job
+
+
+def _save(job: ImportJob, *fields: str) -> None:
+    job.updated_at = timezone.now()
+    job.save(update_fields=["state", "updated_at", *fields])
 
 
 def _decode(raw: bytes) -> str:
@@ -173,10 +124,10 @@ def import_job_create(
     if count > MAX_ROWS:
         raise ImportRejected(f"The file has {count:,} rows; split it into files of {MAX_ROWS:,}.")
     _purge_old()
-    job = ImportJob(
-        new_id(),
-        {
-            "workspace_id": workspace.pk,
+    return ImportJob.objects.create(
+        workspace=workspace,
+        content=text,
+        state={
             "user_id": user.pk,
             "created_at": timezone.now().isoformat(),
             "filename": os.path.basename(upload.name or "upload.csv")[:200],
@@ -197,10 +148,6 @@ def import_job_create(
             "error": "",
         },
     )
-    _job_dir(job.id).mkdir(parents=True)
-    job.csv_path.write_text(text, encoding="utf-8")
-    job.save()
-    return job
 
 
 def import_job_start(*, job: ImportJob, mapping: dict[int, str]) -> None:
@@ -209,14 +156,14 @@ def import_job_start(*, job: ImportJob, mapping: dict[int, str]) -> None:
         raise ImportRejected("This import has already started.")
     job.state["mapping"] = {str(index): target for index, target in mapping.items()}
     job.state["status"] = "queued"
-    job.save()
+    _save(job)
     lead_import_run.delay(job.id)
 
 
 def _mapped_rows(job: ImportJob):
     headers = job.state["headers"]
     mapping = {int(index): target for index, target in job.state["mapping"].items()}
-    reader = _rows(job.csv_path.read_text(encoding="utf-8"))
+    reader = _rows(job.content)
     next(reader, None)
     line = 1
     for row in reader:
@@ -239,20 +186,19 @@ def _mapped_rows(job: ImportJob):
 
 def import_job_run(job_id: str) -> None:
     """Import the rows of a queued job, batch by batch, recording progress."""
+    # Claim the job: a duplicate delivery of the task finds it no longer queued.
+    with transaction.atomic():
+        job = (
+            ImportJob.objects.select_for_update().select_related("workspace").filter(pk=job_id)
+        ).first()
+        if job is None or job.status != "queued":
+            logger.info("Import job %s is not queued; nothing to do", job_id)
+            return
+        job.state["status"] = "running"
+        _save(job)
+    state = job.state
     try:
-        state = json.loads((_job_dir(job_id) / "state.json").read_text())
-    except (FileNotFoundError, ValueError):
-        logger.warning("Import job %s has no state; nothing to do", job_id)
-        return
-    job = ImportJob(job_id, state)
-    if job.status != "queued":
-        return  # a duplicate delivery of the task
-    job.state["status"] = "running"
-    job.save()
-    from tuco.models import Workspace
-
-    try:
-        workspace = Workspace.objects.get(pk=state["workspace_id"])
+        workspace = job.workspace
         lead_list = _import_list(workspace, state)
 
         def progress(result):
@@ -263,7 +209,7 @@ def import_job_run(job_id: str) -> None:
                 linked=result.linked_count,
                 invalid=result.invalid_count,
             )
-            job.save()
+            _save(job)
 
         result = services.lead_import(
             workspace=workspace,
@@ -279,12 +225,12 @@ def import_job_run(job_id: str) -> None:
         )
     except ServiceError as exc:
         job.state.update(status="failed", error=exc.message)
-        job.save()
+        _save(job)
         return
     except Exception:
         logger.exception("Import job %s failed", job_id)
         job.state.update(status="failed", error="The import failed because of a server error.")
-        job.save()
+        _save(job)
         raise
     progress(result)
     job.state.update(
@@ -295,8 +241,8 @@ def import_job_run(job_id: str) -> None:
             for e in result.errors[:MAX_SHOWN_ERRORS]
         ],
     )
-    job.save()
-    job.csv_path.unlink(missing_ok=True)
+    job.content = ""
+    _save(job, "content")
 
 
 def _import_list(workspace, state) -> LeadList:
@@ -309,16 +255,7 @@ def _import_list(workspace, state) -> LeadList:
 
 
 def _purge_old() -> None:
-    root = uploads_dir()
-    if not root.exists():
-        return
-    cutoff = time.time() - KEEP_DAYS * 86400
-    for entry in root.iterdir():
-        try:
-            if entry.is_dir() and entry.stat().st_mtime < cutoff:
-                shutil.rmtree(entry, ignore_errors=True)
-        except FileNotFoundError:
-            continue
+    ImportJob.objects.filter(created_at__lt=timezone.now() - timedelta(days=KEEP_DAYS)).delete()
 
 
 @shared_task(name="leads.import_tasks.lead_import_run")

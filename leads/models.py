@@ -192,3 +192,41 @@ class AvailabilityJob(models.Model):
 
     def __str__(self):
         return f"Availability job {self.pk} ({self.status} {self.done}/{self.total})"
+
+
+class ImportJob(models.Model):
+    """A CSV import from the dashboard: the uploaded text, then the background run.
+
+    The file and the progress live in the database, the state every web and worker
+    process shares, so the worker that runs the import need not be on the machine
+    that took the upload. `state` holds what the pages show (headers, preview,
+    mapping, counts, row errors); the text is dropped once the import is done.
+    """
+
+    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="imports")
+    state = models.JSONField(default=dict)
+    content = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="importjob_created")]
+
+    def __str__(self):
+        return f"Import {self.pk} ({self.status})"
+
+    @property
+    def status(self) -> str:
+        return self.state["status"]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "failed")
+
+    @property
+    def percent(self) -> int:
+        total = self.state.get("total") or 0
+        if self.status == "done":
+            return 100
+        return min(99, int(100 * self.state.get("processed", 0) / total)) if total else 0
