@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q
 
-from leads.models import Lead, LeadList, ListMembership
+from leads.models import PHONE_FIELDS, Lead, LeadList, ListMembership
 from tuco.errors import NotFound
 from tuco.ids import looks_like_id
 
@@ -61,21 +61,28 @@ def attach_list_ids(leads: list[Lead]) -> list[Lead]:
     return leads
 
 
+def _phone_match(digits: str) -> Q:
+    condition = Q()
+    for name in PHONE_FIELDS:
+        condition |= Q(**{f"{name}__contains": digits})
+    return condition
+
+
 def _search_filter(search: str) -> Q:
     """Every word must match a name, email, phone or company (case-insensitive)."""
     condition = Q()
-    compact = _PHONE_CHARS.sub("", search)
-    if compact.lstrip("+").isdigit():
-        # A number as people write it: "(202) 555-0123" is one term, not three.
-        return Q(phone__contains=compact) | Q(alt_phone1__contains=compact)
     for term in search.split():
         term_q = Q()
         for name in _SEARCH_FIELDS:
             term_q |= Q(**{f"{name}__icontains": term})
         digits = _PHONE_CHARS.sub("", term)
         if digits.lstrip("+").isdigit():
-            term_q |= Q(phone__contains=digits)
+            term_q |= _phone_match(digits)
         condition &= term_q
+    compact = _PHONE_CHARS.sub("", search)
+    if " " in search.strip() and compact.lstrip("+").isdigit():
+        # A number as people write it: "(202) 555-0123" is also one term.
+        condition |= _phone_match(compact)
     return condition
 
 

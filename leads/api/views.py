@@ -15,15 +15,6 @@ def _lead_body(lead) -> dict:
     return LeadOutput(lead).data
 
 
-def _body_or_query_flag(request, name: str) -> bool:
-    value = request.data.get(name) if isinstance(request.data, dict) else None
-    if value is None:
-        value = request.query_params.get(name)
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes")
-    return value is True
-
-
 class PaginationOutput(serializers.Serializer):
     page = serializers.IntegerField()
     limit = serializers.IntegerField()
@@ -285,12 +276,15 @@ class ListDetailApi(WorkspaceAPIView):
     )
     def delete(self, request, list_id):
         lead_list = selectors.lead_list_get(workspace=self.workspace, list_id=list_id)
-        if isinstance(request.data, dict) and "deleteLeads" in request.data:
-            data = self.DeleteInput(data=request.data)
-            data.is_valid(raise_exception=True)
+        # The flag may come in the body or the query string; the same field validates both.
+        source = request.data if isinstance(request.data, dict) else {}
+        if "deleteLeads" not in source and "deleteLeads" in request.query_params:
+            source = {"deleteLeads": request.query_params["deleteLeads"]}
+        data = self.DeleteInput(data=source)
+        data.is_valid(raise_exception=True)
         deleted = services.lead_list_delete(
             workspace=self.workspace,
             lead_list=lead_list,
-            delete_leads=_body_or_query_flag(request, "deleteLeads"),
+            delete_leads=data.validated_data["deleteLeads"],
         )
         return Response({"success": True, "deletedLeads": deleted})

@@ -191,6 +191,18 @@ class TestSearch:
         assert body["pagination"]["totalCount"] == count
         assert len(body["leads"]) == count
 
+    def test_a_number_also_matches_text_fields_and_alternate_phones(self, api, acme):
+        lead_import(
+            workspace=acme,
+            rows=[
+                {"companyName": "Studio 909", "email": "hello@studio.io"},
+                {"email": "x@y.io", "altPhone3": "+14155550909"},
+                {"phone": "+14155550100"},
+            ],
+        )
+        body = api.get("/api/leads", {"search": "909"}).json()
+        assert body["pagination"]["totalCount"] == 2
+
     def test_filter_by_list(self, api, acme, many):
         vip = LeadList.objects.create(workspace=acme, name="VIP")
         lead_import(workspace=acme, rows=[{"phone": "+14155550123"}], lead_list=vip)

@@ -68,6 +68,17 @@ def test_delete_leads_flag_in_query(api, acme):
     assert Lead.objects.count() == 0
 
 
+def test_delete_leads_flag_is_validated_wherever_it_comes_from(api, acme):
+    drop = LeadList.objects.create(workspace=acme, name="Drop")
+    lead_import(workspace=acme, rows=[{"phone": "+12025559999"}], lead_list=drop)
+    response = api.delete(f"/api/lists/{drop.pk}?deleteLeads=maybe")
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("deleteLeads:")
+    assert LeadList.objects.filter(pk=drop.pk).exists()
+    response = api.delete(f"/api/lists/{drop.pk}", {"deleteLeads": 1}, format="json")
+    assert response.json() == {"success": True, "deletedLeads": 1}
+
+
 def test_another_workspace_cannot_see_or_change_lists(globex_api, acme):
     lead_list = LeadList.objects.create(workspace=acme, name="Secret")
     lead_import(workspace=acme, rows=[{"phone": "+12025551234"}], lead_list=lead_list)
