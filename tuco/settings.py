@@ -231,3 +231,5 @@ LINE_DOWN_AFTER_FAILURES = envint("LINE_DOWN_AFTER_FAILURES", 2)
 
 # Webhooks may target private, loopback and link-local addresses (development, tests).
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = envbool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
+# Attachment URLs may point at private, loopback and link-local addresses (the demo).
+MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS = envbool("ATTACHMENTS_ALLOW_PRIVATE_URLS", False)

@@ -142,7 +142,7 @@ class Command(BaseCommand):
         env.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
         env.setdefault("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
         env.setdefault("WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
-        env.setdefault("ATTACHMENTS_ALLOW_PRIVATE_SOURCES", "true")
+        env.setdefault("ATTACHMENTS_ALLOW_PRIVATE_URLS", "true")
         env["TUCO_PORT"] = str(port)
         env["TUCO_RELAY_PORT"] = str(relay_port)
         env["TUCO_RELAY_PASSWORD"] = RELAY_PASSWORD
