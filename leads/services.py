@@ -402,6 +402,8 @@ class _ImportState:
                 exc.line = row.get("_line") if isinstance(row, dict) else None
                 if not self.skip_invalid:
                     extra = {"row": index}
+                    if exc.field:
+                        extra["field"] = exc.field
                     if exc.line:
                         extra["line"] = exc.line
                     raise ValidationFailed(str(exc), extra=extra) from None

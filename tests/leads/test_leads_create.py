@@ -128,6 +128,7 @@ def test_an_invalid_row_rejects_the_whole_request(acme, post_leads):
     assert response.status_code == 400
     assert response.json()["error"] == "leads[3].phone: Invalid phone number"
     assert response.json()["code"] == "VALIDATION_ERROR"
+    assert (response.json()["row"], response.json()["field"]) == (3, "phone")
     assert snapshot() == before
 
 
