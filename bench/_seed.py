@@ -10,6 +10,20 @@ import json
 from collections.abc import Callable
 
 
+def bench_workspace(label: str):
+    """A fresh workspace (and owner) for one benchmark run; returns (workspace, raw_key)."""
+    import time
+
+    from tuco.services import workspace_create
+
+    slug = label.lower().replace(" ", "-")
+    return workspace_create(
+        name=f"Bench {label} {time.time():.0f}",
+        owner_email=f"bench-{slug}-{time.time_ns()}@example.test",
+        password="bench-password",
+    )
+
+
 def copy_leads(workspace, lead_list, count: int, fields: Callable[[int], dict] | None = None):
     """COPY `count` leads with their phone identifier and list membership.
 

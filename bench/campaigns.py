@@ -40,23 +40,18 @@ def _rss_mb() -> float:
 def run() -> list[dict]:
     from django.db import connection
 
-    from bench._seed import copy_leads, delete_workspace_rows
+    from bench._seed import bench_workspace, copy_leads, delete_workspace_rows
     from campaigns import services
     from campaigns.selectors import campaign_stats
     from leads.models import LeadList
     from lines.models import Line
     from messaging.dispatch import dispatch_due
     from messaging.models import Message
-    from tuco.services import workspace_create
 
     if connection.vendor != "postgresql":
         return [{"bench": "campaigns", "note": "needs Postgres (DATABASE_URL)"}]
 
-    workspace, _ = workspace_create(
-        name=f"Bench campaigns {time.time():.0f}",
-        owner_email=f"bench-campaigns-{time.time_ns()}@example.test",
-        password="bench-password",
-    )
+    workspace, _ = bench_workspace("campaigns")
     rows = []
     try:
         lead_list = LeadList.objects.create(workspace=workspace, name="Bench list")

@@ -43,19 +43,14 @@ def run() -> list[dict]:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from bench._seed import copy_leads, delete_workspace_rows
+    from bench._seed import bench_workspace, copy_leads, delete_workspace_rows
     from leads.models import LeadList
     from tuco.models import Membership
-    from tuco.services import workspace_create
 
     if connection.vendor != "postgresql":
         return [{"bench": "leads_page", "note": "needs Postgres (DATABASE_URL)"}]
 
-    workspace, _ = workspace_create(
-        name=f"Bench leads page {time.time():.0f}",
-        owner_email=f"bench-page-{time.time_ns()}@example.test",
-        password="bench-password",
-    )
+    workspace, _ = bench_workspace("leads page")
     rows = []
     try:
         lead_list = LeadList.objects.create(workspace=workspace, name="Everyone")
