@@ -1,10 +1,14 @@
 """Attachments given as public URLs: validated at submit time, fetched at send time.
 
-Only http(s) URLs whose file name ends in an allowed extension are accepted. The
-fetch refuses private, loopback, link-local and other non-public targets (the
-URL comes from an API caller; without this it could reach our own network)
-unless `MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS` is set, follows no redirects,
-and stops reading past MAX_ATTACHMENT_BYTES.
+Only http(s) URLs whose file name ends in an allowed extension are accepted, and
+the download must say it is one of the allowed types (Content-Type). The fetch
+refuses private, loopback, link-local and other non-public targets (the URL comes
+from an API caller; without this it could reach our own network) unless
+`MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS` is set (the demo): the host is checked
+when it is resolved, and the connected socket's peer again (the webhook
+transport, messaging.delivery), so a DNS answer that changes in between cannot
+reach an internal host; no proxy is taken from the environment. It follows no
+redirects and stops reading past MAX_ATTACHMENT_BYTES.
 """
 
 from __future__ import annotations
@@ -18,11 +22,30 @@ from urllib.parse import unquote, urlsplit
 import requests
 from django.conf import settings
 
+from messaging.delivery import BlockedTarget, guarded_session
+
 MAX_ATTACHMENTS = 2
 MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
 ALLOWED_EXTENSIONS = frozenset(
     {"png", "jpg", "jpeg", "gif", "webp", "heic", "mp4", "mov", "caf", "pdf"}
 )
+# What a download of each kind may say it is. Many storage services serve HEIC,
+# CAF and other files as a generic binary type; that is accepted too, the URL's
+# extension (already checked) saying what the file is.
+GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
+CONTENT_TYPES = {
+    "png": {"image/png"},
+    "jpg": {"image/jpeg", "image/jpg", "image/pjpeg"},
+    "jpeg": {"image/jpeg", "image/jpg", "image/pjpeg"},
+    "gif": {"image/gif"},
+    "webp": {"image/webp"},
+    "heic": {"image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence"},
+    "mp4": {"video/mp4"},
+    "mov": {"video/quicktime"},
+    "caf": {"audio/x-caf", "audio/caf"},
+    "pdf": {"application/pdf"},
+}
+ALLOWED_CONTENT_TYPES = frozenset().union(*CONTENT_TYPES.values())
 FETCH_TIMEOUT = (5, 30)
 
 
@@ -73,15 +96,23 @@ def _check_public(host: str, port: int) -> None:
             raise AttachmentError(f"Attachment host {host} is not a public address")
 
 
+def _content_type(response: requests.Response) -> str:
+    return (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+
 def fetch(url: str) -> Attachment:
     """Download one attachment. Raises AttachmentError (permanent unless the failure
     is the network's). Blocking network I/O: not inside a transaction."""
     url = validate_url(url)
     parts = urlsplit(url)
-    if not _allow_private():
+    allow_private = _allow_private()
+    if not allow_private:
         _check_public(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
     try:
-        with requests.get(url, stream=True, timeout=FETCH_TIMEOUT, allow_redirects=False) as r:
+        with (
+            guarded_session(allow_private=allow_private) as session,
+            session.get(url, stream=True, timeout=FETCH_TIMEOUT, allow_redirects=False) as r,
+        ):
             if r.is_redirect:
                 raise AttachmentError(f"Attachment URL {url} redirects; give the final URL")
             if r.status_code >= 500 or r.status_code in (408, 429):
@@ -90,6 +121,12 @@ def fetch(url: str) -> Attachment:
                 )
             if r.status_code != 200:
                 raise AttachmentError(f"Attachment URL answered HTTP {r.status_code}")
+            content_type = _content_type(r)
+            if content_type not in ALLOWED_CONTENT_TYPES | GENERIC_CONTENT_TYPES:
+                raise AttachmentError(
+                    f"Attachment URL {url} answered Content-Type {content_type or '(none)'!r}, "
+                    "not a supported file type"
+                )
             declared = r.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > MAX_ATTACHMENT_BYTES:
                 raise AttachmentError("Attachment is larger than 25 MB")
@@ -99,6 +136,20 @@ def fetch(url: str) -> Attachment:
                 if size > MAX_ATTACHMENT_BYTES:
                     raise AttachmentError("Attachment is larger than 25 MB")
                 chunks.append(chunk)
+    except BlockedTarget as exc:
+        raise AttachmentError(f"Attachment host {parts.hostname} is not a public address") from exc
     except requests.RequestException as exc:
+        if _blocked(exc):
+            raise AttachmentError(
+                f"Attachment host {parts.hostname} is not a public address"
+            ) from exc
         raise AttachmentError(f"Could not download {url}: {exc}", permanent=False) from exc
     return Attachment(filename=filename_of(url), content=b"".join(chunks))
+
+
+def _blocked(exc: BaseException) -> bool:
+    """Was this connection error the connect-time peer check refusing the address?"""
+    cause = exc
+    while cause is not None and not isinstance(cause, BlockedTarget):
+        cause = cause.__cause__ or cause.__context__
+    return cause is not None

@@ -11,6 +11,8 @@ reserved address is refused when the endpoint is saved, and again when each
 request connects: the peer address of the actual socket is checked, so a DNS answer
 that changes between the two checks (rebinding) cannot reach an internal host.
 `WEBHOOKS_ALLOW_PRIVATE_TARGETS` turns both checks off (local development, tests).
+`guarded_session` is the same transport for other URLs API callers give us
+(attachments).
 """
 
 from __future__ import annotations
@@ -91,8 +93,6 @@ def target_check(url: str) -> None:
 
 
 def _check_peer(sock) -> None:
-    if private_targets_allowed():
-        return
     peer = sock.getpeername()[0]
     if not is_public_ip(peer):
         sock.close()
@@ -130,14 +130,22 @@ class _GuardedAdapter(HTTPAdapter):
         }
 
 
-def _session() -> requests.Session:
+def guarded_session(*, allow_private: bool = False) -> requests.Session:
+    """A session for a URL an API caller gave us: no proxy or settings from the
+    environment, no retries, and unless `allow_private` every connection is refused
+    when its peer address is not public (checked on the connected socket).
+    BlockedTarget is raised for a refused connection."""
     session = requests.Session()
     # An environment proxy would make the proxy the peer and hide the real target.
     session.trust_env = False
-    adapter = _GuardedAdapter(max_retries=0)
+    adapter = HTTPAdapter(max_retries=0) if allow_private else _GuardedAdapter(max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def _session() -> requests.Session:
+    return guarded_session(allow_private=private_targets_allowed())
 
 
 # Signing

@@ -3,11 +3,13 @@
 One short transaction claims a batch with `SELECT ... FOR UPDATE SKIP LOCKED`
 (concurrent dispatchers take disjoint rows), decides each row, and commits:
 
-- do-not-contact or opted out -> `cancelled` (reason recorded);
+- do-not-contact, opted out, or (stop-on-reply) the lead replied since the
+  message was written -> `cancelled` (reason recorded);
 - outside the send window / on a day not allowed -> `scheduled` at the next
   allowed instant (messaging.schedule);
-- the same rendered text to the same recipient less than DUPLICATE_WINDOW ago
-  -> `cancelled` ("duplicate"): the later of two identical sends is dropped;
+- the same message (rendered text, subject and attachments) to the same
+  recipient less than DUPLICATE_WINDOW ago -> `cancelled` ("duplicate"): the
+  later of two identical sends is dropped;
 - contact gap: two sends to one recipient address (per workspace) are at least
   the sending line's `contact_gap_seconds` apart; the earlier send's dispatch
   time counts. Otherwise `scheduled` for when the gap ends;
@@ -156,11 +158,27 @@ CANCELLED_FIELDS = ["status", "cancel_reason", "updated_at"]
 RECENT_STATUSES = ("sending", "sent", "delivered", "read")
 
 
-def duplicate_key(workspace_id, message_type, phone, email, body) -> tuple:
-    """Two sends are the same when type, recipient and rendered text are."""
+def duplicate_key(
+    workspace_id, message_type, phone, email, body, subject="", attachment_urls=()
+) -> tuple:
+    """Two sends are the same when type, recipient, rendered text, subject and
+    attachments are (two photos with no text are two different messages)."""
+    content = (body, subject or "", tuple(attachment_urls or ()))
     if message_type == Message.Type.EMAIL:
-        return (workspace_id, message_type, "", email, body)
-    return (workspace_id, message_type, phone, "" if phone else email, body)
+        return (workspace_id, message_type, "", email, *content)
+    return (workspace_id, message_type, phone, "" if phone else email, *content)
+
+
+def duplicate_key_of(message: Message) -> tuple:
+    return duplicate_key(
+        message.workspace_id,
+        message.message_type,
+        message.recipient_phone,
+        message.recipient_email,
+        message.rendered_body,
+        message.subject,
+        message.attachment_urls,
+    )
 
 
 class _Batch:
@@ -220,7 +238,10 @@ class _Batch:
                 workspace_id=workspace_id,
                 status__in=RECENT_STATUSES,
                 sending_started_at__gte=self.now - DUPLICATE_WINDOW,
-            ).values_list("message_type", "recipient_phone", "recipient_email", "rendered_body")
+            ).values_list(
+                "message_type", "recipient_phone", "recipient_email", "rendered_body", "subject",
+                "attachment_urls",
+            )  # fmt: skip
             self._recent.update(duplicate_key(workspace_id, *row) for row in recent)
 
         if lead_ids or addresses:
@@ -256,9 +277,11 @@ class _Batch:
 
     def decide(self, message: Message) -> _Decision:
         now = self.now
-        lead = message.lead
-        if lead is not None and lead.opted_out:
-            return _Decision("cancel", reason="Recipient opted out")
+        # A cancel that ran while this row was rescheduled, or a reply recorded since
+        # (the send task looks again right before it sends).
+        stop = message.lead_stop_reason()
+        if stop:
+            return _Decision("cancel", reason=stop)
         for value in (message.recipient_phone, message.recipient_email):
             if value and (message.workspace_id, value) in self._blocked:
                 return _Decision("cancel", reason=f"{value} is on the do-not-contact list")
@@ -285,17 +308,12 @@ class _Batch:
         if message.message_type == Message.Type.IMESSAGE:
             line = message.line  # only for the placeholder; the real pick comes below
         message.rendered_body = render_for(message, line)
-        key = duplicate_key(
-            message.workspace_id,
-            message.message_type,
-            message.recipient_phone,
-            message.recipient_email,
-            message.rendered_body,
-        )
+        key = duplicate_key_of(message)
         if key in self._recent:
             return _Decision(
                 "cancel",
-                reason="Duplicate: the same text went to this recipient less than 60 seconds ago",
+                reason="Duplicate: the same message went to this recipient less than 60 "
+                "seconds ago",
             )
 
         if message.message_type != Message.Type.IMESSAGE:
@@ -304,7 +322,7 @@ class _Batch:
             decision = self._pick_line(message, address, gate)
             if decision.action == "send" and decision.line != line:
                 message.rendered_body = render_for(message, decision.line)
-                key = key[:-1] + (message.rendered_body,)
+                key = duplicate_key_of(message)
         if decision.action == "send":
             self._recent.add(key)
             self._touch_gate(gate, decision.line)

@@ -22,11 +22,13 @@ from django.db.models.functions import Greatest, RowNumber
 from django.utils import timezone
 
 from leads.models import Lead, LeadIdentifier
-from leads.normalize import InvalidIdentifier, normalize_email, normalize_phone, region_for
+from leads.normalize import InvalidIdentifier, normalize_email
 from lines.models import Line
 from lines.relay import WEBHOOK_EVENTS as RELAY_WEBHOOK_EVENTS
 from lines.relay import RelayError, get_client
+from messaging.addresses import direct_chat_guid, normalize_address, phone_normalize
 from messaging.models import Conversation, DoNotContact, InboundMessage, Message
+from messaging.models.outbox import REPLIED_REASON
 from messaging.services import message_advance, message_cancel_waiting
 from messaging.webhooks import campaign_exists, event_emit
 from tuco.api.fields import iso_utc
@@ -56,23 +58,6 @@ OPT_OUT_REASON = "Opted out by reply"
 def is_opt_out(text: str) -> bool:
     """True when the whole message (trimmed, any case, any inner spacing) is a keyword."""
     return " ".join((text or "").split()).upper() in OPT_OUT_KEYWORDS
-
-
-def phone_normalize(value) -> str:
-    """E.164, reading a number without country code in the workspace default country."""
-    region = region_for(getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1"))
-    return normalize_phone(value, region)
-
-
-def normalize_address(raw: str) -> str:
-    """E.164 for a phone, lowercase for an email; the trimmed input when neither parses."""
-    value = (raw or "").strip()
-    if not value:
-        return ""
-    try:
-        return normalize_email(value) if "@" in value else phone_normalize(value)
-    except InvalidIdentifier:
-        return value.lower() if "@" in value else value
 
 
 def _is_email(address: str) -> bool:
@@ -304,8 +289,10 @@ def _conversation_touch(*, workspace, address, lead, line, chat_guid, text, at) 
         changes.update(last_message_at=at, last_message_text=(text or "")[:2000])
     if line is not None:
         changes["line"] = line
-        if chat_guid:
-            changes["chat_guid"] = chat_guid
+        # A reply in a group chat names the group: the 1:1 thread keeps its own chat.
+        direct = direct_chat_guid(chat_guid, address)
+        if direct:
+            changes["chat_guid"] = direct
     if lead is not None and conversation.lead_id is None:
         changes["lead"] = lead
     Conversation.objects.filter(pk=conversation.pk).update(**changes)
@@ -325,17 +312,9 @@ def _parent_message(*, workspace, lead, address) -> Message | None:
 
 
 def _cancel_stop_on_reply(*, workspace, lead, now) -> list[str]:
-    with transaction.atomic():
-        ids = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(workspace=workspace, lead=lead, stop_on_reply=True, status__in=Message.WAITING)
-            .values_list("pk", flat=True)
-        )
-        if ids:
-            Message.objects.filter(pk__in=ids, status__in=Message.WAITING).update(
-                status=Message.Status.CANCELLED, cancel_reason="The lead replied", updated_at=now
-            )
-    return ids
+    return message_cancel_waiting(
+        workspace=workspace, lead=lead, reason=REPLIED_REASON, stop_on_reply_only=True, now=now
+    )
 
 
 def _opt_out(*, workspace, lead, address, text, now) -> None:
@@ -423,8 +402,7 @@ def _relay_outgoing(line: Line, data: dict, *, announce_sent: bool = True) -> No
         )
     error = data.get("error")
     if isinstance(error, int) and not isinstance(error, bool) and error > 0:
-        if message.status in (Message.Status.DELIVERED, Message.Status.READ):
-            return  # the recipient has it: a late error report cannot undo that
+        # After delivered / read this changes nothing (Message.ENTERED_FROM).
         message_advance(
             message_id=message.pk,
             new_status=Message.Status.FAILED,

@@ -5,15 +5,19 @@ Guarantees:
   conditional UPDATE; a second delivery of the same task finds it set and stops.
 - No channel call happens inside a database transaction.
 - Right before the channel is called `channel_called_at` is set. A row that is
-  still `sending` later (the worker died) is reconciled by the sweeper against
-  the relay (by address and text after that time), never resent blindly.
+  still `sending` later (the worker died, or the relay's answer left the outcome
+  unknown: no answer, a gateway / transaction timeout, "tempGuid already in
+  flight") is reconciled by the sweeper against the relay's history (by our
+  tempGuid, else by address and content), never resent blindly.
 - Outcomes are recorded with `UPDATE ... WHERE status = 'sending'` together with
   their webhook outbox row, so a late duplicate cannot overwrite them.
 - Line usage taken by the dispatcher is given back (exactly once, guarded by
   `usage_taken_at`) when no message reached the relay.
 
 Errors: a permanent error fails the row at once; a transient one sends it back
-to `scheduled` with a backoff, and after MAX_ATTEMPTS it fails. A failed row
+to `scheduled` with a backoff (and `scheduledDate` says when), and after
+MAX_ATTEMPTS it fails; one that leaves the outcome unknown keeps the row
+`sending` for the sweeper, which settles it by tempGuid. A failed row
 gets a fallback SMS when it asked for one (message or workspace default); a
 row with no iMessage address ends as `fallback` and gets one whenever Twilio is
 configured.
@@ -22,6 +26,7 @@ configured.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -31,6 +36,7 @@ from django.utils import timezone
 from lines import services as line_services
 from lines.relay import RelayError, address_from_chat_guid, chat_guid_for, get_client
 from messaging import attachments as attachment_fetch
+from messaging.addresses import direct_chat_guid, normalize_address
 from messaging.channels.email import EmailError, send_email
 from messaging.channels.sms import SmsError, send_sms
 from messaging.dnc import dnc_blocked_address
@@ -41,6 +47,9 @@ from tuco.errors import ValidationFailed
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+# Statuses that mean the relay has the message: a webhook may set them before the
+# send's own HTTP answer comes back.
+SENT_STATUSES = (Message.Status.SENT, Message.Status.DELIVERED, Message.Status.READ)
 # Delay before attempt n+1 after n transient failures.
 BACKOFF = (30, 120, 600, 1800)
 
@@ -111,6 +120,10 @@ def message_send(*, message_id: str, now: datetime | None = None) -> str:
         return Message.Status.FAILED
     except _Unknown as exc:
         logger.warning("Message %s: outcome unknown (%s); left for reconciliation", message.pk, exc)
+        Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            error_message=f"{UNKNOWN_OUTCOME}{exc}"[:2000],
+            updated_at=timezone.now(),
+        )
         return Message.Status.SENDING
 
 
@@ -120,11 +133,16 @@ class _Cancel(Exception):
         self.reason = reason
 
 
-def _check_recipient_allowed(message: Message) -> None:
-    # The lead was loaded with the row a moment ago, after the claim.
-    lead = message.lead
-    if lead is not None and lead.opted_out:
-        raise _Cancel("Recipient opted out")
+def _check_recipient_allowed(message: Message, *, reload_lead: bool = False) -> None:
+    """Cancel the send when the lead opted out, replied (stop-on-reply) or an address
+    is on the do-not-contact list. A cancel or a reply that came while the dispatcher
+    held the row could not stop it, so this runs after the claim (the lead was loaded
+    with the row) and again right before the relay is called (`reload_lead`)."""
+    if reload_lead and message.lead_id:
+        message.lead.refresh_from_db(fields=["opted_out", "replied_at"])
+    stop = message.lead_stop_reason()
+    if stop:
+        raise _Cancel(stop)
     blocked = dnc_blocked_address(
         workspace=message.workspace, addresses=[message.recipient_phone, message.recipient_email]
     )
@@ -210,8 +228,8 @@ def _send_imessage(message: Message, now: datetime) -> str:
 
     conversation = _conversation_for(message, address)
     chat_guid = None
-    if conversation and conversation.chat_guid and conversation.line_id == line.pk:
-        chat_guid = conversation.chat_guid
+    if conversation and conversation.line_id == line.pk:
+        chat_guid = direct_chat_guid(conversation.chat_guid, address) or None
     files = []
     for url in message.attachment_urls or []:
         try:
@@ -219,6 +237,8 @@ def _send_imessage(message: Message, now: datetime) -> str:
         except attachment_fetch.AttachmentError as exc:
             raise (_Fail if exc.permanent else _Retry)(exc.message) from None
 
+    # Availability checks and downloads take time: look again right before sending.
+    _check_recipient_allowed(message, reload_lead=True)
     if not _mark_channel_called(message, address, checked):
         return "skipped"
     client = get_client(line)
@@ -236,7 +256,7 @@ def _send_imessage(message: Message, now: datetime) -> str:
                 chat_guid=chat_guid or chat_guid_for(address),
                 filename=item.filename,
                 content=item.content,
-                temp_guid=str(uuid.uuid5(message.temp_guid, f"attachment-{index}")),
+                temp_guid=attachment_temp_guid(message, index),
             )
             sent = sent or attachment
             chat_guid = chat_guid or attachment.chat_guid
@@ -246,7 +266,7 @@ def _send_imessage(message: Message, now: datetime) -> str:
         if sent is not None:
             # The text went out, an attachment did not: the message was sent.
             logger.warning("Message %s: attachment failed after the text: %s", message.pk, exc)
-        elif exc.status is None and exc.reached:
+        elif send_outcome_unknown(exc):
             raise _Unknown(exc.message) from None
         elif exc.permanent:
             raise _Fail(exc.message) from None
@@ -263,12 +283,51 @@ def _send_imessage(message: Message, now: datetime) -> str:
     )
 
 
+def attachment_temp_guid(message: Message, index: int) -> str:
+    """The tempGuid of the message's `index`-th attachment: derived from the
+    message's, so the same attachment keeps it across retries."""
+    return str(uuid.uuid5(message.temp_guid, f"attachment-{index}"))
+
+
+# "Message is already queued to be sent (Temp GUID: ...)" in BlueBubbles and the
+# simulator; also read more loosely, as other relays word it differently.
+_TEMP_GUID_IN_FLIGHT = re.compile(
+    r"already\s+(queued|in\s+flight|being\s+sent)|temp\s*guid\b.*\bin\s+flight", re.IGNORECASE
+)
+
+
+def send_outcome_unknown(exc: RelayError) -> bool:
+    """Did a failed send call leave it open whether the relay sent the message?
+
+    - no answer after the request got there (read timeout, connection reset);
+    - 504 / `Gateway Timeout` / "Transaction timeout": the Mac did not confirm in
+      time, but may still write the message;
+    - 400 "tempGuid already in flight": an earlier call with our tempGuid is still
+      sending it.
+    Such a send is neither retried (a duplicate text) nor failed (a fallback SMS on
+    top of a delivered iMessage): the sweeper looks it up by tempGuid.
+    """
+    if exc.status is None:
+        return exc.reached
+    if (
+        exc.status == 504
+        or exc.error_type == "Gateway Timeout"
+        or "transaction timeout" in exc.message.lower()
+    ):
+        return True
+    return exc.status == 400 and bool(_TEMP_GUID_IN_FLIGHT.search(exc.message))
+
+
 def _mark_channel_called(message: Message, address: str, checked: list) -> bool:
     now = timezone.now()
+    # The error of an earlier attempt is cleared: what this attempt leaves there is
+    # what the sweeper reports if the row gets stuck.
     updated = Message.objects.filter(
         pk=message.pk, status=Message.Status.SENDING, channel_called_at__isnull=True
-    ).update(channel_called_at=now, sent_address=address, checked_addresses=checked)
+    ).update(channel_called_at=now, sent_address=address, checked_addresses=checked,
+             error_message="")  # fmt: skip
     message.channel_called_at = now
+    message.error_message = ""
     message.sent_address = address
     message.checked_addresses = checked
     return bool(updated)
@@ -338,13 +397,23 @@ def _record_sent(message, *, external_id, address, at, chat_guid=None, line=None
             updated_at=timezone.now(),
         )
         if not moved:
-            # A receipt (delivered / read) overtook our own answer: keep its status,
-            # fill in what only we know.
+            # The relay's webhook (sent, delivered or read) overtook our own answer: keep
+            # its status, fill in what only we know, and still remember the thread, or the
+            # next send would open a new chat (and count as a new conversation).
             Message.objects.filter(pk=message.pk, external_message_id="").update(
                 external_message_id=external_id, sent_address=address
             )
             Message.objects.filter(pk=message.pk, sent_at__isnull=True).update(sent_at=at)
             message.refresh_from_db()
+            if message.status in SENT_STATUSES:
+                if line is not None:
+                    conversation_record_send(message=message, address=address, line=line,
+                                             chat_guid=chat_guid, at=at)  # fmt: skip
+                # Receivers are idempotent; this covers a receipt that skipped `sent`.
+                status_changed_on_commit(
+                    message_id=message.pk, status=Message.Status.SENT,
+                    campaign_id=message.campaign_id,
+                )  # fmt: skip
             return message.status
         message.status = Message.Status.SENT
         message.sent_at = at
@@ -362,7 +431,7 @@ def _record_sent(message, *, external_id, address, at, chat_guid=None, line=None
 
 def conversation_record_send(*, message, address: str, line, chat_guid: str | None, at) -> None:
     """Remember the thread with `address`: its line, its chat guid, the last text."""
-    guid = chat_guid if chat_guid and address_from_chat_guid(chat_guid) else chat_guid or ""
+    guid = direct_chat_guid(chat_guid, address)
     updated = Conversation.objects.filter(workspace_id=message.workspace_id, address=address)
     changes = {"line": line, "last_message_at": at, "last_message_text": message.rendered_body}
     if guid:
@@ -418,6 +487,8 @@ def _record_transient(message: Message, error: str, now: datetime) -> str:
         attempts=attempts,
         error_message=error[:2000],
         due_at=until,
+        # `scheduled` always says when: the API shows when the retry will happen.
+        scheduled_date=until,
         send_claimed_at=None,
         channel_called_at=None,
         updated_at=timezone.now(),
@@ -428,7 +499,9 @@ def _record_transient(message: Message, error: str, now: datetime) -> str:
     return Message.Status.SCHEDULED
 
 
-def _record_failed(message: Message, error: str, *, attempts: int | None = None) -> None:
+def _record_failed(
+    message: Message, error: str, *, attempts: int | None = None, fallback_sms: bool = True
+) -> None:
     now = timezone.now()
     with transaction.atomic():
         moved = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
@@ -446,7 +519,8 @@ def _record_failed(message: Message, error: str, *, attempts: int | None = None)
         status_changed_on_commit(
             message_id=message.pk, status=Message.Status.FAILED, campaign_id=message.campaign_id
         )
-        fallback_sms_on_commit(message, reason="failed")
+        if fallback_sms:
+            fallback_sms_on_commit(message, reason="failed")
 
 
 def _record_fallback(message: Message, checked: list) -> str:
@@ -514,13 +588,25 @@ def fallback_sms_send(*, message_id: str) -> str:
     ).update(fallback_sms_status="sending")
     if not claimed:
         return "skipped"
-    message = Message.objects.select_related("lead").get(pk=message_id)
+    message = Message.objects.select_related("lead", "workspace").get(pk=message_id)
     config = FallbackConfig.objects.filter(workspace_id=message.workspace_id).first()
     to = message.recipient_phone or (message.lead.phone if message.lead else "")
     if config is None or not config.is_configured or not to:
         Message.objects.filter(pk=message_id).update(fallback_sms_status="skipped")
         return "skipped"
-    if dnc_blocked_address(workspace=message.workspace, addresses=[to]):
+    # The lead may have opted out (or been put on the list under another of its
+    # addresses) since the message was sent: a fallback SMS is a message too.
+    lead = message.lead
+    addresses = [to, message.recipient_email]
+    if lead is not None:
+        addresses += [lead.phone, lead.alt_phone1, lead.alt_phone2, lead.alt_phone3,
+                      lead.email, lead.alt_email1, lead.alt_email2, lead.alt_email3]  # fmt: skip
+    blocked = dnc_blocked_address(workspace=message.workspace, addresses=addresses)
+    if (lead is not None and lead.opted_out) or blocked:
+        logger.info(
+            "Fallback SMS for message %s not sent: %s", message_id,
+            f"{blocked} is on the do-not-contact list" if blocked else "the lead opted out",
+        )  # fmt: skip
         Message.objects.filter(pk=message_id).update(fallback_sms_status="skipped")
         return "skipped"
     text = message.sms_fallback_text or message.rendered_body or message.body
@@ -542,16 +628,33 @@ def fallback_sms_send(*, message_id: str) -> str:
 STUCK_AFTER = timedelta(minutes=5)
 # How far before `channel_called_at` to look in the relay's history (clock skew).
 RECONCILE_SLACK = timedelta(seconds=30)
+RECONCILE_PAGE = 1000
+# A busy line writes far fewer messages than this between a send and its sweep.
+RECONCILE_MAX_PAGES = 20
+# A row the relay cannot settle either way (unreachable, or its history does not
+# tell) is looked at again on each sweep, and failed, not resent, after this long.
+RECONCILE_GIVE_UP = timedelta(hours=1)
+INTERRUPTED = "The send was interrupted before the relay had the message"
+UNKNOWN_OUTCOME = "Outcome unknown, checking with the relay: "
+
+
+class _Undetermined(Exception):
+    """The relay's history cannot tell whether this send went out."""
 
 
 def messages_reconcile_stuck(*, now: datetime | None = None, stuck_after=STUCK_AFTER) -> dict:
-    """Settle rows left in `sending` by a worker that died.
+    """Settle rows left in `sending` by a worker that died or a send whose outcome
+    was unknown.
 
     - the channel was never called: nothing went out, so back to `pending`;
     - already has a relay guid (a webhook saw the send): `sent`;
-    - iMessage: look for the text in the relay's history since the call (same
-      address, same text, from us): found -> `sent`; not found -> nothing went
-      out (the relay's send timeout is well under `stuck_after`) -> `pending`;
+    - iMessage: look the send up in the relay's history since the call, by our
+      tempGuid (the message's, or its attachments'), else by address and content
+      (text, or attachment file names) among messages no other row claims:
+      found -> `sent`; certainly not there -> nothing went out (the relay's send
+      timeout is well under `stuck_after`), so a retry with backoff (one attempt);
+      cannot tell -> left alone, and after RECONCILE_GIVE_UP `failed` without a
+      fallback SMS, since the text may have arrived;
     - SMS / email: the provider cannot be asked cheaply, so the row fails with
       an explanation instead of risking a duplicate.
     """
@@ -585,8 +688,18 @@ def messages_reconcile_stuck(*, now: datetime | None = None, stuck_after=STUCK_A
             continue
         try:
             found = _find_on_relay(message)
-        except RelayError as exc:
-            logger.warning("Cannot reconcile message %s yet: %s", message.pk, exc)
+        except (RelayError, _Undetermined) as exc:
+            detail = exc.message if isinstance(exc, RelayError) else str(exc)
+            if message.channel_called_at > now - RECONCILE_GIVE_UP:
+                logger.warning("Cannot reconcile message %s yet: %s", message.pk, detail)
+                continue
+            _record_failed(
+                message,
+                f"Could not confirm with the relay whether this message was sent ({detail}); "
+                "not resent to avoid a duplicate",
+                fallback_sms=False,
+            )
+            outcome["failed"] += 1
             continue
         if found is not None:
             chats = found.get("chats") or []
@@ -597,27 +710,98 @@ def messages_reconcile_stuck(*, now: datetime | None = None, stuck_after=STUCK_A
             outcome["sent"] += 1
         else:
             _release_usage(message)
-            _requeue(message, now)
-            outcome["requeued"] += 1
+            error = INTERRUPTED
+            if message.error_message.startswith(UNKNOWN_OUTCOME):
+                detail = message.error_message.removeprefix(UNKNOWN_OUTCOME)
+                error = f"Not sent, the relay has no record of it ({detail})"
+            status = _record_transient(message, error, now)
+            outcome["failed" if status == Message.Status.FAILED else "requeued"] += 1
     return outcome
 
 
+def _temp_guids(message: Message) -> set[str]:
+    count = len(message.attachment_urls or [])
+    guids = {str(message.temp_guid), *(attachment_temp_guid(message, i) for i in range(count))}
+    return {g.lower() for g in guids}
+
+
+def _relay_address(item: dict) -> str:
+    handle = item.get("handle")
+    address = handle.get("address") if isinstance(handle, dict) else None
+    if not isinstance(address, str):
+        chats = item.get("chats") or []
+        if chats and isinstance(chats[0], dict):
+            address = address_from_chat_guid(chats[0].get("guid") or "")
+    return normalize_address(address) if isinstance(address, str) else ""
+
+
+def _same_content(message: Message, item: dict) -> bool:
+    """Is `item` (one of our relay messages) this message, judged by what it says?"""
+    if _relay_address(item) != normalize_address(message.sent_address):
+        return False
+    if message.rendered_body.strip():
+        # The text goes first; its attachments are sent only after it.
+        return (item.get("text") or "") == message.rendered_body
+    names = {attachment_fetch.filename_of(url) for url in message.attachment_urls or []}
+    attachments = item.get("attachments") if isinstance(item.get("attachments"), list) else []
+    return any(isinstance(a, dict) and a.get("transferName") in names for a in attachments)
+
+
 def _find_on_relay(message: Message) -> dict | None:
+    """The relay's record of this send, or None when the relay certainly has none.
+
+    Pages through everything the relay wrote since the call (the query only has
+    `after`, so each page starts at the newest timestamp of the one before). Raises
+    _Undetermined when that history cannot be read to the end, or when matching by
+    content finds more than one candidate; RelayError when the relay cannot be asked.
+    Makes network calls: not to be used inside a transaction.
+    """
+    wanted = _temp_guids(message)
     after = int((message.channel_called_at - RECONCILE_SLACK).timestamp() * 1000)
     client = get_client(message.line)
-    for item in client.query_messages(after):
-        if not isinstance(item, dict) or not item.get("isFromMe"):
-            continue
-        handle = item.get("handle") or {}
-        address = handle.get("address") if isinstance(handle, dict) else None
-        if address is None:
-            chats = item.get("chats") or []
-            if chats and isinstance(chats[0], dict):
-                address = address_from_chat_guid(chats[0].get("guid") or "")
-        text = item.get("text") or ""
-        if address == message.sent_address and text == message.rendered_body:
-            return item
-    return None
+    seen: set[str] = set()
+    by_content: dict[str, dict] = {}
+    for _ in range(RECONCILE_MAX_PAGES):
+        page = client.query_messages(after, RECONCILE_PAGE)
+        newest = after
+        for item in page:
+            if not isinstance(item, dict):
+                continue
+            created = item.get("dateCreated")
+            if isinstance(created, int) and not isinstance(created, bool):
+                newest = max(newest, created)
+            guid = item.get("guid")
+            if not item.get("isFromMe") or not isinstance(guid, str) or guid in seen:
+                continue
+            seen.add(guid)
+            temp_guid = item.get("tempGuid")
+            if isinstance(temp_guid, str) and temp_guid.lower() in wanted:
+                return item
+            if _same_content(message, item):
+                by_content[guid] = item
+        if len(page) < RECONCILE_PAGE:
+            break
+        if newest <= after:
+            raise _Undetermined(f"more than {RECONCILE_PAGE} relay messages share one timestamp")
+        after = newest
+    else:
+        raise _Undetermined(
+            f"the relay wrote more than {RECONCILE_MAX_PAGES * RECONCILE_PAGE} messages since"
+        )
+    # Relays do not keep the tempGuid in their history (only the send's answer and
+    # the first webhook carry it), so fall back to the content, leaving out relay
+    # messages another row already owns (an identical text sent just before).
+    owned = set(
+        Message.objects.filter(
+            workspace_id=message.workspace_id, external_message_id__in=list(by_content)
+        )
+        .exclude(pk=message.pk)
+        .values_list("external_message_id", flat=True)
+    )
+    candidates = [item for guid, item in by_content.items() if guid not in owned]
+    if len(candidates) > 1:
+        raise _Undetermined(f"{len(candidates)} relay messages match its address and content")
+    return candidates[0] if candidates else None
 
 
 def _requeue(message: Message, now: datetime) -> None:

@@ -1,6 +1,6 @@
 """Writes on the outbox: enqueue, cancel, and moving a message's status forward.
 
-Status only moves forward (Message.RANK). Every change a customer can subscribe
+Status only moves forward (Message.ENTERED_FROM). Every change a customer can subscribe
 to writes its webhook outbox row in the same transaction as the status change.
 """
 
@@ -35,10 +35,9 @@ STATUS_TIMESTAMPS = {
 }
 
 
-def statuses_before(new_status: str) -> list[str]:
-    """Statuses a message may leave to enter `new_status` (strictly lower rank)."""
-    rank = Message.RANK[new_status]
-    return [status for status, r in Message.RANK.items() if r < rank]
+def statuses_before(new_status: str) -> tuple[str, ...]:
+    """Statuses a message may leave to enter `new_status`."""
+    return Message.ENTERED_FROM[new_status]
 
 
 def event_for_message(message: Message, status: str, data: dict | None = None) -> None:
@@ -168,12 +167,21 @@ def message_enqueue(
 
 
 def message_cancel_waiting(
-    *, workspace, lead=None, addresses: Iterable[str] = (), reason: str
+    *,
+    workspace,
+    lead=None,
+    addresses: Iterable[str] = (),
+    reason: str,
+    stop_on_reply_only: bool = False,
+    now: datetime | None = None,
 ) -> list[str]:
-    """Cancel the lead's (or these addresses') messages that have not started sending.
+    """Cancel the lead's (or these addresses') messages that have not started sending
+    (only its stop-on-reply ones with `stop_on_reply_only`). Returns the ids cancelled.
 
-    Returns the ids cancelled. Rows already claimed by the dispatcher (`sending`)
-    are left alone: the send task re-checks opt-out and do-not-contact itself.
+    Rows the dispatcher has locked are waited for, not skipped: it may only be
+    rescheduling them, and a skipped row would go out later. Rows it moved to
+    `sending` are left alone: the send task re-checks opt-out, do-not-contact and
+    replies itself right before sending.
     """
     addresses = [a for a in addresses if a]
     match = Q()
@@ -183,21 +191,26 @@ def message_cancel_waiting(
         match |= Q(recipient_phone__in=addresses) | Q(recipient_email__in=addresses)
     if not match:
         return []
-    now = timezone.now()
+    rows = Message.objects.filter(match, workspace=workspace, status__in=Message.WAITING)
+    now = now or timezone.now()
     with transaction.atomic():
-        rows = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(match, workspace=workspace, status__in=Message.WAITING)
-            .values_list("pk", "campaign_id")
+        # All the matching rows are locked, in primary key order, even when only the
+        # stop-on-reply ones change: a reply that is also STOP cancels twice in one
+        # transaction, and two cancels of one lead must take their locks in one order.
+        locked = list(
+            rows.select_for_update()
+            .order_by("pk")
+            .values_list("pk", "campaign_id", "stop_on_reply")
         )
-        ids = [pk for pk, _ in rows]
+        chosen = [(pk, c) for pk, c, stop in locked if stop or not stop_on_reply_only]
+        ids = [pk for pk, _ in chosen]
         if ids:
             Message.objects.filter(pk__in=ids, status__in=Message.WAITING).update(
                 status=Message.Status.CANCELLED,
                 cancel_reason=reason[:200],
                 updated_at=now,
             )
-            for pk, campaign_id in rows:
+            for pk, campaign_id in chosen:
                 status_changed_on_commit(
                     message_id=pk, status=Message.Status.CANCELLED, campaign_id=campaign_id
                 )
@@ -234,15 +247,16 @@ def message_advance(
     """Move a message forward to `new_status` (delivered, read, failed, sent...).
 
     Identified by our id or by the channel's id (relay guid / Twilio SID). A
-    conditional UPDATE only moves a row whose current status ranks lower, so a late
-    or repeated callback never moves it back. Emits the matching webhook event in
+    conditional UPDATE only moves a row whose current status may enter `new_status`
+    (Message.ENTERED_FROM), so a late or repeated callback never moves it back and a
+    failure report after delivery changes nothing. Emits the matching webhook event in
     the same transaction. Returns True when the row moved.
 
     A message that reaches `failed` this way (e.g. the relay reports a send error
     after accepting it) gets its fallback SMS when it asked for one.
     """
-    if new_status not in Message.RANK:
-        raise ValueError(f"unknown status {new_status!r}")
+    if new_status not in Message.ENTERED_FROM:
+        raise ValueError(f"{new_status!r} is not an outcome a message can advance to")
     if not (message_id or external_id):
         raise ValueError("message_advance needs message_id or external_id")
     at = at or timezone.now()
@@ -290,16 +304,46 @@ def message_advance(
 # The API's send request
 
 
-NO_ACTIVE_LINES = "No active lines in workspace. Add a line or pass fromLineId."
-NO_RECIPIENT = (
-    "Either recipientEmail or recipientPhone is required (or a leadId with a phone or email)"
-)
+# The published bodies, three dots included: clients compare them literally.
+NO_ACTIVE_LINES = "No active lines in workspace..."
+NO_RECIPIENT = "Either recipientEmail or recipientPhone is required..."
 EMPTY_MESSAGE = "Message and attachmentUrls cannot both be empty"
 BAD_TYPE = "Invalid messageType. Must be email, sms, or imessage"
 LEAD_NOT_FOUND = "Lead not found or access denied"
 ALT_FIELDS = (
     "altPhone1", "altPhone2", "altPhone3", "altEmail1", "altEmail2", "altEmail3",
 )  # fmt: skip
+# Body fields by JSON type (null is always allowed and means "not given"). A phone
+# or a batch id written as a number is accepted; anything else of the wrong type is
+# a 400 rather than something the code below would misread ("false" is truthy).
+TEXT_FIELDS = (
+    "recipientEmail", "recipientName", "leadId", "fromLineId", "altEmail1", "altEmail2",
+    "altEmail3", "scheduledDate", "timezone", "sendWindowStart", "sendWindowEnd", "subject",
+)  # fmt: skip
+TEXT_OR_NUMBER_FIELDS = ("recipientPhone", "altPhone1", "altPhone2", "altPhone3", "batchId")
+BOOLEAN_FIELDS = ("sendFallbackSmsOnFailed",)
+MAX_LENGTHS = {"recipientName": 200, "batchId": 100, "subject": 300}
+
+
+def _check_send_types(data: dict) -> None:
+    from tuco.errors import ValidationFailed
+
+    for key in TEXT_FIELDS + TEXT_OR_NUMBER_FIELDS + BOOLEAN_FIELDS:
+        value = data.get(key)
+        if value is None:
+            continue
+        if key in BOOLEAN_FIELDS:
+            if not isinstance(value, bool):
+                raise ValidationFailed(f"{key}: must be true or false")
+        elif not isinstance(value, str) and (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or key not in TEXT_OR_NUMBER_FIELDS
+        ):
+            raise ValidationFailed(f"{key}: must be a string")
+        limit = MAX_LENGTHS.get(key)
+        if limit and len(str(value).strip()) > limit:
+            raise ValidationFailed(f"{key}: must be at most {limit} characters")
 
 
 def _parse_send_options(data: dict, workspace) -> dict:
@@ -369,14 +413,16 @@ def _parse_send_options(data: dict, workspace) -> dict:
 
 
 def _normalize_recipient(value, kind: str, field: str | None = None) -> str:
-    from leads.normalize import InvalidIdentifier, normalize_email, normalize_phone
+    from leads.normalize import InvalidIdentifier, normalize_email
+    from messaging.addresses import phone_normalize
     from tuco.errors import ValidationFailed
 
     if value in (None, ""):
         return ""
     try:
         if kind == "phone":
-            return normalize_phone(value, "US")
+            # The leads app's default country, so lead matching, DNC and the unibox agree.
+            return phone_normalize(value)
         return normalize_email(value)
     except InvalidIdentifier:
         field = field or ("recipientPhone" if kind == "phone" else "recipientEmail")
@@ -405,6 +451,7 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
         raise ValidationFailed("message: must be a string")
     if not body.strip() and not data.get("attachmentUrls"):
         raise ServiceError(EMPTY_MESSAGE)
+    _check_send_types(data)
     options = _parse_send_options(data, workspace)
     if message_type == Message.Type.EMAIL and options["attachment_urls"]:
         raise ValidationFailed("attachmentUrls: attachments are only sent by iMessage")
@@ -428,9 +475,13 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
 
     phone = _normalize_recipient(data.get("recipientPhone"), "phone")
     email = _normalize_recipient(data.get("recipientEmail"), "email")
-    alt = {key: data.get(key) for key in ALT_FIELDS if data.get(key)}
-    for key, value in alt.items():
-        _normalize_recipient(value, "phone" if key.startswith("altPhone") else "email", key)
+    alt = {
+        key: _normalize_recipient(
+            data.get(key), "phone" if key.startswith("altPhone") else "email", key
+        )
+        for key in ALT_FIELDS
+        if data.get(key)
+    }
 
     lead_phone = lead.phone if lead else ""
     lead_email = lead.email if lead else ""
@@ -441,7 +492,7 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
     if message_type == Message.Type.EMAIL and not (email or lead_email):
         raise ValidationFailed("recipientEmail: an email needs an email address")
 
-    fallback_flag = data.get("sendFallbackSmsOnFailed")
+    fallback_flag = data.get("sendFallbackSmsOnFailed") is True
     config = None
     if fallback_flag or message_type == Message.Type.SMS:
         config = FallbackConfig.objects.filter(workspace=workspace).first()
@@ -508,8 +559,8 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
             recipient_name=name,
             subject=(data.get("subject") or "").strip(),
             line=line,
-            send_fallback_sms_on_failed=bool(fallback_flag),
-            batch_id=str(data.get("batchId") or ""),
+            send_fallback_sms_on_failed=fallback_flag,
+            batch_id=str(data.get("batchId") or "").strip(),
             now=now,
             **options,
         )

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from leads.models import Lead
 from leads.normalize import InvalidIdentifier, normalize_email
-from messaging.inbound import phone_normalize
+from messaging.addresses import phone_normalize
 from messaging.models import Conversation, FallbackConfig, InboundMessage, Message
 from messaging.webhooks import lead_summary
 from tuco.api.fields import iso_utc

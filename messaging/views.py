@@ -1,6 +1,7 @@
 """Quick Send: one message to one phone or email, with a live iMessage availability hint."""
 
 import zoneinfo
+from datetime import datetime, timedelta
 
 from django import forms
 from django.http import Http404
@@ -13,6 +14,11 @@ from messaging import services
 from messaging.models import Message
 from tuco.errors import ServiceError, ValidationFailed
 from tuco.views import workspace_required
+
+# A text still `sent` this long after it went out may never get a receipt (SMS
+# without status callbacks, iMessage with receipts off): the result page stops
+# polling rather than spin forever.
+POLL_SENT_FOR = timedelta(minutes=2)
 
 PLACEHOLDER_HELP = (
     "Placeholders: {firstName}, {lastName}, {companyName}, {jobTitle}; "
@@ -148,7 +154,7 @@ def quick_send(request):
 
 
 @require_POST
-@workspace_required
+@workspace_required(allow_read_only=True)
 def quick_send_check(request):
     """The recipient's iMessage availability, for the icon next to the field."""
     raw = request.POST.get("recipient", "").strip()
@@ -193,6 +199,18 @@ def quick_send_result(request, message_id):
     context = {
         "section": "quick_send",
         "message": message,
-        "final": message.status in Message.FINAL or message.status == Message.Status.DELIVERED,
+        "final": _settled(message, timezone.now()),
     }
     return render(request, template, context)
+
+
+def _settled(message: Message, now: datetime) -> bool:
+    """Whether the result page can stop polling this message."""
+    if message.status in Message.FINAL or message.status == Message.Status.DELIVERED:
+        return True
+    if message.status != Message.Status.SENT:
+        return False
+    # Email has no delivery receipts: sent is as far as it gets.
+    if message.message_type == Message.Type.EMAIL:
+        return True
+    return message.sent_at is not None and now - message.sent_at >= POLL_SENT_FOR

@@ -10,6 +10,9 @@ from tuco.crypto import EncryptedTextField
 from tuco.ids import new_id
 from tuco.models import Workspace
 
+OPTED_OUT_REASON = "Recipient opted out"
+REPLIED_REASON = "The lead replied"
+
 
 class Message(models.Model):
     """One outgoing message: the outbox row the whole send pipeline works on."""
@@ -30,18 +33,19 @@ class Message(models.Model):
         FALLBACK = "fallback", "Fallback"
         CANCELLED = "cancelled", "Cancelled"
 
-    # Status only moves forward: a transition is allowed when the new rank is
-    # higher. Final states share the top rank so none can replace another.
-    RANK = {
-        "pending": 0,
-        "scheduled": 0,
-        "sending": 1,
-        "sent": 2,
-        "delivered": 3,
-        "read": 4,
-        "failed": 5,
-        "fallback": 5,
-        "cancelled": 5,
+    # The outcome transitions, as the statuses each one may be entered from. Status
+    # only moves forward, and more narrowly: failed / fallback only while the
+    # recipient does not have the message yet (up to `sent`: a relay may report a send
+    # error after accepting it); cancelled only while waiting; delivered and read are
+    # never left. Retries and re-queues (sending -> scheduled / pending, failed ->
+    # scheduled for retry_failed) are done by their owners with their own guards.
+    ENTERED_FROM = {
+        "sent": ("pending", "scheduled", "sending"),
+        "delivered": ("pending", "scheduled", "sending", "sent"),
+        "read": ("pending", "scheduled", "sending", "sent", "delivered"),
+        "failed": ("pending", "scheduled", "sending", "sent"),
+        "fallback": ("pending", "scheduled", "sending", "sent"),
+        "cancelled": ("pending", "scheduled"),
     }
     WAITING = ("pending", "scheduled")
     FINAL = ("read", "failed", "fallback", "cancelled")
@@ -137,7 +141,21 @@ class Message(models.Model):
 
     @classmethod
     def can_move(cls, old: str, new: str) -> bool:
-        return cls.RANK[new] > cls.RANK[old]
+        return old in cls.ENTERED_FROM.get(new, ())
+
+    def lead_stop_reason(self) -> str:
+        """Why this message must not go out any more, judged from its lead as loaded
+        ("" when it may): the lead opted out, or, for a stop-on-reply message, replied
+        after the message was written. A campaign writes its step messages when the
+        lead enrolls, so `created_at` is the enrollment time there."""
+        lead = self.lead
+        if lead is None:
+            return ""
+        if lead.opted_out:
+            return OPTED_OUT_REASON
+        if self.stop_on_reply and lead.replied_at and lead.replied_at >= self.created_at:
+            return REPLIED_REASON
+        return ""
 
 
 class Conversation(models.Model):

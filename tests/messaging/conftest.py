@@ -85,6 +85,54 @@ def run_outbox(django_capture_on_commit_callbacks):
     return run
 
 
+class FileServer:
+    """Serves a small PNG at any path on 127.0.0.1 (a private address, so tests opt
+    in); `?type=` changes the Content-Type it claims. Records the paths asked for."""
+
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        server = self
+        self.paths: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                server.paths.append(self.path)
+                query = parse_qs(urlsplit(self.path).query)
+                self.send_response(200)
+                self.send_header("Content-Type", query.get("type", ["image/png"])[0])
+                self.send_header("Content-Length", str(len(server.png)))
+                self.end_headers()
+                self.wfile.write(server.png)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def files():
+    server = FileServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def file_server(files):
+    return files.url
+
+
 def at(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
 

@@ -159,6 +159,24 @@ def test_the_same_text_twice_within_a_minute_is_cancelled(acme):
     assert reload(third).status == "sending"
 
 
+def test_attachment_only_messages_with_different_files_are_not_duplicates(acme):
+    make_line(acme)
+    files = ["https://files.example.com/menu.pdf", "https://files.example.com/map.png"]
+    first, second = (enqueue(acme, body="", attachment_urls=[url]) for url in files)
+    again = enqueue(acme, body="", attachment_urls=[files[0]])
+    result = dispatch_due(now=WED)
+    assert sorted(result.sending) == sorted([first.pk, second.pk])
+    assert reload(again).status == "cancelled"
+
+
+def test_emails_with_different_subjects_are_not_duplicates(acme):
+    first = message_enqueue(workspace=acme, message_type="email", body="Hi",
+                            recipient_email="d@example.com", subject="Monday")  # fmt: skip
+    second = message_enqueue(workspace=acme, message_type="email", body="Hi",
+                             recipient_email="d@example.com", subject="Tuesday")  # fmt: skip
+    assert sorted(dispatch_due(now=WED).sending) == sorted([first.pk, second.pk])
+
+
 def test_a_pinned_line_is_honoured(acme):
     make_line(acme)
     pinned = make_line(acme)
@@ -197,6 +215,74 @@ def test_opted_out_and_do_not_contact_are_cancelled(acme):
     assert reload(opted_out).cancel_reason == "Recipient opted out"
     assert "do-not-contact" in reload(blocked).cancel_reason
     assert not LineUsage.objects.exists()
+
+
+def test_a_stop_on_reply_message_whose_lead_replied_since_is_cancelled(acme):
+    """A reply whose cancel missed the row (it was being rescheduled) still stops it."""
+    make_line(acme)
+    lead, _ = lead_get_or_create(workspace=acme, data={"phone": "+14155550102"})
+    stop = enqueue(acme, lead=lead, stop_on_reply=True, now=WED - timedelta(hours=1))
+    keep = enqueue(acme, lead=lead, body="Not a sequence", now=WED - timedelta(hours=1))
+    lead.replied_at = WED - timedelta(minutes=5)
+    lead.save()
+    dispatch_due(now=WED)
+    assert (reload(stop).status, reload(stop).cancel_reason) == ("cancelled", "The lead replied")
+    assert reload(keep).status == "sending"
+
+
+def test_a_reply_before_the_message_was_written_does_not_stop_it(acme):
+    make_line(acme)
+    lead, _ = lead_get_or_create(workspace=acme, data={"phone": "+14155550102"})
+    lead.replied_at = WED - timedelta(days=1)
+    lead.save()
+    message = enqueue(acme, lead=lead, stop_on_reply=True, now=WED - timedelta(hours=1))
+    dispatch_due(now=WED)
+    assert reload(message).status == "sending"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_waits_for_the_dispatcher_instead_of_skipping_its_rows(acme, monkeypatch):
+    if not settings.IS_POSTGRES:
+        pytest.skip("row locks need Postgres; SQLite serializes writers anyway")
+    from messaging import dispatch
+    from messaging.services import message_cancel_waiting
+
+    make_line(acme)
+    lead, _ = lead_get_or_create(workspace=acme, data={"phone": "+14155550102"})
+    # Outside its window at WED (10:00 in New York): the dispatcher only reschedules it.
+    message = enqueue(acme, lead=lead, timezone_name="America/New_York",
+                      send_window_start="12:00", send_window_end="17:00")  # fmt: skip
+    holding, release = threading.Event(), threading.Event()
+    prepare = dispatch._Batch.prepare
+
+    def slow_prepare(self, rows):
+        prepare(self, rows)
+        holding.set()
+        release.wait(10)
+
+    monkeypatch.setattr(dispatch._Batch, "prepare", slow_prepare)
+    cancelled = []
+
+    def run(work):
+        try:
+            work()
+        finally:
+            connection.close()
+
+    dispatcher = threading.Thread(target=run, args=(lambda: dispatch_due(now=WED),))
+    canceller = threading.Thread(target=run, args=(lambda: cancelled.extend(
+        message_cancel_waiting(workspace=acme, lead=lead, reason="Cancelled through the API")
+    ),))  # fmt: skip
+    dispatcher.start()
+    assert holding.wait(10)
+    canceller.start()
+    canceller.join(0.5)
+    assert canceller.is_alive()  # waiting for the row lock, not skipping the row
+    release.set()
+    dispatcher.join()
+    canceller.join()
+    assert cancelled == [message.pk]
+    assert reload(message).status == "cancelled"
 
 
 def test_no_active_line_waits_instead_of_failing(acme):

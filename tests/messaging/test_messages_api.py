@@ -43,16 +43,14 @@ def test_it_rejects_an_unknown_message_type(api, active_line):
 def test_it_rejects_imessage_without_any_active_line(api):
     response = send(api, message="Hi", recipientPhone="+14155550102")
     assert response.status_code == 400
-    assert response.json()["error"].startswith("No active lines in workspace")
+    assert response.json() == {"error": "No active lines in workspace..."}
     assert Message.objects.count() == 0
 
 
 def test_it_rejects_a_message_with_no_recipient(api, active_line):
     response = send(api, message="Hi")
     assert response.status_code == 400
-    assert response.json()["error"].startswith(
-        "Either recipientEmail or recipientPhone is required"
-    )
+    assert response.json() == {"error": "Either recipientEmail or recipientPhone is required..."}
 
 
 def test_it_rejects_fallback_without_twilio(api, active_line):
@@ -131,6 +129,42 @@ def test_it_rejects_bad_scheduling_and_attachments(api, active_line, extra, fiel
     assert Lead.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ({"sendFallbackSmsOnFailed": "false"}, "sendFallbackSmsOnFailed: must be true or false"),
+        ({"sendFallbackSmsOnFailed": 1}, "sendFallbackSmsOnFailed: must be true or false"),
+        ({"recipientName": 42}, "recipientName: must be a string"),
+        ({"recipientEmail": ["d@example.com"]}, "recipientEmail: must be a string"),
+        ({"timezone": 5}, "timezone: must be a string"),
+        ({"subject": {"text": "Hi"}}, "subject: must be a string"),
+        ({"leadId": True}, "leadId: must be a string"),
+        ({"altPhone1": False}, "altPhone1: must be a string"),
+        ({"batchId": "b" * 101}, "batchId: must be at most 100 characters"),
+    ],
+)  # fmt: skip
+def test_it_rejects_fields_of_the_wrong_type(api, acme, active_line, twilio, extra, error):
+    response = send(api, message="Hi", recipientPhone="+14155550102", **extra)
+    assert response.status_code == 400
+    assert response.json()["error"] == error
+    assert Message.objects.count() == 0
+
+
+def test_a_false_fallback_flag_is_false(api, acme, active_line):
+    response = send(api, message="Hi", recipientPhone="+14155550102",
+                    sendFallbackSmsOnFailed=False)  # fmt: skip
+    assert response.status_code == 201, response.json()
+    assert response.json()["message"]["sendFallbackSmsOnFailed"] is False
+
+
+def test_numbers_are_accepted_for_phones_and_batch_ids(api, acme, active_line):
+    response = send(api, message="Hi", recipientPhone=4155550102, altPhone1=4155550104, batchId=7)
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["message"]["recipientPhone"], body["message"]["batchId"]) == ("+14155550102", "7")
+    assert Lead.objects.get(pk=body["leadId"]).alt_phone1 == "+14155550104"
+
+
 def test_it_refuses_a_do_not_contact_recipient(api, acme, active_line):
     DoNotContact.objects.create(workspace=acme, value="+14155550102", kind="phone")
     response = send(api, message="Hi", recipientPhone="(415) 555-0102")
@@ -170,6 +204,23 @@ def test_it_creates_a_pending_message_and_a_quick_sends_lead(api, acme, active_l
     assert (
         LeadList.objects.get(workspace=acme, name="Quick Sends").leads.filter(pk=lead.pk).exists()
     )
+
+
+def test_a_national_number_is_read_in_the_leads_default_country(api, acme, active_line, settings):
+    settings.LEADS_DEFAULT_COUNTRY_CODE = "+44"
+    lead, _ = lead_get_or_create(workspace=acme, data={"phone": "020 7946 0958"})
+    assert lead.phone == "+442079460958"
+    response = send(api, message="Hi", recipientPhone="020 7946 0958")
+    assert response.status_code == 201, response.json()
+    assert response.json()["leadId"] == lead.pk
+    assert response.json()["message"]["recipientPhone"] == "+442079460958"
+    cancelled = api.post(
+        "/api/messages/cancel-for-lead", {"recipientPhone": "020 7946 0958"}, format="json"
+    ).json()
+    assert (cancelled["leadId"], cancelled["cancelledCount"]) == (lead.pk, 1)
+    DoNotContact.objects.create(workspace=acme, value="+442079460958", kind="phone")
+    blocked = send(api, message="Hi", recipientPhone="020 7946 0958")
+    assert blocked.json()["code"] == "DO_NOT_CONTACT"
 
 
 def test_it_links_an_existing_lead_and_merges_alt_fields(api, acme, active_line):

@@ -167,6 +167,27 @@ def test_events_of_another_workspaces_messages_are_ignored(anon, acme, globex, l
     assert Message.objects.get(pk=message.pk).status == "sent"
 
 
+def test_a_reply_in_a_group_chat_keeps_the_direct_chat(anon, acme, line, lead):
+    relay(anon, line, "new-message", inbound_event("IN-1", "one"))
+    group = inbound_event("IN-2", "in the group", created=NOW_MS + 1)
+    group["chats"] = [{"guid": "iMessage;+;chat493028371"}]
+    relay(anon, line, "new-message", group)
+    conversation = Conversation.objects.get(address=PHONE)
+    assert conversation.chat_guid == f"iMessage;-;{PHONE}"
+    assert conversation.unread_count == 2
+
+
+def test_a_first_reply_from_a_group_chat_stores_no_chat(anon, acme, line, lead):
+    group = inbound_event("IN-1", "hi all")
+    group["chats"] = [{"guid": "any;+;chat493028371"}]
+    relay(anon, line, "new-message", group)
+    assert Conversation.objects.get(address=PHONE).chat_guid == ""
+    macos26 = inbound_event("IN-2", "just me", created=NOW_MS + 1)
+    macos26["chats"] = [{"guid": f"any;-;{PHONE}"}]
+    relay(anon, line, "new-message", macos26)
+    assert Conversation.objects.get(address=PHONE).chat_guid == f"any;-;{PHONE}"
+
+
 def test_a_messages_read_by_opening_its_thread(api, anon, acme, line, lead):
     relay(anon, line, "new-message", inbound_event("IN-1", "one"))
     relay(anon, line, "new-message", inbound_event("IN-2", "two", created=NOW_MS + 1))
@@ -284,3 +305,27 @@ def test_twilio_status_callback_moves_an_sms_forward(client, acme, twilio, twili
                       token="nope")  # fmt: skip
     assert bad.status_code == 403
     assert Message.objects.get(pk=message.pk).status == "delivered"
+
+
+@pytest.mark.parametrize("late_status", ["failed", "undelivered"])
+def test_a_twilio_failure_after_delivery_changes_nothing(
+    client, acme, twilio, twilio_site, hook, late_status, django_capture_on_commit_callbacks
+):
+    import responses
+
+    message = Message.objects.create(
+        workspace=acme, message_type="sms", body="Hi", recipient_phone="+14155550004",
+        status="delivered", external_message_id="SM123", send_fallback_sms_on_failed=True,
+        sent_at=timezone.now() - timedelta(minutes=1), delivered_at=timezone.now(),
+    )  # fmt: skip
+    params = {"MessageSid": "SM123", "MessageStatus": late_status, "ErrorCode": "30003",
+              "AccountSid": "AC" + "0" * 32, "From": "+15005550006",
+              "To": "+14155550004"}  # fmt: skip
+    # No request may leave: a fallback SMS would be a POST to Twilio.
+    with responses.RequestsMock(), django_capture_on_commit_callbacks(execute=True):
+        response = twilio_post(client, "/api/webhooks/twilio/status", params)
+    assert response.status_code == 200
+    message.refresh_from_db()
+    assert (message.status, message.error_message, message.failed_at) == ("delivered", "", None)
+    assert message.fallback_sms_status == ""
+    assert not WebhookDelivery.objects.filter(event="message.failed").exists()

@@ -10,12 +10,14 @@ import responses
 from django.core import mail
 from django.utils import timezone
 
+from leads.models import Lead
 from leads.services import lead_get_or_create
 from lines.models import LineUsage
+from lines.relay import RelayError
 from lines.services import line_health_check
 from messaging import sending
 from messaging.dispatch import dispatch_due
-from messaging.models import DoNotContact, Message
+from messaging.models import Conversation, DoNotContact, Message
 from messaging.models.webhooks import WebhookDelivery
 from messaging.sending import message_send, messages_reconcile_stuck
 from messaging.services import message_advance, message_enqueue
@@ -111,6 +113,24 @@ def test_fallback_without_twilio_sends_no_sms(acme, line, sim, outbox):
     assert message.fallback_sms_status == ""
 
 
+@pytest.mark.parametrize("stop", ["opted-out", "alt-email-on-the-list"])
+def test_no_fallback_sms_goes_to_a_lead_who_opted_out_or_is_on_the_list(acme, twilio, stop):
+    lead, _ = lead_get_or_create(
+        workspace=acme, data={"phone": "+14155550101", "altEmail1": "dana@example.com"}
+    )
+    message = Message.objects.create(
+        workspace=acme, lead=lead, recipient_phone=lead.phone, body="Hi", status="fallback"
+    )
+    if stop == "opted-out":
+        Lead.objects.filter(pk=lead.pk).update(opted_out=True)
+    else:
+        DoNotContact.objects.create(workspace=acme, value="dana@example.com", kind="email")
+    with responses.RequestsMock():  # any request to Twilio would fail the test
+        assert sending.fallback_sms_send(message_id=message.pk) == "skipped"
+    message.refresh_from_db()
+    assert (message.fallback_sms_status, message.fallback_sms_sid) == ("skipped", "")
+
+
 # Errors and retries
 
 
@@ -126,15 +146,17 @@ def test_relay_down_mid_batch_retries_later_and_gives_the_slot_back(
     sim.stop()
     assert message_send(message_id=messages[1].pk) == "scheduled"
     second = Message.objects.get(pk=messages[1].pk)
-    assert second.attempts == 1
+    assert (second.status, second.attempts) == ("scheduled", 1)
     assert second.due_at > timezone.now()
+    # The API's scheduledDate says when the retry will be tried.
+    assert second.scheduled_date == second.due_at
     assert "relay" in second.error_message.lower()
     assert usage_total(line) == 2  # the third still holds its slot until it runs
     assert message_send(message_id=messages[2].pk) == "scheduled"
     assert usage_total(line) == 1
 
 
-def test_a_relay_timeout_is_retried_five_times_then_fails_with_fallback_sms(
+def test_a_relay_timeout_is_looked_up_then_retried_five_times_then_fails_with_fallback_sms(
     acme, line, sim, twilio, passthrough_relay, make_endpoint, django_capture_on_commit_callbacks
 ):
     make_endpoint(acme, "http://127.0.0.1:9/hooks", events=["message.failed"])
@@ -151,6 +173,13 @@ def test_a_relay_timeout_is_retried_five_times_then_fails_with_fallback_sms(
         line_health_check(line=line)
         with django_capture_on_commit_callbacks(execute=True):
             dispatch_due(now=later(minutes=60 * attempt), message_ids=[message.pk])
+        # A 504 leaves it open whether the Mac sent it: nothing happens until the
+        # sweeper has looked the send up on the relay (and found nothing).
+        message.refresh_from_db()
+        assert (message.status, message.attempts) == ("sending", attempt - 1)
+        assert "Transaction timeout" in message.error_message
+        with django_capture_on_commit_callbacks(execute=True):
+            messages_reconcile_stuck(now=later(minutes=60 * attempt + 10))
         message.refresh_from_db()
         statuses.append(message.status)
     assert statuses == ["scheduled"] * 4 + ["failed"]
@@ -165,14 +194,19 @@ def test_a_relay_timeout_is_retried_five_times_then_fails_with_fallback_sms(
     assert "Transaction timeout" in failed["data"]["error"]
 
 
-def test_a_failed_message_without_the_flag_gets_no_sms(acme, line, sim, twilio, outbox):
+def test_a_failed_message_without_the_flag_gets_no_sms(
+    acme, line, sim, twilio, outbox, django_capture_on_commit_callbacks
+):
     sim.configure(send_timeout=True, timeout_delay=0)
     message = message_enqueue(workspace=acme, body="Hi", recipient_phone="+14155550102")
     Message.objects.filter(pk=message.pk).update(attempts=4)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         rsps.add_passthru(sim.url)
         dispatch_due(now=timezone.now())
-        assert message_send(message_id=message.pk) == "failed"
+        assert message_send(message_id=message.pk) == "sending"
+        with django_capture_on_commit_callbacks(execute=True):
+            assert messages_reconcile_stuck(now=later(minutes=10))["failed"] == 1
+        assert Message.objects.get(pk=message.pk).status == "failed"
         assert not [c for c in rsps.calls if "twilio" in c.request.url]
 
 
@@ -283,8 +317,190 @@ def test_a_send_that_never_reached_the_relay_is_requeued(acme, line, sim):
         rendered_body="Lost",
     )  # fmt: skip
     assert messages_reconcile_stuck(now=later(minutes=10))["requeued"] == 1
-    claim(message, now=later(minutes=10))
+    message.refresh_from_db()
+    # The relay has no record of it: retried as one failed attempt, with its backoff.
+    assert (message.status, message.attempts) == ("scheduled", 1)
+    assert message.scheduled_date == message.due_at > later(minutes=10)
+    assert message.error_message == sending.INTERRUPTED
+    claim(message, now=later(minutes=11))
     assert message_send(message_id=message.pk) == "sent"
+    assert len(sim.sent) == 1
+
+
+def stuck_after_the_relay_call(message, body="Lost", address="+14155550102"):
+    """The worker died right after calling the relay (channel called, nothing recorded)."""
+    now = timezone.now()
+    Message.objects.filter(pk=message.pk).update(
+        send_claimed_at=now, channel_called_at=now, sent_address=address, rendered_body=body
+    )
+    return int(now.timestamp() * 1000)
+
+
+class HistoryRelay:
+    """A relay whose message history is given; `query_messages` behaves like the real
+    one (oldest first, at or after `after`, at most `limit`) and records its calls."""
+
+    def __init__(self, history):
+        self.history = sorted(history, key=lambda m: m["dateCreated"])
+        self.queries = []
+
+    def query_messages(self, after_ms, limit=1000):
+        self.queries.append(after_ms)
+        return [m for m in self.history if m["dateCreated"] >= after_ms][:limit]
+
+
+def relay_item(guid, created, text="Lost", address="+14155550102", **extra):
+    return {"guid": guid, "text": text, "isFromMe": True, "dateCreated": created,
+            "handle": {"address": address}, "chats": [{"guid": f"iMessage;-;{address}"}],
+            "attachments": [], **extra}  # fmt: skip
+
+
+def test_the_sweeper_finds_the_send_by_temp_guid_past_the_first_page(acme, line, sim, monkeypatch):
+    message = message_enqueue(workspace=acme, body="Lost", recipient_phone="+14155550102")
+    claim(message)
+    t0 = stuck_after_the_relay_call(message)
+    others = [relay_item(f"OTHER-{i}", t0 + i, address="+14155550104") for i in range(999)]
+    # Same address and text, but not this send: a content match would take it.
+    decoy = relay_item("DECOY", t0 + 999)
+    ours = relay_item("OURS", t0 + 1500, tempGuid=str(message.temp_guid).upper())
+    relay = HistoryRelay([*others, decoy, ours])
+    monkeypatch.setattr(sending, "get_client", lambda line: relay)
+    assert messages_reconcile_stuck(now=later(minutes=10)) == {
+        "requeued": 0, "sent": 1, "failed": 0,
+    }  # fmt: skip
+    message.refresh_from_db()
+    assert (message.status, message.external_message_id) == ("sent", "OURS")
+    assert len(relay.queries) == 2 and relay.queries[1] == t0 + 999
+    assert sim.sent == []
+
+
+def test_an_attachment_only_send_is_found_by_its_file_not_resent(
+    acme, line, sim, file_server, settings, monkeypatch
+):
+    settings.MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS = True
+    message = message_enqueue(
+        workspace=acme, recipient_phone="+14155550102",
+        attachment_urls=[f"{file_server}/files/photo.png"],
+    )  # fmt: skip
+    claim(message)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("worker killed")
+
+    monkeypatch.setattr(sending, "_record_sent", crash)
+    with pytest.raises(KeyboardInterrupt):
+        message_send(message_id=message.pk)
+    monkeypatch.undo()
+    assert len(sim.sent) == 1 and sim.sent[0]["text"] == "\ufffc"
+    # The simulator's history, like a real relay's, has no tempGuid: the file name tells.
+    assert messages_reconcile_stuck(now=later(minutes=10))["sent"] == 1
+    message.refresh_from_db()
+    assert (message.status, message.external_message_id) == ("sent", sim.sent[0]["guid"])
+    assert len(sim.sent) == 1
+    assert usage_total(line) == 1
+
+
+def test_an_attachment_send_is_found_by_the_attachment_temp_guid(acme, line, sim, monkeypatch):
+    message = message_enqueue(
+        workspace=acme, recipient_phone="+14155550102",
+        attachment_urls=["https://files.example.com/a.png", "https://files.example.com/b.png"],
+    )  # fmt: skip
+    claim(message)
+    t0 = stuck_after_the_relay_call(message, body="")
+    relay = HistoryRelay([
+        relay_item("SECOND", t0 + 5, text="\ufffc",
+                   tempGuid=sending.attachment_temp_guid(message, 1)),
+    ])  # fmt: skip
+    monkeypatch.setattr(sending, "get_client", lambda line: relay)
+    assert messages_reconcile_stuck(now=later(minutes=10))["sent"] == 1
+    assert Message.objects.get(pk=message.pk).external_message_id == "SECOND"
+
+
+def test_an_ambiguous_history_is_never_resent(acme, line, sim, twilio, monkeypatch):
+    message = message_enqueue(
+        workspace=acme, body="Lost", recipient_phone="+14155550102",
+        send_fallback_sms_on_failed=True,
+    )  # fmt: skip
+    claim(message)
+    t0 = stuck_after_the_relay_call(message)
+    relay = HistoryRelay([relay_item("A", t0 + 1), relay_item("B", t0 + 2)])
+    monkeypatch.setattr(sending, "get_client", lambda line: relay)
+    nothing = {"requeued": 0, "sent": 0, "failed": 0}
+    assert messages_reconcile_stuck(now=later(minutes=10)) == nothing
+    assert Message.objects.get(pk=message.pk).status == "sending"
+    # Still undecided much later: failed with the reason, without a fallback SMS.
+    with responses.RequestsMock():
+        assert messages_reconcile_stuck(now=later(minutes=90))["failed"] == 1
+    message.refresh_from_db()
+    assert message.status == "failed"
+    assert "Could not confirm" in message.error_message
+    assert "2 relay messages match" in message.error_message
+    assert message.fallback_sms_status == ""
+    assert sim.sent == []
+
+
+def test_a_history_longer_than_the_pages_read_is_undetermined(acme, line, sim, monkeypatch):
+    message = message_enqueue(workspace=acme, body="Lost", recipient_phone="+14155550102")
+    claim(message)
+    t0 = stuck_after_the_relay_call(message)
+    monkeypatch.setattr(sending, "RECONCILE_MAX_PAGES", 2)
+    monkeypatch.setattr(sending, "RECONCILE_PAGE", 10)
+    relay = HistoryRelay([relay_item(f"X{i}", t0 + i, address="+14155550104") for i in range(30)])
+    monkeypatch.setattr(sending, "get_client", lambda line: relay)
+    assert messages_reconcile_stuck(now=later(minutes=10))["requeued"] == 0
+    assert Message.objects.get(pk=message.pk).status == "sending"
+
+
+class AnswerLost:
+    """The relay sends the message, then the answer is an error (`error`)."""
+
+    def __init__(self, client, error, send=True):
+        self.client, self.error, self.send = client, error, send
+
+    def send_text(self, **kwargs):
+        if self.send:
+            self.client.send_text(**kwargs)
+        raise self.error
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RelayError("Transaction timeout", permanent=False, status=504,
+                   error_type="Gateway Timeout"),
+        RelayError("Message is already queued to be sent (Temp GUID: x)!", permanent=True,
+                   status=400, error_type="Validation Error"),
+    ],
+    ids=["gateway-timeout", "temp-guid-in-flight"],
+)  # fmt: skip
+def test_an_unknown_send_outcome_is_looked_up_not_retried_or_failed(
+    acme, line, sim, twilio, monkeypatch, make_endpoint, error, django_capture_on_commit_callbacks
+):
+    make_endpoint(acme, "http://127.0.0.1:9/hooks", events=["message.failed"])
+    message = message_enqueue(
+        workspace=acme, body="Maybe", recipient_phone="+14155550102",
+        send_fallback_sms_on_failed=True,
+    )  # fmt: skip
+    claim(message)
+    real_get_client = sending.get_client
+    monkeypatch.setattr(
+        sending, "get_client", lambda line: AnswerLost(real_get_client(line), error)
+    )
+    with responses.RequestsMock() as no_twilio, django_capture_on_commit_callbacks(execute=True):
+        no_twilio.add_passthru(sim.url)
+        assert message_send(message_id=message.pk) == "sending"
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.fallback_sms_status) == ("sending", 0, "")
+    assert error.message in message.error_message
+    assert not WebhookDelivery.objects.filter(event="message.failed").exists()
+    assert usage_total(line) == 1  # held: the relay may have sent it
+    monkeypatch.undo()
+    assert messages_reconcile_stuck(now=later(minutes=10))["sent"] == 1
+    message.refresh_from_db()
+    assert (message.status, message.external_message_id) == ("sent", sim.sent[0]["guid"])
     assert len(sim.sent) == 1
 
 
@@ -320,6 +536,66 @@ def test_status_never_moves_backwards(acme, line, sim, monkeypatch):
     assert (message.status, message.read_at is not None) == ("read", True)
 
 
+@pytest.mark.parametrize("first_event", ["new-message", "updated-message"])
+def test_a_webhook_before_the_send_answer_still_records_the_conversation(
+    acme, line, sim, monkeypatch, first_event
+):
+    """The relay posts its webhook before the send's HTTP answer comes back."""
+    from messaging.inbound import relay_event_handle
+
+    lead, _ = lead_get_or_create(workspace=acme, data={"phone": "+14155550102"})
+    message = message_enqueue(workspace=acme, body="Hi", lead=lead)
+    claim(message)
+    real_get_client = sending.get_client
+
+    class WebhookFirst:
+        def __init__(self, client):
+            self.client = client
+
+        def send_text(self, **kwargs):
+            sent = self.client.send_text(**kwargs)
+            data = dict(sent.raw)
+            if first_event == "updated-message":
+                data.pop("tempGuid", None)
+                data["dateDelivered"] = data["dateCreated"] + 1
+                # The receipt can only find the row by guid, which the webhook-first
+                # `new-message` (carrying the tempGuid) would have stored.
+                Message.objects.filter(pk=message.pk).update(external_message_id=sent.guid)
+            relay_event_handle(line=line, event_type=first_event, data=data)
+            return sent
+
+    monkeypatch.setattr(sending, "get_client", lambda line: WebhookFirst(real_get_client(line)))
+    expected = "sent" if first_event == "new-message" else "delivered"
+    assert message_send(message_id=message.pk) == expected
+    message.refresh_from_db()
+    assert message.status == expected
+    assert message.external_message_id == sim.sent[0]["guid"]
+    conversation = Conversation.objects.get(workspace=acme, address="+14155550102")
+    assert conversation.chat_guid == "iMessage;-;+14155550102"
+    assert conversation.line_id == line.pk
+    assert conversation.lead_id == lead.pk
+    assert conversation.last_message_text == "Hi"
+
+
+@pytest.mark.parametrize(
+    ("chat_guid", "stored"),
+    [
+        ("iMessage;+;chat493028371", ""),
+        ("iMessage;-;+14155550104", ""),
+        ("any;-;+14155550102", "any;-;+14155550102"),
+        ("iMessage;-;+14155550102", "iMessage;-;+14155550102"),
+    ],
+)
+def test_a_send_stores_only_the_direct_chat_of_its_address(acme, line, chat_guid, stored):
+    message = message_enqueue(workspace=acme, body="Hi", recipient_phone="+14155550102")
+    sending.conversation_record_send(
+        message=message, address="+14155550102", line=line, chat_guid=chat_guid,
+        at=timezone.now(),
+    )  # fmt: skip
+    conversation = Conversation.objects.get(workspace=acme, address="+14155550102")
+    assert (conversation.chat_guid, conversation.line_id) == (stored, line.pk)
+
+
 def test_a_late_failure_callback_fails_a_sent_message_and_sends_the_fallback(
     acme, line, sim, twilio, outbox, passthrough_relay, django_capture_on_commit_callbacks
 ):
@@ -333,6 +609,31 @@ def test_a_late_failure_callback_fails_a_sent_message_and_sends_the_fallback(
     message.refresh_from_db()
     assert (message.status, message.error_message) == ("failed", "Not delivered")
     assert (message.fallback_sms_status, message.fallback_sms_sid) == ("sent", "SMlate")
+
+
+def test_a_failure_report_after_delivery_is_ignored(
+    acme, line, sim, twilio, outbox, make_endpoint, django_capture_on_commit_callbacks
+):
+    make_endpoint(acme, "http://127.0.0.1:9/hooks", events=["message.failed"])
+    message = outbox(acme, recipient_phone="+14155550102", send_fallback_sms_on_failed=True)
+    assert message_advance(message_id=message.pk, new_status="delivered")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert not message_advance(message_id=message.pk, new_status="failed", error="late")
+        assert not message_advance(message_id=message.pk, new_status="fallback")
+    assert callbacks == []
+    message.refresh_from_db()
+    assert (message.status, message.fallback_sms_status) == ("delivered", "")
+    assert not WebhookDelivery.objects.filter(event="message.failed").exists()
+
+
+def test_only_a_waiting_message_can_be_cancelled(acme, line, sim):
+    message = message_enqueue(workspace=acme, body="Hi", recipient_phone="+14155550102")
+    claim(message)
+    assert message.status == "sending"
+    assert not message_advance(message_id=message.pk, new_status="cancelled")
+    assert Message.objects.get(pk=message.pk).status == "sending"
+    with pytest.raises(ValueError):
+        message_advance(message_id=message.pk, new_status="pending")
 
 
 # Never sent to opted-out / do-not-contact recipients
@@ -355,6 +656,70 @@ def test_a_lead_opting_out_after_dispatch_is_cancelled(acme, line, sim):
     claim(message)
     lead.opted_out = True
     lead.save()
+    assert message_send(message_id=message.pk) == "cancelled"
+    assert sim.sent == []
+
+
+def reply_from(lead, text="Not interested", guid="IN-1"):
+    from messaging.inbound import inbound_record
+
+    return inbound_record(workspace=lead.workspace, address=lead.phone, text=text,
+                          channel="imessage", external_id=guid)  # fmt: skip
+
+
+def test_a_reply_while_a_stop_on_reply_message_is_claimed_means_it_is_never_sent(acme, line, sim):
+    lead, _ = lead_get_or_create(workspace=acme, data={"phone": "+14155550102"})
+    message = message_enqueue(workspace=acme, body="Step 2", lead=lead, stop_on_reply=True)
+    claim(message)
+    assert message.status == "sending"
+    reply_from(lead)
+    assert Message.objects.get(pk=message.pk).status == "sending"  # claimed: not waiting
+    assert message_send(message_id=message.pk) == "cancelled"
+    message.refresh_from_db()
+    assert message.cancel_reason == "The lead replied"
+    assert sim.sent == []
+    assert usage_total(line) == 0
+
+
+def test_a_reply_cancels_waiting_stop_on_reply_steps_and_announces_it(
+    acme, django_capture_on_commit_callbacks
+):
+    from messaging.signals import message_status_changed
+
+    lead, _ = lead_get_or_create(workspace=acme, data={"phone": "+14155550102"})
+    step = message_enqueue(workspace=acme, body="Step 2", lead=lead, stop_on_reply=True,
+                           campaign_id="c" * 24, scheduled_date=later(minutes=60))  # fmt: skip
+    other = message_enqueue(workspace=acme, body="Not a step", lead=lead,
+                            scheduled_date=later(minutes=60))  # fmt: skip
+    heard = []
+
+    def receiver(sender, **kwargs):
+        heard.append((kwargs["message_id"], kwargs["status"], kwargs["campaign_id"]))
+
+    message_status_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            reply_from(lead)
+    finally:
+        message_status_changed.disconnect(receiver)
+    assert heard == [(step.pk, "cancelled", "c" * 24)]
+    step.refresh_from_db()
+    assert (step.status, step.cancel_reason) == ("cancelled", "The lead replied")
+    assert Message.objects.get(pk=other.pk).status == "scheduled"
+
+
+def test_a_reply_during_the_availability_check_stops_the_send(acme, line, sim, monkeypatch):
+    lead, _ = lead_get_or_create(workspace=acme, data={"phone": "+14155550102"})
+    message = message_enqueue(workspace=acme, body="Step 2", lead=lead, stop_on_reply=True)
+    claim(message)
+    choose = sending._choose_imessage_address
+
+    def reply_meanwhile(*args):
+        found = choose(*args)
+        reply_from(lead)
+        return found
+
+    monkeypatch.setattr(sending, "_choose_imessage_address", reply_meanwhile)
     assert message_send(message_id=message.pk) == "cancelled"
     assert sim.sent == []
 

@@ -70,32 +70,6 @@ def test_get_returns_the_message_object(api, line, sim, django_capture_on_commit
     }  # fmt: skip
 
 
-@pytest.fixture
-def file_server():
-    """Serves a small PNG on 127.0.0.1 (a private address, so tests opt in)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 def test_attachments_are_downloaded_and_sent_after_the_text(
     api, line, sim, file_server, settings, django_capture_on_commit_callbacks
 ):
@@ -143,3 +117,60 @@ def test_private_attachment_urls_are_refused_by_default(
     assert message.status == "failed"
     assert "not a public address" in message.error_message
     assert sim.sent == []
+
+
+def test_a_download_of_the_wrong_content_type_is_refused(
+    api, line, sim, file_server, settings, django_capture_on_commit_callbacks
+):
+    settings.MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS = True
+    response = post(
+        api,
+        django_capture_on_commit_callbacks,
+        message="See attached",
+        attachmentUrls=[f"{file_server}/photo.png?type=text/html"],
+        recipientPhone="+14155550102",
+    )
+    message = Message.objects.get(pk=response.json()["message"]["_id"])
+    assert message.status == "failed"
+    assert "Content-Type 'text/html'" in message.error_message
+    assert sim.sent == []
+
+
+def test_a_generic_binary_content_type_is_taken_at_the_urls_word(
+    api, line, sim, file_server, settings, django_capture_on_commit_callbacks
+):
+    settings.MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS = True
+    response = post(
+        api,
+        django_capture_on_commit_callbacks,
+        attachmentUrls=[f"{file_server}/voice.caf?type=application/octet-stream"],
+        recipientPhone="+14155550102",
+    )
+    message = Message.objects.get(pk=response.json()["message"]["_id"])
+    assert message.status == "sent", message.error_message
+
+
+def test_a_host_that_resolves_public_but_connects_private_is_refused(files, settings, monkeypatch):
+    """DNS rebinding: the name looked public when checked, the socket lands on 127.0.0.1."""
+    from messaging import attachments
+
+    settings.MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS = False
+    monkeypatch.setattr(attachments, "_check_public", lambda host, port: None)
+    with pytest.raises(attachments.AttachmentError) as raised:
+        attachments.fetch(f"{files.url}/photo.png")
+    assert raised.value.permanent
+    assert "not a public address" in raised.value.message
+    assert files.paths == []
+
+
+def test_an_environment_proxy_is_not_used_for_downloads(files, settings, monkeypatch):
+    from messaging import attachments
+
+    settings.MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS = True
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    attachment = attachments.fetch(f"{files.url}/files/photo.png")
+    assert (attachment.filename, attachment.content) == ("photo.png", files.png)
+    assert files.paths == ["/files/photo.png"]

@@ -1,0 +1,47 @@
+"""Recipient addresses, normalized one way for the whole app.
+
+Lead matching, the do-not-contact list, the unibox and the send pipeline must
+agree on what an address is, so a phone without a country code is read in the
+same default country the leads app uses (`LEADS_DEFAULT_COUNTRY_CODE`).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from leads.normalize import InvalidIdentifier, normalize_email, normalize_phone, region_for
+from lines.relay import address_from_chat_guid
+
+
+def default_region() -> str | None:
+    """The region of `LEADS_DEFAULT_COUNTRY_CODE` ("+1" -> "US"); a bad setting raises."""
+    return region_for(getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1"))
+
+
+def phone_normalize(value) -> str:
+    """E.164, reading a number without country code in the default country.
+    Raises InvalidIdentifier."""
+    return normalize_phone(value, default_region())
+
+
+def normalize_address(raw: str) -> str:
+    """E.164 for a phone, lowercase for an email; the trimmed input when neither parses."""
+    value = (raw or "").strip()
+    if not value:
+        return ""
+    try:
+        return normalize_email(value) if "@" in value else phone_normalize(value)
+    except InvalidIdentifier:
+        return value.lower() if "@" in value else value
+
+
+def direct_chat_guid(chat_guid: str | None, address: str) -> str:
+    """`chat_guid` when it is the direct chat with `address` (`iMessage;-;<address>` or
+    `any;-;<address>`), else "": a group chat, or a chat with someone else, must never
+    become the thread a 1:1 conversation sends to."""
+    if not chat_guid or not address:
+        return ""
+    other = address_from_chat_guid(chat_guid)
+    if other is None:
+        return ""
+    return chat_guid if normalize_address(other) == normalize_address(address) else ""
