@@ -17,11 +17,12 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
 from django.db import connection
+from django.db.models import Q
 
 from campaigns.models import Campaign, Enrollment, Step
-from campaigns.sequencing import HELD
+from campaigns.sequencing import DO_NOT_CONTACT, HELD, OPTED_OUT
 from leads.models import IDENTIFIER_FIELDS, Lead, ListMembership
-from messaging.models import DoNotContact, Message
+from messaging.models import Conversation, DoNotContact, Message
 from tuco.ids import new_id
 
 PAGE_SIZE = 5000
@@ -29,12 +30,11 @@ PAGE_SIZE = 5000
 CHUNK_ROWS = 1500
 # First send times of a bulk enrollment spread over this many microseconds (see pacing).
 SPREAD = 10**6
+# Leads per conversation lookup (keeps the query under SQLite's parameter limit).
+TALK_CHUNK = 1000
 _JSON_FIELDS = {
     f.attname for f in Message._meta.concrete_fields if f.get_internal_type() == "JSONField"
 }
-
-OPTED_OUT = "Lead opted out"
-DO_NOT_CONTACT = "Recipient is on the do-not-contact list"
 
 
 def first_send_time(campaign: Campaign, steps: list[Step], at: datetime) -> datetime:
@@ -42,6 +42,36 @@ def first_send_time(campaign: Campaign, steps: list[Step], at: datetime) -> date
     if campaign.send_immediately or not steps:
         return at
     return at + steps[0].delay_timedelta
+
+
+def talking_lines(workspace_id: str, leads: list, line_ids: list[str]) -> dict[str, str]:
+    """{lead id: line id} for the leads that already have a conversation on one of
+    these lines ("a lead keeps the line that first talked to it"; the oldest
+    conversation wins, as in the dispatcher). `leads` are Lead or _LeadRow objects."""
+    if not leads or not line_ids:
+        return {}
+    conversations = Conversation.objects.filter(workspace_id=workspace_id, line_id__in=line_ids)
+    found: dict[str, str] = {}
+    for i in range(0, len(leads), TALK_CHUNK):
+        chunk = leads[i : i + TALK_CHUNK]
+        ids = {lead.pk for lead in chunk}
+        owner = {value: lead.pk for lead in chunk for value in _addresses(lead)}
+        rows = (
+            conversations.filter(Q(lead_id__in=ids) | Q(address__in=owner))
+            .order_by("created_at", "pk")
+            .values_list("lead_id", "address", "line_id")
+        )
+        for lead_id, address, line_id in rows:
+            lead_id = lead_id if lead_id in ids else owner.get(address)
+            if lead_id is not None:
+                found.setdefault(lead_id, line_id)
+    return found
+
+
+def _addresses(lead) -> list[str]:
+    if isinstance(lead, Lead):
+        return [value for _, value in lead.identifiers()]
+    return lead.values
 
 
 def dnc_values(workspace_id: str) -> set[str]:
@@ -209,7 +239,12 @@ def enroll_list(
         .order_by("lead_id")
         .values_list(*(f"lead__{name}" if name != "pk" else "lead_id" for name in _LEAD_VALUES))
     )
-    line_cycle = _cycle([line.pk for line in lines])
+    line_ids = [line.pk for line in lines]
+    line_cycle = _cycle(line_ids)
+    # Most lists are new people: skip the per-page lookup when nobody talks to these lines.
+    any_talks = Conversation.objects.filter(
+        workspace_id=campaign.workspace_id, line_id__in=line_ids
+    ).exists()
     total = 0
     last = ""
     while True:
@@ -227,10 +262,11 @@ def enroll_list(
             continue
         enrollment_rows = []
         message_rows = []
+        talks = talking_lines(campaign.workspace_id, page, line_ids) if any_talks else {}
         with copier.page() if copier is not None else contextlib.nullcontext():
             total = _enroll_page(
-                page, campaign, builder, copier, dnc, line_cycle, batch_id, first_due, now,
-                total, enrollment_rows, message_rows,
+                page, campaign, builder, copier, dnc, line_cycle, talks, batch_id, first_due,
+                now, total, enrollment_rows, message_rows,
             )  # fmt: skip
         insert_enrollments(enrollment_rows)
         if copier is None:
@@ -238,7 +274,7 @@ def enroll_list(
 
 
 def _enroll_page(
-    page, campaign, builder, copier, dnc, line_cycle, batch_id, first_due, now, total,
+    page, campaign, builder, copier, dnc, line_cycle, talks, batch_id, first_due, now, total,
     enrollment_rows, message_rows,
 ) -> int:  # fmt: skip
     for lead in page:
@@ -248,7 +284,7 @@ def _enroll_page(
             offset = random.randrange(SPREAD)  # noqa: S311
         else:
             offset = min(total, SPREAD - 1)
-        line_id = next(line_cycle)
+        line_id = talks.get(lead.pk) or next(line_cycle)
         reason = _stop_reason_for(lead, dnc)
         enrollment_rows.append(
             {

@@ -66,13 +66,19 @@ class Step(models.Model):
         HOURS = "hours", "Hours"
         DAYS = "days", "Days"
 
+    # The channels of messaging.Message.Type.
+    class MessageType(models.TextChoices):
+        IMESSAGE = "imessage", "iMessage"
+        SMS = "sms", "SMS"
+        EMAIL = "email", "Email"
+
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="steps")
     # 0-based position in the sequence; the message's step_index.
     position = models.PositiveSmallIntegerField()
     message = models.TextField()
     delay = models.PositiveIntegerField(default=0)
     delay_unit = models.CharField(max_length=8, choices=DelayUnit, default=DelayUnit.DAYS)
-    message_type = models.CharField(max_length=8, default="imessage")
+    message_type = models.CharField(max_length=8, choices=MessageType, default=MessageType.IMESSAGE)
     sms_fallback_message = models.TextField(blank=True, default="")
 
     class Meta:

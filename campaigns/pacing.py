@@ -2,8 +2,9 @@
 
 * A lead keeps one line for the whole campaign (`Enrollment.line`, copied onto
   every message of the enrollment and pinned there, so the dispatcher sends
-  from it). Lines are handed out round robin over the campaign's usable lines
-  (active and not down).
+  from it). A lead that already has a conversation on one of the campaign's
+  usable lines (active and not down) keeps that line; the others are handed
+  out round robin over the usable lines (campaigns.enrollment).
 * A lead not contacted yet (its first step still waiting) whose line is down or
   inactive moves to a usable line; a lead already contacted stays, and its next
   steps wait for its line. When no line is usable nothing moves and nothing is
@@ -13,7 +14,12 @@
 * First steps are released (see campaigns.sequencing) per line, at most the
   line's remaining daily room (new conversations and total messages, minus
   first steps already released and not yet sent), oldest campaign first. That
-  is how older campaigns get first claim on shared lines. The dispatcher still
+  is how older campaigns get first claim on shared lines.
+* Round robin deals leads out evenly, but lines have different limits: once a
+  line has no room left today, its leads not contacted yet (first step still
+  held) move to a line of the campaign that has room, so the campaign runs at
+  the sum of its lines' limits rather than at the smallest one's pace. A lead
+  that already talks to its line (a conversation on it) stays. The dispatcher still
   enforces the caps, windows and gaps itself; the gate only decides who is
   next, and keeps the outbox from filling with rows that would only be
   rescheduled.
@@ -26,14 +32,14 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign, Enrollment
-from campaigns.sequencing import HELD, WAITING
+from campaigns.sequencing import HELD, WAITING, stop_leads, stop_reasons
 from lines.models import Line
 from lines.services import usage_for
-from messaging.models import Message
+from messaging.models import Conversation, Message
 
 # At most this many first steps leave the gate per line and tick.
 RELEASE_BATCH = 500
@@ -106,52 +112,131 @@ def assign_lines(*, campaign: Campaign) -> int:
             return moved
 
 
-def _line_room(line: Line, now: datetime) -> int:
-    usage = usage_for(line=line, now=now)
-    room = min(
-        line.daily_new_conversations_limit - usage.new_conversations_count,
-        line.daily_total_messages_limit - usage.total_messages_count,
-    )
-    in_flight = Message.objects.filter(
-        line_id=line.pk,
-        step_index=0,
-        status__in=("pending", "scheduled", "sending"),
-        due_at__lt=HELD,
-    ).exclude(campaign_id="")
-    return max(0, min(room - in_flight.count(), RELEASE_BATCH))
+class _Room:
+    """What a line can still take: today (its caps, less first steps released and not
+    sent yet) and this tick (RELEASE_BATCH)."""
+
+    def __init__(self, line: Line, now: datetime):
+        usage = usage_for(line=line, now=now)
+        left = min(
+            line.daily_new_conversations_limit - usage.new_conversations_count,
+            line.daily_total_messages_limit - usage.total_messages_count,
+        )
+        in_flight = Message.objects.filter(
+            line_id=line.pk,
+            step_index=0,
+            status__in=("pending", "scheduled", "sending"),
+            due_at__lt=HELD,
+        ).exclude(campaign_id="")
+        self.today = max(0, left - in_flight.count())
+        self.tick = RELEASE_BATCH
+
+    @property
+    def free(self) -> int:
+        return min(self.today, self.tick)
+
+    def take(self, count: int) -> None:
+        self.today -= count
+        self.tick -= count
 
 
 def release_first_steps(*, campaigns: list[Campaign], now: datetime | None = None) -> list[str]:
     """Let first steps through the gate, oldest campaign first; returns the released ids.
 
-    `campaigns` must be locked and active, in priority order.
+    `campaigns` must be locked and active, in priority order. A lead who replied
+    since enrolling (replyBehavior "stop"), opted out or went on the
+    do-not-contact list is stopped here instead (its steps cancelled with the
+    reason): a reply that came in while its first step was written, or before the
+    gate, must not be answered by a first message.
     """
     now = now or timezone.now()
-    room: dict[str, int] = {}
+    rooms: dict[str, _Room] = {}
     released: list[str] = []
     for campaign in campaigns:
-        for line in usable_lines(campaign):
-            if line.pk not in room:
-                room[line.pk] = _line_room(line, now)
-            if room[line.pk] <= 0:
-                continue
-            ids = list(
-                Message.objects.filter(
-                    campaign_id=campaign.pk,
-                    line_id=line.pk,
-                    step_index=0,
-                    status="scheduled",
-                    due_at=HELD,
-                    scheduled_date__lte=now + ORDER_SPREAD,
-                )
+        lines = usable_lines(campaign)
+        for line in lines:
+            if line.pk not in rooms:
+                rooms[line.pk] = _Room(line, now)
+            released.extend(_release_on_line(campaign, line, rooms[line.pk], now))
+        released.extend(_spill_over(campaign, lines, rooms, now))
+    return released
+
+
+def _spill_over(campaign: Campaign, lines: list[Line], rooms: dict, now: datetime) -> list[str]:
+    """Move first steps waiting on lines with no room left today to the campaign's
+    lines that still have some, and release them there."""
+    full = [line.pk for line in lines if rooms[line.pk].today <= 0]
+    released: list[str] = []
+    if not full:
+        return released
+    talks = Conversation.objects.filter(
+        workspace_id=campaign.workspace_id, lead_id=OuterRef("lead_id"), line_id=OuterRef("line_id")
+    )
+    for target in lines:
+        room = rooms[target.pk]
+        # A pass moves at most the room left; more passes when some of the moved
+        # leads turned out to be stopped.
+        for _ in range(3):
+            if room.free <= 0:
+                break
+            lead_ids = list(
+                _due_firsts(campaign, now)
+                .filter(line_id__in=full)
+                .exclude(Exists(talks))
                 .order_by("scheduled_date", "pk")
-                .values_list("pk", flat=True)[: room[line.pk]]
+                .values_list("lead_id", flat=True)[: room.free]
             )
-            if not ids:
-                continue
+            if not lead_ids:
+                return released
+            _move_leads(campaign, lead_ids, target.pk)
+            released.extend(_release_on_line(campaign, target, room, now))
+    return released
+
+
+def _move_leads(campaign: Campaign, lead_ids: list[str], line_id: str) -> None:
+    """Give these not-yet-contacted leads another line (their rows are all held)."""
+    Message.objects.filter(
+        campaign_id=campaign.pk, lead_id__in=lead_ids, status__in=WAITING
+    ).update(line_id=line_id, line_pinned=True)
+    Enrollment.objects.filter(campaign_id=campaign.pk, lead_id__in=lead_ids).update(line_id=line_id)
+
+
+def _due_firsts(campaign: Campaign, now: datetime):
+    return Message.objects.filter(
+        campaign_id=campaign.pk,
+        step_index=0,
+        status="scheduled",
+        due_at=HELD,
+        scheduled_date__lte=now + ORDER_SPREAD,
+    )
+
+
+def _release_on_line(campaign: Campaign, line: Line, room: _Room, now: datetime) -> list[str]:
+    released: list[str] = []
+    # Each pass either releases rows or cancels stopped ones, so a few passes fill
+    # the room; the bound only guards against a surprise.
+    for _ in range(10):
+        want = room.free
+        if want <= 0:
+            break
+        rows = list(
+            _due_firsts(campaign, now)
+            .filter(line_id=line.pk)
+            .order_by("scheduled_date", "pk")
+            .values_list("pk", "lead_id")[:want]
+        )
+        if not rows:
+            break
+        reasons = stop_reasons(campaign, {lead_id for _, lead_id in rows})
+        if reasons:
+            stop_leads(campaign=campaign, reasons=reasons, now=now)
+        ids = [pk for pk, lead_id in rows if lead_id not in reasons]
+        if ids:
             count = Message.objects.filter(pk__in=ids, status="scheduled", due_at=HELD).update(
                 status="pending", due_at=now, updated_at=now
             )
-            room[line.pk] -= count
+            room.take(count)
             released.extend(ids)
+        if len(rows) < want:
+            break
     return released

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from django.db.models import Count, F, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
-from campaigns.models import Campaign, Enrollment, Step
-from campaigns.sequencing import HELD
-from messaging.models import Message
+from campaigns.models import Campaign, Step
+from campaigns.sequencing import AFTER_FAILURE
+from messaging.models import InboundMessage, Message
 from tuco.errors import NotFound
 from tuco.ids import looks_like_id
 
@@ -68,33 +68,26 @@ def campaign_stats(campaign_ids) -> dict[str, dict[str, int]]:
     rows = (
         Message.objects.filter(campaign_id__in=ids)
         .values_list("campaign_id", "status")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("pk"), stalled=Count("pk", filter=Q(cancel_reason=AFTER_FAILURE)))
         .order_by()
     )
-    for campaign_id, status, n in rows:
+    for campaign_id, status, n, stalled in rows:
         entry = stats[campaign_id]
         entry["total"] += n
         for key in _COUNTS_AS.get(status, ()):
             entry[key] += n
-    # In a completed campaign, what is still held waits behind a failed step for
-    # `retry_failed`: reported as stalled, not pending.
-    completed = Campaign.objects.filter(pk__in=ids, status=Campaign.Status.COMPLETED)
-    stalled = (
-        Message.objects.filter(
-            campaign_id__in=completed.values("pk"), status="scheduled", due_at=HELD
-        )
-        .values_list("campaign_id")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    for campaign_id, n in stalled:
-        stats[campaign_id]["pending"] -= n
-        stats[campaign_id]["stalled"] = n
-    # A lead counts as replied once it answered after it was enrolled.
+        if status == "cancelled" and stalled:
+            # Cancelled behind a failed step: `retry_failed` brings these back, so
+            # they are reported as stalled rather than cancelled.
+            entry["cancelled"] -= stalled
+            entry["stalled"] += stalled
+    # A lead counts as replied in the campaign whose message its reply answers (the
+    # latest message sent to it, see messaging.inbound): a lead in two campaigns
+    # is credited to one, and a reply to anything else is not a campaign's reply.
     replied = (
-        Enrollment.objects.filter(campaign_id__in=ids, lead__replied_at__gte=F("enrolled_at"))
-        .values_list("campaign_id")
-        .annotate(n=Count("pk"))
+        InboundMessage.objects.filter(in_reply_to__campaign_id__in=ids, lead__isnull=False)
+        .values_list("in_reply_to__campaign_id")
+        .annotate(n=Count("lead_id", distinct=True))
         .order_by()
     )
     for campaign_id, n in replied:

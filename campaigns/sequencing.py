@@ -11,10 +11,13 @@ conditional UPDATE whose WHERE clause still requires `due_at = HELD`:
   fallback: due at that send time plus step k's delay;
 * step k > 0 is cancelled when step k-1 was cancelled (reply, opt-out,
   do-not-contact, cancel-for-lead), or when the lead replied (replyBehavior
-  "stop") or opted out meanwhile;
-* after a failed step the rest stays held: `retry_failed` holds the failed
-  message again and the same rules release it and, once it is sent, its
-  successor. A campaign that finishes with such a stall cancels what is left.
+  "stop"), opted out or went on the do-not-contact list meanwhile; the pacing
+  gate applies the same stop rules to step 0 before it releases it;
+* step k > 0 is cancelled with `AFTER_FAILURE` when step k-1 failed: the
+  lead's sequence stops there, so a campaign never waits on a stall and
+  completes once none of its messages is pending, scheduled or sending.
+  `retry_failed` holds the failed message again and brings back the steps
+  cancelled behind it, and the same rules release them in order.
 
 Why this gives "no duplicate, no skipped message":
 * each step is exactly one row, created once (the enrollment is unique per
@@ -24,8 +27,8 @@ Why this gives "no duplicate, no skipped message":
   two workers) changes the row once; the dispatcher then owns the row and its
   own conditional claim sends it at most once;
 * step k is released only after step k-1 has an outcome, so the order holds,
-  and every outcome of step k-1 leads to exactly one of release, cancel or
-  (failed) stall, so nothing is left behind silently;
+  and every outcome of step k-1 leads to exactly one of release or cancel
+  (with its reason), so nothing is left behind silently;
 * pause puts every waiting row of the campaign back to HELD under the campaign
   row lock, which the release paths also take, so nothing is released while
   paused; resume re-runs the rules, which recompute the same due times from
@@ -44,7 +47,8 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign, Enrollment
-from messaging.models import Message
+from leads.models import LeadIdentifier
+from messaging.models import DoNotContact, Message
 
 # Far beyond any real send time, and far enough from datetime.max that date
 # arithmetic on it never overflows.
@@ -55,6 +59,14 @@ OPEN = ("pending", "scheduled", "sending")
 # A step with one of these outcomes was delivered to the lead one way or another.
 DONE = ("sent", "delivered", "read", "fallback")
 
+# Cancel reasons (Message.cancel_reason) for a lead's steps that will not go out.
+OPTED_OUT = "Lead opted out"
+DO_NOT_CONTACT = "Recipient is on the do-not-contact list"
+REPLIED = "The lead replied"
+SEQUENCE_STOPPED = "Sequence stopped"
+# The only cancel that `retry_failed` undoes.
+AFTER_FAILURE = "Not sent: an earlier step failed"
+
 
 def _held(campaign_id: str, lead_ids=None):
     rows = Message.objects.filter(campaign_id=campaign_id, status="scheduled", due_at=HELD)
@@ -63,16 +75,54 @@ def _held(campaign_id: str, lead_ids=None):
     return rows
 
 
-def _stopped_leads(campaign: Campaign, lead_ids) -> set[str]:
-    """Leads of the campaign whose remaining steps must not go out (opted out, or
-    replied after enrolling when replyBehavior is "stop")."""
+def stop_reasons(campaign: Campaign, lead_ids=None) -> dict[str, str]:
+    """{lead id: why} for the campaign's leads that must hear nothing more from it:
+    opted out, on the do-not-contact list, or (replyBehavior "stop") replied after
+    enrolling. `lead_ids` limits the answer to these leads."""
     enrollments = Enrollment.objects.filter(campaign_id=campaign.pk)
     if lead_ids is not None:
-        enrollments = enrollments.filter(lead_id__in=lead_ids)
+        enrollments = enrollments.filter(lead_id__in=list(lead_ids))
+    reasons: dict[str, str] = {}
+    # From the do-not-contact side: that list is short, the campaign may be huge.
+    listed = LeadIdentifier.objects.filter(
+        workspace_id=campaign.workspace_id,
+        value__in=DoNotContact.objects.filter(workspace_id=campaign.workspace_id).values("value"),
+    ).values("lead_id")
+    for lead_id in enrollments.filter(lead_id__in=listed).values_list("lead_id", flat=True):
+        reasons[lead_id] = DO_NOT_CONTACT
     stop = Q(lead__opted_out=True)
     if campaign.stop_on_reply:
         stop |= Q(lead__replied_at__gte=F("enrolled_at"))
-    return set(enrollments.filter(stop).values_list("lead_id", flat=True))
+    for lead_id, opted_out in enrollments.filter(stop).values_list("lead_id", "lead__opted_out"):
+        reasons[lead_id] = OPTED_OUT if opted_out else REPLIED
+    return reasons
+
+
+def stop_leads(*, campaign: Campaign, reasons: dict[str, str], now: datetime) -> int:
+    """Cancel every waiting message of these leads in the campaign (with the lead's
+    reason) and mark their enrollments stopped; returns the messages cancelled.
+
+    The WHERE clause keeps to waiting rows, so a row the dispatcher already claimed
+    is left to finish (the send pipeline re-checks opt-out and do-not-contact).
+    """
+    by_reason: dict[str, list[str]] = {}
+    for lead_id, reason in reasons.items():
+        by_reason.setdefault(reason, []).append(lead_id)
+    cancelled = 0
+    for reason, lead_ids in by_reason.items():
+        for chunk in _chunks(sorted(lead_ids), 1000):
+            mine = Message.objects.filter(campaign_id=campaign.pk, lead_id__in=chunk)
+            cancelled += mine.filter(status__in=WAITING).update(
+                status="cancelled", cancel_reason=reason, updated_at=now
+            )
+            # Steps cancelled behind a failure are no longer for `retry_failed` either.
+            mine.filter(status="cancelled", cancel_reason=AFTER_FAILURE).update(
+                cancel_reason=reason, updated_at=now
+            )
+            Enrollment.objects.filter(
+                campaign_id=campaign.pk, lead_id__in=chunk, state__in=("active", "failed")
+            ).update(state="stopped", finished_at=now)
+    return cancelled
 
 
 def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None = None) -> int:
@@ -99,34 +149,37 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
         if not held:
             continue
         if stopped is None:
-            stopped = _stopped_leads(campaign, lead_ids)
+            stopped = stop_reasons(campaign, lead_ids)
         previous = Message.objects.filter(
             campaign_id=campaign.pk,
             step_index=step.position - 1,
-            status__in=(*DONE, "cancelled"),
+            status__in=(*DONE, "cancelled", "failed"),
         )
         if lead_ids is not None:
             previous = previous.filter(lead_id__in=lead_ids)
-        cancel, release = [], []
-        for lead_id, status, sent_at, updated_at in previous.values_list(
-            "lead_id", "status", "sent_at", "updated_at"
+        cancel: dict[str, list[str]] = {}
+        release = []
+        for lead_id, status, reason, sent_at, updated_at in previous.values_list(
+            "lead_id", "status", "cancel_reason", "sent_at", "updated_at"
         ).iterator(chunk_size=5000):
             message_id = held.get(lead_id)
-            if message_id is None:
+            if message_id is None or lead_id in stopped:
                 continue
-            if status == "cancelled" or lead_id in stopped:
-                cancel.append(message_id)
+            if status == "failed" or (status == "cancelled" and reason == AFTER_FAILURE):
+                cancel.setdefault(AFTER_FAILURE, []).append(message_id)
+            elif status == "cancelled":
+                cancel.setdefault(SEQUENCE_STOPPED, []).append(message_id)
             else:
                 release.append((message_id, (sent_at or updated_at) + step.delay_timedelta))
-        for lead_id in stopped:
+        for lead_id, reason in stopped.items():
             if lead_id in held:
-                cancel.append(held[lead_id])
-        for chunk in _chunks(sorted(set(cancel)), 1000):
-            _held(campaign.pk).filter(pk__in=chunk).update(
-                status="cancelled", cancel_reason="Sequence stopped", updated_at=now
-            )
-        cancelled = set(cancel)
-        released += _release([(pk, due) for pk, due in release if pk not in cancelled], now=now)
+                cancel.setdefault(reason, []).append(held[lead_id])
+        for reason, ids in cancel.items():
+            for chunk in _chunks(sorted(ids), 1000):
+                _held(campaign.pk).filter(pk__in=chunk).update(
+                    status="cancelled", cancel_reason=reason, updated_at=now
+                )
+        released += _release(release, now=now)
     return released
 
 

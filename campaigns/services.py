@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from campaigns import pacing
@@ -21,12 +20,22 @@ from campaigns.enrollment import (
     first_send_time,
     insert_messages,
     stop_reason,
+    talking_lines,
 )
 from campaigns.models import Campaign, Enrollment, Step
-from campaigns.sequencing import HELD, OPEN, WAITING, advance_sequences, finish_enrollments
+from campaigns.sequencing import (
+    AFTER_FAILURE,
+    HELD,
+    OPEN,
+    WAITING,
+    advance_sequences,
+    finish_enrollments,
+    stop_leads,
+    stop_reasons,
+)
 from leads.models import Lead, LeadList, ListMembership
 from lines.models import Line
-from messaging.models import Message
+from messaging.models import FallbackConfig, Message
 from messaging.schedule import get_zone, parse_hhmm
 from tuco.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from tuco.ids import looks_like_id, new_id
@@ -137,6 +146,37 @@ def _clean_settings(data) -> dict:
     return fields
 
 
+def _check_twilio(workspace, steps: list[dict]) -> None:
+    """SMS steps and SMS fallback texts need the workspace's Twilio setup, as
+    `POST /api/messages` requires: refused now rather than failing at send time."""
+    needs = [
+        (i, "smsFallbackMessage" if s["sms_fallback_message"] else "messageType")
+        for i, s in enumerate(steps)
+        if s["sms_fallback_message"] or s["message_type"] == "sms"
+    ]
+    if not needs:
+        return
+    config = FallbackConfig.objects.filter(workspace=workspace).first()
+    if config is not None and config.is_configured:
+        return
+    i, field = needs[0]
+    what = "An SMS fallback" if field == "smsFallbackMessage" else "An SMS step"
+    raise ServiceError(
+        f"steps[{i}].{field}: {what} needs Twilio: configure it with "
+        "PATCH /api/workspace/fallback-config",
+        code="FALLBACK_NOT_CONFIGURED",
+    )
+
+
+def _check_window(campaign: Campaign) -> None:
+    """A send window needs both ends (or neither): with one, the dispatcher would
+    read it as no window at all."""
+    start, end = campaign.send_window_start, campaign.send_window_end
+    if bool(start) != bool(end):
+        missing = "sendWindowEnd" if start else "sendWindowStart"
+        raise ValidationFailed(f"settings.{missing}: Give both ends of the send window, or neither")
+
+
 def _clean_name(name) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ValidationFailed("name: A campaign needs a name")
@@ -212,7 +252,9 @@ def campaign_create(
         updated_at=now,
         **_clean_settings(settings),
     )
+    _check_window(campaign)
     clean_steps = _clean_steps(steps)
+    _check_twilio(workspace, clean_steps)
     lines = _resolve_lines(workspace, line_ids)
     campaign.save(force_insert=True)
     Step.objects.bulk_create([Step(campaign=campaign, **s) for s in clean_steps])
@@ -244,8 +286,10 @@ def campaign_update(
     setting_fields = _clean_settings(settings)
     for field, value in setting_fields.items():
         setattr(campaign, field, value)
+    _check_window(campaign)
     if steps is not None:
         clean_steps = _clean_steps(steps)
+        _check_twilio(workspace, clean_steps)
         if campaign.status != Campaign.Status.DRAFT or campaign.enrollments.exists():
             raise Conflict("Steps can only be changed before any lead is enrolled")
         campaign.steps.all().delete()
@@ -369,49 +413,82 @@ def campaign_resume(*, workspace, campaign_id, now: datetime | None = None) -> C
 
 
 def campaign_retry_failed(*, workspace, campaign_id, now: datetime | None = None) -> Campaign:
-    """Hold the campaign's failed messages again so they go out once more; nothing else moves."""
+    """Hold the campaign's failed messages again so they go out once more, and bring
+    back the steps cancelled behind them; nothing else moves.
+
+    A lead who replied since (replyBehavior "stop"), opted out or went on the
+    do-not-contact list is stopped instead, and a stopped enrollment stays stopped.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         campaign = campaign_get_locked(workspace=workspace, campaign_id=campaign_id)
         if campaign.status == Campaign.Status.DRAFT:
             raise Conflict("Campaign is draft; start it first")
-        failed = Message.objects.filter(campaign_id=campaign.pk, status="failed")
-        lead_ids = list(failed.values_list("lead_id", flat=True).distinct())
-        if not lead_ids:
-            return campaign
-        reset = {
-            "status": "scheduled",
-            "due_at": HELD,
-            "attempts": 0,
-            "error_message": "",
-            "failed_at": None,
-            "updated_at": now,
-        }
-        # The send pipeline's per-attempt bookkeeping starts afresh for a new attempt.
-        for name in (
-            "send_claimed_at",
-            "channel_called_at",
-            "usage_taken_at",
-            "sending_started_at",
-        ):
-            if any(f.name == name for f in Message._meta.concrete_fields):
-                reset[name] = None
-        failed.update(**reset)
-        Message.objects.filter(
-            campaign_id=campaign.pk, lead_id__in=lead_ids, step_index=0, status="scheduled"
-        ).filter(scheduled_date__isnull=True).update(scheduled_date=now)
-        Enrollment.objects.filter(campaign=campaign, lead_id__in=lead_ids).update(
-            state="active", finished_at=None
+        failed_leads = sorted(
+            Message.objects.filter(campaign_id=campaign.pk, status="failed", lead__isnull=False)
+            .values_list("lead_id", flat=True)
+            .distinct()
         )
+        retried = []
+        for chunk in _chunks(failed_leads, 1000):
+            retried.extend(_retry_leads(campaign, chunk, now))
+        if not retried:
+            return campaign
         if campaign.status == Campaign.Status.COMPLETED:
             campaign.status = Campaign.Status.ACTIVE
             campaign.completed_at = None
         campaign.updated_at = now
         campaign.save(update_fields=["status", "completed_at", "updated_at"])
         if campaign.status == Campaign.Status.ACTIVE:
-            advance_sequences(campaign=campaign, lead_ids=lead_ids, now=now)
+            for chunk in _chunks(retried, 1000):
+                advance_sequences(campaign=campaign, lead_ids=chunk, now=now)
             _tick_on_commit()
     return campaign
+
+
+def _retry_leads(campaign: Campaign, lead_ids: list[str], now: datetime) -> list[str]:
+    """Re-queue these leads' failed messages (see campaign_retry_failed); returns the
+    leads whose sequence goes on."""
+    reasons = stop_reasons(campaign, lead_ids)
+    if reasons:
+        stop_leads(campaign=campaign, reasons=reasons, now=now)
+    stopped = set(
+        Enrollment.objects.filter(
+            campaign_id=campaign.pk, lead_id__in=lead_ids, state=Enrollment.State.STOPPED
+        ).values_list("lead_id", flat=True)
+    )
+    lead_ids = [lead_id for lead_id in lead_ids if lead_id not in stopped]
+    if not lead_ids:
+        return []
+    reset = {
+        "status": "scheduled",
+        "due_at": HELD,
+        "attempts": 0,
+        "error_message": "",
+        "failed_at": None,
+        "updated_at": now,
+    }
+    # The send pipeline's per-attempt bookkeeping starts afresh for a new attempt.
+    for name in ("send_claimed_at", "channel_called_at", "usage_taken_at", "sending_started_at"):
+        if any(f.name == name for f in Message._meta.concrete_fields):
+            reset[name] = None
+    mine = Message.objects.filter(campaign_id=campaign.pk, lead_id__in=lead_ids)
+    mine.filter(status="failed").update(**reset)
+    mine.filter(status="cancelled", cancel_reason=AFTER_FAILURE).update(
+        status="scheduled", due_at=HELD, cancel_reason="", updated_at=now
+    )
+    mine.filter(step_index=0, status="scheduled", scheduled_date__isnull=True).update(
+        scheduled_date=now
+    )
+    Enrollment.objects.filter(campaign_id=campaign.pk, lead_id__in=lead_ids).update(
+        state=Enrollment.State.ACTIVE, finished_at=None
+    )
+    return lead_ids
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 # --------------------------------------------------------------------------- enrollment
@@ -423,6 +500,8 @@ class EnrollResult:
     campaign: Campaign
     message_count: int
     already: bool
+    # Why nothing will be sent (opted out, do-not-contact); "" when the sequence runs.
+    cancel_reason: str = ""
 
 
 def _lead_for_enrollment(*, workspace, campaign, lead_id, lead_data) -> Lead:
@@ -465,7 +544,10 @@ def campaign_enroll_lead(
             campaign.completed_at = None
             campaign.save(update_fields=["status", "completed_at"])
         lines = pacing.usable_lines(campaign)
-        line = next(pacing.round_robin(campaign, lines), None)
+        talking = talking_lines(workspace.pk, [lead], [x.pk for x in lines]).get(lead.pk)
+        line = next((x for x in lines if x.pk == talking), None) or next(
+            pacing.round_robin(campaign, lines), None
+        )
         reason = stop_reason(lead, dnc_values(workspace.pk))
         batch_id = new_id()
         try:
@@ -506,21 +588,30 @@ def campaign_enroll_lead(
         insert_messages(rows, builder.attnames, builder.columns)
         if campaign.status == Campaign.Status.ACTIVE:
             _tick_on_commit()
-    return EnrollResult(lead=lead, campaign=campaign, message_count=len(rows), already=False)
+    return EnrollResult(
+        lead=lead,
+        campaign=campaign,
+        message_count=len(rows),
+        already=False,
+        cancel_reason=reason,
+    )
 
 
 # --------------------------------------------------------------------------- the tick
 
 
 def _complete_if_done(campaign: Campaign, now: datetime) -> bool:
-    """Complete an active campaign with nothing left to send (call with its row locked)."""
-    live = Message.objects.filter(campaign_id=campaign.pk, status__in=OPEN).filter(
-        Q(due_at__lt=HELD) | Q(step_index=0)
-    )
-    if live.exists():
+    """Complete an active campaign once none of its messages is pending, scheduled
+    or sending (call with its row locked).
+
+    Steps behind a failed step are cancelled when it fails (campaigns.sequencing),
+    so a stall never keeps a campaign open. A campaign with no message at all (an
+    empty list, leads still to come through the API) stays active: completing it
+    on its first tick would only make the first added lead re-open it.
+    """
+    messages = Message.objects.filter(campaign_id=campaign.pk)
+    if messages.filter(status__in=OPEN).exists() or not messages.exists():
         return False
-    # What is still held sits behind a failed step (see campaigns.sequencing): it
-    # stays held, so `retry_failed` can still carry the sequence on from there.
     finish_enrollments(campaign=campaign, now=now)
     campaign.status = Campaign.Status.COMPLETED
     campaign.completed_at = now

@@ -10,6 +10,7 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from tuco import services
@@ -60,13 +61,16 @@ def _login_redirect(request):
     return HttpResponseRedirect(login)
 
 
-def workspace_required(view=None, *, manage=False):
+def workspace_required(view=None, *, manage=False, allow_read_only=False):
     """Sign-in plus workspace scoping for dashboard views.
 
     Sets `request.workspace`, `request.membership` (the one chosen in the switcher,
     else the oldest, as the API's session auth does) and `request.memberships` for
-    the switcher, in one query. Writes are refused while the workspace is read-only
-    (past due), and `manage=True` limits the view to owners and admins.
+    the switcher, in one query. POSTs are refused while the workspace is read-only
+    (past due), except for views marked `allow_read_only=True`: POSTs that change
+    nothing of the workspace's (switching workspace, a live availability hint), so
+    that a past-due workspace never locks its users in. `manage=True` limits the
+    view to owners and admins.
     """
 
     def decorate(func):
@@ -87,7 +91,7 @@ def workspace_required(view=None, *, manage=False):
             request.workspace = membership.workspace
             request.memberships = memberships
             request.nav = nav_items()
-            if request.method == "POST" and request.workspace.is_read_only:
+            if request.method == "POST" and request.workspace.is_read_only and not allow_read_only:
                 messages.error(
                     request, "This workspace is read-only until its billing is brought up to date."
                 )
@@ -133,7 +137,7 @@ def home(request):
 
 
 @require_POST
-@workspace_required
+@workspace_required(allow_read_only=True)
 def workspace_switch(request):
     workspace_id = request.POST.get("workspace", "")
     if any(m.workspace_id == workspace_id for m in request.memberships):
@@ -215,9 +219,35 @@ def _optional_sections(request, **forms) -> dict:
     }
 
 
+# A secret made by a POST is shown by the GET it redirects to (post/redirect/get, so
+# a reload creates nothing), and only there: the page pops it from the session.
+NEW_KEY_SESSION = "tuco.new_api_key"
+NEW_WEBHOOK_SESSION = "tuco.new_webhook"
+
+
+def _pop_new_secrets(request) -> dict:
+    shown = {}
+    key = request.session.pop(NEW_KEY_SESSION, None)
+    if key:
+        found = ApiKey.objects.filter(workspace=request.workspace, pk=key["id"]).first()
+        if found is not None:
+            shown["new_key"] = {"key": found, "raw": key["raw"]}
+    endpoint_id = request.session.pop(NEW_WEBHOOK_SESSION, None)
+    if endpoint_id and apps.is_installed("messaging"):
+        from messaging.models import WebhookEndpoint
+
+        shown["new_webhook"] = WebhookEndpoint.objects.filter(
+            workspace=request.workspace, pk=endpoint_id
+        ).first()
+    return shown
+
+
+@never_cache
 @workspace_required
 def settings_page(request):
-    return render(request, "tuco/settings.html", _settings_context(request))
+    return render(
+        request, "tuco/settings.html", _settings_context(request, **_pop_new_secrets(request))
+    )
 
 
 @require_POST
@@ -231,12 +261,9 @@ def api_key_create(request):
     key, raw = services.api_key_create(
         workspace=request.workspace, name=form.cleaned_data["name"], created_by=request.user
     )
-    # Shown in this response only: the key is stored hashed and cannot be shown again.
-    return render(
-        request,
-        "tuco/settings.html",
-        _settings_context(request, new_key={"key": key, "raw": raw}),
-    )
+    # The key is stored hashed: the settings page shows this copy once, then drops it.
+    request.session[NEW_KEY_SESSION] = {"id": key.pk, "raw": raw}
+    return redirect("settings")
 
 
 @require_POST
@@ -326,10 +353,8 @@ def webhook_create(request):
             else:
                 form.add_error(None, exc.message)
         else:
-            # The signing secret is shown in this response only.
-            return render(
-                request, "tuco/settings.html", _settings_context(request, new_webhook=endpoint)
-            )
+            request.session[NEW_WEBHOOK_SESSION] = endpoint.pk
+            return redirect("settings")
     return _settings_error(request, webhook_form=form)
 
 

@@ -58,7 +58,9 @@ class StatsSerializer(serializers.Serializer):
     failed = serializers.IntegerField()
     fallback = serializers.IntegerField()
     cancelled = serializers.IntegerField()
-    stalled = serializers.IntegerField(help_text="Held behind a failed step until retry_failed")
+    stalled = serializers.IntegerField(
+        help_text="Not sent because an earlier step failed; retry_failed sends them"
+    )
 
 
 class CampaignOutput(serializers.Serializer):
@@ -270,6 +272,12 @@ EnrollOutput = inline_serializer(
         "messageCount": serializers.IntegerField(),
         "message": serializers.CharField(),
         "alreadyInCampaign": serializers.BooleanField(required=False),
+        "cancelled": serializers.BooleanField(
+            required=False,
+            help_text="Present (true) when every step was cancelled at once: the lead opted "
+            "out or is on the do-not-contact list",
+        ),
+        "reason": serializers.CharField(required=False, help_text="Why, with cancelled"),
     },
 )
 
@@ -305,6 +313,10 @@ class CampaignEnrollApi(WorkspaceAPIView):
             )
             return Response(body, status=status.HTTP_200_OK)
         body["message"] = "Lead added to campaign and sequence started"
+        if result.cancel_reason:
+            # The documented body stays, so clients keep working; these say that
+            # nothing will actually go out.
+            body.update(cancelled=True, reason=result.cancel_reason)
         return Response(body, status=status.HTTP_201_CREATED)
 
 

@@ -111,6 +111,20 @@ def drive(clock, *, rounds: int = 20, step: timedelta = timedelta(seconds=1)) ->
 
 
 @pytest.fixture
+def twilio(acme):
+    """A configured Twilio setup (SMS steps and SMS fallback texts need one)."""
+    from messaging.models import FallbackConfig
+
+    return FallbackConfig.objects.create(
+        workspace=acme,
+        enabled=True,
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token="twilio-token",
+        twilio_from_number="+15005550006",
+    )
+
+
+@pytest.fixture
 def create_campaign(api):
     def create(**body):
         body.setdefault("name", "Spring outreach")

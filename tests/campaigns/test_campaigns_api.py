@@ -11,8 +11,9 @@ pytestmark = pytest.mark.django_db
 
 STEPS = [
     {"message": "Hi {firstName}", "delay": 0, "delayUnit": "minutes"},
-    {"message": "Following up", "delay": 2, "delayUnit": "days", "smsFallbackMessage": "SMS"},
+    {"message": "Following up", "delay": 2, "delayUnit": "days"},
 ]
+WITH_FALLBACK = [STEPS[0], {**STEPS[1], "smsFallbackMessage": "SMS"}]
 
 
 def post(api, **body):
@@ -21,11 +22,12 @@ def post(api, **body):
     return api.post("/api/campaigns", body, format="json")
 
 
-def test_it_creates_a_campaign_with_steps_lines_and_settings(api, make_line, make_list):
+def test_it_creates_a_campaign_with_steps_lines_and_settings(api, make_line, make_list, twilio):
     line = make_line()
     lead_list = make_list(2)
     response = post(
         api,
+        steps=WITH_FALLBACK,
         listId=lead_list.pk,
         lineIds=[line.pk],
         settings={
@@ -81,6 +83,10 @@ def test_it_creates_a_campaign_with_steps_lines_and_settings(api, make_line, mak
         ({"settings": {"timezone": "Mars/Base"}}, "settings.timezone"),
         ({"settings": {"sendWindowStart": "25:00"}}, "settings.sendWindowStart"),
         ({"settings": {"allowedDaysOfWeek": [7]}}, "settings.allowedDaysOfWeek"),
+        ({"settings": {"sendWindowStart": "09:00"}},
+         "settings.sendWindowEnd: Give both ends of the send window, or neither"),
+        ({"settings": {"sendWindowEnd": "17:00", "sendWindowStart": ""}},
+         "settings.sendWindowStart: Give both ends of the send window, or neither"),
     ],
 )  # fmt: skip
 def test_it_rejects_bad_input_and_saves_nothing(api, body, error):
@@ -189,3 +195,55 @@ def test_listing_reads_stats_for_a_whole_page_in_constant_queries(api, make_line
     assert body["pagination"] == {"page": 1, "limit": 50, "totalCount": 5, "totalPages": 1}
     assert [c["stats"]["pending"] for c in body["campaigns"]] == [6] * 5
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_a_change_must_leave_both_ends_of_the_send_window_or_neither(api):
+    settings = {"sendWindowStart": "09:00", "sendWindowEnd": "17:00"}
+    campaign_id = post(api, settings=settings).json()["_id"]
+    url = f"/api/campaigns/{campaign_id}"
+    response = api.patch(url, {"settings": {"sendWindowEnd": ""}}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "settings.sendWindowEnd: Give both ends of the send window, or neither"
+    )
+    assert Campaign.objects.get().send_window_end == "17:00"
+    # One end moved, the other kept: fine; both cleared: no window.
+    response = api.patch(url, {"settings": {"sendWindowStart": "10:00"}}, format="json")
+    assert response.status_code == 200
+    assert response.json()["settings"]["sendWindowStart"] == "10:00"
+    response = api.patch(
+        url, {"settings": {"sendWindowStart": "", "sendWindowEnd": ""}}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["settings"]["sendWindowEnd"] == ""
+
+
+@pytest.mark.parametrize(
+    ("step", "field"),
+    [
+        ({"message": "x", "smsFallbackMessage": "Text"}, "steps[1].smsFallbackMessage"),
+        ({"message": "x", "messageType": "sms"}, "steps[1].messageType"),
+    ],
+)
+def test_sms_steps_and_fallback_texts_need_twilio(api, acme, step, field):
+    response = post(api, steps=[STEPS[0], step])
+    assert response.status_code == 400
+    assert response.json()["code"] == "FALLBACK_NOT_CONFIGURED"
+    assert response.json()["error"].startswith(f"{field}: ")
+    assert not Campaign.objects.exists()
+    campaign_id = post(api).json()["_id"]
+    response = api.patch(f"/api/campaigns/{campaign_id}", {"steps": [step]}, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "FALLBACK_NOT_CONFIGURED"
+    assert [s.message for s in Step.objects.order_by("position")] == [s["message"] for s in STEPS]
+
+
+def test_a_disabled_twilio_setup_does_not_count(api, twilio):
+    twilio.enabled = False
+    twilio.save()
+    response = post(api, steps=WITH_FALLBACK)
+    assert response.status_code == 400
+    assert response.json()["code"] == "FALLBACK_NOT_CONFIGURED"
+    twilio.enabled = True
+    twilio.save()
+    assert post(api, steps=WITH_FALLBACK).status_code == 201

@@ -121,11 +121,23 @@ def test_an_opted_out_or_do_not_contact_lead_gets_nothing_sent(api, acme, campai
     opted = make_lead(acme, opted_out=True)
     listed = make_lead(acme, phone="+12025550200")
     DoNotContact.objects.create(workspace=acme, value=listed.phone, kind="phone")
-    for lead in (opted, listed):
+    for lead, reason in (
+        (opted, "Lead opted out"),
+        (listed, "Recipient is on the do-not-contact list"),
+    ):
         response = api.post(
             f"/api/campaigns/{campaign['_id']}/leads", {"leadId": lead.pk}, format="json"
         )
         assert response.status_code == 201
+        assert response.json() == {
+            "success": True,
+            "leadId": lead.pk,
+            "campaignId": campaign["_id"],
+            "messageCount": 3,
+            "message": "Lead added to campaign and sequence started",
+            "cancelled": True,
+            "reason": reason,
+        }
     assert set(Message.objects.values_list("status", flat=True)) == {"cancelled"}
     assert set(Enrollment.objects.values_list("state", flat=True)) == {"stopped"}
 

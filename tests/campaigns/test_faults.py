@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from campaigns.models import Campaign, Enrollment
+from campaigns.sequencing import AFTER_FAILURE
 from campaigns.services import campaigns_tick
 from leads.models import Lead, LeadIdentifier, ListMembership
 from lines.models import Line
@@ -201,12 +202,14 @@ def test_retry_failed_requeues_only_failed_messages(
         clock.advance(minutes=31)
     failed = Message.objects.get(lead=broken, step_index=0)
     assert failed.status == "failed"
-    assert Message.objects.get(lead=broken, step_index=1).status == "scheduled"
+    behind = Message.objects.get(lead=broken, step_index=1)
+    assert (behind.status, behind.cancel_reason) == ("cancelled", AFTER_FAILURE)
     body = get(api, campaign["_id"])
     assert body["stats"]["failed"] == 1
-    # The healthy lead is done; the broken lead's next step waits behind its failure.
+    # The healthy lead is done; the broken lead's sequence stopped at its failure.
     assert body["status"] == "completed"
     assert body["stats"]["stalled"] == 1
+    assert body["stats"]["cancelled"] == 0
     assert body["stats"]["pending"] == 0
 
     sim.registry[broken.phone] = True
@@ -225,6 +228,7 @@ def test_retry_failed_requeues_only_failed_messages(
     assert body["status"] == "completed"
     assert body["stats"]["sent"] == 4
     assert body["stats"]["failed"] == 0
+    assert body["stats"]["stalled"] == 0
 
 
 def test_older_campaigns_get_first_claim_on_a_shared_line_within_its_cap(

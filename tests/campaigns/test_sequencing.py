@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from campaigns.models import Campaign
-from campaigns.sequencing import HELD, advance_sequences
+from campaigns.sequencing import AFTER_FAILURE, HELD, advance_sequences
 from campaigns.services import campaign_start
 from messaging.models import Message
 from messaging.signals import message_status_changed
@@ -64,16 +64,21 @@ def test_releasing_twice_changes_nothing_the_second_time(started, clock):
     assert Message.objects.get(pk=second.pk).due_at == second.due_at
 
 
-def test_a_cancelled_step_cancels_the_rest_and_a_failed_step_holds_it(started, clock):
+def test_a_cancelled_or_failed_step_cancels_the_rest_with_a_reason(started, clock):
     campaign, (lead, other) = started
     Message.objects.filter(lead=lead, step_index=0).update(status="cancelled")
     Message.objects.filter(lead=other, step_index=0).update(status="failed")
     advance_sequences(campaign=campaign)
     statuses = Message.objects.filter(lead=lead).order_by("step_index")
     assert list(statuses.values_list("status", flat=True)) == ["cancelled"] * 3
-    assert list(
-        Message.objects.filter(lead=other, step_index__gt=0).values_list("due_at", flat=True)
-    ) == [HELD, HELD]
+    assert (
+        list(
+            Message.objects.filter(lead=other, step_index__gt=0).values_list(
+                "status", "cancel_reason"
+            )
+        )
+        == [("cancelled", AFTER_FAILURE)] * 2
+    )
 
 
 def test_nothing_is_released_while_paused(started, clock, acme):

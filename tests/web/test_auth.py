@@ -103,3 +103,32 @@ def test_read_only_workspace_refuses_dashboard_writes(acme, alice_client):
     assert response.status_code == 302
     assert acme.api_keys.count() == 1
     assert b"read-only" in alice_client.get("/settings/").content
+
+
+def test_read_only_workspace_still_lets_its_users_switch_away(alice, acme, globex, alice_client):
+    Membership.objects.create(workspace=globex, user=alice, role="member")
+    acme.billing_status = "past_due"
+    acme.save()
+    response = alice_client.post("/workspace/switch/", {"workspace": globex.pk})
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    assert alice_client.session[SESSION_WORKSPACE_KEY] == globex.pk
+
+
+def test_read_only_workspace_still_answers_the_quick_send_check(acme, alice_client, make_line):
+    make_line(acme)
+    acme.billing_status = "past_due"
+    acme.save()
+    response = alice_client.post(
+        "/quick-send/check/", {"recipient": "+12025550124"}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200
+    assert "HX-Redirect" not in response
+    assert b'data-state="available"' in response.content
+    # Sending itself is still refused.
+    response = alice_client.post(
+        "/quick-send/",
+        {"recipient": "+12025550124", "channel": "imessage", "message": "Hi", "when": "now"},
+    )
+    assert response.status_code == 302
+    assert not acme.messages.exists()

@@ -10,7 +10,7 @@ from campaigns.services import campaign_create
 from leads.models import Lead, LeadList
 from leads.services import lead_import
 from lines.services import line_create
-from messaging.models import Message
+from messaging.models import FallbackConfig, Message
 
 STEPS = [{"message": "Hi {firstName}", "delay": 0, "delayUnit": "minutes"}]
 
@@ -132,7 +132,18 @@ def test_form_offers_only_this_workspaces_lists_and_lines(acme, globex, alice_cl
 # Create and edit
 
 
+def configure_twilio(workspace):
+    FallbackConfig.objects.create(
+        workspace=workspace,
+        enabled=True,
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token="twilio-token",
+        twilio_from_number="+15005550006",
+    )
+
+
 def test_it_creates_a_campaign_with_steps_lines_and_schedule(acme, alice_client):
+    configure_twilio(acme)
     lead_list = make_list(acme)
     first, second = make_line(acme), make_line(acme, server_url="https://mac2.acme.test")
     data = campaign_data(
@@ -177,6 +188,17 @@ def test_step_errors_show_in_place_and_keep_the_input(acme, alice_client):
     assert "Give both ends of the send window, or neither." in page
     assert 'value="Keep me"' in page
     assert "Hello there</textarea>" in page
+    assert not Campaign.objects.exists()
+
+
+def test_an_sms_fallback_without_twilio_is_refused_on_its_step(acme, alice_client):
+    data = campaign_data([step("Hello"), step("Again", delay="1", fallback="Text me")])
+    response = alice_client.post("/campaigns/new/", data)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'id="id_steps-1-sms_fallback_message_errors"' in page
+    assert "An SMS fallback needs Twilio" in page
+    assert "Text me</textarea>" in page
     assert not Campaign.objects.exists()
 
 

@@ -8,7 +8,9 @@ from messaging.models import Message
 
 def test_quick_send_page_renders_with_debounced_check(acme, alice_client):
     html = alice_client.get("/quick-send/").content.decode()
-    assert 'hx-trigger="keyup changed delay:500ms, change"' in html
+    # `input` also catches paste and autofill; no `change`, so leaving the field
+    # does not check again; a newer check replaces one still in flight.
+    assert 'hx-trigger="input changed delay:500ms"' in html
     assert 'hx-sync="this:replace"' in html
     assert 'id="no-active-line"' in html
 
@@ -96,3 +98,30 @@ def test_another_workspaces_message_is_404(acme, globex, alice_client, make_line
         workspace=globex, data={"message": "x", "recipientPhone": "+12025550124"}
     )
     assert alice_client.get(f"/quick-send/{message.pk}/").status_code == 404
+
+
+def _result(client, message):
+    return client.get(f"/quick-send/{message.pk}/", HTTP_HX_REQUEST="true").content.decode()
+
+
+def test_the_result_stops_polling_once_the_status_is_settled(acme, alice_client):
+    now = timezone.now()
+    polls = 'hx-trigger="every 2s"'
+    message = Message.objects.create(
+        workspace=acme, recipient_phone="+12025550124", body="Hi", status="pending"
+    )
+    assert polls in _result(alice_client, message)
+    # An email stops at sent: it has no delivery receipts.
+    Message.objects.filter(pk=message.pk).update(
+        message_type="email", recipient_email="ann@example.com", status="sent", sent_at=now
+    )
+    assert polls not in _result(alice_client, message)
+    # A text may still get its receipt for a while, then the page stops asking.
+    for message_type in ("sms", "imessage"):
+        Message.objects.filter(pk=message.pk).update(message_type=message_type, sent_at=now)
+        assert polls in _result(alice_client, message)
+        Message.objects.filter(pk=message.pk).update(sent_at=now - timedelta(minutes=3))
+        html = _result(alice_client, message)
+        assert polls not in html and "No delivery receipt yet" in html
+    Message.objects.filter(pk=message.pk).update(status="delivered", sent_at=now)
+    assert polls not in _result(alice_client, message)

@@ -13,12 +13,18 @@ def test_settings_lists_keys_members_and_timezone(acme, alice_client, bob):
 
 
 def test_creating_a_key_shows_it_once(acme, alice_client):
-    page = alice_client.post("/settings/api-keys/", {"name": "Zapier"})
-    assert page.status_code == 200
+    response = alice_client.post("/settings/api-keys/", {"name": "Zapier"})
+    # Post/redirect/get: reloading the page that shows the key creates nothing.
+    assert response.status_code == 302
+    assert response["Location"] == "/settings/"
+    page = alice_client.get("/settings/")
+    assert "no-store" in page["Cache-Control"]
     raw = re.search(r'id="new-key-value">([^<]+)<', page.content.decode()).group(1)
     key = ApiKey.objects.get(workspace=acme, name="Zapier")
     assert key.key_hash == hash_api_key(raw)
-    assert raw not in alice_client.get("/settings/").content.decode()
+    reloaded = alice_client.get("/settings/").content.decode()
+    assert raw not in reloaded and 'id="new-key-value"' not in reloaded
+    assert ApiKey.objects.filter(workspace=acme, name="Zapier").count() == 1
     # The key works on the API.
     response = alice_client.get("/api/lines", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 200
@@ -117,3 +123,14 @@ def test_settings_never_show_another_workspaces_data(acme, globex, alice_client)
     html = alice_client.get("/settings/").content.decode()
     assert "charlie@globex.test" not in html
     assert globex.api_keys.get().prefix not in html
+
+
+def test_a_new_key_is_shown_only_in_its_own_workspace(acme, globex, alice, alice_client):
+    from tuco.api.auth import SESSION_WORKSPACE_KEY
+
+    Membership.objects.create(workspace=globex, user=alice, role="owner")
+    alice_client.post("/settings/api-keys/", {"name": "Zapier"})
+    session = alice_client.session
+    session[SESSION_WORKSPACE_KEY] = globex.pk
+    session.save()
+    assert 'id="new-key-value"' not in alice_client.get("/settings/").content.decode()

@@ -33,15 +33,19 @@ def test_enabling_fallback_without_credentials_is_refused_in_place(acme, alice_c
 
 def test_creating_a_webhook_shows_its_secret_once(acme, alice_client, settings):
     settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
-    page = alice_client.post(
+    response = alice_client.post(
         "/settings/webhooks/",
         {"name": "CRM", "url": "http://127.0.0.1:9/hook", "events": ["message.sent"]},
     )
-    assert page.status_code == 200
+    # Post/redirect/get: reloading the page that shows the secret creates nothing.
+    assert response.status_code == 302
+    assert response["Location"] == "/settings/"
+    page = alice_client.get("/settings/")
     endpoint = WebhookEndpoint.objects.get(workspace=acme)
     secret = re.search(r'id="new-webhook-secret">([^<]+)<', page.content.decode()).group(1)
     assert secret == endpoint.secret
     assert endpoint.secret not in alice_client.get("/settings/").content.decode()
+    assert WebhookEndpoint.objects.filter(workspace=acme).count() == 1
 
 
 def test_webhook_errors_show_in_place(acme, alice_client):
