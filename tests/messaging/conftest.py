@@ -5,33 +5,23 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lines.relay import clear_client_cache
-from lines.services import line_create
-from lines.simulator import RelaySimulator
-
-RELAY_PASSWORD = "sim-secret"
 TWILIO_SID = "AC" + "0" * 32
 TWILIO_URL = f"https://api.twilio.com/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
 
 
 @pytest.fixture
-def sim():
-    simulator = RelaySimulator(password=RELAY_PASSWORD, delivery_delay=0.05).start()
-    yield simulator
-    simulator.stop()
-    clear_client_cache()
+def sim(relay):
+    """The relay simulator of tests/lines/relay_fixtures.py, under the name these tests use."""
+    return relay
 
 
 @pytest.fixture
-def make_sim_line(sim):
-    """Create a line on the simulator (gaps 0 unless given)."""
+def make_sim_line(make_line):
+    """Create a line on the simulator (all gaps 0 unless given)."""
 
-    def make(workspace, *, simulator=None, **fields):
-        fields.setdefault("check_gap_seconds", 0)
-        fields.setdefault("device_gap_seconds", 0)
+    def make(workspace, **fields):
         fields.setdefault("contact_gap_seconds", 0)
-        fields.setdefault("relay_password", RELAY_PASSWORD)
-        return line_create(workspace=workspace, server_url=(simulator or sim).url, **fields)
+        return make_line(workspace, **fields)
 
     return make
 
