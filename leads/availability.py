@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -27,14 +27,17 @@ from leads.signals import lead_availability_updated
 from lines import services as line_services
 from lines.models import Line
 from lines.relay import RelayError, get_client
+from lines.signals import line_capacity_changed
 from tuco.errors import QuotaExhausted, ServiceError, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
 Status = Lead.Availability
 QUOTA_MESSAGE = "Daily availability check quota exhausted"
-# The synchronous path waits for a line's gap, but not for ever: a request that
-# would wait longer than this answers 503 with Retry-After instead.
+# The synchronous path waits for a line's gap, but not for ever: one request waits
+# at most this long in total. What it could not check in that time is reported per
+# item (availability_check_addresses, availability_check_leads_now), or raised as
+# LinesBusy by the single-address call.
 MAX_SYNC_WAIT_SECONDS = 30.0
 DEFAULT_REGION = "US"
 
@@ -54,6 +57,16 @@ class AvailabilityQuotaExhausted(QuotaExhausted):
             headers={"Retry-After": "3600"},
             extra={"available": False, "reason": QUOTA_MESSAGE},
         )
+
+
+class Interrupted(ServiceError):
+    """A batch's checkpoint asked it to stop (a job lost its lease or used its time)."""
+
+    status = 503
+    code = "INTERRUPTED"
+
+    def __init__(self):
+        super().__init__("The check was interrupted; it will resume")
 
 
 class LinesBusy(ServiceError):
@@ -76,6 +89,7 @@ class AddressResult:
     from_cache: bool
     line_id: str | None
     detail: str = ""
+    code: str = ""  # set on a result that was not asked at all (LINES_BUSY, QUOTA_EXHAUSTED)
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,8 @@ class LeadResult:
     status: str
     address: str
     checked_addresses: tuple[str, ...] = ()
+    code: str = ""  # as AddressResult.code: not checked, and not written to the lead
+    detail: str = ""
 
 
 @dataclass
@@ -108,6 +124,10 @@ class _Clock:
         if self.fixed is None:
             return timezone.now()
         return self.fixed + timedelta(seconds=self.slept)
+
+    def moment(self) -> datetime | None:
+        """The caller's fixed time (advanced by what we slept), or None for "now"."""
+        return None if self.fixed is None else self.now()
 
     def sleep(self, seconds: float) -> None:
         _sleep(seconds)
@@ -154,14 +174,23 @@ def lead_addresses(lead: Lead) -> list[str]:
 # Cache
 
 
-def cache_lookup(*, workspace, addresses: Iterable[str], now: datetime) -> dict[str, bool]:
+def cache_lookup(
+    *,
+    workspace,
+    addresses: Iterable[str],
+    now: datetime,
+    checked_since: datetime | None = None,
+) -> dict[str, bool]:
+    """Fresh answers by address; with `checked_since`, only answers got since then."""
     addresses = list(dict.fromkeys(addresses))
     found = {}
     for start in range(0, len(addresses), 1000):
         rows = AvailabilityCacheEntry.objects.filter(
             workspace=workspace, address__in=addresses[start : start + 1000], expires_at__gt=now
-        ).values_list("address", "available")
-        found.update(rows)
+        )
+        if checked_since is not None:
+            rows = rows.filter(checked_at__gte=checked_since)
+        found.update(rows.values_list("address", "available"))
     return found
 
 
@@ -235,6 +264,63 @@ def availability_check_address(
     return _relay_check(workspace=workspace, address=address, line=line, clock=clock, wait=wait)
 
 
+def availability_check_addresses(
+    *,
+    workspace,
+    addresses: Sequence[str],
+    force: bool = False,
+    now: datetime | None = None,
+    stop_at_available: bool = False,
+) -> list[AddressResult]:
+    """Check several addresses in order under one wait budget (MAX_SYNC_WAIT_SECONDS
+    for the lot), for the synchronous endpoints.
+
+    Cached answers come from one query; the others from the relays, each answer
+    cached as it arrives. Once every line stays busy past the budget, or the quota
+    runs out, the addresses not asked yet are results with status "error" and `code`
+    LINES_BUSY or QUOTA_EXHAUSTED, so answers already paid for are returned rather
+    than thrown away. Raises ValidationFailed, NoActiveLine, and
+    AvailabilityQuotaExhausted when the quota left no address answered.
+    """
+    addresses = list(dict.fromkeys(normalize_address(raw) for raw in addresses))
+    clock = _Clock(now)
+    cached = {}
+    if not force:
+        cached = cache_lookup(workspace=workspace, addresses=addresses, now=clock.now())
+    results = []
+    stopped: AvailabilityQuotaExhausted | LinesBusy | None = None
+    for address in addresses:
+        if address in cached:
+            result = _cached_result(address, cached[address])
+        elif stopped is not None:
+            result = _not_checked(address, stopped)
+        else:
+            try:
+                result = _relay_check(
+                    workspace=workspace, address=address, line=None, clock=clock, wait=True
+                )
+            except (AvailabilityQuotaExhausted, LinesBusy) as exc:
+                stopped = exc
+                result = _not_checked(address, exc)
+        results.append(result)
+        if stop_at_available and result.available:
+            break
+    if isinstance(stopped, AvailabilityQuotaExhausted) and all(r.code for r in results):
+        raise stopped
+    return results
+
+
+def _not_checked(address: str, exc: ServiceError) -> AddressResult:
+    detail = _not_checked_detail(exc)
+    return AddressResult(address, None, str(Status.ERROR), False, None, detail, exc.code)
+
+
+def _not_checked_detail(exc: ServiceError) -> str:
+    if isinstance(exc, LinesBusy):
+        return "Not checked: every line stayed busy; retry shortly"
+    return f"Not checked: {exc.message}"
+
+
 def _cached_result(address: str, available: bool) -> AddressResult:
     status = Status.AVAILABLE if available else Status.UNAVAILABLE
     return AddressResult(address, available, str(status), True, None)
@@ -243,8 +329,9 @@ def _cached_result(address: str, available: bool) -> AddressResult:
 def _claim_line(*, workspace, line: Line | None, clock: _Clock, wait: bool) -> Line | None:
     """A line holding one check slot, or None when every line is down."""
     while True:
+        # A real clock leaves the gaps to the database's clock (shared by all workers).
         pick = line_services.line_pick_for_check(
-            workspace=workspace, now=clock.now(), line_id=line.pk if line else None
+            workspace=workspace, now=clock.moment(), line_id=line.pk if line else None
         )
         if pick.line is not None:
             return pick.line
@@ -305,6 +392,36 @@ def availability_check_lead(
     return batch.results[0]
 
 
+def availability_check_leads_now(
+    *, workspace, leads: Sequence[Lead], force: bool = False, now: datetime | None = None
+) -> list[LeadResult]:
+    """The synchronous path: check these leads (one wait budget for all) and record
+    the results.
+
+    A lead that could not be finished because every line stayed busy past the
+    budget, or the quota ran out, is a result with status "error" and `code`
+    LINES_BUSY or QUOTA_EXHAUSTED; it is not written, so the lead keeps its earlier
+    status (and what was asked about it is cached). Raises NoActiveLine (the leads
+    are marked `no_active_line`), and AvailabilityQuotaExhausted when the quota left
+    no lead checked.
+    """
+    batch = availability_check_leads(workspace=workspace, leads=leads, force=force, now=now)
+    stopped = batch.stopped
+    if stopped is None:
+        return batch.results
+    if isinstance(stopped, NoActiveLine) or (
+        isinstance(stopped, AvailabilityQuotaExhausted) and not batch.results
+    ):
+        raise stopped
+    detail = _not_checked_detail(stopped)
+    done = {result.lead_id for result in batch.results}
+    return batch.results + [
+        LeadResult(lead.pk, None, str(Status.ERROR), "", code=stopped.code, detail=detail)
+        for lead in leads
+        if lead.pk not in done
+    ]
+
+
 def availability_check_leads(
     *,
     workspace,
@@ -313,35 +430,64 @@ def availability_check_leads(
     now: datetime | None = None,
     wait: bool = True,
     flush_every: int = 500,
+    fresh_since: datetime | None = None,
+    checkpoint: Callable[[list[LeadResult]], bool] | None = None,
 ) -> BatchResult:
     """Check leads in order and write each result to its lead.
 
     Answers from the cache cost one query for the whole batch and are written in
     bulk; leads that need a relay are written as soon as they are known. Stops at
     the first NoActiveLine (every remaining lead is marked `no_active_line`),
-    quota exhaustion or LinesBusy, which is returned in `stopped`.
+    quota exhaustion, LinesBusy or Interrupted, which is returned in `stopped`.
+
+    Every relay answer is cached before the next relay request, so a batch stopped
+    halfway through a lead (gap, quota) never pays for the same address again.
+    `force` ignores cached answers, except those got since `fresh_since` (a forced
+    job trusts what it has asked itself). `checkpoint`, when given, is called before
+    every relay request with the results written since its previous call; when it
+    returns False the batch stops with Interrupted.
     """
     clock = _Clock(now)
     batch = BatchResult()
     addresses = {lead.pk: lead_addresses(lead) for lead in leads}
     cached = {}
-    if not force:
+    if not force or fresh_since is not None:
         cached = cache_lookup(
             workspace=workspace,
             addresses=[a for values in addresses.values() for a in values],
             now=clock.now(),
+            checked_since=fresh_since if force else None,
         )
     pending: list[LeadResult] = []
     answers: list[AddressResult] = []
+    reported = 0
+
+    def flush() -> None:
+        if pending or answers:
+            _record(workspace=workspace, results=pending, answers=answers, now=clock.now())
+            batch.results.extend(pending)
+            pending.clear()
+            answers.clear()
+
+    def before_relay() -> None:
+        nonlocal reported
+        flush()
+        if checkpoint is not None:
+            written, reported = batch.results[reported:], len(batch.results)
+            if not checkpoint(written):
+                raise Interrupted()
+
     for index, lead in enumerate(leads):
         try:
-            result, fresh = _resolve_lead(
+            result = _resolve_lead(
                 workspace=workspace,
                 lead=lead,
                 addresses=addresses[lead.pk],
                 cached=cached,
                 clock=clock,
                 wait=wait,
+                answers=answers,
+                before_relay=before_relay,
             )
         except NoActiveLine as exc:
             pending.extend(
@@ -350,48 +496,51 @@ def availability_check_leads(
             )
             batch.stopped = exc
             break
-        except (AvailabilityQuotaExhausted, LinesBusy) as exc:
+        except (AvailabilityQuotaExhausted, LinesBusy, Interrupted) as exc:
             batch.stopped = exc
             break
         pending.append(result)
-        answers.extend(fresh)
-        if fresh or len(pending) >= flush_every:
-            _record(workspace=workspace, results=pending, answers=answers, now=clock.now())
-            batch.results.extend(pending)
-            pending, answers = [], []
-    if pending or answers:
-        _record(workspace=workspace, results=pending, answers=answers, now=clock.now())
-        batch.results.extend(pending)
+        if answers or len(pending) >= flush_every:
+            flush()
+    flush()
     return batch
 
 
 def _resolve_lead(
-    *, workspace, lead: Lead, addresses: list[str], cached: dict, clock: _Clock, wait: bool
-) -> tuple[LeadResult, list[AddressResult]]:
-    """The lead's outcome, and the relay answers got on the way (to be cached)."""
+    *,
+    workspace,
+    lead: Lead,
+    addresses: list[str],
+    cached: dict,
+    clock: _Clock,
+    wait: bool,
+    answers: list[AddressResult],
+    before_relay: Callable[[], None],
+) -> LeadResult:
+    """The lead's outcome. Relay answers got on the way are appended to `answers`
+    (to be cached), so the caller keeps them even when this raises."""
+    if not addresses:
+        # Nothing could be asked: that says nothing about iMessage, so not "unavailable".
+        return LeadResult(lead.pk, None, str(Status.ERROR), "")
     checked = []
     errors = []
-    fresh = []
     for address in addresses:
         if address in cached:
             result = _cached_result(address, cached[address])
         else:
+            before_relay()
             result = _relay_check(
                 workspace=workspace, address=address, line=None, clock=clock, wait=wait, store=False
             )
-            fresh.append(result)
+            answers.append(result)
         checked.append(address)
         if result.available:
-            outcome = LeadResult(lead.pk, True, str(Status.AVAILABLE), address, tuple(checked))
-            return outcome, fresh
+            return LeadResult(lead.pk, True, str(Status.AVAILABLE), address, tuple(checked))
         if result.status == Status.ERROR:
             errors.append(address)
     if errors:
-        outcome = LeadResult(lead.pk, None, str(Status.ERROR), errors[-1], tuple(checked))
-    else:
-        last = checked[-1] if checked else ""
-        outcome = LeadResult(lead.pk, False, str(Status.UNAVAILABLE), last, tuple(checked))
-    return outcome, fresh
+        return LeadResult(lead.pk, None, str(Status.ERROR), errors[-1], tuple(checked))
+    return LeadResult(lead.pk, False, str(Status.UNAVAILABLE), checked[-1], tuple(checked))
 
 
 def _record(
@@ -463,13 +612,31 @@ JOB_LEASE_SECONDS = 300
 JOB_CHUNK = 25
 # A task gives its worker back after this long and re-queues itself.
 JOB_TASK_BUDGET_SECONDS = 20.0
+# A job handed to a successor task (after a gap, or when a task's time is up) stays
+# leased this long past the successor's due time. If the successor never runs (a lost
+# message, a dead worker), the lease runs out and availability_jobs_resume re-queues it.
+JOB_HANDOFF_MARGIN_SECONDS = 60
+_ACTIVE_JOB = (
+    AvailabilityJob.Status.QUEUED,
+    AvailabilityJob.Status.RUNNING,
+    AvailabilityJob.Status.WAITING_QUOTA,
+)
 
 
 def availability_job_create(
     *, workspace, lead_ids: Sequence[str], force: bool = False, source: str = "manual"
 ) -> AvailabilityJob:
-    """Queue a background check of these leads (marked `checking` until done)."""
+    """Queue a background check of these leads (marked `checking` until done).
+
+    With no active line nothing is queued: the leads are marked `no_active_line` and
+    NoActiveLine is raised, as on the synchronous path.
+    """
     lead_ids = list(dict.fromkeys(lead_ids))
+    if not workspace_has_active_line(workspace=workspace):
+        availability_mark_leads(
+            workspace=workspace, lead_ids=lead_ids, status=Status.NO_ACTIVE_LINE
+        )
+        raise NoActiveLine()
     with transaction.atomic():
         job = AvailabilityJob.objects.create(
             workspace=workspace, lead_ids=lead_ids, total=len(lead_ids), force=force, source=source
@@ -515,110 +682,183 @@ def availability_job_process(
     needs no re-queue (finished, cancelled, waiting for tomorrow's quota, or held by
     another task). Never sleeps for a line's gap: it returns that gap instead.
     """
-    started = time.monotonic()
-    clock_now = now or timezone.now()
-    claimed = (
-        AvailabilityJob.objects.filter(
-            pk=job_id,
-            status__in=[
-                AvailabilityJob.Status.QUEUED,
-                AvailabilityJob.Status.RUNNING,
-                AvailabilityJob.Status.WAITING_QUOTA,
-            ],
-        )
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=clock_now))
-        .update(
-            status=AvailabilityJob.Status.RUNNING,
-            lease_until=clock_now + timedelta(seconds=JOB_LEASE_SECONDS),
-            resume_at=None,
-        )
-    )
-    if not claimed:
-        return None
-    job = AvailabilityJob.objects.select_related("workspace").get(pk=job_id)
-    if job.started_at is None:
-        AvailabilityJob.objects.filter(pk=job_id).update(started_at=clock_now)
-    workspace = job.workspace
-    while True:
-        current = now  # a caller's fixed clock stays fixed; otherwise the real time
-        ids = job.lead_ids[job.cursor : job.cursor + JOB_CHUNK]
-        if not ids:
-            _job_finish(job, AvailabilityJob.Status.DONE, now=current)
-            return None
-        by_id = Lead.objects.filter(workspace=workspace, pk__in=ids).in_bulk()
-        leads = [by_id[lead_id] for lead_id in ids if lead_id in by_id]
-        batch = availability_check_leads(
-            workspace=workspace, leads=leads, force=job.force, now=current, wait=False
-        )
-        processed = {result.lead_id for result in batch.results}
-        advanced = len(ids)
-        if batch.stopped is not None and not isinstance(batch.stopped, NoActiveLine):
-            # Leads before the first unprocessed one are done (deleted ones included).
-            advanced = next(
-                (
-                    i
-                    for i, lead_id in enumerate(ids)
-                    if lead_id in by_id and lead_id not in processed
-                ),
-                len(ids),
+    run = _JobRun.claim(job_id, now=now, budget_seconds=budget_seconds)
+    return None if run is None else run.work()
+
+
+class _JobRun:
+    """One task's turn on a job.
+
+    The lease (`lease_until`) is the task's token: the claim sets it, and every later
+    write of this task is conditional on it still holding that exact value (and
+    progress writes on the cursor too). A task whose lease ran out while it waited on
+    a slow relay, and whose job another task has taken over, therefore stops at its
+    next write instead of overwriting the other's progress. The lease is renewed
+    before every relay request, so a live task does not lose it.
+    """
+
+    def __init__(self, job: AvailabilityJob, *, lease: datetime, now, budget_seconds: float):
+        self.job = job
+        self.lease = lease
+        self.fixed_now = now  # a caller's fixed clock stays fixed; otherwise the real time
+        self.started = time.monotonic()
+        self.budget_seconds = budget_seconds
+        self.positions: dict[str, int] = {}
+        self.counted = 0  # results of the current chunk already in the job's counters
+        self.lost = False
+        self.asked = 0  # relay requests this turn
+
+    def now(self) -> datetime:
+        return self.fixed_now or timezone.now()
+
+    @classmethod
+    def claim(cls, job_id: str, *, now: datetime | None, budget_seconds: float) -> _JobRun | None:
+        clock_now = now or timezone.now()
+        lease = clock_now + timedelta(seconds=JOB_LEASE_SECONDS)
+        claimed = (
+            AvailabilityJob.objects.filter(pk=job_id, status__in=_ACTIVE_JOB)
+            .filter(
+                Q(lease_until__isnull=True)
+                | Q(lease_until__lt=clock_now)
+                # Handed off by the previous task (see _hand_off): any task may take it.
+                | Q(status=AvailabilityJob.Status.RUNNING, resume_at__isnull=False)
             )
-        if not _job_progress(job, advanced=advanced, results=batch.results):
-            return None  # cancelled meanwhile
-        stopped = batch.stopped
-        if isinstance(stopped, NoActiveLine):
-            rest = job.lead_ids[job.cursor :]
-            availability_mark_leads(
-                workspace=workspace, lead_ids=rest, status=Status.NO_ACTIVE_LINE
-            )
-            marked = [LeadResult(lead_id, None, str(Status.NO_ACTIVE_LINE), "") for lead_id in rest]
-            _job_progress(job, advanced=len(rest), results=marked)
-            _job_finish(job, AvailabilityJob.Status.FAILED, now=current, detail=stopped.message)
+            .update(status=AvailabilityJob.Status.RUNNING, lease_until=lease, resume_at=None)
+        )
+        if not claimed:
             return None
-        if isinstance(stopped, AvailabilityQuotaExhausted):
-            resume = line_services.next_utc_midnight(current)
-            AvailabilityJob.objects.filter(pk=job.pk, status=AvailabilityJob.Status.RUNNING).update(
-                status=AvailabilityJob.Status.WAITING_QUOTA,
-                resume_at=resume,
-                lease_until=None,
-                detail=QUOTA_MESSAGE,
+        job = AvailabilityJob.objects.select_related("workspace").get(pk=job_id)
+        if job.started_at is None:
+            AvailabilityJob.objects.filter(pk=job_id).update(started_at=clock_now)
+            job.started_at = clock_now
+        return cls(job, lease=lease, now=now, budget_seconds=budget_seconds)
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() - self.started > self.budget_seconds
+
+    def work(self) -> float | None:
+        job = self.job
+        while True:
+            start = job.cursor
+            ids = job.lead_ids[start : start + JOB_CHUNK]
+            if not ids:
+                self._finish(AvailabilityJob.Status.DONE)
+                return None
+            self.positions = {lead_id: start + i for i, lead_id in enumerate(ids)}
+            self.counted = 0
+            by_id = Lead.objects.filter(workspace=job.workspace, pk__in=ids).in_bulk()
+            leads = [by_id[lead_id] for lead_id in ids if lead_id in by_id]
+            batch = availability_check_leads(
+                workspace=job.workspace,
+                leads=leads,
+                force=job.force,
+                now=self.fixed_now,
+                wait=False,
+                fresh_since=job.started_at if job.force else None,
+                checkpoint=self.checkpoint,
             )
-            return None
-        if isinstance(stopped, LinesBusy):
-            _job_release(job)
-            return stopped.retry_after
-        if time.monotonic() - started > budget_seconds:
-            _job_release(job)
-            return 0
+            if self.lost:
+                return None  # cancelled, or another task holds the job now
+            stopped = batch.stopped
+            end = start + len(ids)
+            if stopped is not None and not isinstance(stopped, NoActiveLine):
+                # Leads before the first unprocessed one are done (deleted ones included).
+                processed = {result.lead_id for result in batch.results}
+                end = start + next(
+                    (
+                        i
+                        for i, lead_id in enumerate(ids)
+                        if lead_id in by_id and lead_id not in processed
+                    ),
+                    len(ids),
+                )
+            if not self._progress(batch.results[self.counted :], cursor=end):
+                return None
+            if isinstance(stopped, NoActiveLine):
+                rest = job.lead_ids[job.cursor :]
+                availability_mark_leads(
+                    workspace=job.workspace, lead_ids=rest, status=Status.NO_ACTIVE_LINE
+                )
+                marked = [
+                    LeadResult(lead_id, None, str(Status.NO_ACTIVE_LINE), "") for lead_id in rest
+                ]
+                if self._progress(marked, cursor=job.cursor + len(rest)):
+                    self._finish(AvailabilityJob.Status.FAILED, detail=stopped.message)
+                return None
+            if isinstance(stopped, AvailabilityQuotaExhausted):
+                self._wait_for_quota()
+                return None
+            if isinstance(stopped, LinesBusy):
+                return self._hand_off(stopped.retry_after)
+            more = job.cursor < len(job.lead_ids)
+            if isinstance(stopped, Interrupted) or (more and self.out_of_time()):
+                return self._hand_off(0)
 
+    def checkpoint(self, results: list[LeadResult]) -> bool:
+        """Before a relay request: record progress, renew the lease, mind the budget."""
+        cursor = self.positions[results[-1].lead_id] + 1 if results else self.job.cursor
+        if not self._progress(results, cursor=cursor):
+            return False
+        self.counted += len(results)
+        # Every turn gets at least one request, so even a tiny budget makes progress.
+        if self.asked and self.out_of_time():
+            return False
+        self.asked += 1
+        return True
 
-def _job_progress(job: AvailabilityJob, *, advanced: int, results: list[LeadResult]) -> bool:
-    successful = sum(1 for r in results if r.status in (Status.AVAILABLE, Status.UNAVAILABLE))
-    errors = sum(1 for r in results if r.status in (Status.ERROR, Status.NO_ACTIVE_LINE))
-    job.cursor += advanced
-    job.done += advanced
-    job.successful += successful
-    job.errors += errors
-    updated = AvailabilityJob.objects.filter(
-        pk=job.pk, status=AvailabilityJob.Status.RUNNING
-    ).update(cursor=job.cursor, done=job.done, successful=job.successful, errors=job.errors)
-    return bool(updated)
+    def _held(self):
+        return AvailabilityJob.objects.filter(
+            pk=self.job.pk, status=AvailabilityJob.Status.RUNNING, lease_until=self.lease
+        )
 
+    def _progress(self, results: list[LeadResult], *, cursor: int) -> bool:
+        job = self.job
+        ok = (Status.AVAILABLE, Status.UNAVAILABLE)
+        failed = (Status.ERROR, Status.NO_ACTIVE_LINE)
+        successful = job.successful + sum(1 for r in results if r.status in ok)
+        errors = job.errors + sum(1 for r in results if r.status in failed)
+        done = job.done + (cursor - job.cursor)
+        lease = self.now() + timedelta(seconds=JOB_LEASE_SECONDS)
+        updated = (
+            self._held()
+            .filter(cursor=job.cursor)
+            .update(
+                cursor=cursor, done=done, successful=successful, errors=errors, lease_until=lease
+            )
+        )
+        if not updated:
+            self.lost = True
+            return False
+        job.cursor, job.done, job.successful, job.errors = cursor, done, successful, errors
+        self.lease = lease
+        return True
 
-def _job_release(job: AvailabilityJob) -> None:
-    AvailabilityJob.objects.filter(pk=job.pk).update(lease_until=None)
+    def _hand_off(self, countdown: float) -> float | None:
+        """Keep the job (status running) for the successor task due in `countdown`."""
+        resume = self.now() + timedelta(seconds=max(0.0, countdown))
+        updated = self._held().update(
+            resume_at=resume,
+            lease_until=resume + timedelta(seconds=JOB_HANDOFF_MARGIN_SECONDS),
+        )
+        return countdown if updated else None
 
+    def _wait_for_quota(self) -> None:
+        self._held().update(
+            status=AvailabilityJob.Status.WAITING_QUOTA,
+            resume_at=line_services.next_utc_midnight(self.now()),
+            lease_until=None,
+            detail=QUOTA_MESSAGE,
+        )
 
-def _job_finish(
-    job: AvailabilityJob, status: str, *, now: datetime | None, detail: str = ""
-) -> None:
-    AvailabilityJob.objects.filter(pk=job.pk, status=AvailabilityJob.Status.RUNNING).update(
-        status=status, finished_at=now or timezone.now(), lease_until=None, detail=detail[:500]
-    )
+    def _finish(self, status: str, *, detail: str = "") -> None:
+        self._held().update(
+            status=status, finished_at=self.now(), lease_until=None, detail=detail[:500]
+        )
 
 
 def availability_jobs_resume(*, now: datetime | None = None) -> list[str]:
     """Re-queue jobs waiting for quota whose new UTC day has come, and jobs whose
-    task died (lease expired while running)."""
+    task died (lease expired while running, including a hand-off nobody took)."""
     now = now or timezone.now()
     due = list(
         AvailabilityJob.objects.filter(
@@ -632,20 +872,42 @@ def availability_jobs_resume(*, now: datetime | None = None) -> list[str]:
     return due
 
 
+def availability_jobs_wake(*, workspace_id: str) -> list[str]:
+    """Re-queue the workspace's jobs waiting for quota: a line may have some now."""
+    waiting = list(
+        AvailabilityJob.objects.filter(
+            workspace_id=workspace_id, status=AvailabilityJob.Status.WAITING_QUOTA
+        ).values_list("pk", flat=True)
+    )
+    for job_id in waiting:
+        _queue_job(job_id)
+    return waiting
+
+
 def availability_queue_new_leads(*, workspace, lead_ids: Sequence[str]) -> AvailabilityJob | None:
     """Automatic check of newly created leads, within the lines' quota."""
     lead_ids = list(lead_ids)
     if not lead_ids:
         return None
-    if not workspace_has_active_line(workspace=workspace):
-        availability_mark_leads(
-            workspace=workspace, lead_ids=lead_ids, status=Status.NO_ACTIVE_LINE
-        )
-        return None
-    return availability_job_create(workspace=workspace, lead_ids=lead_ids, source="import")
+    try:
+        return availability_job_create(workspace=workspace, lead_ids=lead_ids, source="import")
+    except NoActiveLine:
+        return None  # the leads are marked `no_active_line`
 
 
 def on_leads_created(sender, workspace, lead_ids, **kwargs):
     """Receiver of leads.signals.leads_created (sent on commit): check them in the
     background."""
     availability_queue_new_leads(workspace=workspace, lead_ids=lead_ids)
+
+
+def on_line_capacity_changed(sender, workspace_id, **kwargs):
+    """Receiver of lines.signals.line_capacity_changed (sent on commit): a line was
+    added, activated, became healthy or got a higher daily limit, so jobs waiting
+    for tomorrow's quota may go on today."""
+    availability_jobs_wake(workspace_id=workspace_id)
+
+
+# Connected here rather than in LeadsConfig.ready() (which imports this module), so
+# the engine owns its receivers; dispatch_uid keeps it to one connection.
+line_capacity_changed.connect(on_line_capacity_changed, dispatch_uid="leads.availability_wake")

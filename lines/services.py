@@ -3,12 +3,16 @@
 Caps and gaps are enforced by conditional UPDATEs in the database, never by a
 read-then-write in Python, so they hold across threads, processes and machines.
 Every function that depends on the time takes `now`, so callers (and tests)
-control the clock.
+control the clock. Without an explicit `now`, gaps are measured by the database's
+clock (`Now()` inside the conditional UPDATE), so workers on machines whose clocks
+disagree still keep them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
@@ -16,15 +20,15 @@ from urllib.parse import urlsplit
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import URLValidator, validate_email
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import DateTimeField, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from lines.models import Line, LineUsage
 from lines.relay import RelayError, get_client
-from lines.signals import line_saved
+from lines.signals import line_capacity_changed, line_saved
 from tuco.errors import NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -68,15 +72,39 @@ def next_utc_midnight(now: datetime | None = None) -> datetime:
 # Create, update, delete
 
 
+# Underscores are not RFC 1123, but container DNS (compose service names) uses them.
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)", re.IGNORECASE)
+
+
+def _valid_host(host: str) -> bool:
+    """A host name (with or without a dot: relays often sit at http://macmini:1234 on
+    a LAN or http://relay:1234 in a compose network) or an IP address."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in host.split("."))
+
+
 def _clean_server_url(value: str) -> str:
     value = (value or "").strip().rstrip("/")
+    invalid = ValidationFailed(
+        "serverUrl: Enter a valid http(s) URL, e.g. https://mac.example.com:1234"
+    )
     try:
-        URLValidator(schemes=["http", "https"])(value)
-    except DjangoValidationError:
-        raise ValidationFailed(
-            "serverUrl: Enter a valid http(s) URL, e.g. https://mac.example.com:1234"
-        ) from None
-    parts = urlsplit(value)
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise invalid from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not _valid_host(parts.hostname)
+        or any(ch.isspace() for ch in value)
+    ):
+        raise invalid
     if parts.query or parts.fragment:
         raise ValidationFailed("serverUrl: The server URL must not carry a query or fragment")
     return value
@@ -135,6 +163,28 @@ def _send_line_saved(line: Line, created: bool) -> None:
     )
 
 
+def _send_capacity_changed(line: Line, reason: str) -> None:
+    line_id, workspace_id = line.pk, line.workspace_id
+    transaction.on_commit(
+        lambda: line_capacity_changed.send(
+            sender=Line, line_id=line_id, workspace_id=workspace_id, reason=reason
+        )
+    )
+
+
+def _queue_health_check(line: Line) -> None:
+    """Check the relay once the line is committed, so a new or re-pointed line shows
+    healthy or down within seconds instead of at the next periodic round."""
+    from lines.tasks import line_health_check_task  # tasks imports this module
+
+    line_id = line.pk
+    transaction.on_commit(lambda: line_health_check_task.delay(line_id))
+
+
+# Changes that point the line at another relay (or log in differently).
+_RELAY_FIELDS = ("server_url", "relay_password")
+
+
 @transaction.atomic
 def line_create(*, workspace, server_url: str, relay_password: str = "", **fields) -> Line:
     """Create a line. The relay password is stored encrypted and never returned."""
@@ -142,16 +192,29 @@ def line_create(*, workspace, server_url: str, relay_password: str = "", **field
     _apply(line, {"server_url": server_url, "relay_password": relay_password or "", **fields})
     line.save()
     _send_line_saved(line, created=True)
+    _queue_health_check(line)
+    if line.is_active:
+        _send_capacity_changed(line, "created")
     return line
 
 
 @transaction.atomic
 def line_update(*, workspace, line_id: str, **fields) -> Line:
     line = _locked_line(workspace=workspace, line_id=line_id)
+    before = {name: getattr(line, name) for name in EDITABLE_FIELDS}
     changed = _apply(line, fields)
     if changed:
         line.save(update_fields=[*changed, "updated_at"])
         _send_line_saved(line, created=False)
+        if any(getattr(line, name) != before[name] for name in _RELAY_FIELDS):
+            _queue_health_check(line)
+        if line.is_active and not before["is_active"]:
+            _send_capacity_changed(line, "activated")
+        elif (
+            line.is_active
+            and line.daily_availability_checks_limit > before["daily_availability_checks_limit"]
+        ):
+            _send_capacity_changed(line, "limit_raised")
     return line
 
 
@@ -232,36 +295,51 @@ def usage_for(*, line: Line, now: datetime | None = None) -> LineUsage:
 # Gaps
 
 
-def _claim_gap(*, line: Line, column: str, gap_seconds: int, now: datetime) -> bool:
+def _db_now(now: datetime | None):
+    """The instant a gap is measured from, as an SQL expression: the database's clock,
+    shared by every worker, unless the caller passes its own `now` (tests, replays)."""
+    if now is None:
+        return Now()
+    return Value(now, output_field=DateTimeField())
+
+
+def _gap_elapsed(column: str, gap_seconds: int, now: datetime | None) -> Q:
+    """`column` is empty or at least `gap_seconds` before now, compared in the database."""
+    threshold = _db_now(now) - Value(timedelta(seconds=gap_seconds))
+    return Q(**{f"{column}__isnull": True}) | Q(**{f"{column}__lte": threshold})
+
+
+def _claim_gap(*, line: Line, column: str, gap_seconds: int, now: datetime | None) -> bool:
     """Move `column` to now when the gap since its last value has elapsed; True if we won."""
-    threshold = now - timedelta(seconds=gap_seconds)
     claimed = (
         Line.objects.filter(pk=line.pk)
-        .filter(Q(**{f"{column}__isnull": True}) | Q(**{f"{column}__lte": threshold}))
-        .update(**{column: now})
+        .filter(_gap_elapsed(column, gap_seconds, now))
+        .update(**{column: _db_now(now)})
     )
     if claimed:
-        setattr(line, column, now)
+        _note_stamp(line, column, now)
     return bool(claimed)
+
+
+def _note_stamp(line: Line, column: str, now: datetime | None) -> None:
+    """Keep the in-memory line in step with the stamp just written."""
+    if now is None:
+        line.refresh_from_db(fields=[column])  # the instant the database wrote
+    else:
+        setattr(line, column, now)
 
 
 def line_claim_check_slot(*, line: Line, now: datetime | None = None) -> bool:
     """Claim the right to send the next availability check on this line now."""
     return _claim_gap(
-        line=line,
-        column="last_check_at",
-        gap_seconds=line.check_gap_seconds,
-        now=now or timezone.now(),
+        line=line, column="last_check_at", gap_seconds=line.check_gap_seconds, now=now
     )
 
 
 def line_claim_send_slot(*, line: Line, now: datetime | None = None) -> bool:
     """Claim the device gap for a send on this line now."""
     return _claim_gap(
-        line=line,
-        column="last_sent_at",
-        gap_seconds=line.device_gap_seconds,
-        now=now or timezone.now(),
+        line=line, column="last_sent_at", gap_seconds=line.device_gap_seconds, now=now
     )
 
 
@@ -301,23 +379,30 @@ def line_pick_for_check(
     quota with a conditional update and restarting its gap, in one short
     transaction. With no line: NO_ACTIVE_LINE, ALL_DOWN, QUOTA_EXHAUSTED, or WAIT
     with the seconds until the soonest gap ends.
+
+    Without `now` the gaps are measured by the database's clock (see _db_now); the
+    usage day still follows this process's clock (a second of skew at midnight
+    moves one check to the other day, which no cap minds).
     """
-    now = now or timezone.now()
+    day = now or timezone.now()
     lines = Line.objects.filter(workspace=workspace, is_active=True)
     if line_id is not None:
         lines = lines.filter(pk=line_id)
     lines = list(
-        lines.annotate(checks_today=_checks_today(now)).order_by(
+        lines.annotate(checks_today=_checks_today(day), db_now=_db_now(now)).order_by(
             F("last_check_at").asc(nulls_first=True), "created_at"
         )
     )
+    # The database's "now" as of this read: only to skip lines and size waits; the
+    # claim itself compares in the database again.
+    current = lines[0].db_now if lines else day
     for line in lines:
         if (
             line.health_status == Line.Health.DOWN
             or line.checks_today >= line.daily_availability_checks_limit
             or (
                 line.check_gap_seconds
-                and _seconds_until(line.last_check_at, line.check_gap_seconds, now) > 0
+                and _seconds_until(line.last_check_at, line.check_gap_seconds, current) > 0
             )
         ):
             continue
@@ -326,10 +411,7 @@ def line_pick_for_check(
         )
         if line.check_gap_seconds:
             # Re-checked under the lock: another worker may have just used the gap.
-            threshold = now - timedelta(seconds=line.check_gap_seconds)
-            candidate = candidate.filter(
-                Q(last_check_at__isnull=True) | Q(last_check_at__lte=threshold)
-            )
+            candidate = candidate.filter(_gap_elapsed("last_check_at", line.check_gap_seconds, now))
         with transaction.atomic():
             locked = (
                 candidate.exclude(health_status=Line.Health.DOWN)
@@ -338,12 +420,12 @@ def line_pick_for_check(
             )
             if locked is None:
                 continue  # another worker holds it, or has just used its gap
-            if not usage_try_consume(line=line, kind="availability_checks", now=now):
+            if not usage_try_consume(line=line, kind="availability_checks", now=day):
                 continue
-            Line.objects.filter(pk=line.pk).update(last_check_at=now)
-            line.last_check_at = now
+            Line.objects.filter(pk=line.pk).update(last_check_at=_db_now(now))
+            _note_stamp(line, "last_check_at", now)
             return LinePick(line)
-    return _why_no_line(lines, now)
+    return _why_no_line(lines, current)
 
 
 def _checks_today(now: datetime):
@@ -376,17 +458,27 @@ def _down_after() -> int:
     return max(1, int(getattr(settings, "LINE_DOWN_AFTER_FAILURES", 2)))
 
 
+def _mark_healthy(line: Line, *, now: datetime, detail: str) -> None:
+    fields = {
+        "health_status": Line.Health.HEALTHY,
+        "health_consecutive_failures": 0,
+        "health_checked_at": now,
+        "health_detail": detail[:500],
+    }
+    if Line.objects.filter(pk=line.pk).exclude(health_status=Line.Health.DOWN).update(**fields):
+        return
+    # Only the update that brings a down line back announces it (round robin had
+    # been skipping it, so it may have quota for jobs waiting for tomorrow).
+    if Line.objects.filter(pk=line.pk, health_status=Line.Health.DOWN).update(**fields):
+        _send_capacity_changed(line, "healthy")
+
+
 def line_record_success(*, line: Line, now: datetime | None = None, detail: str = "") -> None:
     """The relay answered: the line is healthy again. Writes only on a change."""
     if line.health_status == Line.Health.HEALTHY and not line.health_consecutive_failures:
         return
     now = now or timezone.now()
-    Line.objects.filter(pk=line.pk).update(
-        health_status=Line.Health.HEALTHY,
-        health_consecutive_failures=0,
-        health_checked_at=now,
-        health_detail=detail[:500],
-    )
+    _mark_healthy(line, now=now, detail=detail)
     line.health_status = Line.Health.HEALTHY
     line.health_consecutive_failures = 0
     line.health_checked_at = now
@@ -427,12 +519,7 @@ def line_health_check(*, line: Line, now: datetime | None = None) -> Line:
     result = get_client(line).health()
     now = now or timezone.now()
     if result.healthy:
-        Line.objects.filter(pk=line.pk).update(
-            health_status=Line.Health.HEALTHY,
-            health_consecutive_failures=0,
-            health_checked_at=now,
-            health_detail=result.detail[:500],
-        )
+        _mark_healthy(line, now=now, detail=result.detail)
         line.refresh_from_db(
             fields=[
                 "health_status",

@@ -43,6 +43,9 @@ Admin endpoints (no password): POST /sim/inbound {"from", "text"[, "chat_guid"]}
 POST /sim/read {"guid"}, POST /sim/config {switch: value, "registry": {...}},
 GET /sim/config, GET /sim/stats, POST /sim/reset (forgets messages and stats, keeps
 webhooks and switches).
+
+In-process observation: `stats` (request counts by route) and `request_log()` (the
+arrival time and route of the latest requests, e.g. to measure gaps between checks).
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ NOT_REGISTERED_ERROR = 22
 THROTTLED_ERROR = 1
 
 WEBHOOK_TIMEOUT = 5
+REQUEST_LOG_SIZE = 10_000
 HELPER_DISCONNECTED = "iMessage Private API Helper is not connected!"
 _CHAT_GUID = re.compile(r"(?P<service>[^;]+);-;(?P<address>.+)")
 
@@ -292,6 +296,8 @@ class RelaySimulator:
         self._send_times: deque[float] = deque()
         self._webhooks: dict[str, list[str]] = {}
         self._requests: Counter[str] = Counter()
+        # (time.monotonic() at arrival, route name) of the latest requests, oldest first.
+        self._request_log: deque[tuple[float, str]] = deque(maxlen=REQUEST_LOG_SIZE)
         self._webhook_counts: Counter[str] = Counter()
         self._connections = 0
 
@@ -389,6 +395,12 @@ class RelaySimulator:
                 "sent": len(self._sent),
             }
 
+    def request_log(self, name: str | None = None) -> list[tuple[float, str]]:
+        """(time.monotonic() at arrival, route name) of the latest requests (the last
+        REQUEST_LOG_SIZE), oldest first; only route `name` when given."""
+        with self._lock:
+            return [entry for entry in self._request_log if name is None or entry[1] == name]
+
     @property
     def sent(self) -> list[dict]:
         """Messages accepted by send calls, oldest first (copies)."""
@@ -407,6 +419,7 @@ class RelaySimulator:
             self._sent.clear()
             self._send_times.clear()
             self._requests.clear()
+            self._request_log.clear()
             self._webhook_counts.clear()
             self._connections = 0
 
@@ -454,6 +467,7 @@ class RelaySimulator:
         name, kwargs = self._route(method, path)
         with self._lock:
             self._requests[name] += 1
+            self._request_log.append((time.monotonic(), name))
         try:
             if name == "not_found":
                 raise _ApiError(404, "Not Found", "Server Error", f"No route for {method} {path}")

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from leads import availability
 from leads.models import AvailabilityJob, Lead, LeadList
+from tuco.api.errors import validation_body
 from tuco.api.fields import IsoDateTimeField
 from tuco.api.views import WorkspaceAPIView
 from tuco.errors import NotFound, ServiceError, ValidationFailed
@@ -14,6 +15,17 @@ from tuco.ids import looks_like_id
 
 LEAD_NOT_FOUND = "Lead not found or access denied"
 MAX_ADDRESSES = 100
+ERROR = Lead.Availability.ERROR
+
+_BUDGET = availability.MAX_SYNC_WAIT_SECONDS
+NOT_CHECKED_NOTE = (
+    f"One request waits at most {_BUDGET:.0f} s in total for the lines' gaps (a line asks "
+    "its relay at most once every checkGapSeconds). What could not be asked within that "
+    "time, or after the daily quota ran out, comes back per item with `available: null`, "
+    '`status: "error"`, an `error` text and `code` `LINES_BUSY` or `QUOTA_EXHAUSTED`; '
+    "answers already obtained are returned and cached, so repeating the request only "
+    "asks about the rest. 429 only when the quota left nothing answered."
+)
 
 
 class AvailabilityView(WorkspaceAPIView):
@@ -29,7 +41,21 @@ def _lead_or_404(workspace, lead_id) -> Lead:
     return lead
 
 
-class LeadResultOutput(serializers.Serializer):
+class _NotCheckedFields(serializers.Serializer):
+    """`error` and `code` appear only on an item that was not checked."""
+
+    error = serializers.CharField(source="detail", required=False)
+    code = serializers.CharField(required=False)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        extra = {key: data.pop(key) for key in ("error", "code")}
+        if instance.code:
+            data.update(extra)  # after the documented fields
+        return data
+
+
+class LeadResultOutput(_NotCheckedFields):
     leadId = serializers.CharField(source="lead_id")  # noqa: N815
     available = serializers.BooleanField(allow_null=True)
     status = serializers.CharField()
@@ -42,6 +68,12 @@ class LeadCheckInput(serializers.Serializer):
     )
     listId = serializers.CharField(required=False, allow_blank=False, max_length=64)  # noqa: N815
     force = serializers.BooleanField(required=False, default=False)
+
+
+class AddressResultOutput(_NotCheckedFields):
+    address = serializers.CharField()
+    available = serializers.BooleanField(allow_null=True)
+    status = serializers.CharField()
 
 
 class LeadCheckApi(AvailabilityView):
@@ -57,6 +89,8 @@ class LeadCheckApi(AvailabilityView):
             },
         ),
         summary="Check one lead and record its availability",
+        description="`success` is false when the check failed technically (`status: "
+        '"error"`). ' + NOT_CHECKED_NOTE,
     )
     def get(self, request):
         lead_id = request.query_params.get("id", "").strip()
@@ -64,17 +98,10 @@ class LeadCheckApi(AvailabilityView):
             raise ServiceError("Lead ID is required")
         lead = _lead_or_404(self.workspace, lead_id)
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
-        result = availability.availability_check_lead(
-            workspace=self.workspace, lead=lead, force=force
+        [result] = availability.availability_check_leads_now(
+            workspace=self.workspace, leads=[lead], force=force
         )
-        return Response(
-            {
-                "success": True,
-                "leadId": result.lead_id,
-                "available": result.available,
-                "status": result.status,
-            }
-        )
+        return Response({"success": result.status != ERROR, **LeadResultOutput(result).data})
 
     @extend_schema(
         request=LeadCheckInput,
@@ -94,6 +121,8 @@ class LeadCheckApi(AvailabilityView):
             },
         ),
         summary="Check one address, or many leads (by ids or list)",
+        description="With `address`, `success` is false when the check failed "
+        'technically (`status: "error"`). Synchronous batches: ' + NOT_CHECKED_NOTE,
     )
     def post(self, request):
         data = LeadCheckInput(data=request.data)
@@ -102,17 +131,10 @@ class LeadCheckApi(AvailabilityView):
         force = values["force"]
         address = values.get("address") or ""
         if address.strip():
-            result = availability.availability_check_address(
-                workspace=self.workspace, address=address, force=force
+            [result] = availability.availability_check_addresses(
+                workspace=self.workspace, addresses=[address], force=force
             )
-            return Response(
-                {
-                    "success": result.status != "error",
-                    "available": result.available,
-                    "address": result.address,
-                    "status": result.status,
-                }
-            )
+            return Response({"success": result.status != ERROR, **AddressResultOutput(result).data})
         lead_ids = self._lead_ids(values)
         if len(lead_ids) > settings.AVAILABILITY_SYNC_MAX_LEADS:
             job = availability.availability_job_create(
@@ -128,14 +150,10 @@ class LeadCheckApi(AvailabilityView):
                 }
             )
         by_id = Lead.objects.filter(workspace=self.workspace, pk__in=lead_ids).in_bulk()
-        leads = [by_id[lead_id] for lead_id in lead_ids]
-        batch = availability.availability_check_leads(
-            workspace=self.workspace, leads=leads, force=force
+        results = availability.availability_check_leads_now(
+            workspace=self.workspace, leads=[by_id[lead_id] for lead_id in lead_ids], force=force
         )
-        if batch.stopped is not None:
-            raise batch.stopped
-        results = batch.results
-        errors = sum(1 for r in results if r.status == Lead.Availability.ERROR)
+        errors = sum(1 for r in results if r.status == ERROR)
         return Response(
             {
                 "success": True,
@@ -217,12 +235,6 @@ class JobCancelApi(AvailabilityView):
         return JobDetailApi.delete(self, request, job_id)
 
 
-class AddressResultOutput(serializers.Serializer):
-    address = serializers.CharField()
-    available = serializers.BooleanField(allow_null=True)
-    status = serializers.CharField()
-
-
 class AddressesInput(serializers.Serializer):
     address = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     addresses = serializers.ListField(
@@ -233,28 +245,40 @@ class AddressesInput(serializers.Serializer):
     force = serializers.BooleanField(required=False, default=False)
 
 
-def _check_addresses(workspace, raw_addresses, force=False) -> list:
+def _normalized(raw_addresses, label: str | None = None) -> list[str]:
+    """Every address normalized, or ValidationFailed naming the first bad one (as
+    `label.index`; without a label a single address is just `address`)."""
     if not raw_addresses:
         raise ValidationFailed("address: A phone number or email address is required")
+    if label is None and len(raw_addresses) > 1:
+        label = "addresses"
     normalized = []
     for index, raw in enumerate(raw_addresses):
         try:
             normalized.append(availability.normalize_address(raw))
         except ValidationFailed as exc:
-            if len(raw_addresses) > 1:
-                raise ValidationFailed(
-                    exc.message.replace("address:", f"addresses.{index}:")
-                ) from None
-            raise
-    return [
-        availability.availability_check_address(workspace=workspace, address=address, force=force)
-        for address in dict.fromkeys(normalized)
-    ]
+            if label is None:
+                raise
+            raise ValidationFailed(
+                exc.message.replace("address:", f"{label}.{index}:", 1)
+            ) from None
+    return normalized
+
+
+def _addresses_response(results) -> Response:
+    # success: at least one address got an answer (for one address: it did not fail).
+    answered = any(result.status != ERROR for result in results)
+    return Response({"success": answered, "results": AddressResultOutput(results, many=True).data})
 
 
 _ADDRESS_RESULTS = inline_serializer(
     "AddressAvailability",
     {"success": serializers.BooleanField(), "results": AddressResultOutput(many=True)},
+)
+_ADDRESSES_NOTE = (
+    "`success` is false when no address could be answered. Each result has `status` "
+    '(available | unavailable | error); `available` is null for `status: "error"`. '
+    + NOT_CHECKED_NOTE
 )
 
 
@@ -263,23 +287,29 @@ class AddressCheckApi(AvailabilityView):
         parameters=[OpenApiParameter("address", str, required=True)],
         responses=_ADDRESS_RESULTS,
         summary="Check one phone number or email address",
+        description=_ADDRESSES_NOTE,
     )
     def get(self, request):
-        results = _check_addresses(self.workspace, [request.query_params.get("address", "")])
-        return Response({"success": True, "results": AddressResultOutput(results, many=True).data})
+        addresses = _normalized([request.query_params.get("address", "")])
+        return _addresses_response(
+            availability.availability_check_addresses(workspace=self.workspace, addresses=addresses)
+        )
 
     @extend_schema(
         request=AddressesInput,
         responses=_ADDRESS_RESULTS,
         summary="Check one address or up to 100",
+        description=_ADDRESSES_NOTE,
     )
     def post(self, request):
         data = AddressesInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         raw = values["addresses"] if "addresses" in values else [values.get("address", "")]
-        results = _check_addresses(self.workspace, raw, force=values["force"])
-        return Response({"success": True, "results": AddressResultOutput(results, many=True).data})
+        results = availability.availability_check_addresses(
+            workspace=self.workspace, addresses=_normalized(raw), force=values["force"]
+        )
+        return _addresses_response(results)
 
 
 class RoundRobinInput(serializers.Serializer):
@@ -293,7 +323,11 @@ class RoundRobinInput(serializers.Serializer):
 
 NO_ADDRESSES = "No phone or email addresses provided"
 NOT_AVAILABLE = "Contact not available on iMessage"
-UNDETERMINED = "Availability could not be determined"
+
+
+def _round_robin_invalid(message: str) -> ValidationFailed:
+    # This endpoint's 400 bodies carry `available` and `reason` next to error and code.
+    return ValidationFailed(message, extra={"available": False, "reason": message})
 
 
 class RoundRobinCheckApi(AvailabilityView):
@@ -305,32 +339,40 @@ class RoundRobinCheckApi(AvailabilityView):
                 "available": serializers.BooleanField(),
                 "reason": serializers.CharField(required=False),
                 "address": serializers.CharField(required=False),
+                "status": serializers.CharField(required=False),
+                "detail": serializers.CharField(required=False),
             },
         ),
         summary="Is a contact (any of its phones or emails) on iMessage?",
+        description='`{"available": true}` or `{"available": false, "reason": "Contact '
+        'not available on iMessage"}`. When an address could not be checked (a relay '
+        "failure, every line busy, the quota used up) and none was available, the "
+        'negative answer also carries `"status": "error"` and a `detail`, so the '
+        "contact may be retried. A bad body is 400 with `available: false`, `reason`, "
+        "`error` and `code`.",
     )
     def post(self, request):
         data = RoundRobinInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        if not data.is_valid():
+            raise _round_robin_invalid(validation_body(data.errors)["error"])
         values = data.validated_data
-        raw = [p for p in values.get("phones", []) if p.strip()] + [
-            e for e in values.get("emails", []) if e.strip()
-        ]
-        if not raw:
-            raise ValidationFailed(NO_ADDRESSES, extra={"available": False, "reason": NO_ADDRESSES})
-        addresses = []
-        for value in raw:
-            address = availability.normalize_address(value)
-            if address not in addresses:
-                addresses.append(address)
-        undetermined = False
-        for address in addresses:
-            result = availability.availability_check_address(
-                workspace=self.workspace, address=address
-            )
-            if result.available:
-                return Response({"available": True, "address": address})
-            undetermined = undetermined or result.status == "error"
-        return Response(
-            {"available": False, "reason": UNDETERMINED if undetermined else NOT_AVAILABLE}
+        phones = [p for p in values.get("phones", []) if p.strip()]
+        emails = [e for e in values.get("emails", []) if e.strip()]
+        if not phones and not emails:
+            raise _round_robin_invalid(NO_ADDRESSES)
+        try:
+            addresses = _normalized(phones, "phones") if phones else []
+            addresses += _normalized(emails, "emails") if emails else []
+        except ValidationFailed as exc:
+            raise _round_robin_invalid(exc.message) from None
+        results = availability.availability_check_addresses(
+            workspace=self.workspace, addresses=addresses, stop_at_available=True
         )
+        for result in results:
+            if result.available:
+                return Response({"available": True, "address": result.address})
+        body = {"available": False, "reason": NOT_AVAILABLE}
+        failed = [result for result in results if result.status == ERROR]
+        if failed:
+            body.update(status=str(ERROR), detail=failed[0].detail or "The check failed")
+        return Response(body)

@@ -77,6 +77,8 @@ class LeadOutput(serializers.Serializer):
         source="availability_status", choices=["", *Lead.Availability.values]
     )
     availabilityCheckedAt = IsoDateTimeField(source="availability_checked_at", allow_null=True)  # noqa: N815
+    # The address that answered the last check (the available one, else the last tried).
+    availabilityAddress = serializers.CharField(source="availability_address")  # noqa: N815
     optedOut = serializers.BooleanField(source="opted_out")  # noqa: N815
     createdAt = IsoDateTimeField(source="created_at")  # noqa: N815
     updatedAt = IsoDateTimeField(source="updated_at")  # noqa: N815

@@ -5,6 +5,7 @@ from rest_framework.response import Response
 
 from leads import selectors, services
 from leads.api.serializers import LeadInput, LeadListOutput, LeadOutput, LeadRowsField
+from tuco.api.fields import PaginationOutput
 from tuco.api.views import WorkspaceAPIView
 from tuco.errors import ValidationFailed
 
@@ -13,13 +14,6 @@ MAX_PAGE_SIZE = 200
 
 def _lead_body(lead) -> dict:
     return LeadOutput(lead).data
-
-
-class PaginationOutput(serializers.Serializer):
-    page = serializers.IntegerField()
-    limit = serializers.IntegerField()
-    totalCount = serializers.IntegerField()  # noqa: N815
-    totalPages = serializers.IntegerField()  # noqa: N815
 
 
 class LeadsApi(WorkspaceAPIView):

@@ -3,6 +3,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from lines import selectors, services
+from lines.models import Line
 from tuco.api.auth import CanManageWorkspace
 from tuco.api.fields import IsoDateTimeField
 from tuco.api.views import WorkspaceAPIView
@@ -36,8 +37,25 @@ class UsageOutput(serializers.Serializer):
     )
 
 
+class HealthStatusField(serializers.ChoiceField):
+    """healthy | down, the only values API.md allows.
+
+    A line that was never checked (internally "unknown": just created, before its
+    first health check has answered) is shown as healthy, because that is how it is
+    treated: round robin skips only down lines, so calling it "down" would say the
+    line is not used while it is. `lastCheckedAt: null` tells the two apart. A new or
+    re-pointed line is checked as soon as it is saved, so this lasts seconds.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=[Line.Health.HEALTHY, Line.Health.DOWN], **kwargs)
+
+    def to_representation(self, value):
+        return Line.Health.DOWN.value if value == Line.Health.DOWN else Line.Health.HEALTHY.value
+
+
 class HealthOutput(serializers.Serializer):
-    status = serializers.CharField(source="health_status")
+    status = HealthStatusField(source="health_status")
     lastCheckedAt = IsoDateTimeField(source="health_checked_at", allow_null=True)  # noqa: N815
     consecutiveFailures = serializers.IntegerField(  # noqa: N815
         source="health_consecutive_failures"

@@ -4,7 +4,7 @@ from rest_framework.response import Response
 
 from messaging import selectors, services
 from messaging.models import Message
-from tuco.api.fields import iso_utc
+from tuco.api.fields import PaginationOutput, iso_utc
 from tuco.api.views import WorkspaceAPIView
 from tuco.errors import ValidationFailed
 
@@ -126,13 +126,6 @@ class SendOutput(serializers.Serializer):
     status = serializers.CharField()
     message = MessageOutput()
     leadId = serializers.CharField()  # noqa: N815
-
-
-class PaginationOutput(serializers.Serializer):
-    page = serializers.IntegerField()
-    limit = serializers.IntegerField()
-    totalCount = serializers.IntegerField()  # noqa: N815
-    totalPages = serializers.IntegerField()  # noqa: N815
 
 
 class MessageListOutput(serializers.Serializer):

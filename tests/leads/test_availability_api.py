@@ -368,3 +368,177 @@ def test_the_availability_rate_limit_applies(api, line, settings):
         for _ in range(3)
     ]
     assert statuses == [200, 200, 429]
+
+
+# No active line on the background path
+
+
+@override_settings(AVAILABILITY_SYNC_MAX_LEADS=2)
+def test_a_background_batch_without_a_line_is_400_and_marks_the_leads(api, acme):
+    leads = [lead(acme, phone=f"+1415555{i:04d}") for i in range(100, 103)]
+    the_list = LeadList.objects.create(workspace=acme, name="Prospects")
+    for member in leads:
+        ListMembership.objects.create(lead_list=the_list, lead=member)
+    for body in ({"leadIds": [x.pk for x in leads]}, {"listId": the_list.pk}):
+        Lead.objects.update(availability_status="")
+        response = api.post("/api/leads/check-availability", body, format="json")
+        assert (response.status_code, response.json()) == (400, NO_LINE)
+        statuses = set(Lead.objects.values_list("availability_status", flat=True))
+        assert statuses == {"no_active_line"}
+    assert not AvailabilityJob.objects.exists()
+
+
+# `success` follows technical failure
+
+
+def test_success_is_false_when_the_check_failed(api, acme, line):
+    person = lead(acme, phone="+14155559999")
+    body = api.get(f"/api/leads/check-availability?id={person.pk}").json()
+    assert body == {"success": False, "leadId": person.pk, "available": None, "status": "error"}
+    body = api.post(
+        "/api/leads/check-availability", {"address": "+14155559999"}, format="json"
+    ).json()
+    assert body == {
+        "success": False, "address": "+14155559999", "available": None, "status": "error",
+    }  # fmt: skip
+
+
+# Wait budget of the synchronous paths
+
+
+@pytest.fixture
+def gap_never_passes(monkeypatch):
+    """Sleeping for a line's gap takes no time, so the gap outlasts any wait budget."""
+    monkeypatch.setattr(availability, "_sleep", lambda seconds: None)
+
+
+def test_addresses_left_unchecked_by_the_wait_budget_are_reported_not_lost(
+    api, acme, make_line, relay, gap_never_passes
+):
+    make_line(acme, check_gap_seconds=3)
+    addresses = ["+14155550132", "+14155550134", "a@icloud.com"]
+    response = api.post("/api/check-availability", {"addresses": addresses}, format="json")
+    assert response.status_code == 200
+    busy = {
+        "available": None,
+        "status": "error",
+        "error": "Not checked: every line stayed busy; retry shortly",
+        "code": "LINES_BUSY",
+    }
+    assert response.json() == {
+        "success": True,
+        "results": [
+            {"address": "+14155550132", "available": True, "status": "available"},
+            {"address": "+14155550134", **busy},
+            {"address": "a@icloud.com", **busy},
+        ],
+    }
+    assert availability_requests(relay) == 1
+    # The answer paid for was cached: a retry asks only about the rest.
+    response = api.get("/api/check-availability", {"address": "+14155550132"})
+    assert response.json()["results"][0]["available"] is True
+    assert availability_requests(relay) == 1
+
+
+def test_one_address_left_unchecked_is_not_a_503(api, acme, make_line, gap_never_passes):
+    make_line(acme, check_gap_seconds=3)
+    api.get("/api/check-availability", {"address": "+14155550132"})
+    response = api.get("/api/check-availability", {"address": "+14155550134"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is False
+    assert body["results"][0]["code"] == "LINES_BUSY"
+    response = api.post("/api/leads/check-availability", {"address": "a@me.com"}, format="json")
+    assert response.status_code == 200
+    assert (response.json()["success"], response.json()["code"]) == (False, "LINES_BUSY")
+
+
+def test_quota_running_out_mid_batch_keeps_the_answers(api, acme, make_line, relay):
+    make_line(acme, daily_availability_checks_limit=1)
+    response = api.post(
+        "/api/check-availability", {"addresses": ["+14155550132", "a@icloud.com"]}, format="json"
+    )
+    assert response.status_code == 200
+    first, second = response.json()["results"]
+    assert (first["available"], second["status"], second["code"]) == (
+        True, "error", "QUOTA_EXHAUSTED",
+    )  # fmt: skip
+    # Nothing answerable at all: the documented 429.
+    response = api.post(
+        "/api/check-availability", {"addresses": ["a@icloud.com", "b@icloud.com"]}, format="json"
+    )
+    assert response.status_code == 429
+    assert response["Retry-After"] == "3600"
+    assert response.json()["reason"] == "Daily availability check quota exhausted"
+
+
+def test_a_lead_left_unfinished_by_the_wait_budget_keeps_its_status(
+    api, acme, make_line, relay, gap_never_passes
+):
+    make_line(acme, check_gap_seconds=3)
+    done = lead(acme, phone="+14155550132")
+    person = lead(acme, phone="+14155550131", email="p@icloud.com", availability_status="available")
+    response = api.post(
+        "/api/leads/check-availability", {"leadIds": [done.pk, person.pk]}, format="json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["checked"], body["successful"], body["errors"]) == (2, 1, 1)
+    assert body["results"] == [
+        {"leadId": done.pk, "available": True, "status": "available"},
+        {
+            "leadId": person.pk,
+            "available": None,
+            "status": "error",
+            "error": "Not checked: every line stayed busy; retry shortly",
+            "code": "LINES_BUSY",
+        },
+    ]
+    person.refresh_from_db()
+    assert person.availability_status == "available"
+    response = api.get(f"/api/leads/check-availability?id={person.pk}")
+    assert response.status_code == 200
+    assert (response.json()["success"], response.json()["code"]) == (False, "LINES_BUSY")
+
+
+def test_round_robin_check_that_could_not_decide_keeps_the_documented_reason(api, line):
+    response = api.post(
+        "/api/check-availability-rr",
+        {"phones": ["+14155559999"], "emails": ["x@example.com"]},
+        format="json",
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert {k: body[k] for k in ("available", "reason", "status")} == {
+        "available": False, "reason": "Contact not available on iMessage", "status": "error",
+    }  # fmt: skip
+    assert body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"phones": ["not a phone"]}, "phones"),
+        ({"phones": ["+14155550132"], "emails": ["x@", "y@icloud.com"]}, "emails.0"),
+        ({"phones": "+14155550132"}, "phones"),
+        ({"emails": {"a": 1}}, "emails"),
+    ],
+)
+def test_round_robin_check_rejects_bad_input_with_both_body_shapes(api, line, relay, body, field):
+    response = api.post("/api/check-availability-rr", body, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["available"] is False
+    assert body["reason"] == body["error"]
+    assert body["error"].startswith(field)
+    assert body["code"] == "VALIDATION_ERROR"
+    assert availability_requests(relay) == 0
+
+
+def test_the_lead_shows_the_address_that_answered(api, acme, line):
+    person = lead(acme, phone="+14155550131", email="p@icloud.com")
+    api.get(f"/api/leads/check-availability?id={person.pk}")
+    body = api.get(f"/api/leads/{person.pk}").json()["lead"]
+    assert (body["availabilityStatus"], body["availabilityAddress"]) == (
+        "available", "p@icloud.com",
+    )  # fmt: skip

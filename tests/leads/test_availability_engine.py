@@ -365,3 +365,28 @@ def test_cached_leads_are_checked_in_bulk(acme, relay, make_line, django_assert_
         "available" if i % 2 == 0 else "unavailable" for i in range(100, 160)
     ]
     assert Lead.objects.filter(workspace=acme, availability_status="available").count() == 30
+
+
+def test_a_lead_with_nothing_to_check_is_an_error_not_unavailable(acme, relay, make_line):
+    make_line(acme)
+    person = lead(acme, phone="12", email="not-an-email")
+    result = availability_check_lead(workspace=acme, lead=person, now=NOON)
+    assert (result.status, result.available, result.checked_addresses) == ("error", None, ())
+    person.refresh_from_db()
+    assert person.availability_status == "error"
+    assert availability_requests(relay) == 0
+
+
+def test_a_batch_stopped_halfway_through_a_lead_caches_what_it_got(acme, relay, make_line):
+    make_line(acme, check_gap_seconds=3)
+    person = lead(acme, phone="+14155550131", email="p@icloud.com")
+    batch = availability.availability_check_leads(
+        workspace=acme, leads=[person], now=NOON, wait=False
+    )
+    assert isinstance(batch.stopped, availability.LinesBusy)
+    assert batch.results == []
+    assert dict(AvailabilityCacheEntry.objects.values_list("address", "available")) == {
+        "+14155550131": False
+    }
+    person.refresh_from_db()
+    assert person.availability_status == ""

@@ -1,12 +1,15 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from leads import availability
 from leads.availability import availability_job_create, availability_job_process
 from leads.models import AvailabilityJob, Lead
 from leads.signals import leads_created
-from lines.services import line_create
+from leads.tasks import availability_jobs_resume as resume_task
+from lines.models import Line
+from lines.services import line_create, line_health_check, line_update
 from tests.lines.relay_fixtures import availability_requests
 
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -71,7 +74,10 @@ def test_a_job_hands_back_the_gap_instead_of_sleeping(acme, make_line, queued):
     countdown = availability_job_process(job_id=job.pk, now=NOON)
     assert countdown == pytest.approx(3.0, abs=0.1)
     assert job_state(job) == ("running", 1, 1, 0)
-    assert job.lease_until is None
+    # Held for the successor task, with a margin after which the sweeper takes over.
+    margin = timedelta(seconds=availability.JOB_HANDOFF_MARGIN_SECONDS)
+    assert job.resume_at == NOON + timedelta(seconds=3)
+    assert job.lease_until == job.resume_at + margin
     countdown = availability_job_process(job_id=job.pk, now=NOON + timedelta(seconds=3))
     assert job_state(job)[1] == 2
 
@@ -176,3 +182,159 @@ def test_expired_answers_are_purged(acme, make_line):
     assert list(AvailabilityCacheEntry.objects.values_list("address", flat=True)) == [
         "+14155550132"
     ]
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_lead_stopped_by_the_gap_keeps_the_answers_it_paid_for(
+    acme, make_line, relay, queued, force
+):
+    make_line(acme, check_gap_seconds=3)
+    person = Lead.objects.create(workspace=acme, phone="+14155550131", email="p@icloud.com")
+    job = availability_job_create(workspace=acme, lead_ids=[person.pk], force=force)
+    # The phone is answered (not on iMessage), then the gap stops the lead halfway.
+    assert availability_job_process(job_id=job.pk, now=NOON) == pytest.approx(3.0, abs=0.1)
+    assert job_state(job) == ("running", 0, 0, 0)
+    assert availability_job_process(job_id=job.pk, now=NOON + timedelta(seconds=3)) is None
+    assert job_state(job) == ("done", 1, 1, 0)
+    assert availability_requests(relay) == 2
+    person.refresh_from_db()
+    assert (person.availability_status, person.availability_address) == (
+        "available", "p@icloud.com",
+    )  # fmt: skip
+
+
+def test_a_lead_stopped_by_the_quota_keeps_the_answers_it_paid_for(acme, make_line, relay, queued):
+    make_line(acme, daily_availability_checks_limit=1)
+    person = Lead.objects.create(workspace=acme, phone="+14155550131", email="p@icloud.com")
+    job = availability_job_create(workspace=acme, lead_ids=[person.pk])
+    assert availability_job_process(job_id=job.pk, now=NOON) is None
+    assert job_state(job) == ("waiting_quota", 0, 0, 0)
+    availability_job_process(job_id=job.pk, now=MIDNIGHT + timedelta(seconds=1))
+    assert job_state(job) == ("done", 1, 1, 0)
+    assert availability_requests(relay) == 2
+
+
+def test_a_task_checks_its_time_before_every_relay_request(acme, make_line, relay, queued):
+    make_line(acme)
+    job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads_for(acme, 3)])
+    # No time at all: each turn still gets one request, then hands the job on.
+    for done in (1, 2):
+        assert availability_job_process(job_id=job.pk, now=NOON, budget_seconds=0) == 0
+        assert job_state(job) == ("running", done, done, 0)
+    availability_job_process(job_id=job.pk, now=NOON, budget_seconds=0)
+    assert job_state(job) == ("done", 3, 3, 0)
+    assert availability_requests(relay) == 3
+
+
+def test_a_task_that_outlived_its_lease_does_not_overwrite_its_successor(
+    acme, make_line, relay, queued, monkeypatch
+):
+    make_line(acme)
+    job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads_for(acme, 3)])
+    later = NOON + timedelta(seconds=availability.JOB_LEASE_SECONDS + 60)
+    real_get_client = availability.get_client
+    stalled = []
+
+    class StallingRelay:
+        """The first request hangs past the lease: meanwhile the sweeper re-queues the
+        job and a second task does all of it."""
+
+        def __init__(self, client):
+            self.client = client
+
+        def check(self, address):
+            if not stalled:
+                stalled.append(address)
+                assert availability.availability_jobs_resume(now=later) == [job.pk]
+                assert availability_job_process(job_id=job.pk, now=later) is None
+                assert job_state(job) == ("done", 3, 3, 0)
+            return self.client.check(address)
+
+    monkeypatch.setattr(
+        availability, "get_client", lambda line: StallingRelay(real_get_client(line))
+    )
+    # The first task wakes up, finds the lease is not its own any more, and stops.
+    assert availability_job_process(job_id=job.pk, now=NOON) is None
+    assert job_state(job) == ("done", 3, 3, 0)
+    assert availability_requests(relay) == 4  # 3 by the second task + the stalled one
+
+
+def test_a_hand_off_that_nobody_takes_is_resumed_by_the_periodic_task(
+    acme, make_line, queued, monkeypatch
+):
+    make_line(acme, check_gap_seconds=3)
+    job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads_for(acme, 2)])
+    assert availability_job_process(job_id=job.pk, now=NOON) == pytest.approx(3.0, abs=0.1)
+    queued.clear()  # the successor task is lost
+    margin = availability.JOB_HANDOFF_MARGIN_SECONDS
+    monkeypatch.setattr(timezone, "now", lambda: NOON + timedelta(seconds=10))
+    assert resume_task() == 0
+    monkeypatch.setattr(timezone, "now", lambda: NOON + timedelta(seconds=3 + margin + 1))
+    assert resume_task() == 1
+    assert queued == [job.pk]
+    availability_job_process(job_id=job.pk, now=NOON + timedelta(seconds=3 + margin + 1))
+    assert job_state(job) == ("done", 2, 2, 0)
+
+
+def test_a_running_job_whose_task_died_is_resumed_by_the_periodic_task(
+    acme, make_line, queued, monkeypatch
+):
+    make_line(acme)
+    job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads_for(acme, 2)])
+    lease = NOON + timedelta(seconds=availability.JOB_LEASE_SECONDS)
+    AvailabilityJob.objects.filter(pk=job.pk).update(status="running", lease_until=lease)
+    queued.clear()
+    monkeypatch.setattr(timezone, "now", lambda: lease - timedelta(seconds=1))
+    assert resume_task() == 0
+    monkeypatch.setattr(timezone, "now", lambda: lease + timedelta(seconds=1))
+    assert resume_task() == 1
+    assert queued == [job.pk]
+    availability_job_process(job_id=job.pk, now=lease + timedelta(seconds=1))
+    assert job_state(job) == ("done", 2, 2, 0)
+
+
+def _waiting_job(acme, make_line, **line_fields):
+    line = make_line(acme, daily_availability_checks_limit=1, **line_fields)
+    job = availability_job_create(workspace=acme, lead_ids=[x.pk for x in leads_for(acme, 3)])
+    availability_job_process(job_id=job.pk, now=NOON)
+    assert job_state(job) == ("waiting_quota", 1, 1, 0)
+    return line, job
+
+
+@pytest.mark.parametrize("change", ["new_line", "limit_raised", "activated", "healthy"])
+def test_a_waiting_job_resumes_as_soon_as_a_line_has_quota(
+    acme, globex, make_line, relay, queued, django_capture_on_commit_callbacks, change
+):
+    line, job = _waiting_job(acme, make_line)
+    spare = make_line(acme, is_active=False)
+    if change == "healthy":
+        update(spare, is_active=True)
+        Line.objects.filter(pk=spare.pk).update(health_status=Line.Health.DOWN)
+    make_line(globex)  # another workspace's line wakes nothing here
+    queued.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        if change == "new_line":
+            make_line(acme)
+        elif change == "limit_raised":
+            update(line, daily_availability_checks_limit=5)
+        elif change == "activated":
+            update(spare, is_active=True)
+        else:
+            line_health_check(line=Line.objects.get(pk=spare.pk))
+    assert queued == [job.pk]
+    availability_job_process(job_id=job.pk, now=NOON)
+    assert job_state(job) == ("done", 3, 3, 0)
+
+
+def test_a_lowered_limit_or_another_change_wakes_nothing(
+    acme, make_line, queued, django_capture_on_commit_callbacks
+):
+    line, job = _waiting_job(acme, make_line)
+    queued.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        update(line, daily_availability_checks_limit=0, first_name="Ada")
+    assert queued == []
+
+
+def update(line, **fields):
+    return line_update(workspace=line.workspace, line_id=line.pk, **fields)

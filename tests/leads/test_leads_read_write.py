@@ -38,6 +38,7 @@ def test_get_by_query_id_and_by_path(api, lead):
         "_id", "firstName", "lastName", "email", "phone", "altPhone1", "altPhone2",
         "altPhone3", "altEmail1", "altEmail2", "altEmail3", "companyName", "jobTitle",
         "notes", "customFields", "source", "availabilityStatus", "availabilityCheckedAt",
+        "availabilityAddress",
         "optedOut", "createdAt", "updatedAt", "listIds",
     }  # fmt: skip
     assert body["_id"] == lead.pk

@@ -4,6 +4,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models.functions import Now
+from django.utils import timezone
 
 from lines import services
 from lines.models import Line, LineUsage
@@ -18,6 +20,7 @@ from lines.services import (
     usage_release,
     usage_try_consume,
 )
+from lines.signals import line_capacity_changed
 from lines.tasks import lines_health_check_all
 
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -302,3 +305,107 @@ def test_the_health_task_is_registered_as_periodic():
 
     tasks = [task for _, task, _ in apps.get_app_config("lines").periodic_tasks]
     assert "lines.tasks.lines_health_check_all" in tasks
+
+
+# Gaps follow the database's clock
+
+
+@pytest.fixture
+def skewed_clock(monkeypatch):
+    """Make this process's clock run `offset` ahead of (or behind) the database's."""
+    real_now = timezone.now
+
+    def skew(offset: timedelta):
+        monkeypatch.setattr(timezone, "now", lambda: real_now() + offset)
+
+    return skew
+
+
+def test_a_fast_worker_clock_cannot_shorten_the_gap(acme, skewed_clock):
+    line = offline_line(acme, check_gap_seconds=3)
+    assert line_claim_check_slot(line=line)
+    skewed_clock(timedelta(hours=1))
+    assert not line_claim_check_slot(line=line)
+    pick = line_pick_for_check(workspace=acme)
+    assert pick.reason == WAIT
+    assert 0 < pick.retry_after <= 3
+
+
+def test_a_slow_worker_clock_cannot_stretch_the_gap(acme, skewed_clock):
+    line = offline_line(acme, check_gap_seconds=3)
+    Line.objects.filter(pk=line.pk).update(last_check_at=Now() - timedelta(seconds=5))
+    skewed_clock(-timedelta(hours=1))
+    pick = line_pick_for_check(workspace=acme)
+    assert pick.line == line
+    # The stamp is the database's time, not the slow worker's.
+    assert pick.line.last_check_at > timezone.now() + timedelta(minutes=59)
+    assert not line_claim_check_slot(line=Line.objects.get(pk=line.pk))
+
+
+# Health check on create and on a new relay address
+
+
+def test_a_new_line_is_health_checked_once_committed(
+    acme, relay, make_line, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        line = make_line(acme)
+    line.refresh_from_db()
+    assert line.health_status == Line.Health.HEALTHY
+    assert line.health_checked_at is not None
+    assert relay.stats["by_endpoint"]["ping"] == 1
+
+
+def test_a_changed_server_url_or_password_is_health_checked(
+    acme, relay, make_line, django_capture_on_commit_callbacks
+):
+    line = make_line(acme)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.line_update(workspace=acme, line_id=line.pk, first_name="Ada")
+    assert relay.stats["by_endpoint"].get("ping", 0) == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        services.line_update(workspace=acme, line_id=line.pk, relay_password="wrong")
+    line.refresh_from_db()
+    assert (line.health_consecutive_failures, "password" in line.health_detail) == (1, True)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.line_update(workspace=acme, line_id=line.pk, server_url="http://127.0.0.1:9")
+    line.refresh_from_db()
+    assert line.health_status == Line.Health.DOWN
+
+
+# Capacity signals (the availability engine re-queues waiting jobs on them)
+
+
+@pytest.fixture
+def capacity_events():
+    seen = []
+
+    def receiver(sender, line_id, workspace_id, reason, **kwargs):
+        seen.append((line_id, reason))
+
+    line_capacity_changed.connect(receiver)
+    yield seen
+    line_capacity_changed.disconnect(receiver)
+
+
+def test_capacity_changes_are_announced_on_commit(
+    acme, relay, make_line, capacity_events, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        line = make_line(acme, is_active=False, daily_availability_checks_limit=5)
+    assert capacity_events == []
+    update = services.line_update
+    with django_capture_on_commit_callbacks(execute=True):
+        update(workspace=acme, line_id=line.pk, is_active=True)
+        update(workspace=acme, line_id=line.pk, daily_availability_checks_limit=4)
+        update(workspace=acme, line_id=line.pk, daily_availability_checks_limit=9)
+    assert capacity_events == [(line.pk, "activated"), (line.pk, "limit_raised")]
+    capacity_events.clear()
+    Line.objects.filter(pk=line.pk).update(health_status=Line.Health.DOWN)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.line_health_check(line=line)
+        services.line_health_check(line=line)  # already healthy: no second event
+    assert capacity_events == [(line.pk, "healthy")]
+    with django_capture_on_commit_callbacks(execute=True):
+        other = make_line(acme)
+    assert capacity_events[-1] == (other.pk, "created")

@@ -6,7 +6,9 @@ from rest_framework.test import APIClient
 
 from lines.models import Line, LineUsage
 from lines.services import line_create, usage_try_consume, utc_today
+from tests.lines.relay_fixtures import PASSWORD
 from tuco.crypto import decrypt
+from tuco.errors import ValidationFailed
 
 LINE_FIELDS = {
     "_id", "phone", "email", "firstName", "lastName", "serverUrl", "isActive",
@@ -250,3 +252,64 @@ def test_create_line_command_finds_workspace_by_name_and_rejects_bad_input(acme)
     with pytest.raises(CommandError, match="serverUrl"):
         call_command("create_line", "--workspace", "Acme", "--server-url", "bad",
                      "--password", "x")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("internal", "shown"), [("unknown", "healthy"), ("healthy", "healthy"), ("down", "down")]
+)
+def test_health_status_is_healthy_or_down(api, acme, internal, shown):
+    line = make(acme)
+    Line.objects.filter(pk=line.pk).update(health_status=internal)
+    body = api.get(f"/api/lines/{line.pk}").json()
+    assert body["healthCheck"]["status"] == shown
+
+
+def test_a_new_line_reports_its_first_health_check(api, relay, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(
+            "/api/lines", {"serverUrl": relay.url, "password": PASSWORD}, format="json"
+        )
+    assert response.status_code == 201
+    health = api.get(f"/api/lines/{response.json()['_id']}").json()["healthCheck"]
+    assert (health["status"], health["consecutiveFailures"]) == ("healthy", 0)
+    assert health["lastCheckedAt"].endswith("Z")
+    assert relay.stats["by_endpoint"]["server_info"] == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://relay:1234",
+        "http://macmini:1234",
+        "http://localhost",
+        "https://mac.example.com:1234/",
+        "http://192.168.1.20:1234",
+        "http://[::1]:1234",
+        "https://my-mac.tail1234.ts.net",
+        "http://relay.local:1234/bluebubbles",
+        "http://tuco_relay_1:1234",
+    ],
+)
+def test_any_host_name_is_a_valid_server_url(acme, url):
+    line = make(acme, server_url=url)
+    assert line.server_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "relay:1234",
+        "ftp://relay",
+        "http://",
+        "http://:1234",
+        "http://re lay:1234",
+        "http://-relay-:1234",
+        "http://relay:99999",
+        "http://relay:port",
+        "http://relay..local",
+        "http://relay:1234?x=1",
+    ],
+)
+def test_a_malformed_server_url_is_rejected(acme, url):
+    with pytest.raises(ValidationFailed, match="serverUrl"):
+        make(acme, server_url=url)

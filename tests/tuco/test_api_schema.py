@@ -32,6 +32,13 @@ def test_schema_is_served(client):
     assert b"/api/messages" in response.content
 
 
+def test_schema_generates_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+    assert (tmp_path / "schema.yml").stat().st_size > 0
+
+
 def test_docs_ui_is_served(client):
     assert client.get("/api/docs/").status_code == 200
 

@@ -13,3 +13,12 @@ def iso_utc(value) -> str | None:
 class IsoDateTimeField(serializers.DateTimeField):
     def to_representation(self, value):
         return iso_utc(value)
+
+
+class PaginationOutput(serializers.Serializer):
+    """The `pagination` object of paged list endpoints."""
+
+    page = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    totalCount = serializers.IntegerField()  # noqa: N815
+    totalPages = serializers.IntegerField()  # noqa: N815
