@@ -10,7 +10,11 @@ class LeadsConfig(AppConfig):
     ]
 
     def ready(self):
-        from leads.availability import on_leads_created
+        from leads.availability import on_leads_created, on_line_capacity_changed
         from leads.signals import leads_created
+        from lines.signals import line_capacity_changed
 
         leads_created.connect(on_leads_created, dispatch_uid="leads.availability_on_create")
+        line_capacity_changed.connect(
+            on_line_capacity_changed, dispatch_uid="leads.availability_wake"
+        )

@@ -27,7 +27,6 @@ from leads.signals import lead_availability_updated
 from lines import services as line_services
 from lines.models import Line
 from lines.relay import RelayError, get_client
-from lines.signals import line_capacity_changed
 from tuco.errors import QuotaExhausted, ServiceError, ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -906,8 +905,3 @@ def on_line_capacity_changed(sender, workspace_id, **kwargs):
     added, activated, became healthy or got a higher daily limit, so jobs waiting
     for tomorrow's quota may go on today."""
     availability_jobs_wake(workspace_id=workspace_id)
-
-
-# Connected here rather than in LeadsConfig.ready() (which imports this module), so
-# the engine owns its receivers; dispatch_uid keeps it to one connection.
-line_capacity_changed.connect(on_line_capacity_changed, dispatch_uid="leads.availability_wake")

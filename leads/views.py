@@ -213,16 +213,15 @@ def lead_bulk_check(request):
             "leads/_job.html",
             {"message": "Select at least one lead first."},
         )
-    if not availability.workspace_has_active_line(workspace=workspace):
-        availability.availability_mark_leads(
-            workspace=workspace, lead_ids=lead_ids, status=Lead.Availability.NO_ACTIVE_LINE
-        )
-        response = render(request, "leads/_job.html", {"no_active_line": True})
-        response["HX-Trigger"] = "leads-changed"
-        return response
-    job = availability.availability_job_create(workspace=workspace, lead_ids=lead_ids)
-    job.refresh_from_db()
-    response = render(request, "leads/_job.html", {"job": job})
+    try:
+        # Without an active line this marks the leads no_active_line and raises.
+        job = availability.availability_job_create(workspace=workspace, lead_ids=lead_ids)
+    except availability.NoActiveLine:
+        context = {"no_active_line": True}
+    else:
+        job.refresh_from_db()
+        context = {"job": job}
+    response = render(request, "leads/_job.html", context)
     response["HX-Trigger"] = "leads-changed"
     return response
 

@@ -1,9 +1,17 @@
+from django import forms
 from django.contrib import admin, messages
 
 from lines.models import Line, LineUsage
 from lines.relay import RelayError
 from lines.selectors import line_today_usage
-from lines.services import line_health_check, utc_today
+from lines.services import (
+    EDITABLE_FIELDS,
+    line_clean_fields,
+    line_health_check,
+    line_update,
+    utc_today,
+)
+from tuco.errors import ServiceError
 
 
 class LineUsageInline(admin.TabularInline):
@@ -26,8 +34,41 @@ class LineUsageInline(admin.TabularInline):
         return False
 
 
+class LineAdminForm(forms.ModelForm):
+    # Checked by the line service, which takes any host name (http://macmini:1234).
+    server_url = forms.CharField(max_length=500)
+
+    class Meta:
+        model = Line
+        # The relay password is never shown; it is set from the dashboard or the API.
+        fields = [name for name in EDITABLE_FIELDS if name != "relay_password"]
+
+    def clean(self):
+        cleaned = super().clean()
+        changed = {
+            name: cleaned[name]
+            for name in self.changed_data
+            if name in EDITABLE_FIELDS and name in cleaned
+        }
+        try:
+            cleaned.update(line_clean_fields(changed))
+        except ServiceError as exc:
+            field, _, message = exc.message.partition(": ")
+            if field in self.fields and message:
+                self.add_error(field, message)
+            else:
+                raise forms.ValidationError(exc.message) from None
+        return cleaned
+
+
 @admin.register(Line)
 class LineAdmin(admin.ModelAdmin):
+    """Changes go through lines.services.line_update, like the dashboard and the API,
+    so a new server URL is health-checked and registered with the relay. Lines are
+    added from the dashboard, the API or `manage.py create_line`, which take the
+    relay password (never shown here)."""
+
+    form = LineAdminForm
     list_display = [
         "__str__",
         "workspace",
@@ -43,6 +84,7 @@ class LineAdmin(admin.ModelAdmin):
     search_fields = ["phone", "email", "first_name", "last_name", "server_url", "workspace__name"]
     list_select_related = ["workspace"]
     readonly_fields = [
+        "workspace",
         "health_status",
         "health_checked_at",
         "health_consecutive_failures",
@@ -53,9 +95,17 @@ class LineAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    exclude = ["relay_password", "webhook_token"]
     inlines = [LineUsageInline]
     actions = ["check_health_now"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        fields = {name: form.cleaned_data[name] for name in form.changed_data}
+        fields = {name: value for name, value in fields.items() if name in EDITABLE_FIELDS}
+        if fields:
+            line_update(workspace=obj.workspace, line_id=obj.pk, **fields)
 
     def get_queryset(self, request):
         from django.db.models import Prefetch

@@ -134,11 +134,12 @@ def _clean_email(value: str) -> str:
     return value
 
 
-def _apply(line: Line, fields: dict) -> list[str]:
+def line_clean_fields(fields: dict) -> dict:
+    """The given editable fields, normalized; ValidationFailed for a bad value."""
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
-    changed = []
+    cleaned = {}
     for name, value in fields.items():
         if name == "server_url":
             value = _clean_server_url(value)
@@ -150,9 +151,15 @@ def _apply(line: Line, fields: dict) -> list[str]:
             value = value.strip()
         if value is None:
             raise ValidationFailed(f"{name}: may not be null")
+        cleaned[name] = value
+    return cleaned
+
+
+def _apply(line: Line, fields: dict) -> list[str]:
+    cleaned = line_clean_fields(fields)
+    for name, value in cleaned.items():
         setattr(line, name, value)
-        changed.append(name)
-    return changed
+    return list(cleaned)
 
 
 def _send_line_saved(line: Line, created: bool) -> None:
