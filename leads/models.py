@@ -44,7 +44,11 @@ class Lead(models.Model):
         NO_ACTIVE_LINE = "no_active_line", "No active line"
 
     id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="leads")
+    # Indexed by the (workspace, ...) indexes in Meta; a single-column one would only
+    # cost every insert.
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="leads", db_index=False
+    )
     first_name = models.CharField(max_length=200, blank=True, default="")
     last_name = models.CharField(max_length=200, blank=True, default="")
     email = models.CharField(max_length=254, blank=True, default="")
@@ -100,9 +104,17 @@ class LeadIdentifier(models.Model):
     enforces uniqueness per workspace.
     """
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    # No single-column indexes beside the unique (workspace, value) one, which serves
+    # workspace look-ups too: with one, a planner working from stale statistics (in
+    # the middle of a big import) may probe it instead and read the whole workspace
+    # for every identifier.
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     value = models.CharField(max_length=254)
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="identifier_rows")
+    lead = models.ForeignKey(
+        Lead, on_delete=models.CASCADE, related_name="identifier_rows", db_index=False
+    )
     field = models.CharField(max_length=16)
 
     class Meta:
@@ -113,8 +125,14 @@ class LeadIdentifier(models.Model):
 
 
 class ListMembership(models.Model):
-    lead_list = models.ForeignKey(LeadList, on_delete=models.CASCADE, related_name="memberships")
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="memberships")
+    # Indexed by the unique (lead_list, lead) and the lead index below only, for the
+    # same reason as LeadIdentifier.
+    lead_list = models.ForeignKey(
+        LeadList, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
+    lead = models.ForeignKey(
+        Lead, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
