@@ -1,15 +1,13 @@
 """The engine's caps and gaps under concurrent callers, against the simulator over
 HTTP and real Postgres (row locks and conditional updates across connections)."""
 
-import threading
-
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from leads.availability import AvailabilityQuotaExhausted, availability_check_address
 from lines.services import usage_for
 from tests.lines.relay_fixtures import availability_requests
+from tests.threads import run_in_threads
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -21,25 +19,12 @@ THREADS = 16
 
 def check_in_threads(workspace, count=THREADS) -> list:
     """Each thread checks its own address (so no answer comes from the cache)."""
-    barrier = threading.Barrier(count)
-    outcomes = [None] * count
 
-    def worker(index):
-        try:
-            barrier.wait()
-            address = f"+1415555{1000 + index:04d}"
-            outcomes[index] = availability_check_address(workspace=workspace, address=address)
-        except Exception as exc:  # noqa: BLE001 - the test looks at what each thread got
-            outcomes[index] = exc
-        finally:
-            connection.close()
+    def check(index):
+        address = f"+1415555{1000 + index:04d}"
+        return availability_check_address(workspace=workspace, address=address)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
+    return run_in_threads(check, count)
 
 
 def test_the_daily_cap_holds_through_the_engine(acme, relay, make_line):

@@ -1,14 +1,12 @@
 """Claims that only hold across connections, checked against real Postgres (and Redis)."""
 
-import threading
-
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import override_settings
 
 from leads.models import Lead, LeadIdentifier, LeadList, ListMembership
 from leads.services import lead_import
+from tests import threads
 from tests.conftest import api_client
 from tuco import ratelimit
 
@@ -19,24 +17,9 @@ pytestmark = [
 
 
 def run_in_threads(target, count):
-    barrier = threading.Barrier(count)
-    results, errors = [None] * count, []
-
-    def worker(index):
-        try:
-            barrier.wait()
-            results[index] = target(index)
-        except Exception as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results, errors
+    outcomes = threads.run_in_threads(target, count)
+    errors = [o for o in outcomes if isinstance(o, Exception)]
+    return [None if isinstance(o, Exception) else o for o in outcomes], errors
 
 
 def test_concurrent_imports_of_overlapping_leads_do_not_clash(acme):
