@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from leads.models import AVAILABILITY_ORDER, AvailabilityCacheEntry, AvailabilityJob, Lead
-from leads.normalize import InvalidIdentifier, normalize_email, normalize_phone
+from leads.normalize import InvalidIdentifier, default_region, normalize_email, normalize_phone
 from leads.signals import lead_availability_updated
 from lines import services as line_services
 from lines.models import Line
@@ -38,7 +38,6 @@ QUOTA_MESSAGE = "Daily availability check quota exhausted"
 # item (availability_check_addresses, availability_check_leads_now), or raised as
 # LinesBusy by the single-address call.
 MAX_SYNC_WAIT_SECONDS = 30.0
-DEFAULT_REGION = "US"
 
 
 class NoActiveLine(ServiceError):
@@ -148,7 +147,7 @@ def normalize_address(raw) -> str:
     try:
         if "@" in value:
             return normalize_email(value)
-        return normalize_phone(value, DEFAULT_REGION)
+        return normalize_phone(value, default_region())
     except InvalidIdentifier:
         kind = "email address" if "@" in value else "phone number"
         raise ValidationFailed(f"address: {value!r} is not a valid {kind}") from None

@@ -73,6 +73,14 @@ def _e164(number: PhoneNumber) -> str:
     return f"+{number.country_code}{national}"
 
 
+def default_region() -> str | None:
+    """The region of the LEADS_DEFAULT_COUNTRY_CODE setting ("+1" -> "US"): how a
+    phone without a country code is read wherever the app meets one."""
+    from django.conf import settings
+
+    return region_for(getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1"))
+
+
 def normalize_phone(value, region: str | None = None) -> str:
     """E.164 for a phone written in any common format; `region` applies when the
     number carries no country code. Raises InvalidIdentifier."""

@@ -7,15 +7,8 @@ same default country the leads app uses (`LEADS_DEFAULT_COUNTRY_CODE`).
 
 from __future__ import annotations
 
-from django.conf import settings
-
-from leads.normalize import InvalidIdentifier, normalize_email, normalize_phone, region_for
+from leads.normalize import InvalidIdentifier, default_region, normalize_email, normalize_phone
 from lines.relay import address_from_chat_guid
-
-
-def default_region() -> str | None:
-    """The region of `LEADS_DEFAULT_COUNTRY_CODE` ("+1" -> "US"); a bad setting raises."""
-    return region_for(getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1"))
 
 
 def phone_normalize(value) -> str:
