@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,35 @@ class RelayError(Exception):
         self.reached = reached
         self.error_type = error_type
         self.data = data
+
+    @property
+    def send_outcome_unknown(self) -> bool:
+        """Did a failed send call leave it open whether the relay sent the message?
+
+        - no answer after the request got there (read timeout, connection reset);
+        - 504 / `Gateway Timeout` / "Transaction timeout": the Mac did not confirm in
+          time, but may still write the message;
+        - 400 "tempGuid already in flight": an earlier call with our tempGuid is still
+          sending it.
+        Such a send is neither retried (a duplicate text) nor failed (a fallback SMS on
+        top of a delivered iMessage): the caller looks it up by tempGuid.
+        """
+        if self.status is None:
+            return self.reached
+        if (
+            self.status == 504
+            or self.error_type == "Gateway Timeout"
+            or "transaction timeout" in self.message.lower()
+        ):
+            return True
+        return self.status == 400 and bool(_TEMP_GUID_IN_FLIGHT.search(self.message))
+
+
+# "Message is already queued to be sent (Temp GUID: ...)" in BlueBubbles and the
+# simulator; also read more loosely, as other relays word it differently.
+_TEMP_GUID_IN_FLIGHT = re.compile(
+    r"already\s+(queued|in\s+flight|being\s+sent)|temp\s*guid\b.*\bin\s+flight", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ configured.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -266,7 +265,7 @@ def _send_imessage(message: Message, now: datetime) -> str:
         if sent is not None:
             # The text went out, an attachment did not: the message was sent.
             logger.warning("Message %s: attachment failed after the text: %s", message.pk, exc)
-        elif send_outcome_unknown(exc):
+        elif exc.send_outcome_unknown:
             raise _Unknown(exc.message) from None
         elif exc.permanent:
             raise _Fail(exc.message) from None
@@ -287,35 +286,6 @@ def attachment_temp_guid(message: Message, index: int) -> str:
     """The tempGuid of the message's `index`-th attachment: derived from the
     message's, so the same attachment keeps it across retries."""
     return str(uuid.uuid5(message.temp_guid, f"attachment-{index}"))
-
-
-# "Message is already queued to be sent (Temp GUID: ...)" in BlueBubbles and the
-# simulator; also read more loosely, as other relays word it differently.
-_TEMP_GUID_IN_FLIGHT = re.compile(
-    r"already\s+(queued|in\s+flight|being\s+sent)|temp\s*guid\b.*\bin\s+flight", re.IGNORECASE
-)
-
-
-def send_outcome_unknown(exc: RelayError) -> bool:
-    """Did a failed send call leave it open whether the relay sent the message?
-
-    - no answer after the request got there (read timeout, connection reset);
-    - 504 / `Gateway Timeout` / "Transaction timeout": the Mac did not confirm in
-      time, but may still write the message;
-    - 400 "tempGuid already in flight": an earlier call with our tempGuid is still
-      sending it.
-    Such a send is neither retried (a duplicate text) nor failed (a fallback SMS on
-    top of a delivered iMessage): the sweeper looks it up by tempGuid.
-    """
-    if exc.status is None:
-        return exc.reached
-    if (
-        exc.status == 504
-        or exc.error_type == "Gateway Timeout"
-        or "transaction timeout" in exc.message.lower()
-    ):
-        return True
-    return exc.status == 400 and bool(_TEMP_GUID_IN_FLIGHT.search(exc.message))
 
 
 def _mark_channel_called(message: Message, address: str, checked: list) -> bool:
