@@ -17,13 +17,15 @@ One short transaction claims a batch with `SELECT ... FOR UPDATE SKIP LOCKED`
   the line the lead's conversation already uses, else round robin over active,
   not-down lines, least recently used first. The line's daily total-messages
   cap and, for a recipient it has no chat with yet, its new-conversations cap
-  are taken (conditional UPDATEs in lines.services), then its device gap is
-  claimed. No line can take it -> `scheduled` for the soonest gap end, or the
-  next UTC midnight when every cap is spent.
+  are taken, then its device gap is claimed (from the batch's lines.budget
+  SendBudget: the lines' usage rows locked in line order, taken in memory,
+  written back once). No line can take it -> `scheduled` for the soonest gap
+  end, or the next UTC midnight when every cap is spent.
 
 Rows that pass become `sending` and their ids go to the send task after commit.
 None of the waits is an error. The recipient rows (RecipientGate) are locked in
-address order, so two dispatchers never deadlock on them.
+address order, then the lines' usage rows in line order, so two dispatchers never
+deadlock on them.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from lines import services as line_services
+from lines.budget import SendBudget
 from lines.models import Line
 from messaging import schedule, templating
 from messaging.models import Conversation, DoNotContact, Message, RecipientGate
@@ -181,6 +184,26 @@ def duplicate_key_of(message: Message) -> tuple:
     )
 
 
+def _update_rows(model, rows: list, fields: list[str]) -> None:
+    """Write `fields` of these (locked) rows: one UPDATE by primary key per row, sent
+    together (the driver pipelines them). bulk_update's CASE expressions would cost
+    more Python than deciding the whole batch."""
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    columns = [model._meta.get_field(name) for name in fields]
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
+    pk = model._meta.pk
+    sql = f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(pk.column)} = %s"  # noqa: S608
+    params = [
+        [f.get_db_prep_save(getattr(row, f.attname), connection) for f in columns]
+        + [pk.get_db_prep_value(row.pk, connection)]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
 class _Batch:
     """One claimed batch: what it needs is read with a few queries up front
     (prepare), each row is decided in memory plus the conditional cap / gap
@@ -196,13 +219,21 @@ class _Batch:
         self._lead_line: dict[tuple[str, str], Line] = {}
         self._address_line: dict[tuple[str, str], Line] = {}
         self._chats: set[tuple] = set()
+        self.budget: SendBudget | None = None
 
     def prepare(self, rows: list[Message]) -> None:
         by_workspace: dict[str, list[Message]] = {}
         for message in rows:
             by_workspace.setdefault(message.workspace_id, []).append(message)
-        for workspace_id, messages in by_workspace.items():
-            self._prepare_workspace(workspace_id, messages)
+        for workspace_id in sorted(by_workspace):
+            self._prepare_workspace(workspace_id, by_workspace[workspace_id])
+        imessage_workspaces = {
+            m.workspace_id for m in rows if m.message_type == Message.Type.IMESSAGE
+        }
+        line_ids = Line.objects.filter(workspace_id__in=imessage_workspaces).values_list(
+            "pk", flat=True
+        )
+        self.budget = SendBudget(line_ids if imessage_workspaces else [], self.now)
 
     def _prepare_workspace(self, workspace_id: str, messages: list[Message]) -> None:
         addresses = sorted({a for a in map(recipient_key, messages) if a})
@@ -266,12 +297,10 @@ class _Batch:
             ([m for m in rows if m.pk in result.cancelled], CANCELLED_FIELDS),
         )
         for messages, fields in groups:
-            if messages:
-                Message.objects.bulk_update(messages, fields)
-        if self._touched:
-            RecipientGate.objects.bulk_update(
-                list(self._touched.values()), ["last_sent_at", "last_line"]
-            )
+            _update_rows(Message, messages, fields)
+        _update_rows(RecipientGate, list(self._touched.values()), ["last_sent_at", "last_line"])
+        if self.budget is not None:
+            self.budget.save()
 
     # Decisions
 
@@ -399,7 +428,6 @@ class _Batch:
             return _Decision("wait", until=now + NO_LINE_RETRY, reason="no active line")
 
         waits: list[datetime] = []
-        capped = 0
         for line in candidates:
             if gate is not None and gate.last_sent_at is not None:
                 gap_ends = gate.last_sent_at + timedelta(seconds=line.contact_gap_seconds)
@@ -407,26 +435,13 @@ class _Batch:
                     waits.append(gap_ends)
                     continue
             new_conversation = not self._has_chat(message, address, line)
-            if not line_services.usage_try_consume(line=line, kind="total_messages", now=now):
-                capped += 1
-                continue
-            if new_conversation and not line_services.usage_try_consume(
-                line=line, kind="new_conversations", now=now
-            ):
-                line_services.usage_release(line=line, kind="total_messages", now=now)
-                capped += 1
-                continue
-            if not line_services.line_claim_send_slot(line=line, now=now):
-                line_services.usage_release(line=line, kind="total_messages", now=now)
-                if new_conversation:
-                    line_services.usage_release(line=line, kind="new_conversations", now=now)
-                line.refresh_from_db(fields=["last_sent_at"])
-                waits.append(
-                    (line.last_sent_at or now) + timedelta(seconds=line.device_gap_seconds)
-                )
+            taken = self.budget.take(line, new_conversation=new_conversation)
+            if taken is False:
+                continue  # a cap is spent
+            if taken is not True:
+                waits.append(taken)  # the device gap ends then
                 continue
             # Keep the batch's round robin turning: this line is now the most recent.
-            line.last_sent_at = now
             lines = self._lines.get(message.workspace_id)
             if lines and line in lines:
                 lines.remove(line)

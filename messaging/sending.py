@@ -175,6 +175,7 @@ def _choose_imessage_address(message: Message, line, now: datetime) -> tuple[str
         LinesBusy,
         NoActiveLine,
         availability_check_address,
+        lead_addresses,
     )
 
     checked = []
@@ -187,8 +188,12 @@ def _choose_imessage_address(message: Message, line, now: datetime) -> tuple[str
                 workspace_id=message.workspace_id, value__in=candidates
             ).values_list("value", flat=True)
         )
+    # The answer speaks for the lead when every one of its addresses was asked in
+    # the lead check's order: then it is written to the lead as well.
+    whole_lead = message.lead is not None and candidates == lead_addresses(message.lead)
     for address in candidates:
         if address in blocked:
+            whole_lead = False
             continue
         try:
             result = availability_check_address(
@@ -201,15 +206,32 @@ def _choose_imessage_address(message: Message, line, now: datetime) -> tuple[str
         except NoActiveLine:
             raise _Wait(now + timedelta(minutes=1), "no active line") from None
         except ValidationFailed:
+            whole_lead = False
             continue  # a stored address that is not a phone or email: nothing to try
         checked.append({"address": result.address, "status": result.status})
         if result.status == "available":
+            if whole_lead:
+                _record_lead_answer(message, result.address, True, checked)
             return result.address, checked
         if result.status == "error":
             errors.append(result.detail or "availability check failed")
     if errors:
         raise _Retry(f"Availability check failed: {errors[0]}")
+    if whole_lead and checked:
+        _record_lead_answer(message, checked[-1]["address"], False, checked)
     return None, checked
+
+
+def _record_lead_answer(message: Message, address: str, available: bool, checked: list) -> None:
+    from leads.availability import availability_record_for_lead
+
+    availability_record_for_lead(
+        workspace=message.workspace,
+        lead=message.lead,
+        address=address,
+        available=available,
+        checked=[item["address"] for item in checked],
+    )
 
 
 def _conversation_for(message: Message, address: str) -> Conversation | None:

@@ -520,6 +520,11 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
         )
 
     name = (data.get("recipientName") or "").strip()
+    current = now or timezone.now()
+    scheduled = options["scheduled_date"]
+    # An iMessage going out now checks its recipient's availability as it sends
+    # (and writes the answer to the lead): a new lead needs no check of its own.
+    sends_now = message_type == Message.Type.IMESSAGE and not (scheduled and scheduled > current)
     with transaction.atomic():
         if lead is None:
             lead = lead_services.lead_find_by_identifiers(
@@ -540,6 +545,7 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
                     data={k: v for k, v in fields.items() if v},
                     lead_list=lead_services.lead_list_quick_sends(workspace=workspace),
                     source="api",
+                    check_availability=not sends_now,
                 )
         elif alt:
             lead_services.lead_merge_identifiers(workspace=workspace, lead=lead, fields=alt)
@@ -561,7 +567,7 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
             line=line,
             send_fallback_sms_on_failed=fallback_flag,
             batch_id=str(data.get("batchId") or "").strip(),
-            now=now,
+            now=current,
             **options,
         )
     return message, lead.pk

@@ -18,6 +18,7 @@ from messaging.dispatch import dispatch_due
 from messaging.models import Conversation, DoNotContact, Message
 from messaging.services import message_enqueue
 from tests.messaging.conftest import at
+from tests.threads import run_in_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +65,7 @@ def test_outside_the_window_it_is_scheduled_for_the_next_opening(acme):
     message = reload(message)
     assert message.status == "scheduled"
     assert message.scheduled_date == message.due_at == at(2027, 1, 7, 14, 0)
-    assert not LineUsage.objects.exists()
+    assert not LineUsage.objects.exclude(total_messages_count=0, new_conversations_count=0).exists()
     # Not due before then; due (and sent) at the opening.
     assert dispatch_due(now=at(2027, 1, 7, 13, 59)).claimed == 0
     assert dispatch_due(now=at(2027, 1, 7, 14, 0)).sending == [message.pk]
@@ -214,7 +215,7 @@ def test_opted_out_and_do_not_contact_are_cancelled(acme):
     dispatch_due(now=WED)
     assert reload(opted_out).cancel_reason == "Recipient opted out"
     assert "do-not-contact" in reload(blocked).cancel_reason
-    assert not LineUsage.objects.exists()
+    assert not LineUsage.objects.exclude(total_messages_count=0, new_conversations_count=0).exists()
 
 
 def test_a_stop_on_reply_message_whose_lead_replied_since_is_cancelled(acme):
@@ -348,6 +349,42 @@ def test_two_racing_dispatchers_never_claim_the_same_row(acme, monkeypatch):
         LineUsage.objects.filter(line__in=lines).values_list("total_messages_count", flat=True)
     )
     assert total == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_dispatchers_keep_every_cap_and_never_deadlock(acme, monkeypatch):
+    if not settings.IS_POSTGRES:
+        pytest.skip("row locks and SKIP LOCKED need Postgres")
+    monkeypatch.setattr("messaging.dispatch._queue_sends", lambda ids: None)
+    # Many lines, visited round robin from each batch's own view of the order: two
+    # batches that took their caps line by line would lock them in different orders.
+    limits = (7, 11, 13, 5, 9, 6, 8, 12, 10, 4)
+    caps = {make_line(acme, daily_total_messages_limit=limit).pk: limit for limit in limits}
+    Message.objects.bulk_create(
+        [
+            Message(workspace=acme, recipient_phone=f"+1415555{i:04d}", body=f"m{i}")
+            for i in range(200)
+        ]
+    )
+
+    def dispatcher(_index):
+        sent = 0
+        while True:
+            result = dispatch_due(now=WED, limit=10)
+            sent += len(result.sending)
+            if not result.claimed:
+                return sent
+
+    outcomes = run_in_threads(dispatcher, 8)
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert sum(outcomes) == sum(caps.values()) == 85
+    used = dict(
+        LineUsage.objects.filter(line__in=list(caps)).values_list("line_id", "total_messages_count")
+    )
+    assert used == caps
+    assert Message.objects.filter(status="sending").count() == 85
+    # The rest wait for tomorrow's caps.
+    assert Message.objects.filter(status="scheduled", due_at__gt=WED).count() == 115
 
 
 def test_two_messages_to_a_new_recipient_share_one_line_and_one_new_conversation(acme):

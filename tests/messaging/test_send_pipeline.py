@@ -174,3 +174,54 @@ def test_an_environment_proxy_is_not_used_for_downloads(files, settings, monkeyp
     attachment = attachments.fetch(f"{files.url}/files/photo.png")
     assert (attachment.filename, attachment.content) == ("photo.png", files.png)
     assert files.paths == ["/files/photo.png"]
+
+
+def test_a_new_recipient_sent_now_is_checked_by_the_send_alone(
+    api, line, sim, django_capture_on_commit_callbacks
+):
+    from leads.models import AvailabilityJob, Lead
+
+    response = post(
+        api, django_capture_on_commit_callbacks, message="Hi", recipientPhone="+14155550102"
+    )
+    assert response.status_code == 201
+    lead = Lead.objects.get(pk=response.json()["leadId"])
+    # No background job for the new lead: the send asked the relay once, and its
+    # answer is the lead's.
+    assert not AvailabilityJob.objects.filter(workspace=line.workspace).exists()
+    assert sim.stats["by_endpoint"].get("availability") == 1
+    assert lead.availability_status == "available"
+    assert lead.availability_address == "+14155550102"
+    assert lead.availability_checked_at is not None
+
+
+def test_a_recipient_off_imessage_is_marked_unavailable_by_the_send(
+    api, line, sim, django_capture_on_commit_callbacks
+):
+    from leads.models import Lead
+
+    response = post(
+        api, django_capture_on_commit_callbacks, message="Hi", recipientPhone="+14155550103"
+    )
+    assert response.status_code == 201
+    assert Message.objects.get(pk=response.json()["message"]["_id"]).status == "fallback"
+    lead = Lead.objects.get(pk=response.json()["leadId"])
+    assert lead.availability_status == "unavailable"
+    assert lead.availability_address == "+14155550103"
+
+
+def test_a_new_recipient_of_a_later_message_is_queued_for_its_own_check(
+    api, line, sim, django_capture_on_commit_callbacks
+):
+    from leads.models import AvailabilityJob
+
+    response = post(
+        api,
+        django_capture_on_commit_callbacks,
+        message="Later",
+        recipientPhone="+14155550104",
+        scheduledDate="2099-01-01T10:00:00Z",
+    )
+    assert response.status_code == 201
+    job = AvailabilityJob.objects.get(workspace=line.workspace)
+    assert job.lead_ids == [response.json()["leadId"]]

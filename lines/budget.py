@@ -1,0 +1,135 @@
+"""The send capacity of lines for one dispatch batch.
+
+A dispatch batch decides up to a hundred messages at once. Taking each line's
+caps with its own conditional UPDATE would hold row locks taken in whatever
+order the round robin visits the lines, for the whole batch: two batches then
+wait on each other or deadlock. A SendBudget instead locks today's usage rows
+of every line the batch may use, in line id order (so concurrent batches queue
+in one order and never deadlock), reads the counters, limits and device gaps,
+takes from them in memory and writes the totals back in one statement before
+the caller commits.
+
+It is exact: every writer of the send counters (`total_messages`,
+`new_conversations`) and of `last_sent_at` either holds these row locks (a
+dispatch batch) or changes a counter by a relative, atomic UPDATE that waits for
+them (a failed send giving its share back). Call inside a transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import F
+
+from lines.models import Line, LineUsage
+from lines.services import utc_today
+
+
+@dataclass
+class _Account:
+    total: int
+    new: int
+    total_limit: int
+    new_limit: int
+    device_gap: int
+    last_sent_at: datetime | None
+    taken_total: int = 0
+    taken_new: int = 0
+
+
+class SendBudget:
+    def __init__(self, line_ids, now: datetime):
+        assert transaction.get_connection().in_atomic_block, "a SendBudget needs a transaction"
+        self.now = now
+        self.day = utc_today(now)
+        ids = sorted(set(line_ids))
+        self._accounts: dict[str, _Account] = {}
+        if not ids:
+            return
+        LineUsage.objects.bulk_create(
+            [LineUsage(line_id=i, date=self.day) for i in ids], ignore_conflicts=True
+        )
+        counters = {
+            row["line_id"]: row
+            for row in LineUsage.objects.select_for_update()
+            .filter(line_id__in=ids, date=self.day)
+            .order_by("line_id")
+            .values("line_id", "total_messages_count", "new_conversations_count")
+        }
+        for line in Line.objects.filter(pk__in=ids).values(
+            "pk",
+            "daily_total_messages_limit",
+            "daily_new_conversations_limit",
+            "device_gap_seconds",
+            "last_sent_at",
+        ):
+            row = counters.get(line["pk"])
+            if row is None:  # the line was deleted meanwhile
+                continue
+            self._accounts[line["pk"]] = _Account(
+                total=row["total_messages_count"],
+                new=row["new_conversations_count"],
+                total_limit=line["daily_total_messages_limit"],
+                new_limit=line["daily_new_conversations_limit"],
+                device_gap=line["device_gap_seconds"],
+                last_sent_at=line["last_sent_at"],
+            )
+
+    def take(self, line: Line, *, new_conversation: bool) -> bool | datetime:
+        """Take one message (and one new conversation) from the line's caps and
+        restart its device gap: True. The moment the gap ends when it has not
+        (nothing taken), or False when a cap is spent (or the line is unknown)."""
+        account = self._accounts.get(line.pk)
+        if account is None:
+            return False
+        if account.total + account.taken_total + 1 > account.total_limit:
+            return False
+        if new_conversation and account.new + account.taken_new + 1 > account.new_limit:
+            return False
+        if account.device_gap and account.last_sent_at is not None:
+            gap_ends = account.last_sent_at + timedelta(seconds=account.device_gap)
+            if gap_ends > self.now:
+                return gap_ends
+        account.taken_total += 1
+        account.taken_new += int(new_conversation)
+        account.last_sent_at = self.now
+        line.last_sent_at = self.now
+        return True
+
+    def save(self) -> None:
+        """Write what was taken: the counters and the lines' last send time."""
+        used = {pk: a for pk, a in self._accounts.items() if a.taken_total}
+        if not used:
+            return
+        ids = sorted(used)
+        if connection.vendor == "postgresql":
+            usage = connection.ops.quote_name(LineUsage._meta.db_table)
+            lines = connection.ops.quote_name(Line._meta.db_table)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {usage} AS u SET "  # noqa: S608
+                    "total_messages_count = u.total_messages_count + v.total, "
+                    "new_conversations_count = u.new_conversations_count + v.new "
+                    "FROM unnest(%s::text[], %s::int[], %s::int[]) AS v(line_id, total, new) "
+                    "WHERE u.line_id = v.line_id AND u.date = %s",
+                    [
+                        ids,
+                        [used[i].taken_total for i in ids],
+                        [used[i].taken_new for i in ids],
+                        self.day,
+                    ],
+                )
+                cursor.execute(
+                    f"UPDATE {lines} SET last_sent_at = %s WHERE id = ANY(%s::text[])",  # noqa: S608
+                    [self.now, ids],
+                )
+            return
+        for pk in ids:
+            account = used[pk]
+            LineUsage.objects.filter(line_id=pk, date=self.day).update(
+                total_messages_count=F("total_messages_count") + account.taken_total,
+                new_conversations_count=F("new_conversations_count") + account.taken_new,
+            )
+        Line.objects.filter(pk__in=ids).update(last_sent_at=self.now)
