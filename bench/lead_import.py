@@ -1,6 +1,8 @@
 """Lead import throughput on Postgres: 100,000 realistic rows through lead_import,
 the same rows again into the list that holds them, a plain COPY of the
-normalized rows as the ceiling, and POST /api/leads with 10,000 leads."""
+normalized rows as the ceiling, and POST /api/leads with 10,000 leads.
+
+BENCH_LEADS and BENCH_API_LEADS change the two sizes (smaller runs while developing)."""
 
 import csv
 import json
@@ -13,8 +15,8 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-TOTAL = 100_000
-API_ROWS = 10_000
+TOTAL = int(os.environ.get("BENCH_LEADS", 100_000))
+API_ROWS = int(os.environ.get("BENCH_API_LEADS", 10_000))
 SEED = 20261123
 
 FIRST = ["James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda",
@@ -194,7 +196,7 @@ def run() -> list[dict]:
             first = import_csv(tmp.name, workspace=workspace, lead_list=lead_list)
             rows.append(
                 _row(
-                    "CSV import 100k into empty list",
+                    f"CSV import {TOTAL:,} into empty list",
                     TOTAL,
                     time.perf_counter() - started,
                     saved=first.saved_count,
@@ -206,7 +208,7 @@ def run() -> list[dict]:
             second = import_csv(tmp.name, workspace=workspace, lead_list=lead_list)
             rows.append(
                 _row(
-                    "same 100k again (all duplicates)",
+                    f"same {TOTAL:,} again (all duplicates)",
                     TOTAL,
                     time.perf_counter() - started,
                     saved=second.saved_count,
@@ -225,7 +227,7 @@ def run() -> list[dict]:
             os.unlink(tmp.name)
             rows.append(
                 _row(
-                    "another 100k, one transaction",
+                    f"another {TOTAL:,}, one transaction",
                     TOTAL,
                     time.perf_counter() - started,
                     saved=atomic.saved_count,

@@ -108,8 +108,13 @@ class LeadIdentifier(models.Model):
     # workspace look-ups too: with one, a planner working from stale statistics (in
     # the middle of a big import) may probe it instead and read the whole workspace
     # for every identifier.
+    # `workspace` is the lead's workspace, copied here for the unique index. It has
+    # no constraint of its own in the database: the lead's foreign key (and the
+    # lead's to its workspace) already guarantee it exists, and a second check per
+    # identifier row would add one more trigger per row to every import's commit.
+    # Deleting a workspace still removes its identifiers (on_delete runs in Django).
     workspace = models.ForeignKey(
-        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
     value = models.CharField(max_length=254)
     lead = models.ForeignKey(

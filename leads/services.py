@@ -11,6 +11,7 @@ the constraint (SQLite needs no lock: it runs one writer at a time).
 import json
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -198,12 +199,20 @@ def _lock_workspace(workspace) -> None:
             )
 
 
+# False while a caller creates leads whose availability it checks itself (a send
+# that is about to check its recipient): leads_created then says so.
+_check_created = ContextVar("leads_check_created", default=True)
+
+
 def _send_created(workspace, lead_ids: list[str]) -> None:
     if not lead_ids:
         return
     ids = list(lead_ids)
+    check = _check_created.get()
     transaction.on_commit(
-        lambda: leads_created.send(sender=Lead, workspace=workspace, lead_ids=ids)
+        lambda: leads_created.send(
+            sender=Lead, workspace=workspace, lead_ids=ids, check_availability=check
+        )
     )
 
 
@@ -303,6 +312,12 @@ class ImportResult:
     invalid_count: int = 0
     # RowError for skipped rows (skip_invalid=True), the first MAX_REPORTED_ERRORS of them.
     errors: list[RowError] = field(default_factory=list)
+
+
+@dataclass
+class _CleanedBatch:
+    rows: list[tuple[dict, list[tuple[str, str]]]]  # (fields, identifiers in field order)
+    values: set[str]  # every identifier value of the batch
 
 
 def _batches(rows: Iterable[dict], size: int) -> Iterator[list]:
@@ -409,16 +424,24 @@ class _ImportState:
         self.unsaved_seen: dict[str, str] = {}
         self.writer = _PostgresWriter() if connection.vendor == "postgresql" else _OrmWriter()
 
-    def clean_batch(self, batch: list) -> list[dict]:
+    def clean_batch(self, batch: list) -> "_CleanedBatch":
         """Validate and normalize rows (no database work); invalid rows raise
-        ValidationFailed, or are counted and reported with skip_invalid."""
+        ValidationFailed, or are counted and reported with skip_invalid.
+
+        Also lists each row's identifiers and the batch's distinct values, so
+        the writing side (the critical path) does not have to."""
         result = self.result
         cleaned_rows = []
+        values = set()
+        normalizer = self.normalizer
         for row in batch:
             index = self.next_index
             self.next_index += 1
             try:
-                cleaned_rows.append(clean_lead_fields(row, self.normalizer, index=index))
+                fields = clean_lead_fields(row, normalizer, index=index)
+                idents = _identifiers(fields)
+                cleaned_rows.append((fields, idents))
+                values.update(value for _, value in idents)
             except RowError as exc:
                 exc.line = row.get("_line") if isinstance(row, dict) else None
                 if not self.skip_invalid:
@@ -431,12 +454,12 @@ class _ImportState:
                 result.invalid_count += 1
                 if len(result.errors) < MAX_REPORTED_ERRORS:
                     result.errors.append(exc)
-        return cleaned_rows
+        return _CleanedBatch(cleaned_rows, values)
 
-    def write_batch(self, cleaned_rows: list[dict]) -> None:
+    def write_batch(self, cleaned: "_CleanedBatch") -> None:
         """Save cleaned rows: new leads, links of existing ones, duplicates skipped."""
         result = self.result
-        values = {value for fields in cleaned_rows for _, value in _identifiers(fields)}
+        cleaned_rows, values = cleaned.rows, cleaned.values
         owner = self.writer.existing_owners(self.workspace, values)
         unsaved_seen = self.unsaved_seen
         candidates = set(owner.values())
@@ -444,20 +467,20 @@ class _ImportState:
         in_list = self.writer.members(self.lead_list, candidates)
 
         now = timezone.now()
-        new_leads: list[tuple[str, dict]] = []
+        new_leads: list[tuple[str, dict, list]] = []
         link_ids: list[str] = []
-        for fields in cleaned_rows:
-            idents = _identifiers(fields)
+        new_id = Lead._meta.pk.default
+        for fields, idents in cleaned_rows:
             match = None
             for _, value in idents:
                 match = owner.get(value) or unsaved_seen.get(value)
                 if match:
                     break
             if match is None:
-                lead_id = Lead._meta.pk.default()
+                lead_id = new_id()
                 if fields.get("opted_out"):
                     fields["opted_out_at"] = now
-                new_leads.append((lead_id, fields))
+                new_leads.append((lead_id, fields, idents))
                 for _, value in idents:
                     owner[value] = lead_id
                 in_list.add(lead_id)
@@ -471,7 +494,7 @@ class _ImportState:
                 if value not in owner:
                     unsaved_seen[value] = match
 
-        created_ids = [lead_id for lead_id, _ in new_leads]
+        created_ids = [lead_id for lead_id, _, _ in new_leads]
         self.writer.insert_leads(self.workspace, new_leads, self.source, now)
         self.writer.insert_memberships(self.lead_list, created_ids, now, new=True)
         self.writer.insert_memberships(self.lead_list, link_ids, now)
@@ -494,6 +517,13 @@ def _lead_defaults() -> dict:
     return defaults
 
 
+def _copy_timestamp(moment) -> str:
+    """A datetime as COPY text. psycopg formats a datetime value anew for every
+    row, the most expensive column of a lead row; the batch's one timestamp is
+    formatted once instead (the same instant, offset included)."""
+    return moment.isoformat()
+
+
 class _PostgresWriter:
     """COPY into the tables: several times faster than INSERT for thousands of rows."""
 
@@ -510,55 +540,68 @@ class _PostgresWriter:
             return {}
         with connection.cursor() as cursor:
             # One probe of the unique (workspace, value) index per value, whatever
-            # the statistics say. With `value = ANY(...)` or a join, stale statistics
-            # during a big import make the planner read all of the workspace's
-            # identifiers for every batch instead.
+            # the statistics say: LIMIT keeps the planner from turning the lateral
+            # subquery into a join, which stale statistics during a big import
+            # make it plan as a read of all the workspace's identifiers per batch.
+            # The values travel as one text, a line each (normalized identifiers,
+            # like lead ids, hold no line breaks): adapting a list of thousands of
+            # strings costs more than the look-up. Only values with an owner return.
             cursor.execute(
-                f"SELECT v.value, (SELECT i.lead_id FROM {self.ident_table} i "  # noqa: S608
-                "WHERE i.workspace_id = %s AND i.value = v.value) "
-                "FROM unnest(%s::varchar[]) AS v(value)",
-                [workspace.pk, list(values)],
+                "SELECT v.value, i.lead_id "
+                "FROM unnest(string_to_array(%s, E'\\n')) AS v(value) "
+                f"CROSS JOIN LATERAL (SELECT i.lead_id FROM {self.ident_table} i "  # noqa: S608
+                "WHERE i.workspace_id = %s AND i.value = v.value LIMIT 1) i",
+                ["\n".join(values), workspace.pk],
             )
-            return {value: lead_id for value, lead_id in cursor.fetchall() if lead_id}
+            return dict(cursor.fetchall())
 
     def members(self, lead_list, lead_ids: set[str]) -> set[str]:
         if not lead_ids:
             return set()
         with connection.cursor() as cursor:
+            # As in existing_owners: one index probe per id, the ids as one text.
             cursor.execute(
-                f"SELECT v.id, (SELECT m.id FROM {self.member_table} m "  # noqa: S608
-                "WHERE m.lead_list_id = %s AND m.lead_id = v.id) "
-                "FROM unnest(%s::varchar[]) AS v(id)",
-                [lead_list.pk, list(lead_ids)],
+                "SELECT v.id FROM unnest(string_to_array(%s, E'\\n')) AS v(id) "
+                f"CROSS JOIN LATERAL (SELECT 1 FROM {self.member_table} m "  # noqa: S608
+                "WHERE m.lead_list_id = %s AND m.lead_id = v.id LIMIT 1) m",
+                ["\n".join(lead_ids), lead_list.pk],
             )
-            return {lead_id for lead_id, member in cursor.fetchall() if member}
+            return {lead_id for (lead_id,) in cursor.fetchall()}
 
     def insert_leads(self, workspace, new_leads, source: str, now) -> None:
         if not new_leads:
             return
+        # One template row in column order; each lead overwrites the positions
+        # of the fields it has.
+        stamp = _copy_timestamp(now)
         base = dict(self.defaults)
-        base.update(workspace_id=workspace.pk, source=source, created_at=now, updated_at=now)
+        base.update(workspace_id=workspace.pk, source=source, created_at=stamp, updated_at=stamp)
         attnames = self.lead_attnames
+        template = [base[a] for a in attnames]
+        position = {a: n for n, a in enumerate(attnames)}
+        id_position = position["id"]
+        custom_position = position["custom_fields"]
         ws = workspace.pk
         with connection.cursor() as wrapper:
             cursor = wrapper.cursor
             columns = ", ".join(self.lead_columns)
             with cursor.copy(f"COPY {self.lead_table} ({columns}) FROM STDIN") as copy:
-                for lead_id, fields in new_leads:
-                    values = base.copy()
-                    values.update(fields)
-                    values["id"] = lead_id
+                write_row = copy.write_row
+                for lead_id, fields, _ in new_leads:
+                    row = template.copy()
+                    for name, value in fields.items():
+                        row[position[name]] = value
+                    row[id_position] = lead_id
                     if "custom_fields" in fields:
-                        values["custom_fields"] = json.dumps(fields["custom_fields"])
-                    copy.write_row([values[a] for a in attnames])
+                        row[custom_position] = json.dumps(fields["custom_fields"])
+                    write_row(row)
             with cursor.copy(
                 f"COPY {self.ident_table} (workspace_id, value, lead_id, field) FROM STDIN"
             ) as copy:
-                for lead_id, fields in new_leads:
-                    for name in IDENTIFIER_FIELDS:
-                        value = fields.get(name)
-                        if value:
-                            copy.write_row((ws, value, lead_id, name))
+                write_row = copy.write_row
+                for lead_id, _, idents in new_leads:
+                    for name, value in idents:
+                        write_row((ws, value, lead_id, name))
 
     def insert_memberships(self, lead_list, lead_ids: list[str], now, new=False) -> None:
         if not lead_ids:
@@ -572,14 +615,16 @@ class _PostgresWriter:
                 ) as copy,
             ):
                 list_id = lead_list.pk
+                stamp = _copy_timestamp(now)
+                write_row = copy.write_row
                 for lead_id in lead_ids:
-                    copy.write_row((list_id, lead_id, now))
+                    write_row((list_id, lead_id, stamp))
             return
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {self.member_table} (lead_list_id, lead_id, created_at) "  # noqa: S608
-                "SELECT %s, unnest(%s::varchar[]), %s ON CONFLICT DO NOTHING",
-                [lead_list.pk, lead_ids, now],
+                "SELECT %s, unnest(string_to_array(%s, E'\\n')), %s ON CONFLICT DO NOTHING",
+                [lead_list.pk, "\n".join(lead_ids), now],
             )
 
 
@@ -613,7 +658,7 @@ class _OrmWriter:
     def insert_leads(self, workspace, new_leads, source: str, now) -> None:
         leads = []
         identifiers = []
-        for lead_id, fields in new_leads:
+        for lead_id, fields, idents in new_leads:
             leads.append(
                 # A row's own source wins over the request's, as in the COPY writer.
                 Lead(
@@ -626,7 +671,7 @@ class _OrmWriter:
             )
             identifiers.extend(
                 LeadIdentifier(workspace=workspace, value=value, lead_id=lead_id, field=name)
-                for name, value in _identifiers(fields)
+                for name, value in idents
             )
         Lead.objects.bulk_create(leads)
         LeadIdentifier.objects.bulk_create(identifiers)
@@ -645,25 +690,37 @@ def lead_get_or_create(
     lead_list: LeadList | None = None,
     source: str = "",
     default_country_code: str | None = None,
+    check_availability: bool = True,
 ) -> tuple[Lead, bool]:
     """The lead matching any identifier in `data` (fields untouched, added to the
-    list), or a new one. Returns (lead, created). Raises ValidationFailed."""
-    with transaction.atomic():
-        result = lead_import(
-            workspace=workspace,
-            rows=[data],
-            lead_list=lead_list,
-            source=source,
-            default_country_code=default_country_code,
-        )
-        if result.lead_ids:
-            return Lead.objects.get(pk=result.lead_ids[0]), True
-        normalizer = Normalizer(
-            default_country_code or getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
-        )
-        fields = clean_lead_fields(data, normalizer)
-        values = [value for _, value in _identifiers(fields)]
-        return _first_owner(workspace, values), False
+    list), or a new one. Returns (lead, created). Raises ValidationFailed.
+
+    check_availability=False: a new lead is not queued for the automatic
+    availability check, because the caller checks it at once (a send does)."""
+    token = _check_created.set(check_availability)
+    try:
+        with transaction.atomic():
+            return _lead_get_or_create(workspace, data, lead_list, source, default_country_code)
+    finally:
+        _check_created.reset(token)
+
+
+def _lead_get_or_create(workspace, data, lead_list, source, default_country_code):
+    result = lead_import(
+        workspace=workspace,
+        rows=[data],
+        lead_list=lead_list,
+        source=source,
+        default_country_code=default_country_code,
+    )
+    if result.lead_ids:
+        return Lead.objects.get(pk=result.lead_ids[0]), True
+    normalizer = Normalizer(
+        default_country_code or getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
+    )
+    fields = clean_lead_fields(data, normalizer)
+    values = [value for _, value in _identifiers(fields)]
+    return _first_owner(workspace, values), False
 
 
 def _first_owner(workspace, values: list[str]) -> Lead | None:

@@ -138,3 +138,48 @@ def test_north_american_shortcut_agrees_with_the_library():
         except InvalidIdentifier:
             valid = False
         assert valid == expected, national
+
+
+def test_main_region_validity_agrees_with_the_library():
+    """The per-length union of type patterns answers is_valid_number_for_region
+    exactly, for every calling code: random national numbers, and example
+    numbers of each type with a few digits changed (mostly valid or nearly)."""
+    import random
+
+    import phonenumbers
+    from phonenumbers import PhoneNumber
+
+    from leads.normalize import _is_valid, _valid_for_main_region
+
+    rng = random.Random(11)
+    numbers = []
+    for code in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        for _ in range(40):
+            length = rng.randint(2, 15)
+            number = PhoneNumber(
+                country_code=code, national_number=rng.randint(10 ** (length - 1), 10**length - 1)
+            )
+            if rng.random() < 0.1:
+                number.italian_leading_zero = True
+            numbers.append(number)
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(12):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            numbers.append(example)
+            digits = str(example.national_number)
+            for _ in range(4):
+                changed = list(digits)
+                changed[rng.randrange(len(changed))] = str(rng.randint(0, 9))
+                number = PhoneNumber(
+                    country_code=example.country_code, national_number=int("".join(changed))
+                )
+                number.italian_leading_zero = example.italian_leading_zero
+                numbers.append(number)
+    for number in numbers:
+        main = phonenumbers.region_code_for_country_code(number.country_code)
+        assert _valid_for_main_region(number) == phonenumbers.is_valid_number_for_region(
+            number, main
+        ), number
+        assert _is_valid(number) == phonenumbers.is_valid_number(number), number
