@@ -3,16 +3,20 @@
 A dispatch batch decides up to a hundred messages at once. Taking each line's
 caps with its own conditional UPDATE would hold row locks taken in whatever
 order the round robin visits the lines, for the whole batch: two batches then
-wait on each other or deadlock. A SendBudget instead locks today's usage rows
-of every line the batch may use, in line id order (so concurrent batches queue
-in one order and never deadlock), reads the counters, limits and device gaps,
-takes from them in memory and writes the totals back in one statement before
-the caller commits.
+wait on each other or deadlock. A SendBudget instead locks, up front, the rows
+of every line the batch may use, in line id order, reads their counters for
+today, limits and device gaps, takes from them in memory and writes the totals
+back in one statement before the caller commits.
 
-It is exact: every writer of the send counters (`total_messages`,
-`new_conversations`) and of `last_sent_at` either holds these row locks (a
-dispatch batch) or changes a counter by a relative, atomic UPDATE that waits for
-them (a failed send giving its share back). Call inside a transaction.
+The line row is the lock: only a holder of it raises a line's send counters
+(`total_messages`, `new_conversations`) or moves its `last_sent_at`, and it
+reads them after the previous holder committed, so a cap holds exactly. A failed
+send gives its share back with a relative UPDATE, which can only lower what a
+holder read (never past the cap). Line rows are taken with SKIP LOCKED, as the
+availability engine takes them: a line held by another batch or by an
+availability check at that moment is busy for this batch (its messages try
+another line or come back a second later), so no one waits for a line row while
+holding another lock. Call inside a transaction.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from django.db.models import F
 
 from lines.models import Line, LineUsage
 from lines.services import utc_today
+
+# A line another batch or check holds right now is looked at again this much later.
+BUSY_RETRY = timedelta(seconds=1)
 
 
 @dataclass
@@ -44,20 +51,27 @@ class SendBudget:
         assert transaction.get_connection().in_atomic_block, "a SendBudget needs a transaction"
         self.now = now
         self.day = utc_today(now)
-        ids = sorted(set(line_ids))
+        self._busy: set[str] = set()
         self._accounts: dict[str, _Account] = {}
+        wanted = sorted(set(line_ids))
+        if not wanted:
+            return
+        ids = list(
+            Line.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=wanted)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        self._busy = set(wanted) - set(ids)
         if not ids:
             return
-        LineUsage.objects.bulk_create(
-            [LineUsage(line_id=i, date=self.day) for i in ids], ignore_conflicts=True
-        )
-        counters = {
-            row["line_id"]: row
-            for row in LineUsage.objects.select_for_update()
-            .filter(line_id__in=ids, date=self.day)
-            .order_by("line_id")
-            .values("line_id", "total_messages_count", "new_conversations_count")
-        }
+        counters = self._counters(ids)
+        missing = [i for i in ids if i not in counters]
+        if missing:  # the first send of the day on these lines
+            LineUsage.objects.bulk_create(
+                [LineUsage(line_id=i, date=self.day) for i in missing], ignore_conflicts=True
+            )
+            counters.update(self._counters(missing))
         for line in Line.objects.filter(pk__in=ids).values(
             "pk",
             "daily_total_messages_limit",
@@ -77,13 +91,22 @@ class SendBudget:
                 last_sent_at=line["last_sent_at"],
             )
 
+    def _counters(self, ids: list[str]) -> dict[str, dict]:
+        return {
+            row["line_id"]: row
+            for row in LineUsage.objects.filter(line_id__in=ids, date=self.day).values(
+                "line_id", "total_messages_count", "new_conversations_count"
+            )
+        }
+
     def take(self, line: Line, *, new_conversation: bool) -> bool | datetime:
         """Take one message (and one new conversation) from the line's caps and
         restart its device gap: True. The moment the gap ends when it has not
-        (nothing taken), or False when a cap is spent (or the line is unknown)."""
+        (nothing taken), or False when a cap is spent (or the line is unknown).
+        A line that was busy when the budget was made: a second from now."""
         account = self._accounts.get(line.pk)
         if account is None:
-            return False
+            return self.now + BUSY_RETRY if line.pk in self._busy else False
         if account.total + account.taken_total + 1 > account.total_limit:
             return False
         if new_conversation and account.new + account.taken_new + 1 > account.new_limit:

@@ -340,7 +340,9 @@ def test_two_racing_dispatchers_never_claim_the_same_row(acme, monkeypatch):
     for thread in threads:
         thread.join()
     assert not errors
-    both = claimed[0] + claimed[1]
+    # Rows whose lines the other batch held at that moment come back a second later.
+    later = dispatch_due(now=WED + timedelta(seconds=5), limit=200).sending
+    both = claimed[0] + claimed[1] + later
     assert len(both) == len(set(both)) == 200
     assert set(both) == ids
     assert claimed[0] and claimed[1]
@@ -377,7 +379,10 @@ def test_racing_dispatchers_keep_every_cap_and_never_deadlock(acme, monkeypatch)
 
     outcomes = run_in_threads(dispatcher, 8)
     assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
-    assert sum(outcomes) == sum(caps.values()) == 85
+    # A line another batch held at that moment was busy: its messages come back a
+    # second later. Whatever is left is taken now by one dispatcher, within the caps.
+    later = dispatch_due(now=WED + timedelta(seconds=5), limit=200)
+    assert sum(outcomes) + len(later.sending) == sum(caps.values()) == 85
     used = dict(
         LineUsage.objects.filter(line__in=list(caps)).values_list("line_id", "total_messages_count")
     )
