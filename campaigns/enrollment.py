@@ -1,23 +1,27 @@
 """Writing enrollments and their messages: one lead at a time, or a whole list in bulk.
 
 A bulk enrollment streams the list in keyset pages (memory stays flat whatever
-the list size) and writes with COPY on Postgres, portable bulk inserts elsewhere.
-Every message is written in its final shape for the sequence (see
-campaigns.sequencing): `scheduled`, `due_at = HELD`, its campaign, step index,
-batch id, stop-on-reply flag and the lead's line pinned.
+the list size). Python decides each lead (line, stop reason, first send time);
+on Postgres one statement per page writes the page's enrollments and expands
+its leads into their step messages on the server, elsewhere the ORM's bulk
+inserts write the same rows. Every message is written in its final shape
+for the sequence (see campaigns.sequencing): `scheduled`, `due_at = HELD`, its
+campaign, step index, batch id, stop-on-reply flag and the lead's line pinned.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import random
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from campaigns.models import Campaign, Enrollment, Step
 from campaigns.sequencing import DO_NOT_CONTACT, HELD, OPTED_OUT
@@ -26,8 +30,6 @@ from messaging.models import Conversation, DoNotContact, Message
 from tuco.ids import new_id
 
 PAGE_SIZE = 5000
-# Message rows sent to the server at a time within a page's COPY.
-CHUNK_ROWS = 1500
 # First send times of a bulk enrollment spread over this many microseconds (see pacing).
 SPREAD = 10**6
 # Leads per conversation lookup (keeps the query under SQLite's parameter limit).
@@ -88,6 +90,12 @@ def stop_reason(lead: Lead, dnc: set[str]) -> str:
     return ""
 
 
+def addressed_by(step: Step) -> tuple[bool, bool]:
+    """Whether a step's message carries the lead's (phone, email): an email step
+    only the email, an SMS step only the phone, iMessage both."""
+    return step.message_type != "email", step.message_type != "sms"
+
+
 class MessageRows:
     """Column values for a campaign's step messages, built from the model's own defaults."""
 
@@ -128,12 +136,9 @@ class MessageRows:
     ) -> Iterator[dict]:
         for step in self.steps:
             row = self.base.copy()
-            if step.message_type == "email":
-                phone, email = "", lead.email
-            elif step.message_type == "sms":
-                phone, email = lead.phone, ""
-            else:
-                phone, email = lead.phone, lead.email
+            by_phone, by_email = addressed_by(step)
+            phone = lead.phone if by_phone else ""
+            email = lead.email if by_email else ""
             row.update(
                 id=new_id(),
                 temp_guid=uuid.uuid4(),
@@ -171,21 +176,6 @@ def insert_messages(rows: Iterable[dict], attnames: list[str], columns: list[str
         Message.objects.bulk_create([Message(**row) for row in rows], batch_size=500)
 
 
-def insert_enrollments(rows: list[dict]) -> None:
-    if not rows:
-        return
-    if connection.vendor == "postgresql":
-        table = Enrollment._meta.db_table
-        names = list(rows[0])
-        columns = [Enrollment._meta.get_field(n).column for n in names]
-        copy_sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-        with connection.cursor() as wrapper, wrapper.cursor.copy(copy_sql) as copy:
-            for row in rows:
-                copy.write_row([row[n] for n in names])
-    else:
-        Enrollment.objects.bulk_create([Enrollment(**row) for row in rows], batch_size=500)
-
-
 _LEAD_VALUES = (
     "pk",
     "phone",
@@ -217,6 +207,12 @@ def _stop_reason_for(lead: _LeadRow, dnc: set[str]) -> str:
     return ""
 
 
+def enrollment_state(reason: str, now: datetime) -> tuple[str, datetime | None]:
+    """An enrollment's (state, finished_at) when it is written: a lead with a stop
+    reason is enrolled stopped, with every step cancelled."""
+    return ("stopped", now) if reason else ("active", None)
+
+
 def enroll_list(
     *, campaign: Campaign, steps: list[Step], lines: list, start: datetime, now: datetime
 ) -> int:
@@ -228,14 +224,20 @@ def enroll_list(
     if campaign.lead_list_id is None:
         return 0
     builder = MessageRows(campaign, steps)
-    copier = _TextCopy(builder) if connection.vendor == "postgresql" else None
     dnc = dnc_values(campaign.workspace_id)
     batch_id = new_id()
     first_due = first_send_time(campaign, steps, start)
-    # Keyset pages straight off the membership's (list, lead) unique index; leads
-    # already enrolled are looked up per page by the enrollment's unique index.
+    write = (
+        _PageInsert(builder, batch_id=batch_id, now=now).write
+        if connection.vendor == "postgresql"
+        else partial(_write_page, builder, batch_id=batch_id, now=now)
+    )
+    # Keyset pages straight off the membership's (list, lead) unique index, leaving
+    # out the leads already enrolled (probed in the enrollment's unique index).
+    enrolled = Enrollment.objects.filter(campaign_id=campaign.pk, lead_id=OuterRef("lead_id"))
     members = (
         ListMembership.objects.filter(lead_list_id=campaign.lead_list_id)
+        .exclude(Exists(enrolled))
         .order_by("lead_id")
         .values_list(*(f"lead__{name}" if name != "pk" else "lead_id" for name in _LEAD_VALUES))
     )
@@ -252,159 +254,206 @@ def enroll_list(
         if not rows:
             return total
         last = rows[-1][0]
-        enrolled = set(
-            Enrollment.objects.filter(
-                campaign_id=campaign.pk, lead_id__in=[row[0] for row in rows]
-            ).values_list("lead_id", flat=True)
-        )
-        page = [_LeadRow(row) for row in rows if row[0] not in enrolled]
-        if not page:
-            continue
-        enrollment_rows = []
-        message_rows = []
+        page = [_LeadRow(row) for row in rows]
         talks = talking_lines(campaign.workspace_id, page, line_ids) if any_talks else {}
-        with copier.page() if copier is not None else contextlib.nullcontext():
-            total = _enroll_page(
-                page, campaign, builder, copier, dnc, line_cycle, talks, batch_id, first_due,
-                now, total, enrollment_rows, message_rows,
-            )  # fmt: skip
-        insert_enrollments(enrollment_rows)
-        if copier is None:
-            insert_messages(message_rows, builder.attnames, builder.columns)
-
-
-def _enroll_page(
-    page, campaign, builder, copier, dnc, line_cycle, talks, batch_id, first_due, now, total,
-    enrollment_rows, message_rows,
-) -> int:  # fmt: skip
-    for lead in page:
-        # Spread first sends in list order, or shuffled, a microsecond apart:
-        # the gate releases them in this order.
-        if campaign.randomize_order:
-            offset = random.randrange(SPREAD)  # noqa: S311
-        else:
-            offset = min(total, SPREAD - 1)
-        line_id = talks.get(lead.pk) or next(line_cycle)
-        reason = _stop_reason_for(lead, dnc)
-        enrollment_rows.append(
-            {
-                "id": new_id(),
-                "workspace_id": campaign.workspace_id,
-                "campaign_id": campaign.pk,
-                "lead_id": lead.pk,
-                "line_id": line_id,
-                "state": "stopped" if reason else "active",
-                "batch_id": batch_id,
-                "enrolled_at": now,
-                "finished_at": now if reason else None,
-            }
-        )
-        due = first_due + timedelta(microseconds=offset)
-        if copier is not None:
-            copier.add(lead, line_id, batch_id, due, now, reason)
-        else:
-            message_rows.extend(
-                builder.for_lead(
-                    lead=lead,
-                    line_id=line_id,
-                    batch_id=batch_id,
-                    first_due=due,
-                    now=now,
-                    cancel_reason=reason,
-                )
-            )
-        total += 1
-    return total
-
-
-def _copy_text(value) -> str:
-    """One value in COPY's text format."""
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict | list):
-        value = json.dumps(value)
-    value = str(value)
-    if any(c in value for c in "\\\t\n\r"):
-        value = (
-            value.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
-    return value
-
-
-class _TextCopy:
-    """Step messages as COPY text lines: each step's constant columns are encoded
-    once, so a row costs a list copy and a join (300,000 rows in a few seconds)."""
-
-    def __init__(self, builder: MessageRows):
-        self.builder = builder
-        self.position = {name: i for i, name in enumerate(builder.attnames)}
-        self.templates = []
-        sample = _LeadRow(("x", "", "", "", "", False))
-        for step, row in zip(
-            builder.steps,
-            builder.for_lead(lead=sample, line_id=None, batch_id="", first_due=None, now=HELD),
-            strict=True,
-        ):
-            self.templates.append((step, [_copy_text(row[a]) for a in builder.attnames]))
-        self.lines: list[str] = []
-        self.copy = None
-        self.sql = f"COPY {Message._meta.db_table} ({', '.join(builder.columns)}) FROM STDIN"
-
-    def add(self, lead, line_id, batch_id, due, now, reason) -> None:
-        at = self.position
-        now_text = now.isoformat()
-        for step, template in self.templates:
-            values = template.copy()
-            if step.message_type == "email":
-                phone, email = "", lead.email
-            elif step.message_type == "sms":
-                phone, email = lead.phone, ""
+        decided = []
+        for lead in page:
+            # Spread first sends in list order, or shuffled, a microsecond apart:
+            # the gate releases them in this order.
+            if campaign.randomize_order:
+                offset = random.randrange(SPREAD)  # noqa: S311
             else:
-                phone, email = lead.phone, lead.email
-            values[at["id"]] = new_id()
-            values[at["temp_guid"]] = str(uuid.uuid4())
-            values[at["lead_id"]] = lead.pk
-            values[at["line_id"]] = line_id or "\\N"
-            values[at["line_pinned"]] = "t" if line_id else "f"
-            values[at["recipient_phone"]] = _copy_text(phone)
-            values[at["recipient_email"]] = _copy_text(email)
-            values[at["recipient_name"]] = _copy_text(lead.full_name)
-            values[at["batch_id"]] = batch_id
-            values[at["scheduled_date"]] = due.isoformat() if step.position == 0 else "\\N"
-            values[at["created_at"]] = now_text
-            values[at["updated_at"]] = now_text
-            if reason:
-                values[at["status"]] = "cancelled"
-                values[at["cancel_reason"]] = reason
-            self.lines.append("\t".join(values))
-        if len(self.lines) >= CHUNK_ROWS:
-            self._send()
+                offset = min(total, SPREAD - 1)
+            line_id = talks.get(lead.pk) or next(line_cycle)
+            reason = _stop_reason_for(lead, dnc)
+            decided.append((lead, line_id, first_due + timedelta(microseconds=offset), reason))
+            total += 1
+        write(decided)
 
-    @contextlib.contextmanager
-    def page(self):
-        """One COPY for a page of leads. Rows go to the server in chunks while the
-        next ones are built, so Postgres works in parallel with Python."""
-        with connection.cursor() as wrapper, wrapper.cursor.copy(self.sql) as copy:
-            self.copy = copy
-            try:
-                yield self
-                self._send()
-            finally:
-                self.copy = None
 
-    def _send(self) -> None:
-        if self.lines:
-            self.copy.write("\n".join(self.lines) + "\n")
-            self.lines = []
+def _write_page(builder: MessageRows, decided: list[tuple], *, batch_id: str, now: datetime):
+    """The portable writer: model rows through the ORM's bulk inserts."""
+    campaign = builder.campaign
+    enrollments, messages = [], []
+    for lead, line_id, due, reason in decided:
+        state, finished_at = enrollment_state(reason, now)
+        enrollments.append(
+            Enrollment(
+                workspace_id=campaign.workspace_id,
+                campaign_id=campaign.pk,
+                lead_id=lead.pk,
+                line_id=line_id,
+                state=state,
+                batch_id=batch_id,
+                enrolled_at=now,
+                finished_at=finished_at,
+            )
+        )
+        messages.extend(
+            builder.for_lead(
+                lead=lead,
+                line_id=line_id,
+                batch_id=batch_id,
+                first_due=due,
+                now=now,
+                cancel_reason=reason,
+            )
+        )
+    Enrollment.objects.bulk_create(enrollments, batch_size=500)
+    insert_messages(messages, builder.attnames, builder.columns)
+
+
+# Message columns that differ from lead to lead (besides id, temp_guid and status,
+# built in _PageInsert); every other column is the same for all leads of a step and
+# comes from MessageRows (the model's defaults included).
+_PER_LEAD = {
+    "lead_id": "p.lead_id",
+    "line_id": "p.line_id",
+    "line_pinned": "p.line_id IS NOT NULL",
+    "recipient_phone": "s.recipient_phone",
+    "recipient_email": "s.recipient_email",
+    "recipient_name": "p.name",
+    "scheduled_date": "s.scheduled_date",
+    "cancel_reason": "CASE WHEN p.reason = '' THEN s.cancel_reason ELSE p.reason END",
+}
+# A page's leads as they reach the server: one JSON object per lead.
+_PAGE_COLUMNS = (
+    ("i", "integer"),
+    ("lead_id", "varchar"),
+    ("line_id", "varchar"),
+    ("phone", "varchar"),
+    ("email", "varchar"),
+    ("name", "varchar"),
+    ("due", "timestamptz"),
+    ("reason", "varchar"),
+    ("state", "varchar"),
+    ("finished_at", "timestamptz"),
+)
+_COUNTER = 1 << 24
+
+
+class _PageInsert:
+    """The Postgres writer: one statement per page. The page's leads go to the server
+    as one JSON document (cheap to encode, and parsed once), and the server writes
+    their enrollments and one message per lead and step, so neither side builds or
+    parses a 40-column row per message.
+
+    Ids keep the tuco.ids layout (seconds, 5 random bytes, a 3-byte counter) as
+    their own generator would: fresh random bytes per page and table, the counter
+    running in insert order, so the ids are unique and new rows land at the right
+    end of the primary keys. A page (PAGE_SIZE leads, MAX_STEPS steps) stays far
+    below the counter's range.
+    """
+
+    def __init__(self, builder: MessageRows, *, batch_id: str, now: datetime):
+        steps = builder.steps
+        campaign = builder.campaign
+        sample = _LeadRow(("", "", "", "", "", False))
+        templates = builder.for_lead(
+            lead=sample, line_id=None, batch_id=batch_id, first_due=None, now=now
+        )
+        fields = {f.attname: f for f in Message._meta.concrete_fields}
+        computed = {"id", "temp_guid", "status", *_PER_LEAD}
+        per_step = ["status", "cancel_reason", *(a for a in builder.attnames if a not in computed)]
+        rows, step_params = [], []
+        for step, template in zip(steps, templates, strict=True):
+            by_phone, by_email = addressed_by(step)
+            cells = [
+                str(step.position),
+                "p.phone" if by_phone else "''",
+                "p.email" if by_email else "''",
+                "p.due" if step.position == 0 else "NULL::timestamptz",
+            ]
+            for attname in per_step:
+                field = fields[attname]
+                cells.append(f"CAST(%(step{len(step_params)})s AS {field.db_type(connection)})")
+                step_params.append(field.get_db_prep_save(template[attname], connection))
+            rows.append(f"({', '.join(cells)})")
+        step_columns = ["n", "recipient_phone", "recipient_email", "scheduled_date", *per_step]
+        select = []
+        for attname in builder.attnames:
+            if attname == "id":
+                select.append(_id_sql("message", f"p.i * {len(steps)} + s.n"))
+            elif attname == "temp_guid":
+                select.append(
+                    f"(%(guid_prefix)s || lpad(to_hex(p.i * {len(steps)} + s.n), 6, '0'))::uuid"
+                )
+            elif attname == "status":
+                select.append("CASE WHEN p.reason = '' THEN s.status ELSE %(cancelled)s END")
+            else:
+                select.append(_PER_LEAD.get(attname, f"s.{attname}"))
+        enrollment_columns = [
+            Enrollment._meta.get_field(name).column
+            for name in (
+                "id", "workspace", "campaign", "lead", "line", "state", "batch_id",
+                "enrolled_at", "finished_at",
+            )
+        ]  # fmt: skip
+        page_columns = ", ".join(f"{name} {kind}" for name, kind in _PAGE_COLUMNS)
+        self.sql = (
+            f"WITH p AS MATERIALIZED (SELECT * FROM json_to_recordset(%(page)s::json)"
+            f" AS p({page_columns})),"
+            f" e AS (INSERT INTO {Enrollment._meta.db_table} ({', '.join(enrollment_columns)})"
+            f" SELECT {_id_sql('enrollment', 'p.i')}, %(workspace)s, %(campaign)s,"
+            " p.lead_id, p.line_id, p.state, %(batch)s, %(now)s, p.finished_at FROM p)"
+            f" INSERT INTO {Message._meta.db_table} ({', '.join(builder.columns)})"
+            f" SELECT {', '.join(select)} FROM p"
+            # LATERAL (the rows name p's columns) keeps each lead's steps together,
+            # in order, so the counter follows the insert order.
+            f" CROSS JOIN LATERAL (VALUES {', '.join(rows)}) AS s({', '.join(step_columns)})"
+        )
+        self.params = {
+            "workspace": campaign.workspace_id,
+            "campaign": campaign.pk,
+            "batch": batch_id,
+            "now": now,
+            "cancelled": Message.Status.CANCELLED.value,
+            **{f"step{k}": value for k, value in enumerate(step_params)},
+        }
+        self.now = now
+
+    def write(self, decided: list[tuple]) -> None:
+        """Write the enrollments and step messages of `decided`:
+        (lead, line id, first due, stop reason) per lead."""
+        page = []
+        for i, (lead, line_id, due, reason) in enumerate(decided):
+            state, finished_at = enrollment_state(reason, self.now)
+            page.append(
+                {
+                    "i": i,
+                    "lead_id": lead.pk,
+                    "line_id": line_id,
+                    "phone": lead.phone,
+                    "email": lead.email,
+                    "name": lead.full_name,
+                    "due": due.isoformat(),
+                    "reason": reason,
+                    "state": state,
+                    "finished_at": finished_at.isoformat() if finished_at else None,
+                }
+            )
+        params = dict(self.params, page=json.dumps(page), guid_prefix=_guid_prefix())
+        for run in ("message", "enrollment"):
+            params[f"{run}_prefix"] = (int(time.time()).to_bytes(4, "big") + os.urandom(5)).hex()
+            params[f"{run}_counter"] = int.from_bytes(os.urandom(3), "big")
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+
+
+def _guid_prefix() -> str:
+    """The first 26 hex digits of a page's tempGuids: random version-4 UUIDs but for
+    the last 24 bits, which count the page's messages. Unique within the page by the
+    counter and across pages by 96 random bits, without a strong random draw per row
+    (the server's costs more than the rest of the row)."""
+    r = os.urandom(13).hex()
+    variant = "89ab"[int(r[24], 16) % 4]
+    return f"{r[:12]}4{r[12:15]}{variant}{r[15:24]}"
+
+
+def _id_sql(run: str, index: str) -> str:
+    """SQL for id number `index` (0, 1, ...) of a run of ids: the run's prefix
+    (seconds and random bytes) and its counter, from where it starts."""
+    return f"%({run}_prefix)s || lpad(to_hex(mod(%({run}_counter)s + {index}, {_COUNTER})), 6, '0')"
 
 
 def _cycle(values: list):

@@ -103,12 +103,25 @@ class Enrollment(models.Model):
         FAILED = "failed", "Stalled on a failed step"
 
     id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="enrollments")
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="enrollments")
+    # The foreign keys are indexed in Meta (a list's enrollment writes a row per lead
+    # at once: one plain index per column, none twice).
+    # `workspace` is the campaign's, copied here. It has no constraint of its own in
+    # the database: the campaign's and the lead's foreign keys (and theirs to the
+    # workspace) already guarantee it exists, and a check per row would add to what
+    # a list's enrollment pays at commit. Deleting a workspace still removes its
+    # enrollments (on_delete runs in Django).
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="enrollments", db_index=False
+    )
+    lead = models.ForeignKey(
+        Lead, on_delete=models.CASCADE, related_name="enrollments", db_index=False
+    )
     # The one line this lead hears from for the whole campaign (None until one is usable).
     line = models.ForeignKey(
-        Line, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Line, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     state = models.CharField(max_length=10, choices=State, default=State.ACTIVE)
     batch_id = models.CharField(max_length=100, blank=True, default="")
@@ -122,6 +135,9 @@ class Enrollment(models.Model):
         indexes = [
             models.Index(fields=["campaign", "state"], name="enrollment_campaign_state"),
             models.Index(fields=["lead"], name="enrollment_lead"),
+            # Deleting a line or a workspace looks its enrollments up.
+            models.Index(fields=["line"], name="enrollment_line"),
+            models.Index(fields=["workspace"], name="enrollment_workspace"),
         ]
 
     def __str__(self):

@@ -40,7 +40,7 @@ periodic sweep (`campaign_sweep`) is the guarantee when a signal was missed.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
@@ -49,10 +49,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, Enrollment
 from leads.models import LeadIdentifier
 from messaging.models import DoNotContact, Message
-
-# Far beyond any real send time, and far enough from datetime.max that date
-# arithmetic on it never overflows.
-HELD = datetime(9000, 1, 1, tzinfo=UTC)
+from messaging.models.outbox import HELD
 
 WAITING = ("pending", "scheduled")
 OPEN = ("pending", "scheduled", "sending")
