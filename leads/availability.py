@@ -26,7 +26,7 @@ from leads.normalize import InvalidIdentifier, default_region, normalize_email, 
 from leads.signals import lead_availability_updated
 from lines import services as line_services
 from lines.models import Line
-from lines.relay import RelayError, get_client
+from lines.relay import RelayError, check_many, get_client
 from tuco.errors import QuotaExhausted, ServiceError, ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -326,17 +326,38 @@ def _cached_result(address: str, available: bool) -> AddressResult:
 
 def _claim_line(*, workspace, line: Line | None, clock: _Clock, wait: bool) -> Line | None:
     """A line holding one check slot, or None when every line is down."""
+    lines = _claim_slots(workspace=workspace, count=1, line=line, clock=clock, wait=wait)
+    return lines[0] if lines else None
+
+
+def _claim_slots(
+    *, workspace, count: int, clock: _Clock, wait: bool, line: Line | None = None
+) -> list[Line]:
+    """Lines holding between 1 and `count` check slots (a line once per slot), or []
+    when every line is down. One slot is a line_pick_for_check (optionally on `line`);
+    several are one line_reserve_checks.
+
+    Raises NoActiveLine, AvailabilityQuotaExhausted, or LinesBusy (when `wait` is
+    False or the wait would pass MAX_SYNC_WAIT_SECONDS); otherwise sleeps for the gap.
+    """
     while True:
         # A real clock leaves the gaps to the database's clock (shared by all workers).
-        pick = line_services.line_pick_for_check(
-            workspace=workspace, now=clock.moment(), line_id=line.pk if line else None
-        )
-        if pick.line is not None:
-            return pick.line
+        if count == 1:
+            pick = line_services.line_pick_for_check(
+                workspace=workspace, now=clock.moment(), line_id=line.pk if line else None
+            )
+            slots = [(pick.line, 1)] if pick.line is not None else []
+        else:
+            pick = line_services.line_reserve_checks(
+                workspace=workspace, count=count, now=clock.moment()
+            )
+            slots = pick.slots
+        if slots:
+            return [claimed for claimed, taken in slots for _ in range(taken)]
         if pick.reason == line_services.NO_ACTIVE_LINE:
             raise NoActiveLine()
         if pick.reason == line_services.ALL_DOWN:
-            return None
+            return []
         if pick.reason == line_services.QUOTA_EXHAUSTED:
             raise AvailabilityQuotaExhausted()
         if not wait or clock.slept + pick.retry_after > MAX_SYNC_WAIT_SECONDS:
@@ -345,30 +366,64 @@ def _claim_line(*, workspace, line: Line | None, clock: _Clock, wait: bool) -> L
 
 
 def _relay_check(
-    *, workspace, address: str, line: Line | None, clock: _Clock, wait: bool, store: bool = True
+    *, workspace, address: str, line: Line | None, clock: _Clock, wait: bool
 ) -> AddressResult:
     line = _claim_line(workspace=workspace, line=line, clock=clock, wait=wait)
     if line is None:
-        return AddressResult(address, None, str(Status.ERROR), False, None, "Every line is down")
+        return _all_down(address)
     now = clock.now()
-    try:
-        available = get_client(line).check(address)
-    except RelayError as exc:
-        if not exc.reached:
-            line_services.usage_release(line=line, kind="availability_checks", now=now)
-        if line_services.relay_failure_is_line_fault(exc):
-            line_services.line_record_failure(line=line, detail=exc.message, now=now)
+    (result,) = _ask_relays([(line, address)], now=now)
+    if result.available is not None:
+        cache_store(
+            workspace=workspace,
+            address=address,
+            available=result.available,
+            line_id=line.pk,
+            now=now,
+        )
+    return result
+
+
+def _all_down(address: str) -> AddressResult:
+    return AddressResult(address, None, str(Status.ERROR), False, None, "Every line is down")
+
+
+def _ask_relays(
+    requests: Sequence[tuple[Line, str]],
+    *,
+    now: datetime,
+    while_waiting: Callable[[], None] | None = None,
+) -> list[AddressResult]:
+    """Send claimed checks (line, address) to their relays, all at once, and record
+    what that says about each line. A slot whose request never reached the relay is
+    given back. A relay failure is a result with status "error". `while_waiting`
+    runs in this thread while the requests are out."""
+    outcomes = check_many(
+        [(get_client(line), address) for line, address in requests], while_waiting=while_waiting
+    )
+    unreached: dict[str, tuple[Line, int]] = {}
+    results = []
+    for (line, address), outcome in zip(requests, outcomes, strict=True):
+        if not isinstance(outcome, RelayError):
+            line_services.line_record_success(
+                line=line, now=now, detail="Answered an availability check"
+            )
+            status = Status.AVAILABLE if outcome else Status.UNAVAILABLE
+            results.append(AddressResult(address, outcome, str(status), False, line.pk))
+            continue
+        if not outcome.reached:
+            unreached[line.pk] = (line, unreached.get(line.pk, (line, 0))[1] + 1)
+        if line_services.relay_failure_is_line_fault(outcome):
+            line_services.line_record_failure(line=line, detail=outcome.message, now=now)
         else:  # the relay answered, about this address only
             line_services.line_record_success(line=line, now=now, detail="Relay answering")
-        logger.warning("Availability check of %s on line %s failed: %s", address, line.pk, exc)
-        return AddressResult(address, None, str(Status.ERROR), False, line.pk, exc.message)
-    line_services.line_record_success(line=line, now=now, detail="Answered an availability check")
-    if store:
-        cache_store(
-            workspace=workspace, address=address, available=available, line_id=line.pk, now=now
+        logger.warning("Availability check of %s on line %s failed: %s", address, line.pk, outcome)
+        results.append(
+            AddressResult(address, None, str(Status.ERROR), False, line.pk, outcome.message)
         )
-    status = Status.AVAILABLE if available else Status.UNAVAILABLE
-    return AddressResult(address, available, str(status), False, line.pk)
+    for line, count in unreached.values():
+        line_services.usage_release(line=line, kind="availability_checks", now=now, amount=count)
+    return results
 
 
 # Leads
@@ -427,38 +482,48 @@ def availability_check_leads(
     force: bool = False,
     now: datetime | None = None,
     wait: bool = True,
-    flush_every: int = 500,
     fresh_since: datetime | None = None,
     checkpoint: Callable[[list[LeadResult]], bool] | None = None,
+    concurrency: int = 1,
 ) -> BatchResult:
     """Check leads in order and write each result to its lead.
 
     Answers from the cache cost one query for the whole batch and are written in
-    bulk; leads that need a relay are written as soon as they are known. Stops at
-    the first NoActiveLine (every remaining lead is marked `no_active_line`),
-    quota exhaustion, LinesBusy or Interrupted, which is returned in `stopped`.
+    bulk; leads that need a relay are written as soon as they are known, in lead
+    order. Stops at the first NoActiveLine (every remaining lead is marked
+    `no_active_line`), quota exhaustion, LinesBusy or Interrupted, which is returned
+    in `stopped`; `results` then holds the leads before the first unfinished one.
 
-    Every relay answer is cached before the next relay request, so a batch stopped
-    halfway through a lead (gap, quota) never pays for the same address again.
-    `force` ignores cached answers, except those got since `fresh_since` (a forced
-    job trusts what it has asked itself). `checkpoint`, when given, is called before
-    every relay request with the results written since its previous call; when it
-    returns False the batch stops with Interrupted.
+    Relay requests go out in rounds: each unfinished lead asks its next address
+    (its addresses stay in order, and it stops at the first available one), the
+    slots of a round are claimed together, and the requests of a round are sent at
+    once. The first round asks for one lead; each next round for twice as many, up
+    to `concurrency` (1: one request at a time). A round's answers and finished
+    leads are written (in one transaction) while the next round's requests are out,
+    and at the end, however the batch ends, so a batch stopped halfway through a
+    lead (gap, quota) never pays for the same address again. `force` ignores cached
+    answers, except those got since `fresh_since` (a forced job trusts what it has
+    asked itself). `checkpoint`, when given, is called before every round with the
+    results written since its previous call; when it returns False the batch stops
+    with Interrupted.
     """
     clock = _Clock(now)
     batch = BatchResult()
-    addresses = {lead.pk: lead_addresses(lead) for lead in leads}
+    progress = [_LeadProgress(lead, lead_addresses(lead)) for lead in leads]
     cached = {}
     if not force or fresh_since is not None:
         cached = cache_lookup(
             workspace=workspace,
-            addresses=[a for values in addresses.values() for a in values],
+            addresses=[a for item in progress for a in item.addresses],
             now=clock.now(),
             checked_since=fresh_since if force else None,
         )
+    for item in progress:
+        item.advance(cached)
     pending: list[LeadResult] = []
     answers: list[AddressResult] = []
     reported = 0
+    first = 0  # the first lead not yet moved to `pending`
 
     def flush() -> None:
         if pending or answers:
@@ -467,78 +532,109 @@ def availability_check_leads(
             pending.clear()
             answers.clear()
 
-    def before_relay() -> None:
-        nonlocal reported
-        flush()
-        if checkpoint is not None:
-            written, reported = batch.results[reported:], len(batch.results)
-            if not checkpoint(written):
-                raise Interrupted()
-
-    for index, lead in enumerate(leads):
+    size = 1
+    while True:
+        while first < len(progress) and progress[first].result is not None:
+            pending.append(progress[first].result)
+            first += 1
+        if first == len(progress):
+            break
+        round_ = _next_round(progress, first, size)
         try:
-            result = _resolve_lead(
-                workspace=workspace,
-                lead=lead,
-                addresses=addresses[lead.pk],
-                cached=cached,
-                clock=clock,
-                wait=wait,
-                answers=answers,
-                before_relay=before_relay,
-            )
+            if checkpoint is not None:
+                written, reported = batch.results[reported:], len(batch.results)
+                if not checkpoint(written):
+                    raise Interrupted()
+            lines = _claim_slots(workspace=workspace, count=len(round_), clock=clock, wait=wait)
         except NoActiveLine as exc:
             pending.extend(
-                LeadResult(other.pk, None, str(Status.NO_ACTIVE_LINE), "")
-                for other in leads[index:]
+                LeadResult(item.lead.pk, None, str(Status.NO_ACTIVE_LINE), "")
+                for item in progress[first:]
             )
             batch.stopped = exc
             break
         except (AvailabilityQuotaExhausted, LinesBusy, Interrupted) as exc:
             batch.stopped = exc
             break
-        pending.append(result)
-        if answers or len(pending) >= flush_every:
+        if lines:
+            round_ = round_[: len(lines)]
+            # What the previous round found is written while this round's requests are out.
+            results = _ask_relays(
+                [(line, item.address) for line, item in zip(lines, round_, strict=False)],
+                now=clock.now(),
+                while_waiting=flush,
+            )
+        else:
             flush()
+            results = [_all_down(item.address) for item in round_]
+        for item, result in zip(round_, results, strict=True):
+            if result.available is not None:
+                answers.append(result)
+                cached[result.address] = result.available
+            item.answered(result, cached)
+        for item in progress[first:]:
+            item.advance(cached)  # another lead may just have had its next address answered
+        size = min(size * 2, max(1, concurrency))
     flush()
     return batch
 
 
-def _resolve_lead(
-    *,
-    workspace,
-    lead: Lead,
-    addresses: list[str],
-    cached: dict,
-    clock: _Clock,
-    wait: bool,
-    answers: list[AddressResult],
-    before_relay: Callable[[], None],
-) -> LeadResult:
-    """The lead's outcome. Relay answers got on the way are appended to `answers`
-    (to be cached), so the caller keeps them even when this raises."""
-    if not addresses:
-        # Nothing could be asked: that says nothing about iMessage, so not "unavailable".
-        return LeadResult(lead.pk, None, str(Status.ERROR), "")
-    checked = []
-    errors = []
-    for address in addresses:
-        if address in cached:
-            result = _cached_result(address, cached[address])
-        else:
-            before_relay()
-            result = _relay_check(
-                workspace=workspace, address=address, line=None, clock=clock, wait=wait, store=False
-            )
-            answers.append(result)
-        checked.append(address)
+def _next_round(progress: list[_LeadProgress], first: int, size: int) -> list[_LeadProgress]:
+    """Up to `size` unfinished leads from `first` on, each asking a different address
+    (a lead whose address is already asked waits for the answer in the cache)."""
+    round_, asked = [], set()
+    for item in progress[first:]:
+        if len(round_) >= size:
+            break
+        if item.result is None and item.address not in asked:
+            asked.add(item.address)
+            round_.append(item)
+    return round_
+
+
+class _LeadProgress:
+    """One lead on its way through its addresses (in order, first available wins)."""
+
+    def __init__(self, lead: Lead, addresses: list[str]):
+        self.lead = lead
+        self.addresses = addresses
+        self.position = 0
+        self.errors: list[str] = []
+        self.result: LeadResult | None = None
+        if not addresses:
+            # Nothing could be asked: that says nothing about iMessage, so not "unavailable".
+            self.result = LeadResult(lead.pk, None, str(Status.ERROR), "")
+
+    @property
+    def address(self) -> str:
+        """The address to ask next."""
+        return self.addresses[self.position]
+
+    def advance(self, cached: dict) -> None:
+        """Take cached answers until an address needs a relay, or the lead is done."""
+        while self.result is None and self.address in cached:
+            self.answered(_cached_result(self.address, cached[self.address]), cached)
+
+    def answered(self, result: AddressResult, cached: dict) -> None:
+        self.position += 1
+        checked = tuple(self.addresses[: self.position])
         if result.available:
-            return LeadResult(lead.pk, True, str(Status.AVAILABLE), address, tuple(checked))
+            self.result = LeadResult(
+                self.lead.pk, True, str(Status.AVAILABLE), result.address, checked
+            )
+            return
         if result.status == Status.ERROR:
-            errors.append(address)
-    if errors:
-        return LeadResult(lead.pk, None, str(Status.ERROR), errors[-1], tuple(checked))
-    return LeadResult(lead.pk, False, str(Status.UNAVAILABLE), checked[-1], tuple(checked))
+            self.errors.append(result.address)
+        if self.position < len(self.addresses):
+            self.advance(cached)
+        elif self.errors:
+            self.result = LeadResult(
+                self.lead.pk, None, str(Status.ERROR), self.errors[-1], checked
+            )
+        else:
+            self.result = LeadResult(
+                self.lead.pk, False, str(Status.UNAVAILABLE), result.address, checked
+            )
 
 
 def _record(
@@ -607,7 +703,10 @@ def workspace_has_active_line(*, workspace) -> bool:
 # Background jobs
 
 JOB_LEASE_SECONDS = 300
-JOB_CHUNK = 25
+JOB_CHUNK = 1000
+# Relay requests a job sends at once (see availability_check_leads). Its turn starts
+# with one, so a task that has lost its job, or a dead relay, costs one request.
+JOB_CONCURRENCY = 256
 # A task gives its worker back after this long and re-queues itself.
 JOB_TASK_BUDGET_SECONDS = 20.0
 # A job handed to a successor task (after a gap, or when a task's time is up) stays
@@ -674,7 +773,7 @@ def availability_job_cancel(*, workspace, job_id: str, now: datetime | None = No
 def availability_job_process(
     *, job_id: str, now: datetime | None = None, budget_seconds: float = JOB_TASK_BUDGET_SECONDS
 ) -> float | None:
-    """Work on a job for up to `budget_seconds`, one line slot at a time.
+    """Work on a job for up to `budget_seconds`, in rounds of line slots.
 
     Returns the countdown after which the job should run again, or None when it
     needs no re-queue (finished, cancelled, waiting for tomorrow's quota, or held by
@@ -692,7 +791,7 @@ class _JobRun:
     progress writes on the cursor too). A task whose lease ran out while it waited on
     a slow relay, and whose job another task has taken over, therefore stops at its
     next write instead of overwriting the other's progress. The lease is renewed
-    before every relay request, so a live task does not lose it.
+    before every round of relay requests, so a live task does not lose it.
     """
 
     def __init__(self, job: AvailabilityJob, *, lease: datetime, now, budget_seconds: float):
@@ -704,7 +803,7 @@ class _JobRun:
         self.positions: dict[str, int] = {}
         self.counted = 0  # results of the current chunk already in the job's counters
         self.lost = False
-        self.asked = 0  # relay requests this turn
+        self.asked = 0  # rounds of relay requests this turn
 
     def now(self) -> datetime:
         return self.fixed_now or timezone.now()
@@ -754,6 +853,7 @@ class _JobRun:
                 wait=False,
                 fresh_since=job.started_at if job.force else None,
                 checkpoint=self.checkpoint,
+                concurrency=JOB_CONCURRENCY,
             )
             if self.lost:
                 return None  # cancelled, or another task holds the job now
@@ -793,7 +893,8 @@ class _JobRun:
                 return self._hand_off(0)
 
     def checkpoint(self, results: list[LeadResult]) -> bool:
-        """Before a relay request: record progress, renew the lease, mind the budget."""
+        """Before a round of relay requests: record progress, renew the lease, mind the
+        budget."""
         cursor = self.positions[results[-1].lead_id] + 1 if results else self.job.cursor
         if not self._progress(results, cursor=cursor):
             return False
@@ -893,10 +994,11 @@ def availability_queue_new_leads(*, workspace, lead_ids: Sequence[str]) -> Avail
         return None  # the leads are marked `no_active_line`
 
 
-def on_leads_created(sender, workspace, lead_ids, **kwargs):
+def on_leads_created(sender, workspace, lead_ids, check_availability=True, **kwargs):
     """Receiver of leads.signals.leads_created (sent on commit): check them in the
-    background."""
-    availability_queue_new_leads(workspace=workspace, lead_ids=lead_ids)
+    background, unless their creator checks them itself."""
+    if check_availability:
+        availability_queue_new_leads(workspace=workspace, lead_ids=lead_ids)
 
 
 def on_line_capacity_changed(sender, workspace_id, **kwargs):
@@ -904,3 +1006,23 @@ def on_line_capacity_changed(sender, workspace_id, **kwargs):
     added, activated, became healthy or got a higher daily limit, so jobs waiting
     for tomorrow's quota may go on today."""
     availability_jobs_wake(workspace_id=workspace_id)
+
+
+def availability_record_for_lead(
+    *, workspace, lead: Lead, address: str, available: bool, checked: Sequence[str]
+) -> bool:
+    """Write an answer found outside the engine's lead checks (a send checks its
+    recipient's addresses in the documented order) to the lead, and announce it.
+    `address` is the address that answered (the available one, else the last
+    checked). Nothing is written when the lead already says the same; returns
+    whether it was written."""
+    status = str(Status.AVAILABLE if available else Status.UNAVAILABLE)
+    if (
+        lead.availability_status == status
+        and lead.availability_address == address
+        and lead.availability_checked_at is not None
+    ):
+        return False
+    result = LeadResult(lead.pk, available, status, address, tuple(checked))
+    _record(workspace=workspace, results=[result], now=timezone.now())
+    return True

@@ -12,6 +12,8 @@ import mimetypes
 import os
 import re
 import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +28,11 @@ ANY_PREFIX = "any;-;"
 DIRECT_CHAT_PREFIXES = (IMESSAGE_PREFIX, ANY_PREFIX)
 
 WEBHOOK_EVENTS = ("new-message", "updated-message", "message-send-error")
+
+# Availability checks sent together (a background job's round) go out from this many
+# threads at most, each over its client's keep-alive pool (as large, so all of them
+# can talk to one relay at once).
+CHECK_CONCURRENCY = 32
 
 
 def chat_guid_for(address: str) -> str:
@@ -171,7 +178,7 @@ class BlueBubblesClient(RelayClient):
         timeout: tuple[float, float] = (5, 130),
         *,
         send_method: str = "apple-script",
-        pool_maxsize: int = 20,
+        pool_maxsize: int = CHECK_CONCURRENCY,
     ):
         self.server_url = server_url.rstrip("/")
         self.password = password
@@ -455,3 +462,54 @@ def clear_client_cache() -> None:
     for client in clients:
         if isinstance(client, BlueBubblesClient):
             client.close()
+
+
+_check_pool: ThreadPoolExecutor | None = None
+_check_pool_lock = threading.Lock()
+
+
+def check_many(
+    requests: Sequence[tuple[RelayClient, str]], *, while_waiting: Callable[[], None] | None = None
+) -> list[bool | RelayError]:
+    """Ask `client.check(address)` for every pair at once; the answers (or the
+    RelayError of each failed request) in the same order.
+
+    `while_waiting` runs in the calling thread while the requests are out (other
+    work to overlap with them). A single request runs in the calling thread, after it.
+    """
+
+    def one(request: tuple[RelayClient, str]) -> bool | RelayError:
+        client, address = request
+        try:
+            return client.check(address)
+        except RelayError as exc:
+            return exc
+
+    if len(requests) <= 1:
+        if while_waiting is not None:
+            while_waiting()
+        return [one(request) for request in requests]
+    futures = [_pool().submit(one, request) for request in requests]
+    if while_waiting is not None:
+        while_waiting()
+    return [future.result() for future in futures]
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _check_pool
+    with _check_pool_lock:
+        if _check_pool is None:
+            _check_pool = ThreadPoolExecutor(
+                max_workers=CHECK_CONCURRENCY, thread_name_prefix="relay-check"
+            )
+        return _check_pool
+
+
+def _forget_pool_after_fork() -> None:
+    # A forked worker process inherits the object but none of its threads.
+    global _check_pool, _check_pool_lock
+    _check_pool = None
+    _check_pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)

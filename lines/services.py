@@ -21,7 +21,7 @@ import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import DateTimeField, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
@@ -258,18 +258,21 @@ def usage_try_consume(
     holds however many workers race for the last slot. The limit is read from the
     line row in the same statement, so an edit to the limit applies at once.
     """
+    return _usage_consume(line.pk, kind, utc_today(now), amount)
+
+
+def _usage_consume(line_id: str, kind: str, day: date, amount: int) -> bool:
     counter, limit_column = _usage_columns(kind)
-    day = utc_today(now)
-    limit = Subquery(Line.objects.filter(pk=line.pk).values(limit_column)[:1])
+    limit = Subquery(Line.objects.filter(pk=line_id).values(limit_column)[:1])
     for _attempt in range(2):
         updated = LineUsage.objects.filter(
-            line_id=line.pk, date=day, **{f"{counter}__lte": limit - amount}
+            line_id=line_id, date=day, **{f"{counter}__lte": limit - amount}
         ).update(**{counter: F(counter) + amount})
         if updated:
             return True
-        if LineUsage.objects.filter(line_id=line.pk, date=day).exists():
+        if LineUsage.objects.filter(line_id=line_id, date=day).exists():
             return False
-        _usage_day_create(line_id=line.pk, day=day)
+        _usage_day_create(line_id=line_id, day=day)
     return False
 
 
@@ -392,6 +395,77 @@ def line_pick_for_check(
     moves one check to the other day, which no cap minds).
     """
     day = now or timezone.now()
+    lines, current = _check_candidates(workspace=workspace, now=now, day=day, line_id=line_id)
+    for line in lines:
+        if _usable_for_check(line, current) and _claim_one_check(line=line, now=now, day=day):
+            return LinePick(line)
+    return _why_no_line(lines, current)
+
+
+@dataclass
+class CheckReservation:
+    """Check slots claimed at once: (line, how many) in round-robin order, or why
+    there are none (the reasons and `retry_after` of LinePick)."""
+
+    slots: list[tuple[Line, int]]
+    reason: str | None = None
+    retry_after: float = 0.0
+
+
+# A line without a gap takes at least this many of a reservation's slots, so a
+# reservation touches a few lines with a few statements each rather than every line
+# for one slot; least recently used first, so consecutive reservations still rotate.
+RESERVE_MIN_PER_LINE = 8
+
+
+def line_reserve_checks(*, workspace, count: int, now: datetime | None = None) -> CheckReservation:
+    """Claim up to `count` check slots across the workspace's lines, for checks that
+    will be sent together (a background job's round).
+
+    Same candidates and order as line_pick_for_check. A line with a gap gives at most
+    one slot (its gap restarts), so the gap holds between any two checks on it. The
+    lines without a gap give several each, all in one transaction: a conditional
+    update of each line's counter (`n = n + k WHERE n + k <= limit`, k halved until it
+    fits, so the cap holds under any number of workers), then one stamp of their
+    last check. Fewer than `count` slots may come back; none only with the reason
+    line_pick_for_check would give.
+    """
+    day = now or timezone.now()
+    lines, current = _check_candidates(workspace=workspace, now=now, day=day)
+    usable = [line for line in lines if _usable_for_check(line, current)]
+    slots: list[tuple[Line, int]] = []
+    left = count
+    for line in [line for line in usable if line.check_gap_seconds]:
+        if left > 0 and _claim_one_check(line=line, now=now, day=day):
+            slots.append((line, 1))
+            left -= 1
+    gapless = [line for line in usable if not line.check_gap_seconds]
+    wanted: dict[str, int] = {}
+    for position, line in enumerate(gapless):
+        if left <= 0:
+            break
+        share = max(RESERVE_MIN_PER_LINE, -(-left // (len(gapless) - position)))
+        wanted[line.pk] = min(left, share, line.daily_availability_checks_limit - line.checks_today)
+        left -= wanted[line.pk]
+    if wanted:
+        taken = _claim_checks_without_gap(wanted=wanted, now=now, day=day)
+        for line in gapless:
+            if taken.get(line.pk):
+                slots.append((line, taken[line.pk]))
+                if now is not None:
+                    line.last_check_at = now
+    if slots:
+        return CheckReservation(slots)
+    pick = _why_no_line(lines, current)
+    return CheckReservation([], pick.reason, pick.retry_after)
+
+
+def _check_candidates(
+    *, workspace, now: datetime | None, day: datetime, line_id: str | None = None
+) -> tuple[list[Line], datetime]:
+    """The active lines, least recently checked first, with today's count, and the
+    database's "now" as of this read (only to skip lines and size waits; a claim
+    compares in the database again)."""
     lines = Line.objects.filter(workspace=workspace, is_active=True)
     if line_id is not None:
         lines = lines.filter(pk=line_id)
@@ -400,39 +474,102 @@ def line_pick_for_check(
             F("last_check_at").asc(nulls_first=True), "created_at"
         )
     )
-    # The database's "now" as of this read: only to skip lines and size waits; the
-    # claim itself compares in the database again.
-    current = lines[0].db_now if lines else day
-    for line in lines:
-        if (
-            line.health_status == Line.Health.DOWN
-            or line.checks_today >= line.daily_availability_checks_limit
-            or (
-                line.check_gap_seconds
-                and _seconds_until(line.last_check_at, line.check_gap_seconds, current) > 0
-            )
-        ):
-            continue
-        candidate = Line.objects.select_for_update(skip_locked=True).filter(
-            pk=line.pk, is_active=True
+    return lines, (lines[0].db_now if lines else day)
+
+
+def _usable_for_check(line: Line, current: datetime) -> bool:
+    return not (
+        line.health_status == Line.Health.DOWN
+        or line.checks_today >= line.daily_availability_checks_limit
+        or (
+            line.check_gap_seconds
+            and _seconds_until(line.last_check_at, line.check_gap_seconds, current) > 0
         )
-        if line.check_gap_seconds:
-            # Re-checked under the lock: another worker may have just used the gap.
-            candidate = candidate.filter(_gap_elapsed("last_check_at", line.check_gap_seconds, now))
-        with transaction.atomic():
-            locked = (
-                candidate.exclude(health_status=Line.Health.DOWN)
-                .values_list("pk", flat=True)
-                .first()
+    )
+
+
+def _claim_one_check(*, line: Line, now: datetime | None, day: datetime) -> bool:
+    """Lock the line (SKIP LOCKED), re-check its gap, take one check and restart the
+    gap, in one transaction; False when another worker holds it or was first."""
+    candidate = Line.objects.select_for_update(skip_locked=True).filter(pk=line.pk, is_active=True)
+    if line.check_gap_seconds:
+        # Re-checked under the lock: another worker may have just used the gap.
+        candidate = candidate.filter(_gap_elapsed("last_check_at", line.check_gap_seconds, now))
+    with transaction.atomic():
+        locked = (
+            candidate.exclude(health_status=Line.Health.DOWN).values_list("pk", flat=True).first()
+        )
+        if locked is None:
+            return False
+        if not usage_try_consume(line=line, kind="availability_checks", now=day):
+            return False
+        Line.objects.filter(pk=line.pk).update(last_check_at=_db_now(now))
+        _note_stamp(line, "last_check_at", now)
+        return True
+
+
+def _claim_checks_without_gap(
+    *, wanted: dict[str, int], now: datetime | None, day: datetime
+) -> dict[str, int]:
+    """Take `wanted[line_id]` checks of gap-less lines; how many were taken (a line
+    whose counter moved since it was read gives none this time).
+
+    One transaction (one commit) for the lot. The lines still active, up and
+    gap-less are locked first, with SKIP LOCKED (one held by another worker is left
+    for this time), in the order line_pick_for_check takes its locks (line, then its
+    counter), so no two workers wait on each other in a cycle. Then one conditional
+    update of their counters (`n = n + k WHERE n + k <= limit`, the limit read from
+    the line in the same statement) and one stamp of their last check (round robin
+    order).
+    """
+    usage_day = utc_today(day)
+    with transaction.atomic():
+        locked = list(
+            Line.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=list(wanted), is_active=True, check_gap_seconds=0)
+            .exclude(health_status=Line.Health.DOWN)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        amounts = {line_id: wanted[line_id] for line_id in locked if wanted[line_id] > 0}
+        taken = _usage_consume_many(amounts, usage_day)
+        missing = [line_id for line_id in amounts if line_id not in taken]
+        if missing and not LineUsage.objects.filter(line_id__in=missing, date=usage_day).exists():
+            for line_id in missing:  # the first checks of the day
+                _usage_day_create(line_id=line_id, day=usage_day)
+            taken |= _usage_consume_many(
+                {line_id: amounts[line_id] for line_id in missing}, usage_day
             )
-            if locked is None:
-                continue  # another worker holds it, or has just used its gap
-            if not usage_try_consume(line=line, kind="availability_checks", now=day):
-                continue
-            Line.objects.filter(pk=line.pk).update(last_check_at=_db_now(now))
-            _note_stamp(line, "last_check_at", now)
-            return LinePick(line)
-    return _why_no_line(lines, current)
+        if taken:
+            Line.objects.filter(pk__in=list(taken)).update(last_check_at=_db_now(now))
+    return taken
+
+
+def _usage_consume_many(amounts: dict[str, int], day: date) -> dict[str, int]:
+    """`UPDATE ... SET n = n + k WHERE n + k <= limit` for several lines' availability
+    checks in one statement; the amounts of the lines it took them from."""
+    if not amounts:
+        return {}
+    usage, line = LineUsage._meta, Line._meta
+    quote = connection.ops.quote_name
+    counter = quote("availability_checks_count")
+    line_column = quote(usage.get_field("line").column)
+    increment = "CASE " + " ".join([f"WHEN {line_column} = %s THEN %s"] * len(amounts)) + " END"
+    params = [value for pair in amounts.items() for value in pair]
+    ids = ", ".join(["%s"] * len(amounts))
+    sql = (
+        f"UPDATE {quote(usage.db_table)} SET {counter} = {counter} + {increment} "  # noqa: S608
+        f"WHERE {quote('date')} = %s AND {line_column} IN ({ids}) "
+        f"AND {counter} + {increment} <= (SELECT {quote('daily_availability_checks_limit')} "
+        f"FROM {quote(line.db_table)} WHERE {quote(line.pk.column)} = {line_column}) "
+        f"RETURNING {line_column}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [*params, connection.ops.adapt_datefield_value(day), *amounts, *params],
+        )
+        return {line_id: amounts[line_id] for (line_id,) in cursor.fetchall()}
 
 
 def _checks_today(now: datetime):
