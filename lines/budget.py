@@ -132,6 +132,10 @@ class SendBudget:
             lines = connection.ops.quote_name(Line._meta.db_table)
             with connection.cursor() as cursor:
                 cursor.execute(
+                    f"UPDATE {lines} SET last_sent_at = %s WHERE id = ANY(%s::text[])",  # noqa: S608
+                    [self.now, ids],
+                )
+                cursor.execute(
                     f"UPDATE {usage} AS u SET "  # noqa: S608
                     "total_messages_count = u.total_messages_count + v.total, "
                     "new_conversations_count = u.new_conversations_count + v.new "
@@ -143,10 +147,6 @@ class SendBudget:
                         [used[i].taken_new for i in ids],
                         self.day,
                     ],
-                )
-                cursor.execute(
-                    f"UPDATE {lines} SET last_sent_at = %s WHERE id = ANY(%s::text[])",  # noqa: S608
-                    [self.now, ids],
                 )
             return
         for pk in ids:

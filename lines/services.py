@@ -346,13 +346,6 @@ def line_claim_check_slot(*, line: Line, now: datetime | None = None) -> bool:
     )
 
 
-def line_claim_send_slot(*, line: Line, now: datetime | None = None) -> bool:
-    """Claim the device gap for a send on this line now."""
-    return _claim_gap(
-        line=line, column="last_sent_at", gap_seconds=line.device_gap_seconds, now=now
-    )
-
-
 def _seconds_until(last: datetime | None, gap_seconds: int, now: datetime) -> float:
     if last is None:
         return 0.0

@@ -18,14 +18,16 @@ One short transaction claims a batch with `SELECT ... FOR UPDATE SKIP LOCKED`
   not-down lines, least recently used first. The line's daily total-messages
   cap and, for a recipient it has no chat with yet, its new-conversations cap
   are taken, then its device gap is claimed (from the batch's lines.budget
-  SendBudget: the lines' usage rows locked in line order, taken in memory,
-  written back once). No line can take it -> `scheduled` for the soonest gap
-  end, or the next UTC midnight when every cap is spent.
+  SendBudget: the lines' rows locked in line order with SKIP LOCKED, their
+  counters taken in memory and written back once; a line another batch or an
+  availability check holds is busy and looked at again a second later). No
+  line can take it -> `scheduled` for the soonest gap end, or the next UTC
+  midnight when every cap is spent.
 
 Rows that pass become `sending` and their ids go to the send task after commit.
 None of the waits is an error. The recipient rows (RecipientGate) are locked in
-address order, then the lines' usage rows in line order, so two dispatchers never
-deadlock on them.
+address order and the lines without waiting, so two dispatchers never deadlock
+on them.
 """
 
 from __future__ import annotations

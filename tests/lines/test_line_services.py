@@ -15,7 +15,6 @@ from lines.services import (
     QUOTA_EXHAUSTED,
     WAIT,
     line_claim_check_slot,
-    line_claim_send_slot,
     line_pick_for_check,
     usage_release,
     usage_try_consume,
@@ -94,10 +93,27 @@ def test_the_check_gap_holds(acme):
 
 
 def test_the_device_gap_holds_for_sends(acme):
-    line = offline_line(acme, device_gap_seconds=30)
-    assert line_claim_send_slot(line=line, now=NOON)
-    assert not line_claim_send_slot(line=line, now=NOON + timedelta(seconds=29))
-    assert line_claim_send_slot(line=line, now=NOON + timedelta(seconds=30))
+    from django.db import transaction
+
+    from lines.budget import SendBudget
+
+    line = offline_line(acme, device_gap_seconds=30, daily_new_conversations_limit=2)
+
+    def take(at, new_conversation=False):
+        with transaction.atomic():
+            budget = SendBudget([line.pk], at)
+            taken = budget.take(line, new_conversation=new_conversation)
+            budget.save()
+            return taken
+
+    assert take(NOON, new_conversation=True) is True
+    assert take(NOON + timedelta(seconds=29)) == NOON + timedelta(seconds=30)
+    assert take(NOON + timedelta(seconds=30), new_conversation=True) is True
+    assert take(NOON + timedelta(seconds=60), new_conversation=True) is False  # cap of 2
+    usage = LineUsage.objects.get(line=line)
+    assert (usage.total_messages_count, usage.new_conversations_count) == (2, 2)
+    line.refresh_from_db()
+    assert line.last_sent_at == NOON + timedelta(seconds=30)
 
 
 def _race(workers, action):
