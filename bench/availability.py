@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import _processes as children
+
 LEADS = int(os.environ.get("BENCH_LEADS", "10000"))
 LINES = int(os.environ.get("BENCH_LINES", "20"))
 RAW_THREADS = 32
@@ -61,26 +59,6 @@ def _relay_stats(urls: list[str]) -> list[dict]:
 
 def _availability_requests(stats: list[dict]) -> list[int]:
     return [s["by_endpoint"].get("availability", 0) for s in stats]
-
-
-def _start_worker(env: dict) -> subprocess.Popen:
-    celery = str(Path(sys.executable).parent / "celery")
-    log = open(WORKER_LOG, "w")  # noqa: SIM115
-    return subprocess.Popen(  # noqa: S603
-        [celery, "-A", "tuco", "worker", "-c", "2", "--loglevel", "WARNING",
-         "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-
-
-def _stop_worker(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _run_job(workspace, lead_ids: list[str], worker: subprocess.Popen) -> tuple[float, object]:
@@ -142,7 +120,7 @@ def run() -> list[dict]:
     ours, theirs = context.Pipe()
     relays = context.Process(target=_serve_relays, args=(LINES, theirs), daemon=True)
     relays.start()
-    worker = _start_worker(env)
+    worker = children.start(children.celery_worker_command(), env, WORKER_LOG)
     workspace = None
     rows = []
     try:
@@ -221,7 +199,7 @@ def run() -> list[dict]:
                 }
             )
     finally:
-        _stop_worker(worker)
+        children.stop(worker)
         ours.send("stop")
         relays.join(timeout=30)
         if workspace is not None:

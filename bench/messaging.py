@@ -16,10 +16,8 @@ BENCH_MESSAGES (10000), BENCH_CLIENTS (50), BENCH_LINES (50).
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -27,7 +25,8 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import _processes as children
+
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "10000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "50"))
 LINES = int(os.environ.get("BENCH_LINES", "50"))
@@ -69,21 +68,8 @@ def _env(web_port: int) -> dict:
     return env
 
 
-def _start(cmd: list[str], env: dict, name: str) -> subprocess.Popen:
-    log = open(f"/tmp/bench-messaging-{name}.log", "w")  # noqa: SIM115
-    return subprocess.Popen(  # noqa: S603
-        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+def _start(cmd: list[str], env: dict, name: str):
+    return children.start(cmd, env, f"/tmp/bench-messaging-{name}.log")
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -224,23 +210,7 @@ def run() -> list[dict]:
             env,
             "web",
         ),  # fmt: skip
-        "worker": _start(
-            [
-                str(bin_dir / "celery"),
-                "-A",
-                "tuco",
-                "worker",
-                "-c",
-                "2",
-                "--loglevel",
-                "WARNING",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            env,
-            "worker",
-        ),  # fmt: skip
+        "worker": _start(children.celery_worker_command(), env, "worker"),
     }
     relay_url = f"http://127.0.0.1:{relay_port}"
     base = f"http://127.0.0.1:{web_port}"
@@ -338,7 +308,7 @@ def run() -> list[dict]:
         )
     finally:
         for process in processes.values():
-            _stop(process)
+            children.stop(process)
         if workspace is not None:
             Message.objects.filter(workspace=workspace).delete()
             Workspace.objects.filter(pk=workspace.pk).delete()

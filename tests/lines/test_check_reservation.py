@@ -1,6 +1,6 @@
 """line_reserve_checks: several check slots at once, for a background job's round."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -8,16 +8,8 @@ from django.conf import settings
 from lines import services
 from lines.models import Line
 from lines.services import ALL_DOWN, NO_ACTIVE_LINE, QUOTA_EXHAUSTED, WAIT, line_reserve_checks
+from tests.lines.helpers import NOON, offline_line
 from tests.threads import run_in_threads
-
-NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-
-
-def offline_line(workspace, **fields):
-    fields.setdefault("check_gap_seconds", 0)
-    return services.line_create(
-        workspace=workspace, server_url="http://127.0.0.1:9", relay_password="pw", **fields
-    )
 
 
 def checks(line, day=NOON):

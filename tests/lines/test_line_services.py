@@ -21,19 +21,11 @@ from lines.services import (
 )
 from lines.signals import line_capacity_changed
 from lines.tasks import lines_health_check_all
-
-NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+from tests.lines.helpers import NOON, offline_line
 
 needs_postgres = pytest.mark.skipif(
     not settings.IS_POSTGRES, reason="row-level races need real Postgres, not SQLite"
 )
-
-
-def offline_line(workspace, **fields):
-    fields.setdefault("check_gap_seconds", 0)
-    return services.line_create(
-        workspace=workspace, server_url="http://127.0.0.1:9", relay_password="pw", **fields
-    )
 
 
 def checks(line, day=NOON):
