@@ -199,6 +199,26 @@ def _lock_workspace(workspace) -> None:
             )
 
 
+def _lock_identifiers(workspace, values: Iterable[str]) -> None:
+    """Serialize writes of these identifier values until the transaction ends, and
+    only those: writers of other values go on at the same time.
+
+    Shares the workspace lock that imports and edits hold alone (_lock_workspace),
+    then takes one lock per value, always in the same order, so two writers of
+    overlapping values queue instead of deadlocking."""
+    if connection.vendor != "postgresql":
+        return  # SQLite has one writer at a time anyway
+    prefix = f"tuco.leads.identity:{workspace.pk}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", [prefix])
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM ("
+            " SELECT DISTINCT hashtextextended(%s || ':' || v, 0) AS k"
+            " FROM unnest(%s::text[]) AS v ORDER BY 1) AS keys",
+            [prefix, sorted(set(values))],
+        )
+
+
 # False while a caller creates leads whose availability it checks itself (a send
 # that is about to check its recipient): leads_created then says so.
 _check_created = ContextVar("leads_check_created", default=True)
@@ -338,6 +358,7 @@ def lead_import(
     skip_invalid: bool = False,
     collect_ids: bool = True,
     progress: Callable[[ImportResult], None] | None = None,
+    identifiers_locked: bool = False,
 ) -> ImportResult:
     """Create leads from rows (API or model field names) and put them in a list.
 
@@ -353,6 +374,10 @@ def lead_import(
     atomic=False: each batch commits on its own (large files); with
     skip_invalid=True invalid rows are counted and reported instead of raising.
     Rows are read lazily, `batch_size` at a time, so memory stays flat.
+
+    identifiers_locked=True: the caller's transaction already holds the locks of
+    every identifier in `rows` (_lock_identifiers), so the import does not take
+    the workspace's (atomic imports only).
     """
     if default_country_code is None:
         default_country_code = getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
@@ -367,7 +392,8 @@ def lead_import(
 
     if atomic:
         with transaction.atomic():
-            _lock_workspace(workspace)
+            if not identifiers_locked:
+                _lock_workspace(workspace)
             # Inside the transaction, so a rejected first upload leaves no default list.
             if lead_list is None:
                 lead_list = lead_list_get_or_create_default(workspace=workspace)
@@ -706,20 +732,29 @@ def lead_get_or_create(
 
 
 def _lead_get_or_create(workspace, data, lead_list, source, default_country_code):
+    # Only this lead's identifiers are locked, so sends to different new recipients
+    # create their leads side by side. A row that does not clean is left to the
+    # import, which reports it in its own words.
+    values = []
+    try:
+        normalizer = Normalizer(
+            default_country_code or getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
+        )
+        values = [value for _, value in _identifiers(clean_lead_fields(data, normalizer))]
+    except (InvalidIdentifier, RowError):
+        pass
+    if values:
+        _lock_identifiers(workspace, values)
     result = lead_import(
         workspace=workspace,
         rows=[data],
         lead_list=lead_list,
         source=source,
         default_country_code=default_country_code,
+        identifiers_locked=bool(values),
     )
     if result.lead_ids:
         return Lead.objects.get(pk=result.lead_ids[0]), True
-    normalizer = Normalizer(
-        default_country_code or getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
-    )
-    fields = clean_lead_fields(data, normalizer)
-    values = [value for _, value in _identifiers(fields)]
     return _first_owner(workspace, values), False
 
 
@@ -888,12 +923,14 @@ def lead_merge_identifiers(
         except InvalidIdentifier:
             continue
         candidates.append((name, value))
+    # Only empty fields are ever filled: with none to fill, nothing is locked.
+    candidates = [(name, value) for name, value in candidates if not getattr(lead, name)]
     if not candidates:
         return []
     changed = []
     target = lead
     with transaction.atomic():
-        _lock_workspace(workspace)
+        _lock_identifiers(workspace, [value for _, value in candidates])
         lead = Lead.objects.select_for_update().get(pk=lead.pk)
         owned = set(
             LeadIdentifier.objects.filter(

@@ -121,11 +121,16 @@ def dispatch_due(
     return result
 
 
-def _queue_sends(message_ids: list[str]) -> None:
-    from messaging.tasks import send_message
+# Rows handed to one send task: a few tasks per batch, so every worker process
+# gets some, without paying a task's overhead for each message.
+SEND_CHUNK = 10
 
-    for message_id in message_ids:
-        send_message.delay(message_id)
+
+def _queue_sends(message_ids: list[str]) -> None:
+    from messaging.tasks import send_messages
+
+    for start in range(0, len(message_ids), SEND_CHUNK):
+        send_messages.delay(message_ids[start : start + SEND_CHUNK])
 
 
 def _apply(message: Message, decision: _Decision, now: datetime, result: DispatchResult) -> None:

@@ -29,7 +29,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from lines import services as line_services
@@ -424,23 +424,19 @@ def _record_sent(message, *, external_id, address, at, chat_guid=None, line=None
 def conversation_record_send(*, message, address: str, line, chat_guid: str | None, at) -> None:
     """Remember the thread with `address`: its line, its chat guid, the last text."""
     guid = direct_chat_guid(chat_guid, address)
-    updated = Conversation.objects.filter(workspace_id=message.workspace_id, address=address)
     changes = {"line": line, "last_message_at": at, "last_message_text": message.rendered_body}
     if guid:
         changes["chat_guid"] = guid
     if message.lead_id:
         changes["lead_id"] = message.lead_id
-    if updated.update(**changes):
-        return
-    try:
-        with transaction.atomic():
-            Conversation.objects.create(
-                workspace_id=message.workspace_id, address=address, **changes
-            )
-    except IntegrityError:
-        Conversation.objects.filter(workspace_id=message.workspace_id, address=address).update(
-            **changes
-        )
+    # One statement, new thread or not: INSERT ... ON CONFLICT (workspace, address)
+    # DO UPDATE of just these fields.
+    Conversation.objects.bulk_create(
+        [Conversation(workspace_id=message.workspace_id, address=address, **changes)],
+        update_conflicts=True,
+        unique_fields=["workspace", "address"],
+        update_fields=[name.removesuffix("_id") for name in changes],
+    )
 
 
 def _record_cancelled(message: Message, reason: str) -> None:

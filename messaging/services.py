@@ -76,18 +76,41 @@ def status_changed_on_commit(*, message_id: str, status: str, campaign_id: str =
     transaction.on_commit(send)
 
 
+# Set while a dispatch run is queued and has not started yet: writers that find it
+# set queue nothing, since that run claims their rows too (it clears the flag
+# before it claims). It expires on its own, so a run that is lost costs at most
+# this long; the periodic dispatcher is the backstop either way.
+DISPATCH_WAKE_KEY = "messaging:dispatch-wake"
+DISPATCH_WAKE_SECONDS = 2
+
+
 def dispatch_on_commit(message_ids: Iterable[str]) -> None:
-    """Hand freshly due messages to the dispatcher once the transaction commits."""
+    """Hand freshly due messages to the dispatcher once the transaction commits.
+
+    Many writers in a short while queue one dispatch run between them, not one
+    each: a run claims every due row, so the others would find nothing to do."""
     ids = [str(i) for i in message_ids]
     if not ids:
         return
 
     def queue():
+        from django.core.cache import cache
+
         from messaging.tasks import dispatch_messages
 
-        dispatch_messages.delay(ids)
+        # An eager run (tests, CELERY_TASK_ALWAYS_EAGER) happens right here instead.
+        eager = dispatch_messages.app.conf.task_always_eager
+        if eager or cache.add(DISPATCH_WAKE_KEY, 1, timeout=DISPATCH_WAKE_SECONDS):
+            dispatch_messages.delay(ids)
 
     transaction.on_commit(queue)
+
+
+def dispatch_wake_clear() -> None:
+    """A dispatch run is starting: rows committed from now on need a run of their own."""
+    from django.core.cache import cache
+
+    cache.delete(DISPATCH_WAKE_KEY)
 
 
 def message_enqueue(

@@ -1,9 +1,13 @@
+import logging
 import time
 
 from celery import shared_task
 
 from messaging.dispatch import BATCH_SIZE, dispatch_due
 from messaging.sending import fallback_sms_send, message_send, messages_reconcile_stuck
+from messaging.services import dispatch_wake_clear
+
+logger = logging.getLogger(__name__)
 
 # The periodic dispatcher keeps claiming batches for about this long, so one run
 # drains a backlog instead of taking one batch per beat.
@@ -14,15 +18,19 @@ DISPATCH_BUDGET_SECONDS = 4.0
 def dispatch_messages(message_ids):
     """Dispatch freshly queued messages now.
 
-    Claims a whole batch of due rows, not only `message_ids`: under load one run
-    takes the rows of many requests at once, and the runs queued for rows already
-    taken find nothing to do.
+    Claims every due row, not only `message_ids`: one run takes the rows of all
+    the requests that were written while it waited in the queue.
     """
-    return dispatch_due(limit=BATCH_SIZE).claimed
+    dispatch_wake_clear()
+    return _drain()
 
 
 @shared_task
 def dispatch_due_messages():
+    return _drain()
+
+
+def _drain() -> int:
     deadline = time.monotonic() + DISPATCH_BUDGET_SECONDS
     total = 0
     while time.monotonic() < deadline:
@@ -36,6 +44,20 @@ def dispatch_due_messages():
 @shared_task(acks_late=True)
 def send_message(message_id):
     return message_send(message_id=message_id)
+
+
+@shared_task(acks_late=True)
+def send_messages(message_ids):
+    """Send claimed rows one after the other. A row that fails unexpectedly does
+    not hold back the others; it stays `sending` for the sweeper, which settles it."""
+    outcomes = {}
+    for message_id in message_ids:
+        try:
+            outcomes[message_id] = message_send(message_id=message_id)
+        except Exception:
+            logger.exception("Sending message %s failed", message_id)
+            outcomes[message_id] = "error"
+    return outcomes
 
 
 @shared_task(acks_late=True)

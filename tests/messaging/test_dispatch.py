@@ -404,3 +404,41 @@ def test_two_messages_to_a_new_recipient_share_one_line_and_one_new_conversation
     third = enqueue(acme, body="Three")
     dispatch_due(now=WED + timedelta(seconds=1))
     assert reload(third).line_id == reload(first).line_id
+
+
+def test_writers_share_one_queued_dispatch_run(
+    acme, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Without eager tasks, a burst of writes queues one run; a run that starts
+    clears the flag, so rows written after it get a run of their own."""
+    from django.core.cache import cache
+
+    from messaging import services, tasks
+
+    make_line(acme)
+    queued = []
+    monkeypatch.setattr(tasks.dispatch_messages, "delay", lambda ids: queued.append(ids))
+    conf = tasks.dispatch_messages.app.conf
+    conf.task_always_eager = False
+    cache.delete(services.DISPATCH_WAKE_KEY)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            first = enqueue(acme, phone="+14155550102")
+        with django_capture_on_commit_callbacks(execute=True):
+            enqueue(acme, phone="+14155550104")
+        assert queued == [[first.pk]]
+
+        monkeypatch.setattr(tasks, "dispatch_due", lambda limit: services_result(0))
+        tasks.dispatch_messages.run([first.pk])  # the run starts: the flag is cleared
+        with django_capture_on_commit_callbacks(execute=True):
+            third = enqueue(acme, phone="+14155550106")
+        assert queued[-1] == [third.pk] and len(queued) == 2
+    finally:
+        conf.task_always_eager = True
+        cache.delete(services.DISPATCH_WAKE_KEY)
+
+
+def services_result(claimed):
+    from messaging.dispatch import DispatchResult
+
+    return DispatchResult(sending=["x"] * claimed)
