@@ -319,6 +319,11 @@ def _not_checked_detail(exc: ServiceError) -> str:
     return f"Not checked: {exc.message}"
 
 
+def cached_answer(address: str, available: bool) -> AddressResult:
+    """The result for a (normalized) address whose fresh answer was read from the cache."""
+    return _cached_result(address, available)
+
+
 def _cached_result(address: str, available: bool) -> AddressResult:
     status = Status.AVAILABLE if available else Status.UNAVAILABLE
     return AddressResult(address, available, str(status), True, None)

@@ -29,7 +29,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from lines import services as line_services
@@ -88,17 +88,111 @@ class _Unknown(Exception):
 def message_send(*, message_id: str, now: datetime | None = None) -> str:
     """Send one claimed (`sending`) message. Returns the resulting status, or
     "skipped" when another run owns the row. Not for use inside a transaction."""
+    return messages_send(message_ids=[message_id], now=now)[message_id]
+
+
+def messages_send(*, message_ids: list[str], now: datetime | None = None) -> dict[str, str]:
+    """Send claimed (`sending`) messages one after the other; returns each one's
+    status, or "skipped" for a row another run owns. The rows are claimed and read
+    together, and so is what every send looks up first (_Lookups). Not for use
+    inside a transaction."""
     now = now or timezone.now()
-    claimed = Message.objects.filter(
-        pk=message_id, status=Message.Status.SENDING, send_claimed_at__isnull=True
-    ).update(send_claimed_at=now)
-    if not claimed:
-        return "skipped"
-    message = Message.objects.select_related("workspace", "lead", "line").get(pk=message_id)
+    claimed = _claim_rows(message_ids, now)
+    messages = {
+        m.pk: m
+        for m in Message.objects.select_related("workspace", "lead", "line").filter(pk__in=claimed)
+    }
+    lookups = _Lookups(list(messages.values()), now)
+    return {
+        message_id: _send_claimed(messages[message_id], now, lookups)
+        if message_id in messages
+        else "skipped"
+        for message_id in message_ids
+    }
+
+
+def _claim_rows(message_ids: list[str], now: datetime) -> list[str]:
+    """Mark these `sending` rows as taken by this run (send_claimed_at); the ids it got.
+    A second delivery of the same task gets none of them."""
+    ids = list(dict.fromkeys(str(i) for i in message_ids))
+    if connection.vendor != "postgresql":
+        return [
+            message_id
+            for message_id in ids
+            if Message.objects.filter(
+                pk=message_id, status=Message.Status.SENDING, send_claimed_at__isnull=True
+            ).update(send_claimed_at=now)
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE messaging_message SET send_claimed_at = %s"
+            " WHERE id = ANY(%s) AND status = %s AND send_claimed_at IS NULL RETURNING id",
+            [now, ids, Message.Status.SENDING],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+class _Lookups:
+    """What the sends of one run look up before they call a channel, read once for
+    all of them: do-not-contact entries of their addresses, fresh availability
+    answers, and the threads with those addresses. A send keeps them current: an
+    answer it gets is added, a thread it writes is read again the next time."""
+
+    def __init__(self, messages: list[Message], now: datetime):
+        from leads.availability import cache_lookup, normalize_address
+
+        self.blocked: set[tuple[str, str]] = set()
+        self.answers: dict[tuple[str, str], bool] = {}
+        self.threads: dict[tuple[str, str], Conversation | None] = {}
+        by_workspace: dict[str, list[Message]] = {}
+        for message in messages:
+            by_workspace.setdefault(message.workspace_id, []).append(message)
+        for workspace_id, group in by_workspace.items():
+            recipients = {a for m in group for a in (m.recipient_phone, m.recipient_email) if a}
+            candidates = {
+                a for m in group if m.message_type == Message.Type.IMESSAGE
+                for a in imessage_addresses(m)
+            }  # fmt: skip
+            self.blocked.update(
+                (workspace_id, value)
+                for value in DoNotContact.objects.filter(
+                    workspace_id=workspace_id, value__in=sorted(recipients | candidates)
+                ).values_list("value", flat=True)
+            )
+            if not candidates:
+                continue
+            normalized = set()
+            for address in candidates:
+                try:
+                    normalized.add(normalize_address(address))
+                except ValidationFailed:
+                    continue
+            answers = cache_lookup(workspace=group[0].workspace, addresses=normalized, now=now)
+            self.answers.update(((workspace_id, a), v) for a, v in answers.items())
+            self.threads.update(((workspace_id, a), None) for a in candidates | normalized)
+            for conversation in Conversation.objects.filter(
+                workspace_id=workspace_id, address__in=sorted(candidates | normalized)
+            ):
+                self.threads[(workspace_id, conversation.address)] = conversation
+
+    def blocked_address(self, message: Message, addresses) -> str | None:
+        return next((a for a in addresses if a and (message.workspace_id, a) in self.blocked), None)
+
+    def thread(self, message: Message, address: str) -> Conversation | None:
+        key = (message.workspace_id, address)
+        if key not in self.threads:
+            self.threads[key] = _conversation_for(message, address)
+        return self.threads[key]
+
+    def thread_written(self, message: Message, address: str) -> None:
+        self.threads.pop((message.workspace_id, address), None)
+
+
+def _send_claimed(message: Message, now: datetime, lookups: _Lookups) -> str:
     try:
-        _check_recipient_allowed(message)
+        _check_recipient_allowed(message, lookups=lookups)
         if message.message_type == Message.Type.IMESSAGE:
-            return _send_imessage(message, now)
+            return _send_imessage(message, now, lookups)
         if message.message_type == Message.Type.SMS:
             return _send_sms(message, now)
         return _send_email(message, now)
@@ -132,19 +226,24 @@ class _Cancel(Exception):
         self.reason = reason
 
 
-def _check_recipient_allowed(message: Message, *, reload_lead: bool = False) -> None:
+def _check_recipient_allowed(
+    message: Message, *, reload_lead: bool = False, lookups: _Lookups | None = None
+) -> None:
     """Cancel the send when the lead opted out, replied (stop-on-reply) or an address
     is on the do-not-contact list. A cancel or a reply that came while the dispatcher
     held the row could not stop it, so this runs after the claim (the lead was loaded
-    with the row) and again right before the relay is called (`reload_lead`)."""
+    with the row, the list read with the run's `lookups`) and again, from the
+    database, right before the relay is called (`reload_lead`)."""
     if reload_lead and message.lead_id:
         message.lead.refresh_from_db(fields=["opted_out", "replied_at"])
     stop = message.lead_stop_reason()
     if stop:
         raise _Cancel(stop)
-    blocked = dnc_blocked_address(
-        workspace=message.workspace, addresses=[message.recipient_phone, message.recipient_email]
-    )
+    addresses = [message.recipient_phone, message.recipient_email]
+    if lookups is not None:
+        blocked = lookups.blocked_address(message, addresses)
+    else:
+        blocked = dnc_blocked_address(workspace=message.workspace, addresses=addresses)
     if blocked:
         raise _Cancel(f"{blocked} is on the do-not-contact list")
 
@@ -169,36 +268,43 @@ def imessage_addresses(message: Message) -> list[str]:
     return seen
 
 
-def _choose_imessage_address(message: Message, line, now: datetime) -> tuple[str | None, list]:
+def _choose_imessage_address(
+    message: Message, line, now: datetime, lookups: _Lookups
+) -> tuple[str | None, list]:
     from leads.availability import (
         AvailabilityQuotaExhausted,
         LinesBusy,
         NoActiveLine,
         availability_check_address,
+        cached_answer,
         lead_addresses,
+        normalize_address,
     )
 
     checked = []
     errors = []
     candidates = imessage_addresses(message)
-    blocked = set()
-    if len(candidates) > 1:
-        blocked = set(
-            DoNotContact.objects.filter(
-                workspace_id=message.workspace_id, value__in=candidates
-            ).values_list("value", flat=True)
-        )
     # The answer speaks for the lead when every one of its addresses was asked in
     # the lead check's order: then it is written to the lead as well.
     whole_lead = message.lead is not None and candidates == lead_addresses(message.lead)
     for address in candidates:
-        if address in blocked:
+        if lookups.blocked_address(message, [address]):
             whole_lead = False
             continue
         try:
-            result = availability_check_address(
-                workspace=message.workspace, address=address, line=line, wait=False
-            )
+            normalized = normalize_address(address)
+            known = lookups.answers.get((message.workspace_id, normalized))
+            if known is not None:
+                result = cached_answer(normalized, known)
+            else:
+                # No fresh answer when the run started (the run's own answers are in
+                # `lookups` as they come): ask a relay.
+                result = availability_check_address(
+                    workspace=message.workspace, address=normalized, line=line, wait=False,
+                    force=True,
+                )  # fmt: skip
+                if result.available is not None:
+                    lookups.answers[(message.workspace_id, normalized)] = result.available
         except LinesBusy as exc:
             raise _Wait(now + timedelta(seconds=max(1.0, exc.retry_after)), "lines busy") from None
         except AvailabilityQuotaExhausted:
@@ -238,16 +344,16 @@ def _conversation_for(message: Message, address: str) -> Conversation | None:
     return Conversation.objects.filter(workspace_id=message.workspace_id, address=address).first()
 
 
-def _send_imessage(message: Message, now: datetime) -> str:
+def _send_imessage(message: Message, now: datetime, lookups: _Lookups) -> str:
     line = message.line
     if line is None:
         raise _Retry("No line was assigned")
-    address, checked = _choose_imessage_address(message, line, now)
+    address, checked = _choose_imessage_address(message, line, now, lookups)
     if address is None:
         _release_usage(message)
         return _record_fallback(message, checked)
 
-    conversation = _conversation_for(message, address)
+    conversation = lookups.thread(message, address)
     chat_guid = None
     if conversation and conversation.line_id == line.pk:
         chat_guid = direct_chat_guid(conversation.chat_guid, address) or None
@@ -294,6 +400,7 @@ def _send_imessage(message: Message, now: datetime) -> str:
         else:
             raise _Retry(exc.message) from None
     line_services.line_record_success(line=line, now=now, detail="Sent a message")
+    lookups.thread_written(message, address)
     return _record_sent(
         message,
         external_id=sent.guid or "",
