@@ -1,0 +1,60 @@
+"""One send task run over several claimed rows (messages_send), against the relay
+simulator: rows are claimed once, lookups shared, and what one send learns or
+writes is what the next send of the run sees."""
+
+import pytest
+
+from messaging.dispatch import dispatch_due
+from messaging.models import Conversation, DoNotContact, Message
+from messaging.sending import messages_send
+from messaging.services import message_enqueue
+from tests.lines.relay_fixtures import availability_requests
+
+pytestmark = pytest.mark.django_db
+
+
+def claimed(workspace, *bodies, phone="+14155550102"):
+    """Rows dispatched to `sending` (their send tasks not run)."""
+    messages = [message_enqueue(workspace=workspace, body=b, recipient_phone=phone) for b in bodies]
+    result = dispatch_due(message_ids=[m.pk for m in messages])
+    assert sorted(result.sending) == sorted(m.pk for m in messages)
+    return [m.pk for m in messages]
+
+
+def test_two_rows_to_a_new_recipient_take_one_check_and_one_chat(acme, line, sim):
+    first, second = claimed(acme, "One", "Two")
+    outcomes = messages_send(message_ids=[first, second])
+    assert outcomes == {first: "sent", second: "sent"}
+    assert availability_requests(sim) == 1
+    # The second send found the thread the first one wrote, so no second new chat.
+    assert sim.stats["by_endpoint"].get("chat_new") == 1
+    assert sim.stats["by_endpoint"].get("message_text") == 1
+    assert [m["text"] for m in sim.sent] == ["One", "Two"]
+    conversation = Conversation.objects.get(workspace=acme, address="+14155550102")
+    assert conversation.last_message_text == "Two"
+
+
+def test_a_second_run_of_the_same_rows_sends_nothing(acme, line, sim):
+    ids = claimed(acme, "Once")
+    assert messages_send(message_ids=ids) == {ids[0]: "sent"}
+    assert messages_send(message_ids=ids) == {ids[0]: "skipped"}
+    assert len(sim.sent) == 1
+
+
+def test_a_do_not_contact_entry_read_by_the_run_cancels_only_its_address(acme, line, sim):
+    blocked = claimed(acme, "Blocked", phone="+14155550104")
+    allowed = claimed(acme, "Allowed", phone="+14155550106")
+    DoNotContact.objects.create(workspace=acme, value="+14155550104")
+    outcomes = messages_send(message_ids=blocked + allowed)
+    assert outcomes == {blocked[0]: "cancelled", allowed[0]: "sent"}
+    assert Message.objects.get(pk=blocked[0]).cancel_reason.startswith("+14155550104")
+    assert availability_requests(sim) == 1
+    assert [m["text"] for m in sim.sent] == ["Allowed"]
+
+
+def test_an_answer_cached_before_the_run_is_not_asked_again(acme, line, sim):
+    ids = claimed(acme, "Before")
+    messages_send(message_ids=ids)
+    later = claimed(acme, "After, to the same person")
+    assert messages_send(message_ids=later) == {later[0]: "sent"}
+    assert availability_requests(sim) == 1
