@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import islice
 
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
@@ -232,8 +233,11 @@ def enroll_list(
         if connection.vendor == "postgresql"
         else partial(_write_page, builder, batch_id=batch_id, now=now)
     )
-    # Keyset pages straight off the membership's (list, lead) unique index, leaving
-    # out the leads already enrolled (probed in the enrollment's unique index).
+    # One query streamed in pages through a server-side cursor (memory stays flat),
+    # leaving out the leads already enrolled. It is planned and run once, before the
+    # first page is written: a query per page would be planned against enrollment
+    # statistics the pages themselves make stale, and would rescan the rows this
+    # start has already written.
     enrolled = Enrollment.objects.filter(campaign_id=campaign.pk, lead_id=OuterRef("lead_id"))
     members = (
         ListMembership.objects.filter(lead_list_id=campaign.lead_list_id)
@@ -248,12 +252,7 @@ def enroll_list(
         workspace_id=campaign.workspace_id, line_id__in=line_ids
     ).exists()
     total = 0
-    last = ""
-    while True:
-        rows = list(members.filter(lead_id__gt=last)[:PAGE_SIZE])
-        if not rows:
-            return total
-        last = rows[-1][0]
+    for rows in _pages(members.iterator(chunk_size=PAGE_SIZE), PAGE_SIZE):
         page = [_LeadRow(row) for row in rows]
         talks = talking_lines(campaign.workspace_id, page, line_ids) if any_talks else {}
         decided = []
@@ -269,6 +268,12 @@ def enroll_list(
             decided.append((lead, line_id, first_due + timedelta(microseconds=offset), reason))
             total += 1
         write(decided)
+    return total
+
+
+def _pages(rows: Iterator, size: int) -> Iterator[list]:
+    while page := list(islice(rows, size)):
+        yield page
 
 
 def _write_page(builder: MessageRows, decided: list[tuple], *, batch_id: str, now: datetime):
