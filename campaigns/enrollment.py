@@ -1,12 +1,13 @@
 """Writing enrollments and their messages: one lead at a time, or a whole list in bulk.
 
-A bulk enrollment streams the list in keyset pages (memory stays flat whatever
-the list size). Python decides each lead (line, stop reason, first send time);
-on Postgres one statement per page writes the page's enrollments and expands
-its leads into their step messages on the server, elsewhere the ORM's bulk
-inserts write the same rows. Every message is written in its final shape
-for the sequence (see campaigns.sequencing): `scheduled`, `due_at = HELD`, its
-campaign, step index, batch id, stop-on-reply flag and the lead's line pinned.
+A bulk enrollment streams the list in pages from one query (memory stays flat
+whatever the list size). Python decides each lead (line, stop reason, first send
+time); on Postgres one statement per page writes the page's enrollments and
+expands its leads into their step messages on the server (while Python prepares
+the next page), elsewhere the ORM's bulk inserts write the same rows. Every
+message is written in its final shape for the sequence (see campaigns.sequencing):
+`scheduled`, `due_at = HELD`, its campaign, step index, batch id, stop-on-reply
+flag and the lead's line pinned.
 """
 
 from __future__ import annotations
