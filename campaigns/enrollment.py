@@ -1,12 +1,13 @@
 """Writing enrollments and their messages: one lead at a time, or a whole list in bulk.
 
-A bulk enrollment streams the list in keyset pages (memory stays flat whatever
-the list size). Python decides each lead (line, stop reason, first send time);
-on Postgres one statement per page writes the page's enrollments and expands
-its leads into their step messages on the server, elsewhere the ORM's bulk
-inserts write the same rows. Every message is written in its final shape
-for the sequence (see campaigns.sequencing): `scheduled`, `due_at = HELD`, its
-campaign, step index, batch id, stop-on-reply flag and the lead's line pinned.
+A bulk enrollment streams the list in pages from one query (memory stays flat
+whatever the list size). Python decides each lead (line, stop reason, first send
+time); on Postgres one statement per page writes the page's enrollments and
+expands its leads into their step messages on the server (while Python prepares
+the next page), elsewhere the ORM's bulk inserts write the same rows. Every
+message is written in its final shape for the sequence (see campaigns.sequencing):
+`scheduled`, `due_at = HELD`, its campaign, step index, batch id, stop-on-reply
+flag and the lead's line pinned.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import random
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import closing
 from datetime import datetime, timedelta
-from functools import partial
+from itertools import islice
 
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
@@ -227,13 +230,16 @@ def enroll_list(
     dnc = dnc_values(campaign.workspace_id)
     batch_id = new_id()
     first_due = first_send_time(campaign, steps, start)
-    write = (
-        _PageInsert(builder, batch_id=batch_id, now=now).write
+    writer = (
+        _PageInsert(builder, batch_id=batch_id, first_due=first_due, now=now)
         if connection.vendor == "postgresql"
-        else partial(_write_page, builder, batch_id=batch_id, now=now)
+        else _ORMWriter(builder, batch_id=batch_id, first_due=first_due, now=now)
     )
-    # Keyset pages straight off the membership's (list, lead) unique index, leaving
-    # out the leads already enrolled (probed in the enrollment's unique index).
+    # One query streamed in pages through a server-side cursor (memory stays flat),
+    # leaving out the leads already enrolled. It is planned and run once, before the
+    # first page is written: a query per page would be planned against enrollment
+    # statistics the pages themselves make stale, and would rescan the rows this
+    # start has already written.
     enrolled = Enrollment.objects.filter(campaign_id=campaign.pk, lead_id=OuterRef("lead_id"))
     members = (
         ListMembership.objects.filter(lead_list_id=campaign.lead_list_id)
@@ -248,59 +254,124 @@ def enroll_list(
         workspace_id=campaign.workspace_id, line_id__in=line_ids
     ).exists()
     total = 0
-    last = ""
-    while True:
-        rows = list(members.filter(lead_id__gt=last)[:PAGE_SIZE])
-        if not rows:
-            return total
-        last = rows[-1][0]
-        page = [_LeadRow(row) for row in rows]
-        talks = talking_lines(campaign.workspace_id, page, line_ids) if any_talks else {}
-        decided = []
-        for lead in page:
-            # Spread first sends in list order, or shuffled, a microsecond apart:
-            # the gate releases them in this order.
-            if campaign.randomize_order:
-                offset = random.randrange(SPREAD)  # noqa: S311
-            else:
-                offset = min(total, SPREAD - 1)
-            line_id = talks.get(lead.pk) or next(line_cycle)
-            reason = _stop_reason_for(lead, dnc)
-            decided.append((lead, line_id, first_due + timedelta(microseconds=offset), reason))
-            total += 1
-        write(decided)
+    listed = members.iterator(chunk_size=PAGE_SIZE)
+    # Closed before the transaction ends, even on an error (the cursor belongs to it).
+    with closing(listed), _StatementAhead() as ahead:
+        pages = _pages(listed, PAGE_SIZE)
+        rows = next(pages, None)
+        while rows is not None:
+            page = [_LeadRow(row) for row in rows]
+            talks = talking_lines(campaign.workspace_id, page, line_ids) if any_talks else {}
+            decided = []
+            for lead in page:
+                # Spread first sends in list order, or shuffled, a microsecond apart:
+                # the gate releases them in this order.
+                if campaign.randomize_order:
+                    offset = random.randrange(SPREAD)  # noqa: S311
+                else:
+                    offset = min(total, SPREAD - 1)
+                line_id = talks.get(lead.pk) or next(line_cycle)
+                reason = _stop_reason_for(lead, dnc)
+                decided.append((lead, line_id, offset, reason))
+                total += 1
+            statement = writer.prepare(decided)
+            # The previous page's statement has run: the connection is free to fetch
+            # the next page before this one's statement goes out.
+            ahead.wait()
+            rows = next(pages, None)
+            ahead.run(writer.execute, statement)
+    return total
 
 
-def _write_page(builder: MessageRows, decided: list[tuple], *, batch_id: str, now: datetime):
+class _StatementAhead:
+    """Runs one page's statement while the caller prepares the next page.
+
+    On Postgres the statement runs in a worker thread on the same connection (so in
+    the same transaction); psycopg serializes the connection's use between threads,
+    and `wait` returns only once the statement is done, raising its error. So pages
+    are written one at a time and in order, only the Python work of page n + 1
+    overlaps the server's work on page n. Elsewhere the statement runs at once.
+    """
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(1) if connection.vendor == "postgresql" else None
+        self.pending = None
+
+    def run(self, execute, statement) -> None:
+        if self.pool is None:
+            execute(statement)
+        else:
+            self.pending = self.pool.submit(execute, statement)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            with connection.wrap_database_errors:
+                pending.result()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.wait()
+            elif self.pending is not None:
+                # Already failing: let the statement finish (the connection is not
+                # left mid-statement), and raise the first error.
+                wait((self.pending,))
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
+
+
+def _pages(rows: Iterator, size: int) -> Iterator[list]:
+    while page := list(islice(rows, size)):
+        yield page
+
+
+class _ORMWriter:
     """The portable writer: model rows through the ORM's bulk inserts."""
-    campaign = builder.campaign
-    enrollments, messages = [], []
-    for lead, line_id, due, reason in decided:
-        state, finished_at = enrollment_state(reason, now)
-        enrollments.append(
-            Enrollment(
-                workspace_id=campaign.workspace_id,
-                campaign_id=campaign.pk,
-                lead_id=lead.pk,
-                line_id=line_id,
-                state=state,
-                batch_id=batch_id,
-                enrolled_at=now,
-                finished_at=finished_at,
+
+    def __init__(self, builder: MessageRows, *, batch_id: str, first_due: datetime, now: datetime):
+        self.builder = builder
+        self.batch_id = batch_id
+        self.first_due = first_due
+        self.now = now
+
+    def prepare(self, decided: list[tuple]) -> list[tuple]:
+        return decided
+
+    def execute(self, decided: list[tuple]) -> None:
+        builder, batch_id, now = self.builder, self.batch_id, self.now
+        campaign = builder.campaign
+        enrollments, messages = [], []
+        for lead, line_id, offset, reason in decided:
+            state, finished_at = enrollment_state(reason, now)
+            enrollments.append(
+                Enrollment(
+                    workspace_id=campaign.workspace_id,
+                    campaign_id=campaign.pk,
+                    lead_id=lead.pk,
+                    line_id=line_id,
+                    state=state,
+                    batch_id=batch_id,
+                    enrolled_at=now,
+                    finished_at=finished_at,
+                )
             )
-        )
-        messages.extend(
-            builder.for_lead(
-                lead=lead,
-                line_id=line_id,
-                batch_id=batch_id,
-                first_due=due,
-                now=now,
-                cancel_reason=reason,
+            messages.extend(
+                builder.for_lead(
+                    lead=lead,
+                    line_id=line_id,
+                    batch_id=batch_id,
+                    first_due=self.first_due + timedelta(microseconds=offset),
+                    now=now,
+                    cancel_reason=reason,
+                )
             )
-        )
-    Enrollment.objects.bulk_create(enrollments, batch_size=500)
-    insert_messages(messages, builder.attnames, builder.columns)
+        Enrollment.objects.bulk_create(enrollments, batch_size=500)
+        insert_messages(messages, builder.attnames, builder.columns)
 
 
 # Message columns that differ from lead to lead (besides id, temp_guid and status,
@@ -316,15 +387,16 @@ _PER_LEAD = {
     "scheduled_date": "s.scheduled_date",
     "cancel_reason": "CASE WHEN p.reason = '' THEN s.cancel_reason ELSE p.reason END",
 }
-# A page's leads as they reach the server: one JSON object per lead.
+# A page's leads as they reach the server: one JSON array per lead, these values
+# in this order (arrays rather than objects: a fifth of the encoding time).
+# `send_offset` is the lead's first send time, in microseconds after the start's first one.
 _PAGE_COLUMNS = (
-    ("i", "integer"),
     ("lead_id", "varchar"),
     ("line_id", "varchar"),
     ("phone", "varchar"),
     ("email", "varchar"),
     ("name", "varchar"),
-    ("due", "timestamptz"),
+    ("send_offset", "bigint"),
     ("reason", "varchar"),
     ("state", "varchar"),
     ("finished_at", "timestamptz"),
@@ -345,7 +417,7 @@ class _PageInsert:
     below the counter's range.
     """
 
-    def __init__(self, builder: MessageRows, *, batch_id: str, now: datetime):
+    def __init__(self, builder: MessageRows, *, batch_id: str, first_due: datetime, now: datetime):
         steps = builder.steps
         campaign = builder.campaign
         sample = _LeadRow(("", "", "", "", "", False))
@@ -389,10 +461,14 @@ class _PageInsert:
                 "enrolled_at", "finished_at",
             )
         ]  # fmt: skip
-        page_columns = ", ".join(f"{name} {kind}" for name, kind in _PAGE_COLUMNS)
+        offset = [name for name, _ in _PAGE_COLUMNS].index("send_offset")
+        page_columns = ", ".join(
+            f"(r.lead->>{k})::{kind} AS {name}" for k, (name, kind) in enumerate(_PAGE_COLUMNS)
+        )
         self.sql = (
-            f"WITH p AS MATERIALIZED (SELECT * FROM json_to_recordset(%(page)s::json)"
-            f" AS p({page_columns})),"
+            f"WITH p AS MATERIALIZED (SELECT r.i - 1 AS i, {page_columns},"
+            f" %(first_due)s + (r.lead->>{offset})::bigint * interval '1 microsecond' AS due"
+            " FROM jsonb_array_elements(%(page)s::jsonb) WITH ORDINALITY AS r(lead, i)),"
             f" e AS (INSERT INTO {Enrollment._meta.db_table} ({', '.join(enrollment_columns)})"
             f" SELECT {_id_sql('enrollment', 'p.i')}, %(workspace)s, %(campaign)s,"
             " p.lead_id, p.line_id, p.state, %(batch)s, %(now)s, p.finished_at FROM p)"
@@ -407,36 +483,44 @@ class _PageInsert:
             "campaign": campaign.pk,
             "batch": batch_id,
             "now": now,
+            "first_due": first_due,
             "cancelled": Message.Status.CANCELLED.value,
             **{f"step{k}": value for k, value in enumerate(step_params)},
         }
         self.now = now
+        connection.ensure_connection()
+        self.raw = connection.connection
 
-    def write(self, decided: list[tuple]) -> None:
-        """Write the enrollments and step messages of `decided`:
-        (lead, line id, first due, stop reason) per lead."""
+    def prepare(self, decided: list[tuple]) -> dict:
+        """The statement's parameters for `decided`: (lead, line id, first send offset
+        in microseconds, stop reason) per lead."""
         page = []
-        for i, (lead, line_id, due, reason) in enumerate(decided):
+        for lead, line_id, offset, reason in decided:
             state, finished_at = enrollment_state(reason, self.now)
             page.append(
-                {
-                    "i": i,
-                    "lead_id": lead.pk,
-                    "line_id": line_id,
-                    "phone": lead.phone,
-                    "email": lead.email,
-                    "name": lead.full_name,
-                    "due": due.isoformat(),
-                    "reason": reason,
-                    "state": state,
-                    "finished_at": finished_at.isoformat() if finished_at else None,
-                }
+                [
+                    lead.pk,
+                    line_id,
+                    lead.phone,
+                    lead.email,
+                    lead.full_name,
+                    offset,
+                    reason,
+                    state,
+                    finished_at and finished_at.isoformat(),
+                ]
             )
         params = dict(self.params, page=json.dumps(page), guid_prefix=_guid_prefix())
         for run in ("message", "enrollment"):
             params[f"{run}_prefix"] = (int(time.time()).to_bytes(4, "big") + os.urandom(5)).hex()
             params[f"{run}_counter"] = int.from_bytes(os.urandom(3), "big")
-        with connection.cursor() as cursor:
+        return params
+
+    def execute(self, params: dict) -> None:
+        """Write the page's enrollments and step messages. Runs in _StatementAhead's
+        worker thread: it uses the connection's own psycopg connection (the
+        transaction's), as Django's wrapper belongs to the calling thread."""
+        with self.raw.cursor() as cursor:
             cursor.execute(self.sql, params)
 
 

@@ -6,9 +6,12 @@ the way a single enrollment writes them.
 """
 
 import uuid
+from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
 
 from campaigns import enrollment, services
 from campaigns.models import Campaign, Enrollment
@@ -121,3 +124,93 @@ def test_its_ids_are_unique_and_follow_the_insert_order(started):
     enrollment_ids = list(Enrollment.objects.filter(campaign=campaign).values_list("id", flat=True))
     assert all(looks_like_id(pk) for pk in enrollment_ids)
     assert len(set(enrollment_ids)) == len(enrollment_ids)
+
+
+@pytest.mark.django_db
+def test_first_sends_follow_the_list_order_a_microsecond_apart(started, clock):
+    campaign, leads = started
+    bulk = [lead for i, lead in enumerate(leads) if i != 5]
+    firsts = dict(
+        Message.objects.filter(lead__in=bulk, step_index=0).values_list("lead_id", "scheduled_date")
+    )
+    assert [firsts[lead.pk] for lead in bulk] == [
+        clock.now + timedelta(microseconds=k) for k in range(len(bulk))
+    ]
+    states = {
+        e.lead_id: (e.state, e.finished_at, e.enrolled_at)
+        for e in Enrollment.objects.filter(lead__in=bulk)
+    }
+    for lead in bulk:
+        state, finished_at, enrolled_at = states[lead.pk]
+        stopped = lead.opted_out or lead.email == "dnc@example.com"
+        assert (state, finished_at) == (("stopped", enrolled_at) if stopped else ("active", None))
+
+
+@pytest.mark.django_db
+def test_it_reads_the_list_in_one_query_whatever_its_pages(
+    acme, clock, make_line, make_list, create_campaign
+):
+    make_line()
+    lead_list = make_list(7)
+    created = create_campaign(steps=STEPS[:1], listId=lead_list.pk)
+    with (
+        mock.patch.object(enrollment, "PAGE_SIZE", 2),
+        CaptureQueriesContext(connection) as queries,
+    ):
+        services.campaign_start(workspace=acme, campaign_id=created["_id"])
+    reads = [q["sql"] for q in queries if "leads_listmembership" in q["sql"]]
+    assert len(reads) == 1
+    assert Enrollment.objects.filter(campaign_id=created["_id"]).count() == 7
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the server-side page writer")
+def test_a_page_that_fails_leaves_nothing_written(
+    acme, clock, make_line, make_list, create_campaign
+):
+    make_line()
+    lead_list = make_list(7)
+    created = create_campaign(steps=STEPS[:1], listId=lead_list.pk)
+    pages = iter(range(10))
+
+    def failing_from_the_third(*args, **kwargs):
+        # Page 3's tempGuids are not hexadecimal: its statement fails on the server.
+        return "zz" * 13 if next(pages) == 2 else enrollment_guid_prefix()
+
+    enrollment_guid_prefix = enrollment._guid_prefix
+    with (
+        mock.patch.object(enrollment, "PAGE_SIZE", 2),
+        mock.patch.object(enrollment, "_guid_prefix", failing_from_the_third),
+        pytest.raises(DatabaseError),
+    ):
+        services.campaign_start(workspace=acme, campaign_id=created["_id"])
+    assert Campaign.objects.get(pk=created["_id"]).status == Campaign.Status.DRAFT
+    assert not Enrollment.objects.filter(campaign_id=created["_id"]).exists()
+    assert not Message.objects.filter(campaign_id=created["_id"]).exists()
+
+
+@pytest.mark.django_db
+def test_an_error_while_a_page_is_written_lets_it_finish_and_rolls_back(
+    acme, clock, make_line, make_list, create_campaign
+):
+    make_line()
+    lead_list = make_list(7)
+    created = create_campaign(steps=STEPS[:1], listId=lead_list.pk)
+    decisions = iter(range(10))
+    stop_reason_for = enrollment._stop_reason_for
+
+    def failing_on_the_fifth_lead(lead, dnc):
+        # Lead 5 is on page 3, decided while page 2 is being written.
+        if next(decisions) == 4:
+            raise RuntimeError("boom")
+        return stop_reason_for(lead, dnc)
+
+    with (
+        mock.patch.object(enrollment, "PAGE_SIZE", 2),
+        mock.patch.object(enrollment, "_stop_reason_for", failing_on_the_fifth_lead),
+        pytest.raises(RuntimeError, match="boom"),
+    ):
+        services.campaign_start(workspace=acme, campaign_id=created["_id"])
+    assert Campaign.objects.get(pk=created["_id"]).status == Campaign.Status.DRAFT
+    assert not Enrollment.objects.filter(campaign_id=created["_id"]).exists()
+    assert not Message.objects.filter(campaign_id=created["_id"]).exists()
