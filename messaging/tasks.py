@@ -4,7 +4,12 @@ import time
 from celery import shared_task
 
 from messaging.dispatch import BATCH_SIZE, dispatch_due
-from messaging.sending import fallback_sms_send, message_send, messages_reconcile_stuck
+from messaging.sending import (
+    fallback_sms_send,
+    message_send,
+    messages_reconcile_stuck,
+    messages_send,
+)
 from messaging.services import dispatch_wake_clear
 
 logger = logging.getLogger(__name__)
@@ -48,8 +53,13 @@ def send_message(message_id):
 
 @shared_task(acks_late=True)
 def send_messages(message_ids):
-    """Send claimed rows one after the other. A row that fails unexpectedly does
-    not hold back the others; it stays `sending` for the sweeper, which settles it."""
+    """Send claimed rows together (one claim, shared lookups). Should the run fail
+    unexpectedly, the rows it had not claimed yet are sent one by one; the rows it
+    had claimed stay `sending` for the sweeper, which settles them."""
+    try:
+        return messages_send(message_ids=message_ids)
+    except Exception:
+        logger.exception("Sending messages %s failed; trying them one by one", message_ids)
     outcomes = {}
     for message_id in message_ids:
         try:

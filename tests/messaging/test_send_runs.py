@@ -58,3 +58,29 @@ def test_an_answer_cached_before_the_run_is_not_asked_again(acme, line, sim):
     later = claimed(acme, "After, to the same person")
     assert messages_send(message_ids=later) == {later[0]: "sent"}
     assert availability_requests(sim) == 1
+
+
+def test_the_send_task_sends_its_rows_in_one_run(acme, line, sim, monkeypatch):
+    from messaging import sending, tasks
+
+    ids = claimed(acme, "One", "Two", "Three")
+    runs = []
+    real = sending.messages_send
+    monkeypatch.setattr(tasks, "messages_send", lambda **kw: runs.append(kw) or real(**kw))
+    assert tasks.send_messages.run(ids) == dict.fromkeys(ids, "sent")
+    assert len(runs) == 1
+
+
+def test_a_run_that_fails_unexpectedly_leaves_its_rows_to_one_by_one_sends(
+    acme, line, sim, monkeypatch
+):
+    from messaging import tasks
+
+    ids = claimed(acme, "One", "Two")
+
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(tasks, "messages_send", broken)
+    assert tasks.send_messages.run(ids) == dict.fromkeys(ids, "sent")
+    assert [m["text"] for m in sim.sent] == ["One", "Two"]
