@@ -182,3 +182,39 @@ def test_copy_rows_store_exactly_what_the_orm_writer_stores(acme, monkeypatch):
         "\\\\ two\t\\n", "row\\source", AWKWARD["customFields"], True,
     )  # fmt: skip
     assert [row[5] for row in through_copy] == ["row\\source", "", "api"]
+
+
+def test_identifiers_found_while_cleaning_match_the_fields():
+    """The import takes a lead's identifiers from cleaning; they must be what
+    _identifiers reads from the cleaned fields, repeats dropped as before."""
+    from bench.lead_import import generate
+    from leads.normalize import Normalizer
+    from leads.services import IDENTIFIER_FIELDS, _clean_lead, _identifiers
+
+    normalizer = Normalizer("+1")
+    rows = list(generate(3000, seed=7)) + [
+        {"email": "a@example.com", "phone": "(202) 555-0100"},
+        {"email": "a@example.com", "altEmail1": "A@example.com "},
+        {"altPhone2": "+12025550100", "phone": "202-555-0100", "email": "b@example.com"},
+        {"altPhone1": "+12025550101", "alt_phone1": "", "phone": "+12025550102"},
+        {"altPhone1": "+12025550103", "alt_phone1": ""},
+        {"altPhone1": "+12025550104", "alt_phone1": "+12025550105"},
+        {"altEmail3": "c@example.com", "altPhone3": "+12025550106"},
+        {"phone": "+12025550107", "altPhone1": "+12025550107", "altPhone2": "+12025550108"},
+    ]
+    for index, row in enumerate(rows):
+        fields, identifiers = _clean_lead(row, normalizer, index, False)
+        assert identifiers == _identifiers(fields), row
+        values = [value for _, value in identifiers]
+        assert len(values) == len(set(values)), row
+        kept = [name for name in IDENTIFIER_FIELDS if fields.get(name)]
+        assert kept == [name for name, _ in identifiers], row
+    assert _clean_lead(rows[-1], normalizer, 0, False)[1] == [
+        ("phone", "+12025550107"),
+        ("alt_phone2", "+12025550108"),
+    ]
+    # A value given twice stays in its first field (phone, altPhone1-3, email, ...).
+    assert _clean_lead(rows[-6], normalizer, 0, False)[1] == [
+        ("phone", "+12025550100"),
+        ("email", "b@example.com"),
+    ]
