@@ -22,7 +22,8 @@ REFERENCES = (
     ("leads_listmembership", "lead_list_id", "leads_leadlist", "leads_listmembership_list_ref"),
 )
 
-# Trigger arguments: child table, column, parent table, name.
+# Trigger arguments: child table, column, parent table, name. Both tables are in
+# the schema of the table the trigger is on, whatever the search_path.
 POSTGRES_FUNCTIONS = r"""
 CREATE FUNCTION leads_ref_rows_added() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -32,7 +33,8 @@ BEGIN
     IF TG_LEVEL = 'ROW' THEN
         -- A row whose reference changed (rare: UPDATE of the column).
         missing := to_jsonb(NEW) ->> TG_ARGV[1];
-        EXECUTE format('SELECT 1 FROM %I p WHERE p.id = $1 FOR KEY SHARE OF p', TG_ARGV[2])
+        EXECUTE format('SELECT 1 FROM %I.%I p WHERE p.id = $1 FOR KEY SHARE OF p',
+                       TG_TABLE_SCHEMA, TG_ARGV[2])
             INTO found USING missing;
         IF found IS NOT NULL THEN
             missing := NULL;
@@ -44,9 +46,9 @@ BEGIN
         EXECUTE format(
             'SELECT n.k FROM (SELECT DISTINCT r.%1$I AS k FROM leads_ref_new r '
             'WHERE r.%1$I IS NOT NULL) n '
-            'LEFT JOIN LATERAL (SELECT 1 AS ok FROM %2$I p WHERE p.id = n.k '
+            'LEFT JOIN LATERAL (SELECT 1 AS ok FROM %3$I.%2$I p WHERE p.id = n.k '
             'FOR KEY SHARE OF p) p ON true WHERE p.ok IS NULL LIMIT 1',
-            TG_ARGV[1], TG_ARGV[2]
+            TG_ARGV[1], TG_ARGV[2], TG_TABLE_SCHEMA
         ) INTO missing;
     END IF;
     IF missing IS NOT NULL THEN
@@ -65,17 +67,18 @@ DECLARE
     referenced text;
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
-        EXECUTE format('SELECT r.%1$I FROM %2$I r LIMIT 1', TG_ARGV[1], TG_ARGV[0])
+        EXECUTE format('SELECT r.%1$I FROM %3$I.%2$I r LIMIT 1',
+                       TG_ARGV[1], TG_ARGV[0], TG_TABLE_SCHEMA)
             INTO referenced;
     ELSIF TG_OP = 'DELETE' THEN
         EXECUTE format(
             'SELECT o.id FROM leads_ref_old o CROSS JOIN LATERAL '
-            '(SELECT 1 FROM %1$I r WHERE r.%2$I = o.id LIMIT 1) r LIMIT 1',
-            TG_ARGV[0], TG_ARGV[1]
+            '(SELECT 1 FROM %3$I.%1$I r WHERE r.%2$I = o.id LIMIT 1) r LIMIT 1',
+            TG_ARGV[0], TG_ARGV[1], TG_TABLE_SCHEMA
         ) INTO referenced;
     ELSE  -- UPDATE of the key (row trigger)
-        EXECUTE format('SELECT r.%2$I FROM %1$I r WHERE r.%2$I = $1 LIMIT 1',
-                       TG_ARGV[0], TG_ARGV[1])
+        EXECUTE format('SELECT r.%2$I FROM %3$I.%1$I r WHERE r.%2$I = $1 LIMIT 1',
+                       TG_ARGV[0], TG_ARGV[1], TG_TABLE_SCHEMA)
             INTO referenced USING OLD.id;
     END IF;
     IF referenced IS NOT NULL THEN
