@@ -25,7 +25,10 @@ REFERENCES = (
 # Trigger arguments: child table, column, parent table, name. Both tables are in
 # the schema of the table the trigger is on, whatever the search_path.
 POSTGRES_FUNCTIONS = r"""
-CREATE FUNCTION leads_ref_rows_added() RETURNS trigger LANGUAGE plpgsql AS $fn$
+CREATE FUNCTION leads_ref_rows_added() RETURNS trigger LANGUAGE plpgsql
+-- Look-ups by key, whatever the statistics say: read in the middle of an import,
+-- or with a bloated index, they can make a sequential scan per row look cheaper.
+SET enable_seqscan = off AS $fn$
 DECLARE
     missing text;
     found int;
@@ -62,7 +65,8 @@ BEGIN
 END
 $fn$;
 
-CREATE FUNCTION leads_ref_parent_removed() RETURNS trigger LANGUAGE plpgsql AS $fn$
+CREATE FUNCTION leads_ref_parent_removed() RETURNS trigger LANGUAGE plpgsql
+SET enable_seqscan = off AS $fn$
 DECLARE
     referenced text;
 BEGIN
