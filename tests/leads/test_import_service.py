@@ -218,3 +218,23 @@ def test_identifiers_found_while_cleaning_match_the_fields():
         ("phone", "+12025550100"),
         ("email", "b@example.com"),
     ]
+
+
+def test_an_import_shortens_the_switch_interval_only_while_it_runs(acme):
+    import sys
+
+    from leads.services import IMPORT_SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    seen = []
+    lead_import(
+        workspace=acme,
+        rows=_rows(6),
+        batch_size=2,
+        progress=lambda result: seen.append(sys.getswitchinterval()),
+    )
+    assert seen == [min(before, IMPORT_SWITCH_INTERVAL)] * 3
+    assert sys.getswitchinterval() == before
+    with pytest.raises(ValidationFailed):
+        lead_import(workspace=acme, rows=[{"phone": "+12025550001"}, {"phone": "x"}])
+    assert sys.getswitchinterval() == before
