@@ -1,10 +1,11 @@
 """Normalization of lead identifiers: phones to E.164, emails trimmed and lowercased.
 
 Imports normalize hundreds of thousands of numbers, so the common shapes take a
-short path: a North American number written with the usual separators is
-turned into a PhoneNumber directly (parsing is most of the cost) and still goes
-through the library's validity rules; everything else goes through
-`phonenumbers.parse`. Validity for the main region of a calling code is the
+short path: a North American number written with the usual separators, or any
+number written as +<country code><national number>, is turned into a
+PhoneNumber directly (parsing is most of the cost) and still goes through the
+library's validity rules; everything else, and anything the short path is not
+sure of, goes through `phonenumbers.parse`. Validity for the main region of a calling code is the
 library's own patterns, compiled into one expression per number length. A
 `Normalizer` keeps the results of one import, so a number that repeats is
 normalized once.
@@ -123,6 +124,12 @@ def normalize_phone(value, region: str | None = None) -> str:
                     raise InvalidIdentifier(PHONE_ERROR)
                 return "+1" + national
             number = PhoneNumber(country_code=1, national_number=int(national))
+        elif compact[0] == "+":
+            number = _international(compact)
+            if number is not None:
+                if _is_valid(number):
+                    return _e164(number)
+                number = None  # let the library have its say
     if number is None:
         try:
             number = phonenumbers.parse(text, region)
@@ -131,6 +138,51 @@ def normalize_phone(value, region: str | None = None) -> str:
     if not _is_valid(number):
         raise InvalidIdentifier(PHONE_ERROR)
     return _e164(number)
+
+
+def _international(compact: str) -> PhoneNumber | None:
+    """The number phonenumbers.parse reads from "+<digits>", or None where parsing
+    may read it differently: the country code is the shortest prefix that is
+    one, as the library takes it; a national number that starts with a zero or
+    with the region's national prefix (which the library may strip) is left to
+    the library."""
+    digits = compact[1:]
+    if not digits.isascii() or len(digits) < 4 or digits[0] == "0":
+        return None
+    for size in (1, 2, 3):
+        code = int(digits[:size])
+        if code in _COUNTRY_CODES:
+            break
+    else:
+        return None
+    national = digits[size:]
+    if national[0] == "0":
+        return None
+    prefix = _NATIONAL_PREFIX[code]
+    if prefix is None or prefix.match(national):
+        return None
+    return PhoneNumber(country_code=code, national_number=int(national))
+
+
+_COUNTRY_CODES = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+
+
+class _NationalPrefixes(dict):
+    """Calling code -> the pattern parse strips as a national prefix (a pattern that
+    never matches when the region has none), or None for codes without metadata."""
+
+    def __missing__(self, code):
+        region = phonenumbers.region_code_for_country_code(code)
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+        if metadata is None:
+            pattern = None
+        else:
+            pattern = re.compile(metadata.national_prefix_for_parsing or r"(?!)")
+        self[code] = pattern
+        return pattern
+
+
+_NATIONAL_PREFIX = _NationalPrefixes()
 
 
 def _is_valid(number: PhoneNumber) -> bool:

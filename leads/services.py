@@ -9,8 +9,12 @@ the constraint (SQLite needs no lock: it runs one writer at a time).
 """
 
 import json
+import re
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import islice
@@ -109,12 +113,17 @@ def clean_lead_fields(
     """Validate and normalize one lead's input (API or model names) to model fields.
 
     Unknown keys are ignored. Raises RowError naming the field (API name).
-    Runs once per imported row, so it is written for speed.
     """
+    return _clean_lead(row, normalizer, index, partial)[0]
+
+
+def _clean_lead(row, normalizer: Normalizer, index: int, partial: bool):
+    """clean_lead_fields, and (unless partial) the lead's identifiers as
+    _identifiers lists them. Runs once per imported row, so it is written for speed."""
     if not isinstance(row, dict):
         raise RowError(index, "", "Must be an object")
     cleaned = {}
-    identifiers = 0
+    identifiers = []
     specs = _FIELD_SPECS
     for key, value in row.items():
         spec = specs.get(key)
@@ -143,12 +152,13 @@ def clean_lead_fields(
                 raise RowError(index, api_name, "Must be a string")
             try:
                 if kind == _PHONE:
-                    cleaned[name] = normalizer.phone(value)
+                    value = normalizer.phone(value)
                 else:
-                    cleaned[name] = normalizer.email(value)
+                    value = normalizer.email(value)
             except InvalidIdentifier as exc:
                 raise RowError(index, api_name, str(exc)) from None
-            identifiers += 1
+            cleaned[name] = value
+            identifiers.append((name, value))
         elif kind == _CUSTOM:
             if value is None:
                 value = {}
@@ -161,12 +171,35 @@ def clean_lead_fields(
             if not isinstance(value, bool):
                 raise RowError(index, api_name, "Must be a boolean")
             cleaned[name] = value
-    if not partial:
-        if identifiers > 1:
-            _drop_repeated_identifiers(cleaned)
-        elif not identifiers:
-            raise RowError(index, "phone", "A lead needs at least one phone or email")
-    return cleaned
+    if partial:
+        return cleaned, None
+    if len(identifiers) > 1:
+        identifiers = _ordered_distinct(cleaned, identifiers)
+    elif not identifiers:
+        raise RowError(index, "phone", "A lead needs at least one phone or email")
+    elif cleaned[identifiers[0][0]] != identifiers[0][1]:
+        identifiers = _identifiers(cleaned)  # the field was given again, empty
+    return cleaned, identifiers
+
+
+_IDENTIFIER_POSITION = {name: n for n, name in enumerate(IDENTIFIER_FIELDS)}
+
+
+def _ordered_distinct(fields: dict, found: list) -> list[tuple[str, str]]:
+    """_drop_repeated_identifiers, then _identifiers, for a lead whose identifiers
+    were found (in input order) as `found`; a phone and an email, the common
+    case, without looking at all eight fields."""
+    if len(found) == 2:
+        (first, a), (second, b) = found
+        if first != second and fields[first] == a and fields[second] == b:
+            if _IDENTIFIER_POSITION[first] > _IDENTIFIER_POSITION[second]:
+                first, a, second, b = second, b, first, a
+            if a == b:
+                fields[second] = ""
+                return [(first, a)]
+            return [(first, a), (second, b)]
+    _drop_repeated_identifiers(fields)
+    return _identifiers(fields)
 
 
 def _drop_repeated_identifiers(fields: dict) -> None:
@@ -336,7 +369,9 @@ class ImportResult:
 
 @dataclass
 class _CleanedBatch:
-    rows: list[tuple[dict, list[tuple[str, str]]]]  # (fields, identifiers in field order)
+    # (fields, identifiers in field order, id the lead gets if it is new, the
+    # writer's prepared form of the row)
+    rows: list[tuple[dict, list[tuple[str, str]], str, object]]
     values: set[str]  # every identifier value of the batch
 
 
@@ -417,6 +452,36 @@ def lead_import(
     return state.result
 
 
+# How long a thread that wants the GIL waits for the running one to let go while
+# an import is in progress (CPython's default is 5 ms).
+IMPORT_SWITCH_INTERVAL = 0.0005
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.005
+
+
+@contextmanager
+def _prompt_gil_handoff():
+    """While the cleaning thread runs, the writing thread needs the GIL back each
+    time the database answers; at the default switch interval each answer can
+    wait up to 5 ms for it, which left the database idle for about a tenth of
+    an import. The interval is process-wide: the first import in progress
+    shortens it, the last one to finish restores it."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, IMPORT_SWITCH_INTERVAL))
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
+
+
 def _cleaned_batches(state: "_ImportState", rows: Iterable, batch_size: int):
     """Batches of cleaned rows, each cleaned in a helper thread while the previous
     one is being written: normalizing is Python work, writing mostly waits for
@@ -428,7 +493,10 @@ def _cleaned_batches(state: "_ImportState", rows: Iterable, batch_size: int):
         batch = next(batches, None)
         return None if batch is None else state.clean_batch(batch)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-import") as pool:
+    with (
+        _prompt_gil_handoff(),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-import") as pool,
+    ):
         pending = pool.submit(clean_next)
         while (cleaned := pending.result()) is not None:
             pending = pool.submit(clean_next)
@@ -448,26 +516,33 @@ class _ImportState:
         # Identifiers of duplicate rows that were not saved anywhere, so a later row
         # carrying one of them is still recognised as a repeat of an earlier row.
         self.unsaved_seen: dict[str, str] = {}
-        self.writer = _PostgresWriter() if connection.vendor == "postgresql" else _OrmWriter()
+        writer = _PostgresWriter if connection.vendor == "postgresql" else _OrmWriter
+        self.writer = writer(workspace, source)
 
     def clean_batch(self, batch: list) -> "_CleanedBatch":
         """Validate and normalize rows (no database work); invalid rows raise
         ValidationFailed, or are counted and reported with skip_invalid.
 
-        Also lists each row's identifiers and the batch's distinct values, so
-        the writing side (the critical path) does not have to."""
+        Also lists each row's identifiers and the batch's distinct values, and
+        has the writer prepare each row as a new lead (an id is cheap; a row that
+        turns out to be a duplicate just does not use its own), so the writing
+        side (the critical path) does not have to."""
         result = self.result
         cleaned_rows = []
         values = set()
         normalizer = self.normalizer
+        prepare = self.writer.prepare
+        new_id = Lead._meta.pk.default
+        add_value = values.add
         for row in batch:
             index = self.next_index
             self.next_index += 1
             try:
-                fields = clean_lead_fields(row, normalizer, index=index)
-                idents = _identifiers(fields)
-                cleaned_rows.append((fields, idents))
-                values.update(value for _, value in idents)
+                fields, idents = _clean_lead(row, normalizer, index, False)
+                lead_id = new_id()
+                cleaned_rows.append((fields, idents, lead_id, prepare(lead_id, fields, idents)))
+                for _, value in idents:
+                    add_value(value)
             except RowError as exc:
                 exc.line = row.get("_line") if isinstance(row, dict) else None
                 if not self.skip_invalid:
@@ -493,20 +568,18 @@ class _ImportState:
         in_list = self.writer.members(self.lead_list, candidates)
 
         now = timezone.now()
-        new_leads: list[tuple[str, dict, list]] = []
+        new_leads: list[tuple[str, dict, list, object]] = []
         link_ids: list[str] = []
-        new_id = Lead._meta.pk.default
-        for fields, idents in cleaned_rows:
+        for fields, idents, lead_id, prepared in cleaned_rows:
             match = None
             for _, value in idents:
                 match = owner.get(value) or unsaved_seen.get(value)
                 if match:
                     break
             if match is None:
-                lead_id = new_id()
                 if fields.get("opted_out"):
                     fields["opted_out_at"] = now
-                new_leads.append((lead_id, fields, idents))
+                new_leads.append((lead_id, fields, idents, prepared))
                 for _, value in idents:
                     owner[value] = lead_id
                 in_list.add(lead_id)
@@ -520,8 +593,8 @@ class _ImportState:
                 if value not in owner:
                     unsaved_seen[value] = match
 
-        created_ids = [lead_id for lead_id, _, _ in new_leads]
-        self.writer.insert_leads(self.workspace, new_leads, self.source, now)
+        created_ids = [new_lead[0] for new_lead in new_leads]
+        self.writer.insert_leads(new_leads, now)
         self.writer.insert_memberships(self.lead_list, created_ids, now, new=True)
         self.writer.insert_memberships(self.lead_list, link_ids, now)
         result.saved_count += len(new_leads)
@@ -543,6 +616,26 @@ def _lead_defaults() -> dict:
     return defaults
 
 
+# COPY's text format: a backslash, tab, newline or carriage return in a value is
+# written as a backslash escape; NULL is \N.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+
+
+def _copy_text(value) -> str:
+    """One value as a field of COPY's text format."""
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    value = str(value)
+    if _COPY_SPECIAL.search(value):
+        return value.translate(_COPY_ESCAPES)
+    return value
+
+
 def _copy_timestamp(moment) -> str:
     """A datetime as COPY text. psycopg formats a datetime value anew for every
     row, the most expensive column of a lead row; the batch's one timestamp is
@@ -550,16 +643,60 @@ def _copy_timestamp(moment) -> str:
     return moment.isoformat()
 
 
-class _PostgresWriter:
-    """COPY into the tables: several times faster than INSERT for thousands of rows."""
+# Lead columns whose value is the moment the batch is written; they come last in
+# the COPY, so a row can be formatted before that moment is known.
+_BATCH_TIME_FIELDS = ("created_at", "updated_at", "opted_out_at")
 
-    def __init__(self):
-        self.lead_columns = [f.column for f in Lead._meta.concrete_fields]
-        self.lead_attnames = [f.attname for f in Lead._meta.concrete_fields]
-        self.defaults = _lead_defaults()
+
+class _PostgresWriter:
+    """COPY into the tables: several times faster than INSERT for thousands of rows.
+
+    Each row is formatted as COPY text while it is cleaned (off the critical
+    path); writing a batch then sends the new leads' text in one piece."""
+
+    def __init__(self, workspace, source: str):
+        self.workspace_id = workspace.pk
         self.lead_table = Lead._meta.db_table
         self.ident_table = LeadIdentifier._meta.db_table
         self.member_table = ListMembership._meta.db_table
+        fields = [f for f in Lead._meta.concrete_fields if f.name not in _BATCH_TIME_FIELDS]
+        fields += [Lead._meta.get_field(name) for name in _BATCH_TIME_FIELDS]
+        self.lead_columns = ", ".join(f.column for f in fields)
+        attnames = [f.attname for f in fields]
+        # One template row in column order, without the batch-time columns; each
+        # lead overwrites the positions of the fields it has.
+        base = _lead_defaults()
+        base.update(workspace_id=workspace.pk, source=source)
+        self.template = [_copy_text(base[a]) for a in attnames[: -len(_BATCH_TIME_FIELDS)]]
+        self.position = {a: n for n, a in enumerate(attnames)}
+        self.id_position = self.position["id"]
+        self.custom_position = self.position["custom_fields"]
+        self.opted_out_position = self.position["opted_out"]
+
+    def prepare(self, lead_id: str, fields: dict, idents) -> tuple[str, str]:
+        """The lead's COPY line up to its batch-time columns, and its identifier lines."""
+        row = self.template.copy()
+        position = self.position
+        texts = []
+        for name, value in fields.items():
+            row[position[name]] = value
+            if type(value) is str:
+                texts.append(value)
+        # Escaping is rare (a tab or line break inside a note): one look at all of
+        # the row's text decides whether any value needs it.
+        if _COPY_SPECIAL.search("".join(texts)):
+            for name, value in fields.items():
+                if type(value) is str:
+                    row[position[name]] = _copy_text(value)
+        if "custom_fields" in fields:
+            row[self.custom_position] = _copy_text(json.dumps(fields["custom_fields"]))
+        if "opted_out" in fields:
+            row[self.opted_out_position] = "t" if fields["opted_out"] else "f"
+        row[self.id_position] = lead_id
+        # Normalized phones and emails, like ids, hold nothing COPY would escape.
+        ws = self.workspace_id
+        ident_text = "".join(f"{ws}\t{value}\t{lead_id}\t{name}\n" for name, value in idents)
+        return "\t".join(row), ident_text
 
     def existing_owners(self, workspace, values: set[str]) -> dict[str, str]:
         if not values:
@@ -594,57 +731,40 @@ class _PostgresWriter:
             )
             return {lead_id for (lead_id,) in cursor.fetchall()}
 
-    def insert_leads(self, workspace, new_leads, source: str, now) -> None:
+    def insert_leads(self, new_leads, now) -> None:
         if not new_leads:
             return
-        # One template row in column order; each lead overwrites the positions
-        # of the fields it has.
         stamp = _copy_timestamp(now)
-        base = dict(self.defaults)
-        base.update(workspace_id=workspace.pk, source=source, created_at=stamp, updated_at=stamp)
-        attnames = self.lead_attnames
-        template = [base[a] for a in attnames]
-        position = {a: n for n, a in enumerate(attnames)}
-        id_position = position["id"]
-        custom_position = position["custom_fields"]
-        ws = workspace.pk
+        plain = f"\t{stamp}\t{stamp}\t\\N\n"
+        opted_out = f"\t{stamp}\t{stamp}\t{stamp}\n"
+        leads = []
+        identifiers = []
+        for _, fields, _, (lead_text, ident_text) in new_leads:
+            leads.append(lead_text)
+            leads.append(opted_out if fields.get("opted_out") else plain)
+            identifiers.append(ident_text)
         with connection.cursor() as wrapper:
             cursor = wrapper.cursor
-            columns = ", ".join(self.lead_columns)
-            with cursor.copy(f"COPY {self.lead_table} ({columns}) FROM STDIN") as copy:
-                write_row = copy.write_row
-                for lead_id, fields, _ in new_leads:
-                    row = template.copy()
-                    for name, value in fields.items():
-                        row[position[name]] = value
-                    row[id_position] = lead_id
-                    if "custom_fields" in fields:
-                        row[custom_position] = json.dumps(fields["custom_fields"])
-                    write_row(row)
+            with cursor.copy(f"COPY {self.lead_table} ({self.lead_columns}) FROM STDIN") as copy:
+                copy.write("".join(leads))
             with cursor.copy(
                 f"COPY {self.ident_table} (workspace_id, value, lead_id, field) FROM STDIN"
             ) as copy:
-                write_row = copy.write_row
-                for lead_id, _, idents in new_leads:
-                    for name, value in idents:
-                        write_row((ws, value, lead_id, name))
+                copy.write("".join(identifiers))
 
     def insert_memberships(self, lead_list, lead_ids: list[str], now, new=False) -> None:
         if not lead_ids:
             return
         if new:
             # Leads created in this transaction cannot be in the list yet.
+            tail = f"\t{_copy_timestamp(now)}\n"
             with (
                 connection.cursor() as wrapper,
                 wrapper.cursor.copy(
                     f"COPY {self.member_table} (lead_list_id, lead_id, created_at) FROM STDIN"
                 ) as copy,
             ):
-                list_id = lead_list.pk
-                stamp = _copy_timestamp(now)
-                write_row = copy.write_row
-                for lead_id in lead_ids:
-                    write_row((list_id, lead_id, stamp))
+                copy.write(f"{lead_list.pk}\t" + f"{tail}{lead_list.pk}\t".join(lead_ids) + tail)
             return
         with connection.cursor() as cursor:
             cursor.execute(
@@ -658,6 +778,13 @@ class _OrmWriter:
     """Portable bulk inserts (SQLite, the demo)."""
 
     CHUNK = 500  # stays under SQLite's bound-parameter limit
+
+    def __init__(self, workspace, source: str):
+        self.workspace = workspace
+        self.source = source
+
+    def prepare(self, lead_id, fields, idents) -> None:
+        return None
 
     def existing_owners(self, workspace, values: set[str]) -> dict[str, str]:
         values = list(values)
@@ -681,10 +808,11 @@ class _OrmWriter:
             )
         return found
 
-    def insert_leads(self, workspace, new_leads, source: str, now) -> None:
+    def insert_leads(self, new_leads, now) -> None:
+        workspace, source = self.workspace, self.source
         leads = []
         identifiers = []
-        for lead_id, fields, idents in new_leads:
+        for lead_id, fields, idents, _ in new_leads:
             leads.append(
                 # A row's own source wins over the request's, as in the COPY writer.
                 Lead(

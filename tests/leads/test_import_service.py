@@ -135,3 +135,106 @@ def test_get_or_create_reuses_a_match_without_changing_it(acme):
     assert again == lead
     assert Lead.objects.get().first_name == "A"
     assert ListMembership.objects.count() == 1
+
+
+AWKWARD = {
+    "firstName": "Tab\there",
+    "lastName": "back\\slash \\N",
+    "companyName": "line\nbreak and\rreturn",
+    "jobTitle": "Zoë ☃ \\t",
+    "notes": "\\\\ two\t\\n",
+    "source": "row\\source",
+    "customFields": {"a\tb": "c\nd", "e": ["\\", None, True, 1.5], "f": "é\\N"},
+    "optedOut": True,
+    "phone": "(202) 555-0177",
+    "altEmail1": "Alt@Example.com",
+}
+STORED = (
+    "first_name", "last_name", "company_name", "job_title", "notes", "source",
+    "custom_fields", "opted_out", "phone", "alt_email1", "email", "alt_phone1",
+    "availability_status", "availability_checked_at", "replied_at",
+)  # fmt: skip
+
+
+def test_copy_rows_store_exactly_what_the_orm_writer_stores(acme, monkeypatch):
+    """On Postgres rows travel as COPY text built while cleaning; the portable
+    writer saves the same rows through the ORM. Both must store the same values."""
+    from django.db import connection
+
+    rows = [AWKWARD, {"email": "plain@example.com", "source": ""}, {"phone": "+442079460000"}]
+
+    def import_and_read():
+        Lead.objects.all().delete()
+        result = lead_import(workspace=acme, rows=rows, source="api")
+        leads = [Lead.objects.get(pk=lead_id) for lead_id in result.lead_ids]
+        for lead in leads:
+            assert lead.created_at == lead.updated_at
+            assert lead.opted_out_at == (lead.created_at if lead.opted_out else None)
+        return [tuple(getattr(lead, name) for name in STORED) for lead in leads]
+
+    through_copy = import_and_read()
+    with monkeypatch.context() as patch:
+        patch.setattr(connection, "vendor", "portable")  # the ORM writer
+        through_orm = import_and_read()
+    assert through_copy == through_orm
+    assert through_copy[0][:8] == (
+        "Tab\there", "back\\slash \\N", "line\nbreak and\rreturn", "Zoë ☃ \\t",
+        "\\\\ two\t\\n", "row\\source", AWKWARD["customFields"], True,
+    )  # fmt: skip
+    assert [row[5] for row in through_copy] == ["row\\source", "", "api"]
+
+
+def test_identifiers_found_while_cleaning_match_the_fields():
+    """The import takes a lead's identifiers from cleaning; they must be what
+    _identifiers reads from the cleaned fields, repeats dropped as before."""
+    from bench.lead_import import generate
+    from leads.normalize import Normalizer
+    from leads.services import IDENTIFIER_FIELDS, _clean_lead, _identifiers
+
+    normalizer = Normalizer("+1")
+    rows = list(generate(3000, seed=7)) + [
+        {"email": "a@example.com", "phone": "(202) 555-0100"},
+        {"email": "a@example.com", "altEmail1": "A@example.com "},
+        {"altPhone2": "+12025550100", "phone": "202-555-0100", "email": "b@example.com"},
+        {"altPhone1": "+12025550101", "alt_phone1": "", "phone": "+12025550102"},
+        {"altPhone1": "+12025550103", "alt_phone1": ""},
+        {"altPhone1": "+12025550104", "alt_phone1": "+12025550105"},
+        {"altEmail3": "c@example.com", "altPhone3": "+12025550106"},
+        {"phone": "+12025550107", "altPhone1": "+12025550107", "altPhone2": "+12025550108"},
+    ]
+    for index, row in enumerate(rows):
+        fields, identifiers = _clean_lead(row, normalizer, index, False)
+        assert identifiers == _identifiers(fields), row
+        values = [value for _, value in identifiers]
+        assert len(values) == len(set(values)), row
+        kept = [name for name in IDENTIFIER_FIELDS if fields.get(name)]
+        assert kept == [name for name, _ in identifiers], row
+    assert _clean_lead(rows[-1], normalizer, 0, False)[1] == [
+        ("phone", "+12025550107"),
+        ("alt_phone2", "+12025550108"),
+    ]
+    # A value given twice stays in its first field (phone, altPhone1-3, email, ...).
+    assert _clean_lead(rows[-6], normalizer, 0, False)[1] == [
+        ("phone", "+12025550100"),
+        ("email", "b@example.com"),
+    ]
+
+
+def test_an_import_shortens_the_switch_interval_only_while_it_runs(acme):
+    import sys
+
+    from leads.services import IMPORT_SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    seen = []
+    lead_import(
+        workspace=acme,
+        rows=_rows(6),
+        batch_size=2,
+        progress=lambda result: seen.append(sys.getswitchinterval()),
+    )
+    assert seen == [min(before, IMPORT_SWITCH_INTERVAL)] * 3
+    assert sys.getswitchinterval() == before
+    with pytest.raises(ValidationFailed):
+        lead_import(workspace=acme, rows=[{"phone": "+12025550001"}, {"phone": "x"}])
+    assert sys.getswitchinterval() == before

@@ -183,3 +183,61 @@ def test_main_region_validity_agrees_with_the_library():
             number, main
         ), number
         assert _is_valid(number) == phonenumbers.is_valid_number(number), number
+
+
+def _library_e164(raw, region):
+    """What phonenumbers alone makes of a number: E.164 when valid, else None."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def test_international_shortcut_agrees_with_the_library():
+    """ "+<country code><national number>" skips parsing; for every calling code,
+    example numbers of each type (as written internationally, with a national
+    prefix or a zero in front, with a digit changed) and random digits must come
+    out as the library's own parse and validity check say."""
+    import random
+
+    import phonenumbers
+
+    rng = random.Random(13)
+    raws = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        prefix = (metadata.national_prefix or "") if metadata else ""
+        for kind in range(12):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            code = example.country_code
+            national = phonenumbers.national_significant_number(example)
+            raws.append(phonenumbers.format_number(example, 1))  # INTERNATIONAL, spaced
+            raws += [f"+{code}{national}", f"+{code}0{national}", f"+{code} ({prefix}) {national}"]
+            raws.append(f"+{code}{prefix}{national}")
+            for _ in range(3):
+                digits = list(national)
+                digits[rng.randrange(len(digits))] = str(rng.randint(0, 9))
+                raws.append(f"+{code}{''.join(digits)}")
+            raws.append(f"+{code}{national[:-1]}")
+            raws.append(f"+{code}{national}{rng.randint(0, 9)}")
+    for code in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        for _ in range(30):
+            length = rng.randint(1, 14)
+            raws.append(f"+{code}{rng.randint(10 ** (length - 1), 10**length - 1)}")
+    for _ in range(500):
+        raws.append(f"+{rng.randint(1, 10**15)}")
+    for raw in raws:
+        for region in ("US", "GB", None):
+            expected = _library_e164(raw, region)
+            try:
+                got = normalize_phone(raw, region)
+            except InvalidIdentifier:
+                got = None
+            assert got == expected, (raw, region)
