@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -486,11 +486,23 @@ def _cleaned_batches(state: "_ImportState", rows: Iterable, batch_size: int):
     """Batches of cleaned rows, each cleaned in a helper thread while the previous
     one is being written: normalizing is Python work, writing mostly waits for
     the database (which lets go of the GIL), so the two overlap. One thread, one
-    batch ahead: rows are still cleaned, and errors raised, in input order."""
+    batch ahead: rows are still cleaned, and errors raised, in input order.
+
+    The first batch has nothing to overlap with, so it is cleaned in the caller's
+    thread, and an input of one batch (one lead, a small request) starts no thread."""
     batches = iter(_batches(rows, batch_size))
+    first = next(batches, None)
+    if first is None:
+        return
+    cleaned = state.clean_batch(first)
+    following = next(batches, None)
+    if following is None:
+        yield cleaned
+        return
+    rest = chain([following], batches)
 
     def clean_next():
-        batch = next(batches, None)
+        batch = next(rest, None)
         return None if batch is None else state.clean_batch(batch)
 
     with (
@@ -498,6 +510,7 @@ def _cleaned_batches(state: "_ImportState", rows: Iterable, batch_size: int):
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-import") as pool,
     ):
         pending = pool.submit(clean_next)
+        yield cleaned
         while (cleaned := pending.result()) is not None:
             pending = pool.submit(clean_next)
             yield cleaned

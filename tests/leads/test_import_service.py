@@ -238,3 +238,16 @@ def test_an_import_shortens_the_switch_interval_only_while_it_runs(acme):
     with pytest.raises(ValidationFailed):
         lead_import(workspace=acme, rows=[{"phone": "+12025550001"}, {"phone": "x"}])
     assert sys.getswitchinterval() == before
+
+
+def test_an_input_of_one_batch_is_cleaned_without_a_helper_thread(acme, monkeypatch):
+    from leads import services
+
+    def no_thread(*args, **kwargs):
+        raise AssertionError("a one-batch import started a thread")
+
+    monkeypatch.setattr(services, "ThreadPoolExecutor", no_thread)
+    result = lead_import(workspace=acme, rows=list(_rows(5)), batch_size=5)
+    assert result.saved_count == 5
+    with pytest.raises(ValidationFailed, match=r"leads\[1\]\.phone"):
+        lead_import(workspace=acme, rows=[{"phone": "+12025550001"}, {"phone": "12"}])
