@@ -11,7 +11,8 @@ unless BENCH_WEBHOOKS=1, so the web server serves only the sends.
 
 Environment: DATABASE_URL (Postgres, required), REDIS_URL (default db 3),
 BENCH_MESSAGES (10000), BENCH_CLIENTS (50), BENCH_LINES (50), BENCH_WORKERS (8 worker
-processes, as in production), BENCH_QUEUED (2000).
+processes, as in production), BENCH_WEB_WORKERS (4 gunicorn processes of 8 threads, as in
+production), BENCH_QUEUED (2000).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ LINES = int(os.environ.get("BENCH_LINES", "50"))
 # Worker processes: sends mostly wait on the relay and on commits, so production
 # runs several per core (README: --concurrency 8).
 WORKERS = int(os.environ.get("BENCH_WORKERS", "8"))
+# gunicorn processes (8 threads each); production runs 4 (README).
+WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "4"))
 PASSWORD = "bench-relay"
 DEADLINE_SECONDS = int(os.environ.get("BENCH_DEADLINE", "900"))
 # Rows written straight into the outbox (as campaigns do): the worker's side alone.
@@ -201,7 +204,7 @@ def run() -> list[dict]:
                 str(bin_dir / "gunicorn"),
                 "tuco.wsgi",
                 "-w",
-                "2",
+                str(WEB_WORKERS),
                 "-k",
                 "gthread",
                 "--threads",
