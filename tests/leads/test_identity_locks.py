@@ -18,9 +18,10 @@ pytestmark = [
 ]
 
 
-def _hold_open(started: threading.Event, release: threading.Event, work):
+def _hold_open(release: threading.Event, work):
     """Run `work` in a transaction of another connection and keep it open until
     `release` is set."""
+    started = threading.Event()
 
     def run():
         try:
@@ -54,29 +55,26 @@ def _runs_within(seconds: float, work) -> bool:
     return finished, thread
 
 
+def _create(workspace, lead_list, phone):
+    """A single-lead write, as a send to a new recipient makes it."""
+    return lambda: lead_get_or_create(
+        workspace=workspace, data={"phone": phone}, lead_list=lead_list
+    )
+
+
 def test_new_leads_with_other_identifiers_do_not_wait(acme):
     lead_list = LeadList.objects.create(workspace=acme, name="Quick")
-    started, release = threading.Event(), threading.Event()
-    holder = _hold_open(
-        started,
-        release,
-        lambda: lead_get_or_create(
-            workspace=acme, data={"phone": "+14155550100"}, lead_list=lead_list
-        ),  # fmt: skip
-    )
+    release = threading.Event()
+    holder = _hold_open(release, _create(acme, lead_list, "+14155550100"))
     try:
         other, thread = _runs_within(
             5,
-            lambda: lead_get_or_create(
-                workspace=acme, data={"phone": "+14155550102"}, lead_list=lead_list
-            ),  # fmt: skip
+            _create(acme, lead_list, "+14155550102"),
         )
         assert other, "a lead with another phone waited for an unrelated transaction"
         same, same_thread = _runs_within(
             0.5,
-            lambda: lead_get_or_create(
-                workspace=acme, data={"phone": "+14155550100"}, lead_list=lead_list
-            ),  # fmt: skip
+            _create(acme, lead_list, "+14155550100"),
         )
         assert not same, "the same phone must wait for the transaction that is creating it"
     finally:
@@ -90,14 +88,8 @@ def test_new_leads_with_other_identifiers_do_not_wait(acme):
 
 def test_an_import_waits_for_open_single_lead_writes(acme):
     lead_list = LeadList.objects.create(workspace=acme, name="Quick")
-    started, release = threading.Event(), threading.Event()
-    holder = _hold_open(
-        started,
-        release,
-        lambda: lead_get_or_create(
-            workspace=acme, data={"phone": "+14155550100"}, lead_list=lead_list
-        ),  # fmt: skip
-    )
+    release = threading.Event()
+    holder = _hold_open(release, _create(acme, lead_list, "+14155550100"))
     try:
         imported, thread = _runs_within(
             0.5,
