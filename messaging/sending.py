@@ -103,12 +103,33 @@ def messages_send(*, message_ids: list[str], now: datetime | None = None) -> dic
         for m in Message.objects.select_related("workspace", "lead", "line").filter(pk__in=claimed)
     }
     lookups = _Lookups(list(messages.values()), now)
-    return {
-        message_id: _send_claimed(messages[message_id], now, lookups)
-        if message_id in messages
-        else "skipped"
-        for message_id in message_ids
-    }
+    outcomes = {}
+    for message_id in message_ids:
+        message = messages.get(message_id)
+        if message is None or not _still_claimed(message, now):
+            outcomes[message_id] = "skipped"
+            continue
+        outcomes[message_id] = _send_claimed(message, now, lookups)
+    return outcomes
+
+
+# A row waiting its turn in a slow run (relays timing out) has its claim renewed
+# once the run is older than this, well before the sweeper would take it back
+# (STUCK_AFTER): the sweeper only requeues rows whose claim is old.
+CLAIM_RENEW_AFTER = timedelta(seconds=60)
+
+
+def _still_claimed(message: Message, claimed_at: datetime) -> bool:
+    """Renew the claim of a row whose turn comes late in its run; False when the row
+    is no longer this run's (the sweeper took it back meanwhile)."""
+    current = timezone.now()
+    if current - claimed_at < CLAIM_RENEW_AFTER:
+        return True
+    renewed = Message.objects.filter(
+        pk=message.pk, status=Message.Status.SENDING, send_claimed_at=claimed_at
+    ).update(send_claimed_at=current)
+    message.send_claimed_at = current
+    return bool(renewed)
 
 
 def _claim_rows(message_ids: list[str], now: datetime) -> list[str]:
@@ -123,9 +144,10 @@ def _claim_rows(message_ids: list[str], now: datetime) -> list[str]:
                 pk=message_id, status=Message.Status.SENDING, send_claimed_at__isnull=True
             ).update(send_claimed_at=now)
         ]
+    table = connection.ops.quote_name(Message._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE messaging_message SET send_claimed_at = %s"
+            f"UPDATE {table} SET send_claimed_at = %s"  # noqa: S608 - the model's table
             " WHERE id = ANY(%s) AND status = %s AND send_claimed_at IS NULL RETURNING id",
             [now, ids, Message.Status.SENDING],
         )

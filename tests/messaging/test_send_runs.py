@@ -84,3 +84,31 @@ def test_a_run_that_fails_unexpectedly_leaves_its_rows_to_one_by_one_sends(
     monkeypatch.setattr(tasks, "messages_send", broken)
     assert tasks.send_messages.run(ids) == dict.fromkeys(ids, "sent")
     assert [m["text"] for m in sim.sent] == ["One", "Two"]
+
+
+def test_a_slow_run_renews_its_claims_and_skips_rows_the_sweeper_took_back(
+    acme, line, sim, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messaging import sending
+
+    first, second, third = claimed(acme, "One", "Two", "Three")
+    real = sending._send_claimed
+
+    def slow_first(message, now, lookups):
+        outcome = real(message, now, lookups)
+        if message.pk == first:
+            # Meanwhile the sweeper requeued the second row (its claim looked old).
+            Message.objects.filter(pk=second).update(status="pending", send_claimed_at=None)
+        return outcome
+
+    monkeypatch.setattr(sending, "_send_claimed", slow_first)
+    started = timezone.now() - sending.CLAIM_RENEW_AFTER - timedelta(seconds=1)
+    outcomes = sending.messages_send(message_ids=[first, second, third], now=started)
+    assert outcomes == {first: "sent", second: "skipped", third: "sent"}
+    assert Message.objects.get(pk=second).status == "pending"
+    assert Message.objects.get(pk=third).send_claimed_at > started
+    assert [m["text"] for m in sim.sent] == ["One", "Three"]
