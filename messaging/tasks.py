@@ -48,6 +48,8 @@ def _drain() -> int:
 
 @shared_task(acks_late=True)
 def send_message(message_id):
+    """One row: what earlier versions queued (such tasks may still wait in the broker
+    during an upgrade); the dispatcher now queues send_messages."""
     return message_send(message_id=message_id)
 
 
