@@ -23,7 +23,8 @@ AVAILABILITY_ORDER = (
 # one query and holds each referenced row FOR KEY SHARE until the transaction
 # ends, as a foreign key does, so it cannot be deleted meanwhile; deleting,
 # re-keying or truncating a referenced row fails while rows still refer to it.
-# The checks are immediate (at the end of each statement), not deferred.
+# The checks are immediate (at the end of each statement), not deferred. SQLite
+# (the demo) checks the rows added only: see the migration for why.
 # (child table, column, parent table, name)
 REFERENCES_CHECKED_BY_TRIGGERS = (
     ("leads_lead", "workspace_id", "tuco_workspace", "leads_lead_workspace_ref"),
