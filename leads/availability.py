@@ -258,7 +258,7 @@ def availability_check_address(
     if not force:
         cached = cache_lookup(workspace=workspace, addresses=[address], now=clock.now())
         if address in cached:
-            return _cached_result(address, cached[address])
+            return cached_answer(address, cached[address])
     return _relay_check(workspace=workspace, address=address, line=line, clock=clock, wait=wait)
 
 
@@ -289,7 +289,7 @@ def availability_check_addresses(
     stopped: AvailabilityQuotaExhausted | LinesBusy | None = None
     for address in addresses:
         if address in cached:
-            result = _cached_result(address, cached[address])
+            result = cached_answer(address, cached[address])
         elif stopped is not None:
             result = _not_checked(address, stopped)
         else:
@@ -321,10 +321,6 @@ def _not_checked_detail(exc: ServiceError) -> str:
 
 def cached_answer(address: str, available: bool) -> AddressResult:
     """The result for a (normalized) address whose fresh answer was read from the cache."""
-    return _cached_result(address, available)
-
-
-def _cached_result(address: str, available: bool) -> AddressResult:
     status = Status.AVAILABLE if available else Status.UNAVAILABLE
     return AddressResult(address, available, str(status), True, None)
 
@@ -618,7 +614,7 @@ class _LeadProgress:
     def advance(self, cached: dict) -> None:
         """Take cached answers until an address needs a relay, or the lead is done."""
         while self.result is None and self.address in cached:
-            self.answered(_cached_result(self.address, cached[self.address]), cached)
+            self.answered(cached_answer(self.address, cached[self.address]), cached)
 
     def answered(self, result: AddressResult, cached: dict) -> None:
         self.position += 1

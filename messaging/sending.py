@@ -38,8 +38,8 @@ from messaging import attachments as attachment_fetch
 from messaging.addresses import direct_chat_guid, normalize_address
 from messaging.channels.email import EmailError, send_email
 from messaging.channels.sms import SmsError, send_sms
-from messaging.dnc import dnc_blocked_address
-from messaging.models import Conversation, DoNotContact, FallbackConfig, Message
+from messaging.dnc import dnc_blocked_address, dnc_blocked_values
+from messaging.models import Conversation, FallbackConfig, Message
 from messaging.services import event_for_message, status_changed_on_commit
 from tuco.errors import ValidationFailed
 
@@ -128,7 +128,8 @@ def _still_claimed(message: Message, claimed_at: datetime) -> bool:
     renewed = Message.objects.filter(
         pk=message.pk, status=Message.Status.SENDING, send_claimed_at=claimed_at
     ).update(send_claimed_at=current)
-    message.send_claimed_at = current
+    if renewed:
+        message.send_claimed_at = current
     return bool(renewed)
 
 
@@ -177,9 +178,9 @@ class _Lookups:
             }  # fmt: skip
             self.blocked.update(
                 (workspace_id, value)
-                for value in DoNotContact.objects.filter(
-                    workspace_id=workspace_id, value__in=sorted(recipients | candidates)
-                ).values_list("value", flat=True)
+                for value in dnc_blocked_values(
+                    workspace_id=workspace_id, values=recipients | candidates
+                )
             )
             if not candidates:
                 continue
