@@ -21,7 +21,7 @@ def _run_action(modeladmin, request, queryset, action: str, done: str) -> None:
                 workspace=campaign.workspace, campaign_id=campaign.pk, action=action
             )
         except ServiceError as exc:
-            modeladmin.message_user(request, f"{campaign.name}: {exc.message}", messages.ERROR)
+            modeladmin.message_user(request, f"{campaign.name}: {exc}", messages.ERROR)
         else:
             succeeded += 1
     if succeeded:

@@ -4,8 +4,8 @@ import zoneinfo
 from django import forms
 
 from campaigns.models import Campaign, Step
-from lines.forms import add_service_error
 from tuco.errors import ServiceError
+from tuco.forms import add_service_error
 
 # Sunday first, as the API numbers them (0 = Sunday … 6 = Saturday).
 DAYS = [(0, "Sun"), (1, "Mon"), (2, "Tue"), (3, "Wed"), (4, "Thu"), (5, "Fri"), (6, "Sat")]
@@ -276,11 +276,10 @@ def step_formset(data=None, initial=None) -> BaseStepFormSet:
 
 def add_campaign_error(form: CampaignForm, steps: BaseStepFormSet | None, exc: ServiceError):
     """Put a service error on the field (or step field) it names."""
-    prefix, sep, rest = exc.message.partition(": ")
-    match = _STEP_ERROR.match(prefix) if sep else None
+    match = _STEP_ERROR.match(exc.field)
     if match and steps is not None:
         index, name = int(match.group(1)), _STEP_FIELD.get(match.group(2))
         if index < len(steps.forms) and name:
-            steps.forms[index].add_error(name, rest)
+            steps.forms[index].add_error(name, exc.message)
             return
     add_service_error(form, exc, CampaignForm.SERVICE_FIELDS)

@@ -54,33 +54,33 @@ ACTIONS = ("start", "pause", "resume", "retry_failed")
 
 def _clean_steps(steps) -> list[dict]:
     if not isinstance(steps, list) or not steps:
-        raise ValidationFailed("steps: At least one step is required")
+        raise ValidationFailed("At least one step is required", field="steps")
     if len(steps) > MAX_STEPS:
-        raise ValidationFailed(f"steps: At most {MAX_STEPS} steps are allowed")
+        raise ValidationFailed(f"At most {MAX_STEPS} steps are allowed", field="steps")
     cleaned = []
     for i, step in enumerate(steps):
         where = f"steps[{i}]"
         if not isinstance(step, dict):
-            raise ValidationFailed(f"{where}: Must be an object")
+            raise ValidationFailed("Must be an object", field=where)
         message = step.get("message")
         if not isinstance(message, str) or not message.strip():
-            raise ValidationFailed(f"{where}.message: A step needs a message")
+            raise ValidationFailed("A step needs a message", field=f"{where}.message")
         unit = step.get("delayUnit", "days")
         if unit not in MAX_DELAY:
-            raise ValidationFailed(f"{where}.delayUnit: Must be minutes, hours or days")
+            raise ValidationFailed("Must be minutes, hours or days", field=f"{where}.delayUnit")
         delay = step.get("delay", 0)
         if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
-            raise ValidationFailed(f"{where}.delay: Must be a whole number, 0 or more")
+            raise ValidationFailed("Must be a whole number, 0 or more", field=f"{where}.delay")
         if delay > MAX_DELAY[unit]:
-            raise ValidationFailed(f"{where}.delay: At most {MAX_DELAY[unit]} {unit}")
+            raise ValidationFailed(f"At most {MAX_DELAY[unit]} {unit}", field=f"{where}.delay")
         message_type = step.get("messageType", "imessage")
         if message_type not in ("imessage", "sms", "email"):
             raise ValidationFailed(
-                f"{where}.messageType: Invalid messageType. Must be email, sms, or imessage"
+                "Invalid messageType. Must be email, sms, or imessage", field=f"{where}.messageType"
             )
         fallback = step.get("smsFallbackMessage") or ""
         if not isinstance(fallback, str):
-            raise ValidationFailed(f"{where}.smsFallbackMessage: Must be a string")
+            raise ValidationFailed("Must be a string", field=f"{where}.smsFallbackMessage")
         cleaned.append(
             {
                 "position": i,
@@ -98,7 +98,7 @@ def _clean_settings(data) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValidationFailed("settings: Must be an object")
+        raise ValidationFailed("Must be an object", field="settings")
     fields = {}
     for key, name in (
         ("sendImmediately", "send_immediately"),
@@ -106,7 +106,7 @@ def _clean_settings(data) -> dict:
     ):
         if key in data:
             if not isinstance(data[key], bool):
-                raise ValidationFailed(f"settings.{key}: Must be a boolean")
+                raise ValidationFailed("Must be a boolean", field=f"settings.{key}")
             fields[name] = data[key]
     if "timezone" in data:
         value = data["timezone"] or ""
@@ -114,7 +114,7 @@ def _clean_settings(data) -> dict:
             try:
                 get_zone(value)
             except ValueError as exc:
-                raise ValidationFailed(f"settings.timezone: {exc}") from None
+                raise ValidationFailed(str(exc), field="settings.timezone") from None
         fields["timezone"] = value
     for key, name in (
         ("sendWindowStart", "send_window_start"),
@@ -127,7 +127,7 @@ def _clean_settings(data) -> dict:
                     parse_hhmm(value)
                 except ValueError:
                     raise ValidationFailed(
-                        f"settings.{key}: Must be a time in HH:mm format"
+                        "Must be a time in HH:mm format", field=f"settings.{key}"
                     ) from None
             fields[name] = value
     if "allowedDaysOfWeek" in data:
@@ -136,7 +136,8 @@ def _clean_settings(data) -> dict:
             isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 6 for d in days
         ):
             raise ValidationFailed(
-                "settings.allowedDaysOfWeek: Must be a list of day numbers, 0 (Sunday) to 6"
+                "Must be a list of day numbers, 0 (Sunday) to 6",
+                field="settings.allowedDaysOfWeek",
             )
         fields["allowed_days"] = sorted(set(days))
     if "replyBehavior" in data:
@@ -162,8 +163,8 @@ def _check_twilio(workspace, steps: list[dict]) -> None:
     i, field = needs[0]
     what = "An SMS fallback" if field == "smsFallbackMessage" else "An SMS step"
     raise ServiceError(
-        f"steps[{i}].{field}: {what} needs Twilio: configure it with "
-        "PATCH /api/workspace/fallback-config",
+        f"{what} needs Twilio: configure it with PATCH /api/workspace/fallback-config",
+        field=f"steps[{i}].{field}",
         code="FALLBACK_NOT_CONFIGURED",
     )
 
@@ -174,15 +175,17 @@ def _check_window(campaign: Campaign) -> None:
     start, end = campaign.send_window_start, campaign.send_window_end
     if bool(start) != bool(end):
         missing = "sendWindowEnd" if start else "sendWindowStart"
-        raise ValidationFailed(f"settings.{missing}: Give both ends of the send window, or neither")
+        raise ValidationFailed(
+            "Give both ends of the send window, or neither", field=f"settings.{missing}"
+        )
 
 
 def _clean_name(name) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise ValidationFailed("name: A campaign needs a name")
+        raise ValidationFailed("A campaign needs a name", field="name")
     name = name.strip()
     if len(name) > 200:
-        raise ValidationFailed("name: Ensure this field has no more than 200 characters")
+        raise ValidationFailed("Ensure this field has no more than 200 characters", field="name")
     return name
 
 
@@ -203,7 +206,7 @@ def _resolve_lines(workspace, line_ids) -> list[Line]:
     if line_ids is None:
         return []
     if not isinstance(line_ids, list) or not all(isinstance(i, str) for i in line_ids):
-        raise ValidationFailed("lineIds: Must be a list of line ids")
+        raise ValidationFailed("Must be a list of line ids", field="lineIds")
     wanted = list(dict.fromkeys(line_ids))
     found = {
         line.pk: line
@@ -315,7 +318,7 @@ def campaign_update(
 
 def campaign_action(*, workspace, campaign_id, action, now: datetime | None = None) -> Campaign:
     if action not in ACTIONS:
-        raise ValidationFailed("action: Must be start, pause, resume or retry_failed")
+        raise ValidationFailed("Must be start, pause, resume or retry_failed", field="action")
     handler = {
         "start": campaign_start,
         "pause": campaign_pause,
@@ -515,7 +518,7 @@ def _lead_for_enrollment(*, workspace, campaign, lead_id, lead_data) -> Lead:
     if lead_data is None:
         raise ValidationFailed("leadId or lead is required")
     if not isinstance(lead_data, dict):
-        raise ValidationFailed("lead: Must be an object")
+        raise ValidationFailed("Must be an object", field="lead")
     from leads.services import lead_get_or_create
 
     lead, _created = lead_get_or_create(

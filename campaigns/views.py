@@ -162,7 +162,7 @@ def campaign_action(request, campaign_id, action):
             workspace=request.workspace, campaign_id=campaign.pk, action=action
         )
     except ServiceError as exc:
-        messages.error(request, exc.message)
+        messages.error(request, str(exc))
     else:
         messages.success(request, ACTION_DONE[action])
     return redirect("campaigns:detail", campaign_id=campaign.pk)

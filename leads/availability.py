@@ -142,7 +142,7 @@ def _sleep(seconds: float) -> None:
 def normalize_address(raw) -> str:
     """E.164 for a phone, lowercased for an email; ValidationFailed for anything else."""
     if not isinstance(raw, str) or not raw.strip():
-        raise ValidationFailed("address: A phone number or email address is required")
+        raise ValidationFailed("A phone number or email address is required", field="address")
     value = raw.strip()
     try:
         if "@" in value:
@@ -150,7 +150,7 @@ def normalize_address(raw) -> str:
         return normalize_phone(value, default_region())
     except InvalidIdentifier:
         kind = "email address" if "@" in value else "phone number"
-        raise ValidationFailed(f"address: {value!r} is not a valid {kind}") from None
+        raise ValidationFailed(f"{value!r} is not a valid {kind}", field="address") from None
 
 
 def lead_addresses(lead: Lead) -> list[str]:
@@ -316,7 +316,7 @@ def _not_checked(address: str, exc: ServiceError) -> AddressResult:
 def _not_checked_detail(exc: ServiceError) -> str:
     if isinstance(exc, LinesBusy):
         return "Not checked: every line stayed busy; retry shortly"
-    return f"Not checked: {exc.message}"
+    return f"Not checked: {exc}"
 
 
 def cached_answer(address: str, available: bool) -> AddressResult:

@@ -224,7 +224,7 @@ def import_job_run(job_id: str) -> None:
             progress=progress,
         )
     except ServiceError as exc:
-        job.state.update(status="failed", error=exc.message)
+        job.state.update(status="failed", error=str(exc))
         _save(job)
         return
     except Exception:

@@ -306,12 +306,12 @@ def lead_list_quick_sends(*, workspace) -> LeadList:
 
 def _clean_list_name(name) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise ValidationFailed("name: This field is required.")
+        raise ValidationFailed("This field is required.", field="name")
     name = name.strip()
     if "\x00" in name:
-        raise ValidationFailed("name: Null characters are not allowed.")
+        raise ValidationFailed("Null characters are not allowed.", field="name")
     if len(name) > 200:
-        raise ValidationFailed("name: Ensure this field has no more than 200 characters.")
+        raise ValidationFailed("Ensure this field has no more than 200 characters.", field="name")
     return name
 
 
@@ -419,9 +419,9 @@ def lead_import(
     try:
         normalizer = Normalizer(default_country_code)
     except InvalidIdentifier as exc:
-        raise ValidationFailed(f"defaultCountryCode: {exc}") from None
+        raise ValidationFailed(str(exc), field="defaultCountryCode") from None
     if source and len(source) > _MAX_LENGTHS["source"]:
-        raise ValidationFailed("source: Ensure this field has no more than 100 characters")
+        raise ValidationFailed("Ensure this field has no more than 100 characters", field="source")
     if lead_list is not None and lead_list.workspace_id != workspace.pk:
         raise NotFoundExact(LIST_NOT_FOUND)
 
@@ -950,12 +950,11 @@ def lead_update(*, workspace, lead: Lead, data: dict, default_country_code: str 
             default_country_code or getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
         )
     except InvalidIdentifier as exc:
-        raise ValidationFailed(f"defaultCountryCode: {exc}") from None
+        raise ValidationFailed(str(exc), field="defaultCountryCode") from None
     try:
         fields = clean_lead_fields(data, normalizer, partial=True)
     except RowError as exc:
-        message = f"{exc.field}: {exc.message}" if exc.field else exc.message
-        raise ValidationFailed(message) from None
+        raise ValidationFailed(exc.message, field=exc.field) from None
     with transaction.atomic():
         _lock_workspace(workspace)
         # Re-read under a row lock: the caller's copy may predate an opt-out (STOP
@@ -976,7 +975,7 @@ def lead_update(*, workspace, lead: Lead, data: dict, default_country_code: str 
         for name, value in current.items():
             setattr(lead, name, value)
         if not any(current.values()):
-            raise ValidationFailed("phone: A lead needs at least one phone or email")
+            raise ValidationFailed("A lead needs at least one phone or email", field="phone")
         if current != before:
             # The last check answered for addresses the lead may no longer have.
             changed.update(IDENTIFIER_FIELDS)

@@ -258,7 +258,7 @@ def import_upload(request):
                 default_country_code=data["default_country_code"],
             )
         except import_tasks.ImportRejected as exc:
-            form.add_error("file", exc.message)
+            form.add_error("file", str(exc))
         else:
             return redirect("leads:import_map", job_id=job.id)
     status = 400 if form.is_bound and form.errors else 200
@@ -284,7 +284,7 @@ def import_map(request, job_id):
         try:
             import_tasks.import_job_start(job=job, mapping=form.cleaned_data["mapping"])
         except import_tasks.ImportRejected as exc:
-            form.add_error(None, exc.message)
+            form.add_error(None, str(exc))
         else:
             return redirect("leads:import_progress", job_id=job.id)
     columns = list(zip(job.state["headers"], form.column_fields(), strict=True))

@@ -53,11 +53,10 @@ class LineAdminForm(forms.ModelForm):
         try:
             cleaned.update(line_clean_fields(changed))
         except ServiceError as exc:
-            field, _, message = exc.message.partition(": ")
-            if field in self.fields and message:
-                self.add_error(field, message)
+            if exc.field in self.fields:
+                self.add_error(exc.field, exc.message)
             else:
-                raise forms.ValidationError(exc.message) from None
+                raise forms.ValidationError(str(exc)) from None
         return cleaned
 
 

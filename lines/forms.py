@@ -1,20 +1,7 @@
 from django import forms
 
-from tuco.errors import ServiceError
-
 LIMIT = {"min_value": 0, "max_value": 100_000}
 GAP = {"min_value": 0, "max_value": 86_400}
-
-
-def add_service_error(form: forms.Form, exc: ServiceError, fields: dict[str, str]) -> None:
-    """Show a service's error on the field it names ("serverUrl: …" → server_url),
-    or above the form when it names none of the form's fields."""
-    prefix, sep, rest = exc.message.partition(": ")
-    name = fields.get(prefix) if sep else None
-    if name and name in form.fields:
-        form.add_error(name, rest)
-    else:
-        form.add_error(None, exc.message)
 
 
 class LineForm(forms.Form):

@@ -91,7 +91,7 @@ def _valid_host(host: str) -> bool:
 def _clean_server_url(value: str) -> str:
     value = (value or "").strip().rstrip("/")
     invalid = ValidationFailed(
-        "serverUrl: Enter a valid http(s) URL, e.g. https://mac.example.com:1234"
+        "Enter a valid http(s) URL, e.g. https://mac.example.com:1234", field="serverUrl"
     )
     try:
         parts = urlsplit(value)
@@ -106,7 +106,9 @@ def _clean_server_url(value: str) -> str:
     ):
         raise invalid
     if parts.query or parts.fragment:
-        raise ValidationFailed("serverUrl: The server URL must not carry a query or fragment")
+        raise ValidationFailed(
+            "The server URL must not carry a query or fragment", field="serverUrl"
+        )
     return value
 
 
@@ -117,9 +119,9 @@ def _clean_phone(value: str) -> str:
     try:
         number = phonenumbers.parse(value, None if value.startswith("+") else "US")
     except phonenumbers.NumberParseException:
-        raise ValidationFailed(f"phone: {value!r} is not a valid phone number") from None
+        raise ValidationFailed(f"{value!r} is not a valid phone number", field="phone") from None
     if not phonenumbers.is_valid_number(number):
-        raise ValidationFailed(f"phone: {value!r} is not a valid phone number")
+        raise ValidationFailed(f"{value!r} is not a valid phone number", field="phone")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -130,7 +132,7 @@ def _clean_email(value: str) -> str:
     try:
         validate_email(value)
     except DjangoValidationError:
-        raise ValidationFailed(f"email: {value!r} is not a valid email address") from None
+        raise ValidationFailed(f"{value!r} is not a valid email address", field="email") from None
     return value
 
 
@@ -150,7 +152,7 @@ def line_clean_fields(fields: dict) -> dict:
         elif isinstance(value, str):
             value = value.strip()
         if value is None:
-            raise ValidationFailed(f"{name}: may not be null")
+            raise ValidationFailed("may not be null", field=name)
         cleaned[name] = value
     return cleaned
 

@@ -6,9 +6,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from lines import selectors, services
-from lines.forms import LineForm, add_service_error
+from lines.forms import LineForm
 from lines.models import Line
 from tuco.errors import NotFound, ServiceError
+from tuco.forms import add_service_error
 from tuco.views import workspace_required
 
 USAGE_BARS = (

@@ -69,15 +69,15 @@ def filename_of(url: str) -> str:
 def validate_url(url) -> str:
     """The URL, stripped, or ValueError with a message fit for the API."""
     if not isinstance(url, str) or not url.strip():
-        raise ValueError("attachmentUrls: each item must be a URL")
+        raise ValueError("each item must be a URL")
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"attachmentUrls: {url!r} is not an http(s) URL")
+        raise ValueError(f"{url!r} is not an http(s) URL")
     extension = filename_of(url).rpartition(".")[2].lower()
     if extension not in ALLOWED_EXTENSIONS:
         allowed = ", ".join(sorted(ALLOWED_EXTENSIONS))
-        raise ValueError(f"attachmentUrls: {url!r} is not a supported file type ({allowed})")
+        raise ValueError(f"{url!r} is not a supported file type ({allowed})")
     return url
 
 

@@ -67,27 +67,28 @@ def _resolve(host: str, port: int) -> list[str]:
 def target_check(url: str) -> None:
     """Validate a webhook URL for saving: http(s), a host, and a public address."""
     if not isinstance(url, str):
-        raise ValidationFailed("url: Enter a valid URL")
+        raise ValidationFailed("Enter a valid URL", field="url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationFailed("url: Enter a valid http(s) URL")
+        raise ValidationFailed("Enter a valid http(s) URL", field="url")
     if parts.username or parts.password:
-        raise ValidationFailed("url: Credentials in the URL are not allowed")
+        raise ValidationFailed("Credentials in the URL are not allowed", field="url")
     if private_targets_allowed():
         return
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise ValidationFailed("url: Enter a valid port") from None
+        raise ValidationFailed("Enter a valid port", field="url") from None
     try:
         addresses = _resolve(parts.hostname, port)
     except BlockedTarget as exc:
-        raise ValidationFailed(f"url: {exc}") from None
+        raise ValidationFailed(str(exc), field="url") from None
     blocked = [a for a in addresses if not is_public_ip(a)]
     if blocked:
         raise ValidationFailed(
-            f"url: {parts.hostname} resolves to a private, loopback or link-local "
+            f"{parts.hostname} resolves to a private, loopback or link-local "
             f"address ({blocked[0]}); webhooks can only reach public addresses",
+            field="url",
             code="WEBHOOK_TARGET_NOT_ALLOWED",
         )
 

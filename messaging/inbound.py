@@ -117,7 +117,7 @@ def dnc_address(*, phone: str | None = None, email: str | None = None) -> tuple[
         return "email", normalize_email(email)
     except InvalidIdentifier as exc:
         field = "phone" if phone else "email"
-        raise ValidationFailed(f"{field}: {exc}") from None
+        raise ValidationFailed(str(exc), field=field) from None
 
 
 @dataclass(frozen=True)

@@ -357,16 +357,16 @@ def _check_send_types(data: dict) -> None:
             continue
         if key in BOOLEAN_FIELDS:
             if not isinstance(value, bool):
-                raise ValidationFailed(f"{key}: must be true or false")
+                raise ValidationFailed("must be true or false", field=key)
         elif not isinstance(value, str) and (
             isinstance(value, bool)
             or not isinstance(value, int)
             or key not in TEXT_OR_NUMBER_FIELDS
         ):
-            raise ValidationFailed(f"{key}: must be a string")
+            raise ValidationFailed("must be a string", field=key)
         limit = MAX_LENGTHS.get(key)
         if limit and len(str(value).strip()) > limit:
-            raise ValidationFailed(f"{key}: must be at most {limit} characters")
+            raise ValidationFailed(f"must be at most {limit} characters", field=key)
 
 
 def _parse_send_options(data: dict, workspace) -> dict:
@@ -382,7 +382,9 @@ def _parse_send_options(data: dict, workspace) -> dict:
         try:
             schedule.get_zone(tz)
         except ValueError:
-            raise ValidationFailed(f"timezone: {tz!r} is not a valid IANA time zone") from None
+            raise ValidationFailed(
+                f"{tz!r} is not a valid IANA time zone", field="timezone"
+            ) from None
     options["timezone_name"] = tz
     for key, name in (
         ("sendWindowStart", "send_window_start"),
@@ -394,7 +396,7 @@ def _parse_send_options(data: dict, workspace) -> dict:
                 schedule.parse_hhmm(value)
             except ValueError:
                 raise ValidationFailed(
-                    f"{key}: must be a time in HH:mm format, e.g. 09:00"
+                    "must be a time in HH:mm format, e.g. 09:00", field=key
                 ) from None
         options[name] = value
     if bool(options["send_window_start"]) != bool(options["send_window_end"]):
@@ -406,7 +408,8 @@ def _parse_send_options(data: dict, workspace) -> dict:
         isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 6 for d in days
     ):
         raise ValidationFailed(
-            "allowedDaysOfWeek: must be a list of day numbers from 0 (Sunday) to 6 (Saturday)"
+            "must be a list of day numbers from 0 (Sunday) to 6 (Saturday)",
+            field="allowedDaysOfWeek",
         )
     options["allowed_days"] = days
     raw_date = data.get("scheduledDate")
@@ -416,7 +419,7 @@ def _parse_send_options(data: dict, workspace) -> dict:
             scheduled = dt.fromisoformat(str(raw_date).strip().replace("Z", "+00:00"))
         except ValueError:
             raise ValidationFailed(
-                "scheduledDate: must be an ISO 8601 date-time, e.g. 2025-10-15T14:30:00Z"
+                "must be an ISO 8601 date-time, e.g. 2025-10-15T14:30:00Z", field="scheduledDate"
             ) from None
         if scheduled.tzinfo is None:
             zone = schedule.get_zone(tz or workspace.timezone or "UTC")
@@ -425,13 +428,13 @@ def _parse_send_options(data: dict, workspace) -> dict:
     options["scheduled_date"] = scheduled
     urls = data.get("attachmentUrls") or []
     if not isinstance(urls, list):
-        raise ValidationFailed("attachmentUrls: must be a list of URLs")
+        raise ValidationFailed("must be a list of URLs", field="attachmentUrls")
     if len(urls) > attachments.MAX_ATTACHMENTS:
-        raise ValidationFailed("attachmentUrls: at most 2 attachments per message")
+        raise ValidationFailed("at most 2 attachments per message", field="attachmentUrls")
     try:
         options["attachment_urls"] = [attachments.validate_url(u) for u in urls]
     except ValueError as exc:
-        raise ValidationFailed(str(exc)) from None
+        raise ValidationFailed(str(exc), field="attachmentUrls") from None
     return options
 
 
@@ -450,7 +453,7 @@ def _normalize_recipient(value, kind: str, field: str | None = None) -> str:
     except InvalidIdentifier:
         field = field or ("recipientPhone" if kind == "phone" else "recipientEmail")
         label = "phone number" if kind == "phone" else "email address"
-        raise ValidationFailed(f"{field}: {value!r} is not a valid {label}") from None
+        raise ValidationFailed(f"{value!r} is not a valid {label}", field=field) from None
 
 
 def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tuple[Message, str]:
@@ -471,13 +474,13 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
         raise ServiceError(BAD_TYPE)
     body = data.get("message") or ""
     if not isinstance(body, str):
-        raise ValidationFailed("message: must be a string")
+        raise ValidationFailed("must be a string", field="message")
     if not body.strip() and not data.get("attachmentUrls"):
         raise ServiceError(EMPTY_MESSAGE)
     _check_send_types(data)
     options = _parse_send_options(data, workspace)
     if message_type == Message.Type.EMAIL and options["attachment_urls"]:
-        raise ValidationFailed("attachmentUrls: attachments are only sent by iMessage")
+        raise ValidationFailed("attachments are only sent by iMessage", field="attachmentUrls")
 
     line = None
     line_id = data.get("fromLineId")
@@ -511,9 +514,9 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
     if not (phone or email or lead_phone or lead_email):
         raise ServiceError(NO_RECIPIENT)
     if message_type == Message.Type.SMS and not (phone or lead_phone):
-        raise ValidationFailed("recipientPhone: an SMS needs a phone number")
+        raise ValidationFailed("an SMS needs a phone number", field="recipientPhone")
     if message_type == Message.Type.EMAIL and not (email or lead_email):
-        raise ValidationFailed("recipientEmail: an email needs an email address")
+        raise ValidationFailed("an email needs an email address", field="recipientEmail")
 
     fallback_flag = data.get("sendFallbackSmsOnFailed") is True
     config = None
@@ -662,10 +665,10 @@ def fallback_sms_submit(*, workspace, to: str, body: str) -> Message:
             code="FALLBACK_NOT_CONFIGURED",
         )
     if not (body or "").strip():
-        raise ValidationFailed("message: may not be blank")
+        raise ValidationFailed("may not be blank", field="message")
     phone = _normalize_recipient(to, "phone", field="to")
     if not phone:
-        raise ValidationFailed("to: a phone number is required")
+        raise ValidationFailed("a phone number is required", field="to")
     if dnc_blocked_address(workspace=workspace, addresses=[phone]):
         raise ServiceError(f"{phone} is on the do-not-contact list", code="DO_NOT_CONTACT")
     return message_enqueue(

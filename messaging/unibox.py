@@ -175,7 +175,7 @@ def unibox_send_reply(*, workspace, text: str, conversation_id=None, lead_id=Non
     from messaging.services import message_enqueue
 
     if not isinstance(text, str) or not text.strip():
-        raise ValidationFailed("message: This field may not be blank.")
+        raise ValidationFailed("This field may not be blank.", field="message")
     conversation = conversation_resolve(
         workspace=workspace, conversation_id=conversation_id, lead_id=lead_id
     )

@@ -118,7 +118,7 @@ def reply(request, conversation_id):
                 conversation_id=conversation.pk,
             )
         except ServiceError as exc:
-            error = exc.message
+            error = str(exc)
         else:
             if not request.htmx:
                 return redirect("unibox:conversation", conversation_id=conversation.pk)

@@ -174,11 +174,11 @@ def _queue(delivery_ids: list[str]) -> None:
 
 def _clean_events(events) -> list[str]:
     if not isinstance(events, list | tuple) or not events:
-        raise ValidationFailed("events: Provide at least one event")
+        raise ValidationFailed("Provide at least one event", field="events")
     unknown = [e for e in events if e not in WEBHOOK_EVENTS]
     if unknown:
         raise ValidationFailed(
-            f"events: Unknown event {unknown[0]!r}. Allowed: {', '.join(WEBHOOK_EVENTS)}"
+            f"Unknown event {unknown[0]!r}. Allowed: {', '.join(WEBHOOK_EVENTS)}", field="events"
         )
     return list(dict.fromkeys(events))
 

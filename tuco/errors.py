@@ -3,6 +3,14 @@ API's error body, so no view builds error JSON by hand."""
 
 
 class ServiceError(Exception):
+    """A service refused a request.
+
+    `message` is the error in words; `field` names the input it is about (an API
+    field name or path such as "leads[3].phone" or "steps.1.delay"), or is empty.
+    The API's error text is "<field>: <message>" (`str(exc)`), and forms put the
+    message on the field it names.
+    """
+
     status = 400
     code: str | None = None
 
@@ -10,13 +18,15 @@ class ServiceError(Exception):
         self,
         message: str,
         *,
+        field: str = "",
         code: str | None = None,
         status: int | None = None,
         extra: dict | None = None,
         headers: dict | None = None,
     ):
-        super().__init__(message)
         self.message = message
+        self.field = field
+        super().__init__(self.text)
         if code is not None:
             self.code = code
         if status is not None:
@@ -24,8 +34,16 @@ class ServiceError(Exception):
         self.extra = extra or {}
         self.headers = headers or {}
 
+    @property
+    def text(self) -> str:
+        """The error as the API words it: the field first, when there is one."""
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+    def __str__(self) -> str:
+        return self.text
+
     def body(self) -> dict:
-        body = {"error": self.message}
+        body = {"error": self.text}
         if self.code:
             body["code"] = self.code
         body.update(self.extra)

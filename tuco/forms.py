@@ -5,7 +5,20 @@ from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.db import IntegrityError, transaction
 
+from tuco.errors import ServiceError
 from tuco.models import Membership, Workspace
+
+
+def add_service_error(
+    form: forms.Form, exc: ServiceError, fields: dict[str, str] | None = None
+) -> None:
+    """Show a service's error on the form field its `field` names (through `fields`,
+    API name → form field, when the two differ), or above the form otherwise."""
+    name = fields.get(exc.field) if fields is not None else exc.field
+    if name and name in form.fields:
+        form.add_error(name, exc.message)
+    else:
+        form.add_error(None, str(exc))
 
 
 class LoginForm(AuthenticationForm):

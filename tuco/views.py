@@ -23,6 +23,7 @@ from tuco.forms import (
     MemberAddForm,
     WebhookEndpointForm,
     WorkspaceTimezoneForm,
+    add_service_error,
 )
 from tuco.models import ApiKey, Membership
 
@@ -322,7 +323,7 @@ def fallback_config(request):
         try:
             fallback_config_update(workspace=request.workspace, fields=form.service_fields())
         except ServiceError as exc:
-            form.add_error(None, exc.message)
+            add_service_error(form, exc, {"twilioFromNumber": "twilio_from_number"})
         else:
             messages.success(request, "Fallback SMS settings saved.")
             return redirect("settings")
@@ -347,11 +348,7 @@ def webhook_create(request):
                 description=data["description"],
             )
         except ServiceError as exc:
-            field, _, message = exc.message.partition(": ")
-            if field in form.fields and message:
-                form.add_error(field, message)
-            else:
-                form.add_error(None, exc.message)
+            add_service_error(form, exc)
         else:
             request.session[NEW_WEBHOOK_SESSION] = endpoint.pk
             return redirect("settings")

@@ -165,7 +165,7 @@ def _page_arg(request, name, default, maximum=None) -> int:
     except ValueError:
         from tuco.errors import ValidationFailed
 
-        raise ValidationFailed(f"{name}: Must be a whole number") from None
+        raise ValidationFailed("Must be a whole number", field=name) from None
     value = max(1, value)
     return min(value, maximum) if maximum else value
 

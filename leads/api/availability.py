@@ -169,7 +169,7 @@ class LeadCheckApi(AvailabilityView):
         if "leadIds" in values:
             wanted = list(dict.fromkeys(values["leadIds"]))
             if not wanted:
-                raise ValidationFailed("leadIds: Provide at least one lead id")
+                raise ValidationFailed("Provide at least one lead id", field="leadIds")
             valid = [lead_id for lead_id in wanted if looks_like_id(lead_id)]
             found = set(
                 Lead.objects.filter(workspace=self.workspace, pk__in=valid).values_list(
@@ -249,7 +249,7 @@ def _normalized(raw_addresses, label: str | None = None) -> list[str]:
     """Every address normalized, or ValidationFailed naming the first bad one (as
     `label.index`; without a label a single address is just `address`)."""
     if not raw_addresses:
-        raise ValidationFailed("address: A phone number or email address is required")
+        raise ValidationFailed("A phone number or email address is required", field="address")
     if label is None and len(raw_addresses) > 1:
         label = "addresses"
     normalized = []
@@ -259,9 +259,7 @@ def _normalized(raw_addresses, label: str | None = None) -> list[str]:
         except ValidationFailed as exc:
             if label is None:
                 raise
-            raise ValidationFailed(
-                exc.message.replace("address:", f"{label}.{index}:", 1)
-            ) from None
+            raise ValidationFailed(exc.message, field=f"{label}.{index}") from None
     return normalized
 
 
@@ -364,7 +362,7 @@ class RoundRobinCheckApi(AvailabilityView):
             addresses = _normalized(phones, "phones") if phones else []
             addresses += _normalized(emails, "emails") if emails else []
         except ValidationFailed as exc:
-            raise _round_robin_invalid(exc.message) from None
+            raise _round_robin_invalid(str(exc)) from None
         results = availability.availability_check_addresses(
             workspace=self.workspace, addresses=addresses, stop_at_available=True
         )

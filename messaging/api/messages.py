@@ -139,9 +139,9 @@ def _positive_int(value, name: str, default: int, maximum: int | None = None) ->
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ValidationFailed(f"{name}: must be a positive whole number") from None
+        raise ValidationFailed("must be a positive whole number", field=name) from None
     if number < 1:
-        raise ValidationFailed(f"{name}: must be a positive whole number")
+        raise ValidationFailed("must be a positive whole number", field=name)
     return min(number, maximum) if maximum else number
 
 

@@ -87,7 +87,7 @@ class Command(BaseCommand):
             progress.finish()
             line = getattr(exc, "extra", {}).get("line")
             where = f"line {line}: " if line else ""
-            raise CommandError(f"{where}{exc.message}; nothing was imported") from None
+            raise CommandError(f"{where}{exc}; nothing was imported") from None
         except UnicodeDecodeError:
             raise CommandError(f"{file} is not UTF-8 text") from None
         progress.finish()

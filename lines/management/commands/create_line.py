@@ -43,5 +43,5 @@ class Command(BaseCommand):
                 **extra,
             )
         except ServiceError as exc:
-            raise CommandError(exc.message) from None
+            raise CommandError(str(exc)) from None
         self.stdout.write(line.pk)
