@@ -5,6 +5,7 @@ from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from tuco.api.validation import first_error
 from tuco.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -24,26 +25,9 @@ class RateLimited(exceptions.APIException):
         self.retry_after = retry_after
 
 
-def _first_message(detail, path=()) -> tuple[str, str]:
-    """Walk a DRF error structure to its first message; return (field path, message)."""
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            return _first_message(value, (*path, str(key)))
-    if isinstance(detail, list) and detail:
-        if all(isinstance(item, str) for item in detail):
-            return ".".join(path), str(detail[0])
-        for index, item in enumerate(detail):
-            if item:
-                return _first_message(item, (*path, str(index)))
-    return ".".join(path), str(detail)
-
-
 def validation_body(detail) -> dict:
-    field, message = _first_message(detail)
-    if field in ("", "non_field_errors"):
-        text = message
-    else:
-        text = f"{field}: {message}"
+    field, message = first_error(detail)
+    text = f"{field}: {message}" if field else message
     return {"error": text, "code": "VALIDATION_ERROR", "details": detail}
 
 
