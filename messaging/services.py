@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.db.models import Q
@@ -333,109 +333,6 @@ NO_RECIPIENT = "Either recipientEmail or recipientPhone is required..."
 EMPTY_MESSAGE = "Message and attachmentUrls cannot both be empty"
 BAD_TYPE = "Invalid messageType. Must be email, sms, or imessage"
 LEAD_NOT_FOUND = "Lead not found or access denied"
-ALT_FIELDS = (
-    "altPhone1", "altPhone2", "altPhone3", "altEmail1", "altEmail2", "altEmail3",
-)  # fmt: skip
-# Body fields by JSON type (null is always allowed and means "not given"). A phone
-# or a batch id written as a number is accepted; anything else of the wrong type is
-# a 400 rather than something the code below would misread ("false" is truthy).
-TEXT_FIELDS = (
-    "recipientEmail", "recipientName", "leadId", "fromLineId", "altEmail1", "altEmail2",
-    "altEmail3", "scheduledDate", "timezone", "sendWindowStart", "sendWindowEnd", "subject",
-)  # fmt: skip
-TEXT_OR_NUMBER_FIELDS = ("recipientPhone", "altPhone1", "altPhone2", "altPhone3", "batchId")
-BOOLEAN_FIELDS = ("sendFallbackSmsOnFailed",)
-MAX_LENGTHS = {"recipientName": 200, "batchId": 100, "subject": 300}
-
-
-def _check_send_types(data: dict) -> None:
-    from tuco.errors import ValidationFailed
-
-    for key in TEXT_FIELDS + TEXT_OR_NUMBER_FIELDS + BOOLEAN_FIELDS:
-        value = data.get(key)
-        if value is None:
-            continue
-        if key in BOOLEAN_FIELDS:
-            if not isinstance(value, bool):
-                raise ValidationFailed("must be true or false", field=key)
-        elif not isinstance(value, str) and (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or key not in TEXT_OR_NUMBER_FIELDS
-        ):
-            raise ValidationFailed("must be a string", field=key)
-        limit = MAX_LENGTHS.get(key)
-        if limit and len(str(value).strip()) > limit:
-            raise ValidationFailed(f"must be at most {limit} characters", field=key)
-
-
-def _parse_send_options(data: dict, workspace) -> dict:
-    from datetime import UTC
-    from datetime import datetime as dt
-
-    from messaging import attachments, schedule
-    from tuco.errors import ValidationFailed
-
-    options = {}
-    tz = (data.get("timezone") or "").strip()
-    if tz:
-        try:
-            schedule.get_zone(tz)
-        except ValueError:
-            raise ValidationFailed(
-                f"{tz!r} is not a valid IANA time zone", field="timezone"
-            ) from None
-    options["timezone_name"] = tz
-    for key, name in (
-        ("sendWindowStart", "send_window_start"),
-        ("sendWindowEnd", "send_window_end"),
-    ):
-        value = (data.get(key) or "").strip()
-        if value:
-            try:
-                schedule.parse_hhmm(value)
-            except ValueError:
-                raise ValidationFailed(
-                    "must be a time in HH:mm format, e.g. 09:00", field=key
-                ) from None
-        options[name] = value
-    if bool(options["send_window_start"]) != bool(options["send_window_end"]):
-        raise ValidationFailed("sendWindowStart and sendWindowEnd must be given together")
-    days = data.get("allowedDaysOfWeek")
-    if days is None:
-        days = []
-    if not isinstance(days, list) or any(
-        isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 6 for d in days
-    ):
-        raise ValidationFailed(
-            "must be a list of day numbers from 0 (Sunday) to 6 (Saturday)",
-            field="allowedDaysOfWeek",
-        )
-    options["allowed_days"] = days
-    raw_date = data.get("scheduledDate")
-    scheduled = None
-    if raw_date not in (None, ""):
-        try:
-            scheduled = dt.fromisoformat(str(raw_date).strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ValidationFailed(
-                "must be an ISO 8601 date-time, e.g. 2025-10-15T14:30:00Z", field="scheduledDate"
-            ) from None
-        if scheduled.tzinfo is None:
-            zone = schedule.get_zone(tz or workspace.timezone or "UTC")
-            scheduled = scheduled.replace(tzinfo=zone)
-        scheduled = scheduled.astimezone(UTC)
-    options["scheduled_date"] = scheduled
-    urls = data.get("attachmentUrls") or []
-    if not isinstance(urls, list):
-        raise ValidationFailed("must be a list of URLs", field="attachmentUrls")
-    if len(urls) > attachments.MAX_ATTACHMENTS:
-        raise ValidationFailed("at most 2 attachments per message", field="attachmentUrls")
-    try:
-        options["attachment_urls"] = [attachments.validate_url(u) for u in urls]
-    except ValueError as exc:
-        raise ValidationFailed(str(exc), field="attachmentUrls") from None
-    return options
 
 
 def _normalize_recipient(value, kind: str, field: str | None = None) -> str:
@@ -456,59 +353,65 @@ def _normalize_recipient(value, kind: str, field: str | None = None) -> str:
         raise ValidationFailed(f"{value!r} is not a valid {label}", field=field) from None
 
 
-def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tuple[Message, str]:
-    """`POST /api/messages`: validate, resolve or create the lead, write one row.
+def message_submit(
+    *,
+    workspace,
+    message_type: str = Message.Type.IMESSAGE,
+    body: str = "",
+    attachment_urls: list[str] = (),
+    recipient_phone: str = "",
+    recipient_email: str = "",
+    recipient_name: str = "",
+    alt_phones: Iterable[str] = (),
+    alt_emails: Iterable[str] = (),
+    lead_id: str = "",
+    line_id: str = "",
+    scheduled_date: datetime | None = None,
+    timezone_name: str = "",
+    send_window_start: str = "",
+    send_window_end: str = "",
+    allowed_days: Iterable[int] = (),
+    send_fallback_sms_on_failed: bool = False,
+    batch_id: str = "",
+    subject: str = "",
+    now: datetime | None = None,
+) -> tuple[Message, str]:
+    """Send one message as `POST /api/messages` does: resolve or create the lead,
+    write one row. Returns (message, lead_id).
 
-    Returns (message, lead_id). Every check happens before anything is written;
-    the lead and the message are written in one transaction.
+    Takes input already validated and normalized (phones in E.164, emails
+    lowercased, a blank message only with attachments: see the API's SendInput).
+    A naive `scheduled_date` is read in `timezone_name`, else the workspace's
+    time zone. Every check happens before anything is written; the lead and the
+    message are written in one transaction.
     """
     from leads import services as lead_services
     from leads.models import Lead
     from lines.models import Line
     from messaging.dnc import dnc_blocked_address
     from messaging.models import FallbackConfig
+    from messaging.schedule import get_zone
     from tuco.errors import NotFound, ServiceError, ValidationFailed
 
-    message_type = data.get("messageType") or Message.Type.IMESSAGE
-    if message_type not in Message.Type.values:
-        raise ServiceError(BAD_TYPE)
-    body = data.get("message") or ""
-    if not isinstance(body, str):
-        raise ValidationFailed("must be a string", field="message")
-    if not body.strip() and not data.get("attachmentUrls"):
-        raise ServiceError(EMPTY_MESSAGE)
-    _check_send_types(data)
-    options = _parse_send_options(data, workspace)
-    if message_type == Message.Type.EMAIL and options["attachment_urls"]:
-        raise ValidationFailed("attachments are only sent by iMessage", field="attachmentUrls")
-
     line = None
-    line_id = data.get("fromLineId")
     if message_type == Message.Type.IMESSAGE:
         if line_id:
-            line = Line.objects.filter(workspace=workspace, pk=str(line_id)).first()
+            line = Line.objects.filter(workspace=workspace, pk=line_id).first()
             if line is None:
                 raise NotFound("Line not found")
         elif not Line.objects.filter(workspace=workspace, is_active=True).exists():
             raise ServiceError(NO_ACTIVE_LINES)
 
     lead = None
-    lead_id = data.get("leadId")
     if lead_id:
-        lead = Lead.objects.filter(workspace=workspace, pk=str(lead_id)).first()
+        lead = Lead.objects.filter(workspace=workspace, pk=lead_id).first()
         if lead is None:
             raise ServiceError(LEAD_NOT_FOUND, status=404)
 
-    phone = _normalize_recipient(data.get("recipientPhone"), "phone")
-    email = _normalize_recipient(data.get("recipientEmail"), "email")
-    alt = {
-        key: _normalize_recipient(
-            data.get(key), "phone" if key.startswith("altPhone") else "email", key
-        )
-        for key in ALT_FIELDS
-        if data.get(key)
+    phone, email = recipient_phone, recipient_email
+    alt = {f"altPhone{n}": value for n, value in enumerate(alt_phones, start=1) if value} | {
+        f"altEmail{n}": value for n, value in enumerate(alt_emails, start=1) if value
     }
-
     lead_phone = lead.phone if lead else ""
     lead_email = lead.email if lead else ""
     if not (phone or email or lead_phone or lead_email):
@@ -518,11 +421,10 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
     if message_type == Message.Type.EMAIL and not (email or lead_email):
         raise ValidationFailed("an email needs an email address", field="recipientEmail")
 
-    fallback_flag = data.get("sendFallbackSmsOnFailed") is True
     config = None
-    if fallback_flag or message_type == Message.Type.SMS:
+    if send_fallback_sms_on_failed or message_type == Message.Type.SMS:
         config = FallbackConfig.objects.filter(workspace=workspace).first()
-    if fallback_flag and not (config and config.is_configured):
+    if send_fallback_sms_on_failed and not (config and config.is_configured):
         raise ServiceError(
             "sendFallbackSmsOnFailed is true but no Twilio fallback is configured for this "
             "workspace (PATCH /api/workspace/fallback-config)",
@@ -545,12 +447,17 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
             f"{blocked} is on the do-not-contact list", code="DO_NOT_CONTACT", status=400
         )
 
-    name = (data.get("recipientName") or "").strip()
+    if scheduled_date is not None and scheduled_date.tzinfo is None:
+        zone = get_zone(timezone_name or workspace.timezone or "UTC")
+        scheduled_date = scheduled_date.replace(tzinfo=zone)
+    if scheduled_date is not None:
+        scheduled_date = scheduled_date.astimezone(UTC)
     current = now or timezone.now()
-    scheduled = options["scheduled_date"]
     # An iMessage going out now checks its recipient's availability as it sends
     # (and writes the answer to the lead): a new lead needs no check of its own.
-    sends_now = message_type == Message.Type.IMESSAGE and not (scheduled and scheduled > current)
+    sends_now = message_type == Message.Type.IMESSAGE and not (
+        scheduled_date and scheduled_date > current
+    )
     with transaction.atomic():
         if lead is None:
             lead = lead_services.lead_find_by_identifiers(
@@ -562,7 +469,7 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
                 merge = {"phone": phone, "email": email, **alt}
                 lead_services.lead_merge_identifiers(workspace=workspace, lead=lead, fields=merge)
             else:
-                first, _, last = name.partition(" ")
+                first, _, last = recipient_name.partition(" ")
                 fields = {"phone": phone, "email": email, **alt}
                 if first:
                     fields.update(firstName=first, lastName=last.strip())
@@ -588,13 +495,18 @@ def message_submit(*, workspace, data: dict, now: datetime | None = None) -> tup
             lead=lead,
             recipient_phone=phone if message_type != Message.Type.EMAIL else "",
             recipient_email=email if message_type != Message.Type.SMS else "",
-            recipient_name=name,
-            subject=(data.get("subject") or "").strip(),
+            recipient_name=recipient_name,
+            subject=subject,
             line=line,
-            send_fallback_sms_on_failed=fallback_flag,
-            batch_id=str(data.get("batchId") or "").strip(),
+            send_fallback_sms_on_failed=send_fallback_sms_on_failed,
+            batch_id=batch_id,
             now=current,
-            **options,
+            attachment_urls=attachment_urls,
+            scheduled_date=scheduled_date,
+            timezone_name=timezone_name,
+            send_window_start=send_window_start,
+            send_window_end=send_window_end,
+            allowed_days=allowed_days,
         )
     return message, lead.pk
 

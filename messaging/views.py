@@ -10,9 +10,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from leads import availability
-from messaging import services
+from messaging import attachments, services
 from messaging.models import Message
 from tuco.errors import ServiceError, ValidationFailed
+from tuco.forms import add_service_error
 from tuco.views import workspace_required
 
 # A text still `sent` this long after it went out may never get a receipt (SMS
@@ -24,6 +25,19 @@ PLACEHOLDER_HELP = (
     "Placeholders: {firstName}, {lastName}, {companyName}, {jobTitle}; "
     "a default after a bar: {firstName|there}."
 )
+
+
+# The send service's field names → the Quick Send form's.
+QUICK_SEND_FIELDS = {
+    "recipientPhone": "recipient",
+    "recipientEmail": "recipient",
+    "recipientName": "recipient_name",
+    "messageType": "channel",
+    "message": "message",
+    "attachmentUrls": "attachment_url",
+    "subject": "subject",
+    "scheduledDate": "scheduled_for",
+}
 
 
 class QuickSendForm(forms.Form):
@@ -108,29 +122,30 @@ class QuickSendForm(forms.Form):
             data["scheduled_for"] = None
         return data
 
-    def as_submission(self) -> dict:
-        """The form as the send API's input (API field names)."""
+    def clean_attachment_url(self):
+        url = self.cleaned_data["attachment_url"]
+        if url:
+            try:
+                attachments.validate_url(url)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return url
+
+    def submission(self) -> dict:
+        """The form as message_submit's keyword arguments."""
         data = self.cleaned_data
         recipient = data["recipient"]
-        body = {
-            "message": data["message"],
-            "messageType": data["channel"],
-            "recipientName": data["recipient_name"],
+        by_email = "@" in recipient
+        return {
+            "message_type": data["channel"],
+            "body": data["message"],
+            "recipient_name": data["recipient_name"],
+            "recipient_email": recipient if by_email else "",
+            "recipient_phone": "" if by_email else recipient,
+            "attachment_urls": [data["attachment_url"]] if data["attachment_url"] else [],
+            "subject": data["subject"],
+            "scheduled_date": data["scheduled_for"],
         }
-        body["recipientEmail" if "@" in recipient else "recipientPhone"] = recipient
-        if data["attachment_url"]:
-            body["attachmentUrls"] = [data["attachment_url"]]
-        if data["subject"]:
-            body["subject"] = data["subject"]
-        if data["scheduled_for"]:
-            body["scheduledDate"] = data["scheduled_for"].isoformat()
-        return body
-
-
-def _submit(*, workspace, form: QuickSendForm) -> Message:
-    """The send API's own validation, lead resolution ("Quick Sends" list) and enqueue."""
-    message, _lead_id = services.message_submit(workspace=workspace, data=form.as_submission())
-    return message
 
 
 @workspace_required
@@ -139,9 +154,9 @@ def quick_send(request):
     form = QuickSendForm(request.POST or None, workspace=workspace)
     if request.method == "POST" and form.is_valid():
         try:
-            message = _submit(workspace=workspace, form=form)
+            message, _lead_id = services.message_submit(workspace=workspace, **form.submission())
         except ServiceError as exc:
-            form.add_error(None, exc.message)
+            add_service_error(form, exc, QUICK_SEND_FIELDS)
         else:
             return redirect("messaging:quick_send_result", message_id=message.pk)
     status = 400 if form.is_bound and form.errors else 200

@@ -1,12 +1,17 @@
+from datetime import datetime
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from messaging import selectors, services
+from leads.normalize import InvalidIdentifier, normalize_email
+from messaging import attachments, schedule, selectors, services
+from messaging.addresses import phone_normalize
 from messaging.models import Message
 from tuco.api.fields import PaginationOutput, iso_utc
+from tuco.api.validation import StrictBooleanField, StrictTextField, validated
 from tuco.api.views import WorkspaceAPIView
-from tuco.errors import ValidationFailed
+from tuco.errors import ServiceError, ValidationFailed
 
 MAX_PAGE_SIZE = 200
 
@@ -93,32 +98,214 @@ def message_body(message: Message) -> dict:
     }
 
 
-class SendInput(serializers.Serializer):
-    """Documentation of the body; the checks with their exact error texts live in
-    messaging.services.message_submit."""
+class MessageTypeField(serializers.ChoiceField):
+    """`imessage` when absent or empty; anything else unknown is the published 400."""
 
-    message = serializers.CharField(required=False, allow_blank=True)
-    attachmentUrls = serializers.ListField(child=serializers.CharField(), required=False)  # noqa: N815
-    recipientPhone = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    recipientEmail = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    recipientName = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    leadId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    messageType = serializers.CharField(required=False, default="imessage")  # noqa: N815
-    fromLineId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    altPhone1 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    altPhone2 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    altPhone3 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    altEmail1 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    altEmail2 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    altEmail3 = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    scheduledDate = serializers.DateTimeField(required=False)  # noqa: N815
-    timezone = serializers.CharField(required=False, allow_blank=True)
-    sendWindowStart = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    sendWindowEnd = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    allowedDaysOfWeek = serializers.ListField(child=serializers.IntegerField(), required=False)  # noqa: N815
-    sendFallbackSmsOnFailed = serializers.BooleanField(required=False)  # noqa: N815
-    batchId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    subject = serializers.CharField(required=False, allow_blank=True)
+    def __init__(self, **kwargs):
+        super().__init__(Message.Type.choices, required=False, allow_null=True, **kwargs)
+        self.default = Message.Type.IMESSAGE
+
+    def validate_empty_values(self, data):
+        if data in (None, ""):
+            return True, Message.Type.IMESSAGE
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data):
+        if not data:
+            return Message.Type.IMESSAGE
+        if not isinstance(data, str) or data not in Message.Type.values:
+            raise ServiceError(services.BAD_TYPE)
+        return data
+
+
+class RecipientField(StrictTextField):
+    """A phone number (E.164, read in the default country without a country code) or
+    an email address (lowercased), normalized; "" when not given."""
+
+    def __init__(self, kind: str, **kwargs):
+        self.kind = kind
+        super().__init__(numbers=kind == "phone", **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not value:
+            return ""
+        try:
+            return phone_normalize(value) if self.kind == "phone" else normalize_email(value)
+        except InvalidIdentifier:
+            label = "phone number" if self.kind == "phone" else "email address"
+            raise serializers.ValidationError(f"{data!r} is not a valid {label}") from None
+
+
+class TimeOfDayField(StrictTextField):
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value:
+            try:
+                schedule.parse_hhmm(value)
+            except ValueError:
+                raise serializers.ValidationError(
+                    "must be a time in HH:mm format, e.g. 09:00"
+                ) from None
+        return value
+
+
+class DaysOfWeekField(serializers.ListField):
+    default_error_messages = {
+        "invalid": "must be a list of day numbers from 0 (Sunday) to 6 (Saturday)"
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            child=serializers.IntegerField(min_value=0, max_value=6),
+            required=False,
+            allow_null=True,
+            default=list,
+            **kwargs,
+        )
+
+    def validate_empty_values(self, data):
+        if data is None:
+            return True, []
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, list) or any(
+            isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 6 for d in data
+        ):
+            self.fail("invalid")
+        return data
+
+
+class ScheduledDateField(StrictTextField):
+    """An ISO 8601 date-time; a naive one is read in the message's time zone."""
+
+    def __init__(self, **kwargs):
+        super().__init__(default=None, **kwargs)
+
+    def validate_empty_values(self, data):
+        if data is None:
+            return True, None
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not value:
+            return None
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise serializers.ValidationError(
+                "must be an ISO 8601 date-time, e.g. 2025-10-15T14:30:00Z"
+            ) from None
+
+
+class AttachmentUrlsField(serializers.ListField):
+    default_error_messages = {
+        "invalid": "must be a list of URLs",
+        "max_length": f"at most {attachments.MAX_ATTACHMENTS} attachments per message",
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            child=serializers.URLField(),
+            required=False,
+            allow_null=True,
+            default=list,
+            max_length=attachments.MAX_ATTACHMENTS,
+            **kwargs,
+        )
+
+    def validate_empty_values(self, data):
+        if data is None:
+            return True, []
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data):
+        if not data:
+            return []
+        if not isinstance(data, list):
+            self.fail("invalid")
+        if len(data) > attachments.MAX_ATTACHMENTS:
+            self.fail("max_length")
+        try:
+            return [attachments.validate_url(url) for url in data]
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class SendInput(serializers.Serializer):
+    """The body of `POST /api/messages`, validated and normalized into
+    `messaging.services.message_submit`'s keyword arguments. The checks that need
+    the workspace's data (line, lead, Twilio, do-not-contact) are the service's."""
+
+    default_error_messages = {"invalid": "The body must be a JSON object"}
+
+    messageType = MessageTypeField()  # noqa: N815
+    message = StrictTextField(trim_whitespace=False)
+    attachmentUrls = AttachmentUrlsField()  # noqa: N815
+    recipientPhone = RecipientField("phone")  # noqa: N815
+    recipientEmail = RecipientField("email")  # noqa: N815
+    recipientName = StrictTextField(max_length=200)  # noqa: N815
+    leadId = StrictTextField()  # noqa: N815
+    fromLineId = StrictTextField()  # noqa: N815
+    altPhone1 = RecipientField("phone")  # noqa: N815
+    altPhone2 = RecipientField("phone")  # noqa: N815
+    altPhone3 = RecipientField("phone")  # noqa: N815
+    altEmail1 = RecipientField("email")  # noqa: N815
+    altEmail2 = RecipientField("email")  # noqa: N815
+    altEmail3 = RecipientField("email")  # noqa: N815
+    scheduledDate = ScheduledDateField()  # noqa: N815
+    timezone = StrictTextField()
+    sendWindowStart = TimeOfDayField()  # noqa: N815
+    sendWindowEnd = TimeOfDayField()  # noqa: N815
+    allowedDaysOfWeek = DaysOfWeekField()  # noqa: N815
+    sendFallbackSmsOnFailed = StrictBooleanField()  # noqa: N815
+    batchId = StrictTextField(numbers=True, max_length=100)  # noqa: N815
+    subject = StrictTextField(max_length=300)
+
+    def validate_timezone(self, value: str) -> str:
+        if value:
+            try:
+                schedule.get_zone(value)
+            except ValueError:
+                raise serializers.ValidationError(
+                    f"{value!r} is not a valid IANA time zone"
+                ) from None
+        return value
+
+    def validate(self, attrs):
+        if not attrs["message"].strip() and not attrs["attachmentUrls"]:
+            raise ServiceError(services.EMPTY_MESSAGE)
+        if bool(attrs["sendWindowStart"]) != bool(attrs["sendWindowEnd"]):
+            raise serializers.ValidationError(
+                "sendWindowStart and sendWindowEnd must be given together"
+            )
+        if attrs["messageType"] == Message.Type.EMAIL and attrs["attachmentUrls"]:
+            raise serializers.ValidationError(
+                {"attachmentUrls": "attachments are only sent by iMessage"}
+            )
+        # The service's keyword arguments.
+        return {
+            "message_type": attrs["messageType"],
+            "body": attrs["message"],
+            "attachment_urls": attrs["attachmentUrls"],
+            "recipient_phone": attrs["recipientPhone"],
+            "recipient_email": attrs["recipientEmail"],
+            "recipient_name": attrs["recipientName"],
+            "alt_phones": [attrs[f"altPhone{n}"] for n in (1, 2, 3)],
+            "alt_emails": [attrs[f"altEmail{n}"] for n in (1, 2, 3)],
+            "lead_id": attrs["leadId"],
+            "line_id": attrs["fromLineId"],
+            "scheduled_date": attrs["scheduledDate"],
+            "timezone_name": attrs["timezone"],
+            "send_window_start": attrs["sendWindowStart"],
+            "send_window_end": attrs["sendWindowEnd"],
+            "allowed_days": attrs["allowedDaysOfWeek"],
+            "send_fallback_sms_on_failed": attrs["sendFallbackSmsOnFailed"],
+            "batch_id": attrs["batchId"],
+            "subject": attrs["subject"],
+        }
 
 
 class SendOutput(serializers.Serializer):
@@ -159,9 +346,8 @@ class MessagesApi(WorkspaceAPIView):
         summary="Send an iMessage, SMS or email (queued; the worker sends it)",
     )
     def post(self, request):
-        if not isinstance(request.data, dict):
-            raise ValidationFailed("The body must be a JSON object")
-        message, lead_id = services.message_submit(workspace=self.workspace, data=request.data)
+        data = validated(SendInput, request.data)
+        message, lead_id = services.message_submit(workspace=self.workspace, **data)
         return Response(
             {
                 "success": True,
