@@ -6,13 +6,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from campaigns.models import Campaign, Enrollment
-from campaigns.services import campaign_create
+from campaigns.services import StepSpec, campaign_create
 from leads.models import Lead, LeadList
 from leads.services import lead_import
 from lines.services import line_create
 from messaging.models import FallbackConfig, Message
 
-STEPS = [{"message": "Hi {firstName}", "delay": 0, "delayUnit": "minutes"}]
+STEPS = [StepSpec(message="Hi {firstName}", delay=0, delay_unit="minutes")]
 
 
 def make_campaign(workspace, name="Spring", **kwargs):
