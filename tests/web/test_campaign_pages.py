@@ -345,3 +345,13 @@ def test_anonymous_visitors_are_sent_to_login(db, path):
     from django.test import Client
 
     assert Client().get(path)["Location"] == f"/login/?next={path}"
+
+
+def test_a_step_delay_is_held_to_its_unit_limit(acme, alice_client):
+    data = campaign_data([step("Hello"), step("Later", delay="400")])
+    response = alice_client.post("/campaigns/new/", data)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'id="id_steps-1-delay_errors"' in page
+    assert "At most 365 days" in page
+    assert not Campaign.objects.exists()
