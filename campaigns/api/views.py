@@ -1,5 +1,6 @@
 from dataclasses import replace
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     extend_schema,
     extend_schema_field,
@@ -195,6 +196,7 @@ class ActionInput(serializers.Serializer):
         return value
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class PageArgField(serializers.Field):
     """A page number or size in the query: a whole number, at least 1 (smaller reads
     as 1) and at most `maximum` (larger reads as it); blank is the default."""
