@@ -27,9 +27,9 @@ from unittest import mock
 LEADS = int(os.environ.get("BENCH_CAMPAIGN_LEADS", "100000"))
 LINES = int(os.environ.get("BENCH_CAMPAIGN_LINES", "10"))
 STEPS = [
-    {"message": "Hi {firstName|there}", "delay": 0, "delayUnit": "minutes"},
-    {"message": "Following up", "delay": 2, "delayUnit": "days"},
-    {"message": "Last note", "delay": 3, "delayUnit": "days"},
+    ("Hi {firstName|there}", 0, "minutes"),
+    ("Following up", 2, "days"),
+    ("Last note", 3, "days"),
 ]
 
 
@@ -72,7 +72,10 @@ def run() -> list[dict]:
             for i in range(LINES)
         )
         campaign = services.campaign_create(
-            workspace=workspace, name="Bench", steps=STEPS, list_id=lead_list.pk
+            workspace=workspace,
+            name="Bench",
+            steps=[services.StepSpec(m, delay=d, delay_unit=u) for m, d, u in STEPS],
+            list_id=lead_list.pk,
         )
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")

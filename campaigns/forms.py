@@ -4,13 +4,13 @@ import zoneinfo
 from django import forms
 
 from campaigns.models import Campaign, Step
+from campaigns.services import MAX_DELAY, MAX_STEPS, CampaignSettings, StepSpec
 from tuco.errors import ServiceError
 from tuco.forms import add_service_error
 
 # Sunday first, as the API numbers them (0 = Sunday … 6 = Saturday).
 DAYS = [(0, "Sun"), (1, "Mon"), (2, "Tue"), (3, "Wed"), (4, "Thu"), (5, "Fri"), (6, "Sat")]
 CHANNELS = [("imessage", "iMessage"), ("sms", "SMS"), ("email", "Email")]
-MAX_STEPS = 20
 PLACEHOLDER_HELP = (
     "Placeholders: {firstName}, {lastName}, {companyName}; "
     "a default after a bar: {firstName|there}."
@@ -113,22 +113,23 @@ class CampaignForm(forms.Form):
         return data
 
     def service_arguments(self) -> dict:
-        """list_id, line_ids and settings as campaign_create / campaign_update take them."""
+        """name, list_id, line_ids and settings as campaign_create / campaign_update
+        take them."""
         data = self.cleaned_data
         hhmm = lambda t: t.strftime("%H:%M") if t else ""  # noqa: E731
         return {
             "name": data["name"],
             "list_id": data["lead_list"] or None,
             "line_ids": list(data["lines"]),
-            "settings": {
-                "sendImmediately": data["send_immediately"],
-                "randomizeOrder": data["randomize_order"],
-                "timezone": data["timezone"],
-                "sendWindowStart": hhmm(data["send_window_start"]),
-                "sendWindowEnd": hhmm(data["send_window_end"]),
-                "allowedDaysOfWeek": list(data["allowed_days"]),
-                "replyBehavior": data["reply_behavior"],
-            },
+            "settings": CampaignSettings(
+                send_immediately=data["send_immediately"],
+                randomize_order=data["randomize_order"],
+                timezone=data["timezone"],
+                send_window_start=hhmm(data["send_window_start"]),
+                send_window_end=hhmm(data["send_window_end"]),
+                allowed_days=sorted(set(data["allowed_days"])),
+                reply_behavior=data["reply_behavior"],
+            ),
         }
 
 
@@ -170,15 +171,22 @@ class StepForm(forms.Form):
             raise forms.ValidationError("A step needs a message.")
         return value
 
-    def as_step(self) -> dict:
+    def clean(self):
+        data = super().clean()
+        delay, unit = data.get("delay"), data.get("delay_unit")
+        if delay is not None and unit in MAX_DELAY and delay > MAX_DELAY[unit]:
+            self.add_error("delay", f"At most {MAX_DELAY[unit]} {unit}")
+        return data
+
+    def as_step(self) -> StepSpec:
         data = self.cleaned_data
-        return {
-            "message": data["message"],
-            "delay": data["delay"],
-            "delayUnit": data["delay_unit"],
-            "messageType": data["message_type"],
-            "smsFallbackMessage": data["sms_fallback_message"],
-        }
+        return StepSpec(
+            message=data["message"],
+            delay=data["delay"],
+            delay_unit=data["delay_unit"],
+            message_type=data["message_type"],
+            sms_fallback_message=data["sms_fallback_message"],
+        )
 
 
 class BaseStepFormSet(forms.BaseFormSet):
@@ -192,7 +200,7 @@ class BaseStepFormSet(forms.BaseFormSet):
         if not self.forms:
             raise forms.ValidationError("Add at least one step.")
 
-    def steps(self) -> list[dict]:
+    def steps(self) -> list[StepSpec]:
         return [form.as_step() for form in self.forms]
 
 

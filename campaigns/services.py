@@ -6,8 +6,10 @@ campaigns.sequencing, line assignment and the per-line gate in campaigns.pacing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from types import EllipsisType
+from typing import Literal, get_args
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -36,7 +38,6 @@ from campaigns.sequencing import (
 from leads.models import Lead, LeadList, ListMembership
 from lines.models import Line
 from messaging.models import FallbackConfig, Message
-from messaging.schedule import get_zone, parse_hhmm
 from tuco.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from tuco.ids import looks_like_id, new_id
 
@@ -46,114 +47,47 @@ MAX_STEPS = 20
 MAX_DELAY = {"minutes": 60 * 24 * 365, "hours": 24 * 365, "days": 365}
 # Refresh planner statistics after a bulk enrollment of at least this many leads.
 ANALYZE_AFTER = 10_000
-ACTIONS = ("start", "pause", "resume", "retry_failed")
+Action = Literal["start", "pause", "resume", "retry_failed"]
+ACTIONS: tuple[Action, ...] = get_args(Action)
 
 
-# --------------------------------------------------------------------------- validation
+# --------------------------------------------------------------------------- input
 
 
-def _clean_steps(steps) -> list[dict]:
-    if not isinstance(steps, list) or not steps:
-        raise ValidationFailed("At least one step is required", field="steps")
-    if len(steps) > MAX_STEPS:
-        raise ValidationFailed(f"At most {MAX_STEPS} steps are allowed", field="steps")
-    cleaned = []
-    for i, step in enumerate(steps):
-        where = f"steps[{i}]"
-        if not isinstance(step, dict):
-            raise ValidationFailed("Must be an object", field=where)
-        message = step.get("message")
-        if not isinstance(message, str) or not message.strip():
-            raise ValidationFailed("A step needs a message", field=f"{where}.message")
-        unit = step.get("delayUnit", "days")
-        if unit not in MAX_DELAY:
-            raise ValidationFailed("Must be minutes, hours or days", field=f"{where}.delayUnit")
-        delay = step.get("delay", 0)
-        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
-            raise ValidationFailed("Must be a whole number, 0 or more", field=f"{where}.delay")
-        if delay > MAX_DELAY[unit]:
-            raise ValidationFailed(f"At most {MAX_DELAY[unit]} {unit}", field=f"{where}.delay")
-        message_type = step.get("messageType", "imessage")
-        if message_type not in ("imessage", "sms", "email"):
-            raise ValidationFailed(
-                "Invalid messageType. Must be email, sms, or imessage", field=f"{where}.messageType"
-            )
-        fallback = step.get("smsFallbackMessage") or ""
-        if not isinstance(fallback, str):
-            raise ValidationFailed("Must be a string", field=f"{where}.smsFallbackMessage")
-        cleaned.append(
-            {
-                "position": i,
-                "message": message,
-                "delay": delay,
-                "delay_unit": unit,
-                "message_type": message_type,
-                "sms_fallback_message": fallback,
-            }
-        )
-    return cleaned
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a campaign's sequence, as given (validated by the caller)."""
+
+    message: str
+    delay: int = 0
+    delay_unit: str = Step.DelayUnit.DAYS
+    message_type: str = "imessage"
+    sms_fallback_message: str = ""
 
 
-def _clean_settings(data) -> dict:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValidationFailed("Must be an object", field="settings")
-    fields = {}
-    for key, name in (
-        ("sendImmediately", "send_immediately"),
-        ("randomizeOrder", "randomize_order"),
-    ):
-        if key in data:
-            if not isinstance(data[key], bool):
-                raise ValidationFailed("Must be a boolean", field=f"settings.{key}")
-            fields[name] = data[key]
-    if "timezone" in data:
-        value = data["timezone"] or ""
-        if value:
-            try:
-                get_zone(value)
-            except ValueError as exc:
-                raise ValidationFailed(str(exc), field="settings.timezone") from None
-        fields["timezone"] = value
-    for key, name in (
-        ("sendWindowStart", "send_window_start"),
-        ("sendWindowEnd", "send_window_end"),
-    ):
-        if key in data:
-            value = data[key] or ""
-            if value:
-                try:
-                    parse_hhmm(value)
-                except ValueError:
-                    raise ValidationFailed(
-                        "Must be a time in HH:mm format", field=f"settings.{key}"
-                    ) from None
-            fields[name] = value
-    if "allowedDaysOfWeek" in data:
-        days = data["allowedDaysOfWeek"] or []
-        if not isinstance(days, list) or any(
-            isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 6 for d in days
-        ):
-            raise ValidationFailed(
-                "Must be a list of day numbers, 0 (Sunday) to 6",
-                field="settings.allowedDaysOfWeek",
-            )
-        fields["allowed_days"] = sorted(set(days))
-    if "replyBehavior" in data:
-        if data["replyBehavior"] not in Campaign.ReplyBehavior.values:
-            raise ValidationFailed('settings.replyBehavior: Must be "stop" or "continue"')
-        fields["reply_behavior"] = data["replyBehavior"]
-    return fields
+@dataclass(frozen=True)
+class CampaignSettings:
+    """Campaign settings to set; None leaves a setting as it is (or at its default)."""
+
+    send_immediately: bool | None = None
+    randomize_order: bool | None = None
+    timezone: str | None = None
+    send_window_start: str | None = None
+    send_window_end: str | None = None
+    allowed_days: list[int] | None = None
+    reply_behavior: str | None = None
+
+    def model_fields(self) -> dict:
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
 
-def _check_twilio(workspace, steps: list[dict]) -> None:
+def _check_twilio(workspace, steps: list[StepSpec]) -> None:
     """SMS steps and SMS fallback texts need the workspace's Twilio setup, as
     `POST /api/messages` requires: refused now rather than failing at send time."""
     needs = [
-        (i, "smsFallbackMessage" if s["sms_fallback_message"] else "messageType")
+        (i, "smsFallbackMessage" if s.sms_fallback_message else "messageType")
         for i, s in enumerate(steps)
-        if s["sms_fallback_message"] or s["message_type"] == "sms"
+        if s.sms_fallback_message or s.message_type == "sms"
     ]
     if not needs:
         return
@@ -180,17 +114,8 @@ def _check_window(campaign: Campaign) -> None:
         )
 
 
-def _clean_name(name) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationFailed("A campaign needs a name", field="name")
-    name = name.strip()
-    if len(name) > 200:
-        raise ValidationFailed("Ensure this field has no more than 200 characters", field="name")
-    return name
-
-
-def _resolve_list(workspace, list_id) -> LeadList | None:
-    if list_id in (None, ""):
+def _resolve_list(workspace, list_id: str | None) -> LeadList | None:
+    if not list_id:
         return None
     found = (
         LeadList.objects.filter(workspace=workspace, pk=list_id).first()
@@ -202,11 +127,7 @@ def _resolve_list(workspace, list_id) -> LeadList | None:
     return found
 
 
-def _resolve_lines(workspace, line_ids) -> list[Line]:
-    if line_ids is None:
-        return []
-    if not isinstance(line_ids, list) or not all(isinstance(i, str) for i in line_ids):
-        raise ValidationFailed("Must be a list of line ids", field="lineIds")
+def _resolve_lines(workspace, line_ids: list[str]) -> list[Line]:
     wanted = list(dict.fromkeys(line_ids))
     found = {
         line.pk: line
@@ -235,68 +156,86 @@ def campaign_get_locked(*, workspace, campaign_id) -> Campaign:
 # --------------------------------------------------------------------------- create / update
 
 
+def _step_rows(campaign: Campaign, steps: list[StepSpec]) -> list[Step]:
+    return [
+        Step(
+            campaign=campaign,
+            position=i,
+            message=step.message,
+            delay=step.delay,
+            delay_unit=step.delay_unit,
+            message_type=step.message_type,
+            sms_fallback_message=step.sms_fallback_message,
+        )
+        for i, step in enumerate(steps)
+    ]
+
+
 @transaction.atomic
 def campaign_create(
     *,
     workspace,
-    name,
-    steps,
-    list_id=None,
-    line_ids=None,
-    settings: dict | None = None,
+    name: str,
+    steps: list[StepSpec],
+    list_id: str | None = None,
+    line_ids: list[str] | None = None,
+    settings: CampaignSettings = CampaignSettings(),
     now: datetime | None = None,
 ) -> Campaign:
+    """A draft campaign. The input is validated by the caller (the API's input
+    serializer, the dashboard's forms); this checks what needs the workspace."""
     now = now or timezone.now()
     campaign = Campaign(
         workspace=workspace,
-        name=_clean_name(name),
+        name=name,
         lead_list=_resolve_list(workspace, list_id),
         created_at=now,
         updated_at=now,
-        **_clean_settings(settings),
+        **settings.model_fields(),
     )
     _check_window(campaign)
-    clean_steps = _clean_steps(steps)
-    _check_twilio(workspace, clean_steps)
-    lines = _resolve_lines(workspace, line_ids)
+    _check_twilio(workspace, steps)
+    lines = _resolve_lines(workspace, line_ids or [])
     campaign.save(force_insert=True)
-    Step.objects.bulk_create([Step(campaign=campaign, **s) for s in clean_steps])
+    Step.objects.bulk_create(_step_rows(campaign, steps))
     campaign.lines.set(lines)
     return campaign
+
+
+UNCHANGED = ...
 
 
 @transaction.atomic
 def campaign_update(
     *,
     workspace,
-    campaign_id,
-    name=None,
-    steps=None,
-    list_id=...,
-    line_ids=None,
-    settings: dict | None = None,
+    campaign_id: str,
+    name: str | None = None,
+    steps: list[StepSpec] | None = None,
+    list_id: str | None | EllipsisType = UNCHANGED,
+    line_ids: list[str] | None = None,
+    settings: CampaignSettings = CampaignSettings(),
     now: datetime | None = None,
 ) -> Campaign:
-    """Change a campaign. Steps can change only before anyone is enrolled; new
-    settings (window, days, time zone, reply behavior) also apply to messages
-    still waiting."""
+    """Change a campaign (None, or UNCHANGED for `list_id`, keeps a value). Steps
+    can change only before anyone is enrolled; new settings (window, days, time
+    zone, reply behavior) also apply to messages still waiting."""
     now = now or timezone.now()
     campaign = campaign_get_locked(workspace=workspace, campaign_id=campaign_id)
     if name is not None:
-        campaign.name = _clean_name(name)
-    if list_id is not ...:
+        campaign.name = name
+    if list_id is not UNCHANGED:
         campaign.lead_list = _resolve_list(workspace, list_id)
-    setting_fields = _clean_settings(settings)
+    setting_fields = settings.model_fields()
     for field, value in setting_fields.items():
         setattr(campaign, field, value)
     _check_window(campaign)
     if steps is not None:
-        clean_steps = _clean_steps(steps)
-        _check_twilio(workspace, clean_steps)
+        _check_twilio(workspace, steps)
         if campaign.status != Campaign.Status.DRAFT or campaign.enrollments.exists():
             raise Conflict("Steps can only be changed before any lead is enrolled")
         campaign.steps.all().delete()
-        Step.objects.bulk_create([Step(campaign=campaign, **s) for s in clean_steps])
+        Step.objects.bulk_create(_step_rows(campaign, steps))
     if line_ids is not None:
         campaign.lines.set(_resolve_lines(workspace, line_ids))
     campaign.updated_at = now
@@ -316,9 +255,9 @@ def campaign_update(
 # --------------------------------------------------------------------------- actions
 
 
-def campaign_action(*, workspace, campaign_id, action, now: datetime | None = None) -> Campaign:
-    if action not in ACTIONS:
-        raise ValidationFailed("Must be start, pause, resume or retry_failed", field="action")
+def campaign_action(
+    *, workspace, campaign_id: str, action: Action, now: datetime | None = None
+) -> Campaign:
     handler = {
         "start": campaign_start,
         "pause": campaign_pause,
@@ -507,8 +446,10 @@ class EnrollResult:
     cancel_reason: str = ""
 
 
-def _lead_for_enrollment(*, workspace, campaign, lead_id, lead_data) -> Lead:
-    if lead_id not in (None, ""):
+def _lead_for_enrollment(
+    *, workspace, campaign, lead_id: str | None, lead_data: dict | None
+) -> Lead:
+    if lead_id:
         lead = None
         if looks_like_id(lead_id):
             lead = Lead.objects.filter(workspace=workspace, pk=lead_id).first()
@@ -516,9 +457,7 @@ def _lead_for_enrollment(*, workspace, campaign, lead_id, lead_data) -> Lead:
             raise NotFound(LEAD_NOT_FOUND)
         return lead
     if lead_data is None:
-        raise ValidationFailed("leadId or lead is required")
-    if not isinstance(lead_data, dict):
-        raise ValidationFailed("Must be an object", field="lead")
+        raise ValueError("an enrollment needs lead_id or lead_data")
     from leads.services import lead_get_or_create
 
     lead, _created = lead_get_or_create(
@@ -528,7 +467,12 @@ def _lead_for_enrollment(*, workspace, campaign, lead_id, lead_data) -> Lead:
 
 
 def campaign_enroll_lead(
-    *, workspace, campaign_id, lead_id=None, lead_data=None, now: datetime | None = None
+    *,
+    workspace,
+    campaign_id: str,
+    lead_id: str | None = None,
+    lead_data: dict | None = None,
+    now: datetime | None = None,
 ) -> EnrollResult:
     """Add one lead (existing, or matched / created from `lead_data`) to a campaign.
 

@@ -1,17 +1,11 @@
 from django import forms
 from django.contrib import admin, messages
 
+from lines.forms import LineHandlesMixin
 from lines.models import Line, LineUsage
 from lines.relay import RelayError
 from lines.selectors import line_today_usage
-from lines.services import (
-    EDITABLE_FIELDS,
-    line_clean_fields,
-    line_health_check,
-    line_update,
-    utc_today,
-)
-from tuco.errors import ServiceError
+from lines.services import EDITABLE_FIELDS, line_health_check, line_update, utc_today
 
 
 class LineUsageInline(admin.TabularInline):
@@ -34,30 +28,14 @@ class LineUsageInline(admin.TabularInline):
         return False
 
 
-class LineAdminForm(forms.ModelForm):
-    # Checked by the line service, which takes any host name (http://macmini:1234).
+class LineAdminForm(LineHandlesMixin, forms.ModelForm):
+    # Checked like the dashboard's form: any host name is fine (http://macmini:1234).
     server_url = forms.CharField(max_length=500)
 
     class Meta:
         model = Line
         # The relay password is never shown; it is set from the dashboard or the API.
         fields = [name for name in EDITABLE_FIELDS if name != "relay_password"]
-
-    def clean(self):
-        cleaned = super().clean()
-        changed = {
-            name: cleaned[name]
-            for name in self.changed_data
-            if name in EDITABLE_FIELDS and name in cleaned
-        }
-        try:
-            cleaned.update(line_clean_fields(changed))
-        except ServiceError as exc:
-            if exc.field in self.fields:
-                self.add_error(exc.field, exc.message)
-            else:
-                raise forms.ValidationError(str(exc)) from None
-        return cleaned
 
 
 @admin.register(Line)

@@ -1,10 +1,32 @@
 from django import forms
 
+from lines import validators
+
 LIMIT = {"min_value": 0, "max_value": 100_000}
 GAP = {"min_value": 0, "max_value": 86_400}
 
 
-class LineForm(forms.Form):
+class LineHandlesMixin:
+    """The server URL, phone and email as the line services store them, with their
+    errors on the field."""
+
+    def _normalized(self, name: str, clean) -> str:
+        try:
+            return clean(self.cleaned_data[name])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_server_url(self) -> str:
+        return self._normalized("server_url", validators.clean_server_url)
+
+    def clean_phone(self) -> str:
+        return self._normalized("phone", validators.clean_phone)
+
+    def clean_email(self) -> str:
+        return self._normalized("email", validators.clean_email)
+
+
+class LineForm(LineHandlesMixin, forms.Form):
     server_url = forms.CharField(
         label="Server URL",
         max_length=500,
@@ -66,9 +88,8 @@ class LineForm(forms.Form):
             self.fields["password"].help_text = "Leave blank to keep the current password."
 
     def service_fields(self) -> dict:
-        """The cleaned form as line_create / line_update keyword arguments."""
+        """The cleaned form as line_create / line_update keyword arguments (a blank
+        password: unchanged)."""
         data = dict(self.cleaned_data)
-        password = data.pop("password", "")
-        if password:
-            data["relay_password"] = password
+        data["relay_password"] = data.pop("password") or None
         return data

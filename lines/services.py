@@ -10,17 +10,11 @@ disagree still keep them.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from urllib.parse import urlsplit
 
-import phonenumbers
 from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
 from django.db.models import DateTimeField, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Now
@@ -29,6 +23,7 @@ from django.utils import timezone
 from lines.models import Line, LineUsage
 from lines.relay import RelayError, get_client
 from lines.signals import line_capacity_changed, line_saved
+from lines.validators import clean_email, clean_phone, clean_server_url
 from tuco.errors import NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -72,96 +67,33 @@ def next_utc_midnight(now: datetime | None = None) -> datetime:
 # Create, update, delete
 
 
-# Underscores are not RFC 1123, but container DNS (compose service names) uses them.
-_HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)", re.IGNORECASE)
-
-
-def _valid_host(host: str) -> bool:
-    """A host name (with or without a dot: relays often sit at http://macmini:1234 on
-    a LAN or http://relay:1234 in a compose network) or an IP address."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return True
-    return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in host.split("."))
-
-
-def _clean_server_url(value: str) -> str:
-    value = (value or "").strip().rstrip("/")
-    invalid = ValidationFailed(
-        "Enter a valid http(s) URL, e.g. https://mac.example.com:1234", field="serverUrl"
-    )
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError:
-        raise invalid from None
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or not _valid_host(parts.hostname)
-        or any(ch.isspace() for ch in value)
-    ):
-        raise invalid
-    if parts.query or parts.fragment:
-        raise ValidationFailed(
-            "The server URL must not carry a query or fragment", field="serverUrl"
-        )
-    return value
-
-
-def _clean_phone(value: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        return ""
-    try:
-        number = phonenumbers.parse(value, None if value.startswith("+") else "US")
-    except phonenumbers.NumberParseException:
-        raise ValidationFailed(f"{value!r} is not a valid phone number", field="phone") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValidationFailed(f"{value!r} is not a valid phone number", field="phone")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _clean_email(value: str) -> str:
-    value = (value or "").strip().lower()
-    if not value:
-        return ""
-    try:
-        validate_email(value)
-    except DjangoValidationError:
-        raise ValidationFailed(f"{value!r} is not a valid email address", field="email") from None
-    return value
-
-
-def line_clean_fields(fields: dict) -> dict:
-    """The given editable fields, normalized; ValidationFailed for a bad value."""
-    unknown = set(fields) - set(EDITABLE_FIELDS)
-    if unknown:
-        raise ValueError(f"not editable: {sorted(unknown)}")
-    cleaned = {}
-    for name, value in fields.items():
-        if name == "server_url":
-            value = _clean_server_url(value)
-        elif name == "phone":
-            value = _clean_phone(value)
-        elif name == "email":
-            value = _clean_email(value)
-        elif isinstance(value, str):
-            value = value.strip()
-        if value is None:
-            raise ValidationFailed("may not be null", field=name)
-        cleaned[name] = value
-    return cleaned
+# Model field -> (normalizer, the API's name for the field), for the values a line
+# stores normalized.
+_NORMALIZED = {
+    "server_url": (clean_server_url, "serverUrl"),
+    "phone": (clean_phone, "phone"),
+    "email": (clean_email, "email"),
+}
 
 
 def _apply(line: Line, fields: dict) -> list[str]:
-    cleaned = line_clean_fields(fields)
-    for name, value in cleaned.items():
+    """Set the given fields (None: not given) on the line, normalized; returns their
+    names. ValidationFailed for a server URL, phone or email that is not one."""
+    changed = []
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name in _NORMALIZED:
+            normalize, api_name = _NORMALIZED[name]
+            try:
+                value = normalize(value)
+            except ValueError as exc:
+                raise ValidationFailed(str(exc), field=api_name) from None
+        elif isinstance(value, str):
+            value = value.strip()
         setattr(line, name, value)
-    return list(cleaned)
+        changed.append(name)
+    return changed
 
 
 def _send_line_saved(line: Line, created: bool) -> None:
@@ -195,10 +127,48 @@ _RELAY_FIELDS = ("server_url", "relay_password")
 
 
 @transaction.atomic
-def line_create(*, workspace, server_url: str, relay_password: str = "", **fields) -> Line:
-    """Create a line. The relay password is stored encrypted and never returned."""
+def line_create(
+    *,
+    workspace,
+    server_url: str,
+    relay_password: str = "",
+    phone: str = "",
+    email: str = "",
+    first_name: str = "",
+    last_name: str = "",
+    is_active: bool = True,
+    provisioning_status: str | None = None,
+    line_type: str | None = None,
+    daily_new_conversations_limit: int | None = None,
+    daily_total_messages_limit: int | None = None,
+    daily_availability_checks_limit: int | None = None,
+    device_gap_seconds: int | None = None,
+    contact_gap_seconds: int | None = None,
+    check_gap_seconds: int | None = None,
+) -> Line:
+    """Create a line (None: the model's default). The relay password is stored
+    encrypted and never returned."""
     line = Line(workspace=workspace)
-    _apply(line, {"server_url": server_url, "relay_password": relay_password or "", **fields})
+    _apply(
+        line,
+        {
+            "server_url": server_url,
+            "relay_password": relay_password,
+            "phone": phone,
+            "email": email,
+            "first_name": first_name,
+            "last_name": last_name,
+            "is_active": is_active,
+            "provisioning_status": provisioning_status,
+            "line_type": line_type,
+            "daily_new_conversations_limit": daily_new_conversations_limit,
+            "daily_total_messages_limit": daily_total_messages_limit,
+            "daily_availability_checks_limit": daily_availability_checks_limit,
+            "device_gap_seconds": device_gap_seconds,
+            "contact_gap_seconds": contact_gap_seconds,
+            "check_gap_seconds": check_gap_seconds,
+        },
+    )
     line.save()
     _send_line_saved(line, created=True)
     _queue_health_check(line)
@@ -208,10 +178,49 @@ def line_create(*, workspace, server_url: str, relay_password: str = "", **field
 
 
 @transaction.atomic
-def line_update(*, workspace, line_id: str, **fields) -> Line:
+def line_update(
+    *,
+    workspace,
+    line_id: str,
+    server_url: str | None = None,
+    relay_password: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    is_active: bool | None = None,
+    provisioning_status: str | None = None,
+    line_type: str | None = None,
+    daily_new_conversations_limit: int | None = None,
+    daily_total_messages_limit: int | None = None,
+    daily_availability_checks_limit: int | None = None,
+    device_gap_seconds: int | None = None,
+    contact_gap_seconds: int | None = None,
+    check_gap_seconds: int | None = None,
+) -> Line:
+    """Change the given fields of a line (None: unchanged)."""
     line = _locked_line(workspace=workspace, line_id=line_id)
     before = {name: getattr(line, name) for name in EDITABLE_FIELDS}
-    changed = _apply(line, fields)
+    changed = _apply(
+        line,
+        {
+            "server_url": server_url,
+            "relay_password": relay_password,
+            "phone": phone,
+            "email": email,
+            "first_name": first_name,
+            "last_name": last_name,
+            "is_active": is_active,
+            "provisioning_status": provisioning_status,
+            "line_type": line_type,
+            "daily_new_conversations_limit": daily_new_conversations_limit,
+            "daily_total_messages_limit": daily_total_messages_limit,
+            "daily_availability_checks_limit": daily_availability_checks_limit,
+            "device_gap_seconds": device_gap_seconds,
+            "contact_gap_seconds": contact_gap_seconds,
+            "check_gap_seconds": check_gap_seconds,
+        },
+    )
     if changed:
         line.save(update_fields=[*changed, "updated_at"])
         _send_line_saved(line, created=False)

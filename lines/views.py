@@ -64,14 +64,8 @@ def _form_page(request, form, line=None):
 def line_create(request):
     form = LineForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        fields = form.service_fields()
         try:
-            line = services.line_create(
-                workspace=request.workspace,
-                server_url=fields.pop("server_url"),
-                relay_password=fields.pop("relay_password", ""),
-                **fields,
-            )
+            line = services.line_create(workspace=request.workspace, **form.service_fields())
         except ServiceError as exc:
             add_service_error(form, exc, LineForm.SERVICE_FIELDS)
         else:

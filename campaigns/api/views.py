@@ -1,3 +1,6 @@
+from dataclasses import replace
+
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     extend_schema,
     extend_schema_field,
@@ -8,7 +11,10 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from campaigns import selectors, services
+from campaigns.services import MAX_DELAY, MAX_STEPS, CampaignSettings, StepSpec
+from messaging.schedule import get_zone, parse_hhmm
 from tuco.api.fields import IsoDateTimeField
+from tuco.api.validation import validated
 from tuco.api.views import WorkspaceAPIView
 
 MAX_PAGE_SIZE = 100
@@ -94,17 +100,128 @@ def _output(campaign_or_list, many=False):
     return data if many else data[0]
 
 
+class StepInput(StepSerializer):
+    def validate(self, attrs) -> StepSpec:
+        return StepSpec(
+            message=attrs.get("message", ""),
+            delay=attrs.get("delay", 0),
+            delay_unit=attrs.get("delay_unit", "days"),
+            message_type=attrs.get("message_type", "imessage"),
+            sms_fallback_message=attrs.get("sms_fallback_message") or "",
+        )
+
+
+class SettingsInput(SettingsSerializer):
+    def validate(self, attrs) -> CampaignSettings:
+        return CampaignSettings(**attrs)
+
+
 class CampaignInput(serializers.Serializer):
+    """A campaign to create, or (partial) the changes to one.
+
+    The rules below the field types (a name, 1 to 20 steps with a message and a
+    delay in range, a known time zone, HH:mm windows, day numbers) are checked in
+    `validate`, in this order, once every field has its type; their errors name
+    a step by its index ("steps[1].delay")."""
+
     name = serializers.CharField(allow_blank=True, max_length=200)
     listId = serializers.CharField(required=False, allow_blank=True, allow_null=True)  # noqa: N815
-    steps = StepSerializer(many=True, allow_empty=True)
+    steps = StepInput(many=True, allow_empty=True)
     lineIds = serializers.ListField(child=serializers.CharField(), required=False)  # noqa: N815
-    settings = SettingsSerializer(required=False)
+    settings = SettingsInput(required=False)
+
+    def validate(self, attrs):
+        if "name" in attrs and not attrs["name"]:
+            raise serializers.ValidationError({"name": "A campaign needs a name"})
+        if "settings" in attrs:
+            attrs["settings"] = self._checked_settings(attrs["settings"])
+        if "steps" in attrs:
+            self._check_steps(attrs["steps"])
+        return attrs
+
+    @staticmethod
+    def _checked_settings(settings: CampaignSettings) -> CampaignSettings:
+        if settings.timezone:
+            try:
+                get_zone(settings.timezone)
+            except ValueError as exc:
+                raise serializers.ValidationError({"settings.timezone": str(exc)}) from None
+        for key, value in (
+            ("sendWindowStart", settings.send_window_start),
+            ("sendWindowEnd", settings.send_window_end),
+        ):
+            if value:
+                try:
+                    parse_hhmm(value)
+                except ValueError:
+                    raise serializers.ValidationError(
+                        {f"settings.{key}": "Must be a time in HH:mm format"}
+                    ) from None
+        days = settings.allowed_days
+        if days is None:
+            return settings
+        if not all(0 <= day <= 6 for day in days):
+            raise serializers.ValidationError(
+                {"settings.allowedDaysOfWeek": "Must be a list of day numbers, 0 (Sunday) to 6"}
+            )
+        return replace(settings, allowed_days=sorted(set(days)))
+
+    @staticmethod
+    def _check_steps(steps: list[StepSpec]) -> None:
+        if not steps:
+            raise serializers.ValidationError({"steps": "At least one step is required"})
+        if len(steps) > MAX_STEPS:
+            raise serializers.ValidationError({"steps": f"At most {MAX_STEPS} steps are allowed"})
+        for i, step in enumerate(steps):
+            if not step.message.strip():
+                raise serializers.ValidationError({f"steps[{i}].message": "A step needs a message"})
+            limit = MAX_DELAY[step.delay_unit]
+            if step.delay < 0:
+                raise serializers.ValidationError(
+                    {f"steps[{i}].delay": "Must be a whole number, 0 or more"}
+                )
+            if step.delay > limit:
+                raise serializers.ValidationError(
+                    {f"steps[{i}].delay": f"At most {limit} {step.delay_unit}"}
+                )
 
 
 class ActionInput(serializers.Serializer):
     campaignId = serializers.CharField()  # noqa: N815
     action = serializers.CharField()
+
+    def validate_action(self, value: str) -> str:
+        if value not in services.ACTIONS:
+            raise serializers.ValidationError("Must be start, pause, resume or retry_failed")
+        return value
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class PageArgField(serializers.Field):
+    """A page number or size in the query: a whole number, at least 1 (smaller reads
+    as 1) and at most `maximum` (larger reads as it); blank is the default."""
+
+    default_error_messages = {"invalid": "Must be a whole number"}
+
+    def __init__(self, *, maximum: int | None = None, **kwargs):
+        self.maximum = maximum
+        super().__init__(required=False, **kwargs)
+
+    def to_internal_value(self, data) -> int:
+        try:
+            value = max(1, int(data))
+        except (TypeError, ValueError):
+            self.fail("invalid")
+        return min(value, self.maximum) if self.maximum else value
+
+    def to_representation(self, value):
+        return value
+
+
+class CampaignListQuery(serializers.Serializer):
+    page = PageArgField(default=1)
+    limit = PageArgField(default=50, maximum=MAX_PAGE_SIZE)
+    status = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
 
 
 CampaignPage = inline_serializer(
@@ -129,57 +246,20 @@ ActionOutput = inline_serializer(
 )  # fmt: skip
 
 
-def _steps_for_service(steps: list[dict]) -> list[dict]:
-    """Serializer output (model names) back to the API names the service validates."""
-    return [
-        {
-            "message": s["message"],
-            "delay": s.get("delay", 0),
-            "delayUnit": s.get("delay_unit", "days"),
-            "messageType": s.get("message_type", "imessage"),
-            "smsFallbackMessage": s.get("sms_fallback_message") or "",
-        }
-        for s in steps
-    ]
-
-
-def _settings_for_service(settings: dict | None) -> dict | None:
-    if settings is None:
-        return None
-    names = {
-        "send_immediately": "sendImmediately",
-        "randomize_order": "randomizeOrder",
-        "timezone": "timezone",
-        "send_window_start": "sendWindowStart",
-        "send_window_end": "sendWindowEnd",
-        "allowed_days": "allowedDaysOfWeek",
-        "reply_behavior": "replyBehavior",
-    }
-    return {names[k]: v for k, v in settings.items()}
-
-
-def _page_arg(request, name, default, maximum=None) -> int:
-    raw = request.query_params.get(name)
-    try:
-        value = int(raw) if raw not in (None, "") else default
-    except ValueError:
-        from tuco.errors import ValidationFailed
-
-        raise ValidationFailed("Must be a whole number", field=name) from None
-    value = max(1, value)
-    return min(value, maximum) if maximum else value
-
-
 class CampaignsApi(WorkspaceAPIView):
     rate_limit_group = "campaigns"
     idempotent_post = True
 
-    @extend_schema(responses=CampaignPage, summary="List campaigns, with their stats")
+    @extend_schema(
+        parameters=[CampaignListQuery],
+        responses=CampaignPage,
+        summary="List campaigns, with their stats",
+    )
     def get(self, request):
-        page = _page_arg(request, "page", 1)
-        limit = _page_arg(request, "limit", 50, MAX_PAGE_SIZE)
+        query = validated(CampaignListQuery, request.query_params)
+        page, limit = query["page"], query["limit"]
         campaigns = selectors.campaign_list(
-            workspace=self.workspace, status=request.query_params.get("status") or None
+            workspace=self.workspace, status=query.get("status") or None
         )
         total = campaigns.count()
         items = list(campaigns[(page - 1) * limit : page * limit])
@@ -199,16 +279,14 @@ class CampaignsApi(WorkspaceAPIView):
         request=CampaignInput, responses={201: CampaignOutput}, summary="Create a campaign"
     )
     def post(self, request):
-        serializer = CampaignInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(CampaignInput, request.data)
         campaign = services.campaign_create(
             workspace=self.workspace,
             name=data["name"],
-            steps=_steps_for_service(data["steps"]),
+            steps=data["steps"],
             list_id=data.get("listId"),
             line_ids=data.get("lineIds"),
-            settings=_settings_for_service(data.get("settings")),
+            settings=data.get("settings", CampaignSettings()),
         )
         campaign = selectors.campaign_get(workspace=self.workspace, campaign_id=campaign.pk)
         return Response(_output(campaign), status=status.HTTP_201_CREATED)
@@ -219,9 +297,7 @@ class CampaignsApi(WorkspaceAPIView):
         summary="start, pause, resume or retry_failed a campaign",
     )
     def put(self, request):
-        serializer = ActionInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(ActionInput, request.data)
         campaign = services.campaign_action(
             workspace=self.workspace, campaign_id=data["campaignId"], action=data["action"]
         )
@@ -242,17 +318,15 @@ class CampaignDetailApi(WorkspaceAPIView):
     )
     def patch(self, request, campaign_id):
         selectors.campaign_get(workspace=self.workspace, campaign_id=campaign_id)
-        serializer = CampaignInput(data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(CampaignInput, request.data, partial=True)
         services.campaign_update(
             workspace=self.workspace,
             campaign_id=campaign_id,
             name=data.get("name"),
-            steps=_steps_for_service(data["steps"]) if "steps" in data else None,
-            list_id=data.get("listId", ...),
+            steps=data.get("steps"),
+            list_id=data.get("listId", services.UNCHANGED),
             line_ids=data.get("lineIds"),
-            settings=_settings_for_service(data.get("settings")),
+            settings=data.get("settings", CampaignSettings()),
         )
         campaign = selectors.campaign_get(workspace=self.workspace, campaign_id=campaign_id)
         return Response(_output(campaign))
@@ -261,6 +335,11 @@ class CampaignDetailApi(WorkspaceAPIView):
 class EnrollInput(serializers.Serializer):
     leadId = serializers.CharField(required=False, allow_blank=True, allow_null=True)  # noqa: N815
     lead = serializers.DictField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        if not attrs.get("leadId") and attrs.get("lead") is None:
+            raise serializers.ValidationError("leadId or lead is required")
+        return attrs
 
 
 EnrollOutput = inline_serializer(
@@ -292,9 +371,7 @@ class CampaignEnrollApi(WorkspaceAPIView):
         summary="Add a lead to a campaign and start its sequence",
     )
     def post(self, request, campaign_id):
-        serializer = EnrollInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(EnrollInput, request.data)
         result = services.campaign_enroll_lead(
             workspace=self.workspace,
             campaign_id=campaign_id,

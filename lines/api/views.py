@@ -2,30 +2,12 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from lines import selectors, services
+from lines import selectors, services, validators
 from lines.models import Line
 from tuco.api.auth import CanManageWorkspace
 from tuco.api.fields import IsoDateTimeField
+from tuco.api.validation import validated
 from tuco.api.views import WorkspaceAPIView
-
-# API name -> model field, for the writable fields.
-WRITABLE = {
-    "phone": "phone",
-    "email": "email",
-    "firstName": "first_name",
-    "lastName": "last_name",
-    "serverUrl": "server_url",
-    "password": "relay_password",
-    "isActive": "is_active",
-    "provisioningStatus": "provisioning_status",
-    "lineType": "line_type",
-    "dailyNewConversationsLimit": "daily_new_conversations_limit",
-    "dailyTotalMessagesLimit": "daily_total_messages_limit",
-    "dailyAvailabilityChecksLimit": "daily_availability_checks_limit",
-    "deviceGapSeconds": "device_gap_seconds",
-    "contactGapSeconds": "contact_gap_seconds",
-    "checkGapSeconds": "check_gap_seconds",
-}
 
 
 class UsageOutput(serializers.Serializer):
@@ -95,38 +77,59 @@ class LineOutput(serializers.Serializer):
         return UsageOutput(selectors.line_today_usage(line)).data
 
 
+def _limit(source: str):
+    return serializers.IntegerField(source=source, required=False, min_value=0, max_value=100000)
+
+
+def _gap(source: str):
+    return serializers.IntegerField(source=source, required=False, min_value=0, max_value=86400)
+
+
 class LineInput(serializers.Serializer):
+    """A line to add, or (partial) the changes to one; validated data is keyed by the
+    line services' argument names."""
+
     phone = serializers.CharField(required=False, allow_blank=True, max_length=40)
     email = serializers.CharField(required=False, allow_blank=True, max_length=254)
-    firstName = serializers.CharField(required=False, allow_blank=True, max_length=100)  # noqa: N815
-    lastName = serializers.CharField(required=False, allow_blank=True, max_length=100)  # noqa: N815
-    serverUrl = serializers.CharField(max_length=500)  # noqa: N815
-    password = serializers.CharField(write_only=True, max_length=500, trim_whitespace=False)
-    isActive = serializers.BooleanField(required=False)  # noqa: N815
-    provisioningStatus = serializers.CharField(required=False, max_length=32)  # noqa: N815
-    lineType = serializers.ChoiceField(choices=["byon"], required=False)  # noqa: N815
-    dailyNewConversationsLimit = serializers.IntegerField(  # noqa: N815
-        required=False, min_value=0, max_value=100000
+    firstName = serializers.CharField(  # noqa: N815
+        source="first_name", required=False, allow_blank=True, max_length=100
     )
-    dailyTotalMessagesLimit = serializers.IntegerField(  # noqa: N815
-        required=False, min_value=0, max_value=100000
+    lastName = serializers.CharField(  # noqa: N815
+        source="last_name", required=False, allow_blank=True, max_length=100
     )
-    dailyAvailabilityChecksLimit = serializers.IntegerField(  # noqa: N815
-        required=False, min_value=0, max_value=100000
+    serverUrl = serializers.CharField(source="server_url", max_length=500)  # noqa: N815
+    password = serializers.CharField(
+        source="relay_password", write_only=True, max_length=500, trim_whitespace=False
     )
-    deviceGapSeconds = serializers.IntegerField(  # noqa: N815
-        required=False, min_value=0, max_value=86400
+    isActive = serializers.BooleanField(source="is_active", required=False)  # noqa: N815
+    provisioningStatus = serializers.CharField(  # noqa: N815
+        source="provisioning_status", required=False, max_length=32
     )
-    contactGapSeconds = serializers.IntegerField(  # noqa: N815
-        required=False, min_value=0, max_value=86400
+    lineType = serializers.ChoiceField(  # noqa: N815
+        source="line_type", choices=["byon"], required=False
     )
-    checkGapSeconds = serializers.IntegerField(  # noqa: N815
-        required=False, min_value=0, max_value=86400
-    )
+    dailyNewConversationsLimit = _limit("daily_new_conversations_limit")  # noqa: N815
+    dailyTotalMessagesLimit = _limit("daily_total_messages_limit")  # noqa: N815
+    dailyAvailabilityChecksLimit = _limit("daily_availability_checks_limit")  # noqa: N815
+    deviceGapSeconds = _gap("device_gap_seconds")  # noqa: N815
+    contactGapSeconds = _gap("contact_gap_seconds")  # noqa: N815
+    checkGapSeconds = _gap("check_gap_seconds")  # noqa: N815
+
+    def validate_phone(self, value: str) -> str:
+        return _normalized(validators.clean_phone, value)
+
+    def validate_email(self, value: str) -> str:
+        return _normalized(validators.clean_email, value)
+
+    def validate_serverUrl(self, value: str) -> str:  # noqa: N802
+        return _normalized(validators.clean_server_url, value)
 
 
-def _model_fields(data: dict) -> dict:
-    return {WRITABLE[key]: value for key, value in data.items() if key in WRITABLE}
+def _normalized(clean, value: str) -> str:
+    try:
+        return clean(value)
+    except ValueError as exc:
+        raise serializers.ValidationError(str(exc)) from None
 
 
 class LinesByUserApi(WorkspaceAPIView):
@@ -155,15 +158,8 @@ class LineListApi(WorkspaceAPIView):
 
     @extend_schema(request=LineInput, responses={201: LineOutput}, summary="Add a line")
     def post(self, request):
-        serializer = LineInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        fields = _model_fields(serializer.validated_data)
-        line = services.line_create(
-            workspace=self.workspace,
-            server_url=fields.pop("server_url"),
-            relay_password=fields.pop("relay_password"),
-            **fields,
-        )
+        data = validated(LineInput, request.data)
+        line = services.line_create(workspace=self.workspace, **data)
         line = selectors.line_get(workspace=self.workspace, line_id=line.pk)
         return Response(LineOutput(line).data, status=status.HTTP_201_CREATED)
 
@@ -183,13 +179,8 @@ class LineDetailApi(WorkspaceAPIView):
     @extend_schema(request=LineInput(partial=True), responses=LineOutput, summary="Change a line")
     def patch(self, request, line_id):
         selectors.line_get(workspace=self.workspace, line_id=line_id)
-        serializer = LineInput(data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        services.line_update(
-            workspace=self.workspace,
-            line_id=line_id,
-            **_model_fields(serializer.validated_data),
-        )
+        data = validated(LineInput, request.data, partial=True)
+        services.line_update(workspace=self.workspace, line_id=line_id, **data)
         line = selectors.line_get(workspace=self.workspace, line_id=line_id)
         return Response(LineOutput(line).data)
 

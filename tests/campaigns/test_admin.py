@@ -4,7 +4,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from campaigns.models import Campaign, Enrollment, Step
-from campaigns.services import campaign_create
+from campaigns.services import StepSpec, campaign_create
 from leads.models import Lead
 from messaging.models import Message
 
@@ -29,7 +29,7 @@ def make_campaign(workspace, lead_list=None, name="Admin run"):
     return campaign_create(
         workspace=workspace,
         name=name,
-        steps=[{"message": "Hi", "delay": 0, "delayUnit": "minutes"}],
+        steps=[StepSpec(message="Hi", delay=0, delay_unit="minutes")],
         list_id=lead_list.pk if lead_list else None,
     )
 

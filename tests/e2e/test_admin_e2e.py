@@ -1,7 +1,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from campaigns.services import campaign_create
+from campaigns.services import StepSpec, campaign_create
 from leads.models import LeadList
 from leads.services import lead_import
 from lines.services import line_create
@@ -43,8 +43,8 @@ def data(acme):
         first_name="Bea",
         is_active=False,
     )
-    campaign_create(workspace=acme, name="Spring", steps=[{"message": "Hi"}])
-    campaign_create(workspace=acme, name="Autumn", steps=[{"message": "Hello"}])
+    campaign_create(workspace=acme, name="Spring", steps=[StepSpec(message="Hi")])
+    campaign_create(workspace=acme, name="Autumn", steps=[StepSpec(message="Hello")])
     Message.objects.create(
         workspace=acme, recipient_phone="+12025551000", body="Hello Dana", status="sent"
     )

@@ -5,7 +5,7 @@ import requests
 from django.conf import settings as django_settings
 from playwright.sync_api import expect
 
-from campaigns.services import campaign_create, campaign_start, campaigns_tick
+from campaigns.services import StepSpec, campaign_create, campaign_start, campaigns_tick
 from leads.models import LeadList
 from leads.services import lead_import
 from messaging.dispatch import dispatch_due
@@ -71,7 +71,7 @@ def contacted(acme, make_line, live_server, settings, relay):
     campaign = campaign_create(
         workspace=acme,
         name="Spring",
-        steps=[{"message": "Hi {firstName}, got a minute?"}],
+        steps=[StepSpec(message="Hi {firstName}, got a minute?")],
         list_id=prospects.pk,
         line_ids=[line.pk],
     )

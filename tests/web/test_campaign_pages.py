@@ -6,13 +6,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from campaigns.models import Campaign, Enrollment
-from campaigns.services import campaign_create
+from campaigns.services import StepSpec, campaign_create
 from leads.models import Lead, LeadList
 from leads.services import lead_import
 from lines.services import line_create
 from messaging.models import FallbackConfig, Message
 
-STEPS = [{"message": "Hi {firstName}", "delay": 0, "delayUnit": "minutes"}]
+STEPS = [StepSpec(message="Hi {firstName}", delay=0, delay_unit="minutes")]
 
 
 def make_campaign(workspace, name="Spring", **kwargs):
@@ -345,3 +345,13 @@ def test_anonymous_visitors_are_sent_to_login(db, path):
     from django.test import Client
 
     assert Client().get(path)["Location"] == f"/login/?next={path}"
+
+
+def test_a_step_delay_is_held_to_its_unit_limit(acme, alice_client):
+    data = campaign_data([step("Hello"), step("Later", delay="400")])
+    response = alice_client.post("/campaigns/new/", data)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'id="id_steps-1-delay_errors"' in page
+    assert "At most 365 days" in page
+    assert not Campaign.objects.exists()
