@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import chain, islice
+from typing import TypedDict, Unpack
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -940,9 +941,37 @@ def _sync_identifiers(workspace, lead: Lead) -> None:
             LeadIdentifier.objects.filter(pk=row.pk).update(field=name)
 
 
-def lead_update(*, workspace, lead: Lead, data: dict, default_country_code: str | None = None):
-    """Change the given fields (API or model names). 409 when a new phone or email
-    belongs to another lead of the workspace; 400 for invalid values."""
+class LeadFields(TypedDict, total=False):
+    """A lead's writable fields; None is the empty value (for customFields `{}`)."""
+
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    alt_phone1: str | None
+    alt_phone2: str | None
+    alt_phone3: str | None
+    alt_email1: str | None
+    alt_email2: str | None
+    alt_email3: str | None
+    company_name: str | None
+    job_title: str | None
+    notes: str | None
+    custom_fields: dict | None
+    source: str | None
+    opted_out: bool
+
+
+def lead_update(
+    *,
+    workspace,
+    lead: Lead,
+    default_country_code: str | None = None,
+    **data: Unpack[LeadFields],
+):
+    """Change the given fields. 409 when a new phone or email belongs to another lead
+    of the workspace; 400 for invalid values (a phone or email that does not
+    normalize, a text too long, no phone or email left)."""
     if lead.workspace_id != workspace.pk:
         raise NotFoundExact(LEAD_NOT_FOUND)
     try:

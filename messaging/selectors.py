@@ -5,21 +5,27 @@ from django.db.models import QuerySet
 from messaging.models import FallbackConfig, Message
 from tuco.errors import NotFound
 
-LIST_FILTERS = {
-    "status": "status",
-    "leadId": "lead_id",
-    "fromLineId": "line_id",
-    "campaignId": "campaign_id",
-    "batchId": "batch_id",
-}
 
-
-def message_list(*, workspace, filters: dict | None = None) -> QuerySet[Message]:
-    rows = Message.objects.filter(workspace=workspace)
-    for key, column in LIST_FILTERS.items():
-        value = (filters or {}).get(key)
-        if value not in (None, ""):
-            rows = rows.filter(**{column: value})
+def message_list(
+    *,
+    workspace,
+    status: str = "",
+    lead_id: str = "",
+    line_id: str = "",
+    campaign_id: str = "",
+    batch_id: str = "",
+) -> QuerySet[Message]:
+    """The workspace's messages, newest first; each given (non-empty) value filters."""
+    filters = {
+        "status": status,
+        "lead_id": lead_id,
+        "line_id": line_id,
+        "campaign_id": campaign_id,
+        "batch_id": batch_id,
+    }
+    rows = Message.objects.filter(
+        workspace=workspace, **{column: value for column, value in filters.items() if value}
+    )
     return rows.order_by("-created_at", "-id")
 
 

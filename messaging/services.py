@@ -518,10 +518,8 @@ def message_cancel_for_lead(
     or the lead owning the phone / email, or to those addresses). Returns (ids, lead id)."""
     from leads import services as lead_services
     from leads.models import Lead
-    from tuco.errors import ServiceError, ValidationFailed
+    from tuco.errors import ServiceError
 
-    if not (lead_id or phone or email):
-        raise ValidationFailed("Give leadId, recipientPhone or recipientEmail")
     lead = None
     if lead_id:
         lead = Lead.objects.filter(workspace=workspace, pk=str(lead_id)).first()
@@ -542,19 +540,35 @@ def message_cancel_for_lead(
     return ids, lead.pk if lead else None
 
 
-def fallback_config_update(*, workspace, fields: dict):
-    """Change the workspace's Twilio settings; the auth token is write-only."""
+def fallback_config_update(
+    *,
+    workspace,
+    enabled: bool | None = None,
+    twilio_account_sid: str | None = None,
+    twilio_auth_token: str | None = None,
+    twilio_from_number: str | None = None,
+    send_fallback_sms_on_failed: bool | None = None,
+):
+    """Change the given Twilio settings (None leaves one as it is); the auth token is
+    write-only. The from number is normalized; enabling needs all three credentials."""
     from messaging.models import FallbackConfig
     from tuco.errors import ValidationFailed
 
+    changes = {
+        "enabled": enabled,
+        "twilio_account_sid": twilio_account_sid,
+        "twilio_auth_token": twilio_auth_token,
+        "send_fallback_sms_on_failed": send_fallback_sms_on_failed,
+    }
+    if twilio_from_number is not None:
+        changes["twilio_from_number"] = _normalize_recipient(
+            twilio_from_number, "phone", field="twilioFromNumber"
+        )
     with transaction.atomic():
         config, _ = FallbackConfig.objects.select_for_update().get_or_create(workspace=workspace)
-        if "twilio_from_number" in fields and fields["twilio_from_number"]:
-            fields["twilio_from_number"] = _normalize_recipient(
-                fields["twilio_from_number"], "phone", field="twilioFromNumber"
-            )
-        for name, value in fields.items():
-            setattr(config, name, value if value is not None else "")
+        for name, value in changes.items():
+            if value is not None:
+                setattr(config, name, value)
         if config.enabled and not config.is_configured:
             raise ValidationFailed(
                 "Enabling the fallback needs twilioAccountSid, twilioAuthToken and twilioFromNumber"
@@ -564,10 +578,11 @@ def fallback_config_update(*, workspace, fields: dict):
 
 
 def fallback_sms_submit(*, workspace, to: str, body: str) -> Message:
-    """`POST /api/fallback-sms`: queue one SMS through the workspace's Twilio number."""
+    """`POST /api/fallback-sms`: queue one SMS (`body` not blank) to the phone `to`
+    through the workspace's Twilio number."""
     from messaging.dnc import dnc_blocked_address
     from messaging.models import FallbackConfig
-    from tuco.errors import ServiceError, ValidationFailed
+    from tuco.errors import ServiceError
 
     config = FallbackConfig.objects.filter(workspace=workspace).first()
     if config is None or not config.is_configured:
@@ -576,11 +591,7 @@ def fallback_sms_submit(*, workspace, to: str, body: str) -> Message:
             "(PATCH /api/workspace/fallback-config)",
             code="FALLBACK_NOT_CONFIGURED",
         )
-    if not (body or "").strip():
-        raise ValidationFailed("may not be blank", field="message")
     phone = _normalize_recipient(to, "phone", field="to")
-    if not phone:
-        raise ValidationFailed("a phone number is required", field="to")
     if dnc_blocked_address(workspace=workspace, addresses=[phone]):
         raise ServiceError(f"{phone} is on the do-not-contact list", code="DO_NOT_CONTACT")
     return message_enqueue(

@@ -208,22 +208,32 @@ def webhook_endpoint_get(*, workspace, endpoint_id: str) -> WebhookEndpoint:
 
 
 @transaction.atomic
-def webhook_endpoint_update(*, workspace, endpoint_id: str, **fields) -> WebhookEndpoint:
+def webhook_endpoint_update(
+    *,
+    workspace,
+    endpoint_id: str,
+    url: str | None = None,
+    events: list[str] | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    is_active: bool | None = None,
+) -> WebhookEndpoint:
+    """Change the given fields (None leaves one as it is)."""
     endpoint = webhook_endpoint_get(workspace=workspace, endpoint_id=endpoint_id)
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
-    if "url" in fields:
+    if url is not None:
         from messaging.delivery import target_check
 
-        target_check(fields["url"])
-        endpoint.url = fields["url"]
-    if "events" in fields:
-        endpoint.events = _clean_events(fields["events"])
-    if "name" in fields:
-        endpoint.name = fields["name"]
-    if "description" in fields:
-        endpoint.description = fields["description"] or ""
-    if "is_active" in fields:
-        endpoint.is_active = fields["is_active"]
+        target_check(url)
+        endpoint.url = url
+    if events is not None:
+        endpoint.events = _clean_events(events)
+    if name is not None:
+        endpoint.name = name
+    if description is not None:
+        endpoint.description = description
+    if is_active is not None:
+        endpoint.is_active = is_active
         if endpoint.is_active:
             endpoint.disabled_reason = ""
         elif not endpoint.disabled_reason:

@@ -321,7 +321,7 @@ def fallback_config(request):
     form = FallbackConfigForm(request.POST)
     if form.is_valid():
         try:
-            fallback_config_update(workspace=request.workspace, fields=form.service_fields())
+            fallback_config_update(workspace=request.workspace, **form.service_fields())
         except ServiceError as exc:
             add_service_error(form, exc, {"twilioFromNumber": "twilio_from_number"})
         else:

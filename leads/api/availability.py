@@ -1,14 +1,14 @@
 """iMessage availability endpoints (API.md, "iMessage availability")."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from leads import availability
 from leads.models import AvailabilityJob, Lead, LeadList
-from tuco.api.errors import validation_body
 from tuco.api.fields import IsoDateTimeField
+from tuco.api.validation import StrictTextField, validated
 from tuco.api.views import WorkspaceAPIView
 from tuco.errors import NotFound, ServiceError, ValidationFailed
 from tuco.ids import looks_like_id
@@ -61,13 +61,54 @@ class LeadResultOutput(_NotCheckedFields):
     status = serializers.CharField()
 
 
+class QueryFlagField(serializers.Field):
+    """A query-string switch: "1", "true" or "yes" (any case) is on, anything else off."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("default", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data) -> bool:
+        return str(data).lower() in ("1", "true", "yes")
+
+    def to_representation(self, value) -> bool:
+        return bool(value)
+
+
+class LeadCheckQuery(serializers.Serializer):
+    id = StrictTextField(help_text="Lead id (required)")
+    force = QueryFlagField()
+
+    def validate_id(self, value: str) -> str:
+        if not value:
+            raise ServiceError("Lead ID is required")  # 400 without a code
+        return value
+
+
 class LeadCheckInput(serializers.Serializer):
+    """One address, or leads by `leadIds` (repeats dropped) or `listId`.
+
+    The errors of the checks across fields are raised as they are: their bodies
+    carry no `details`."""
+
     address = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     leadIds = serializers.ListField(  # noqa: N815
         child=serializers.CharField(max_length=64), required=False, max_length=100_000
     )
     listId = serializers.CharField(required=False, allow_blank=False, max_length=64)  # noqa: N815
     force = serializers.BooleanField(required=False, default=False)
+
+    def validate(self, attrs):
+        if (attrs.get("address") or "").strip():
+            return attrs
+        if "leadIds" in attrs:
+            attrs["leadIds"] = list(dict.fromkeys(attrs["leadIds"]))
+            if not attrs["leadIds"]:
+                raise ValidationFailed("Provide at least one lead id", field="leadIds")
+        elif "listId" not in attrs:
+            raise ValidationFailed("Provide a non-empty address, leadIds or listId")
+        return attrs
 
 
 class AddressResultOutput(_NotCheckedFields):
@@ -78,7 +119,7 @@ class AddressResultOutput(_NotCheckedFields):
 
 class LeadCheckApi(AvailabilityView):
     @extend_schema(
-        parameters=[OpenApiParameter("id", str, required=True, description="Lead id")],
+        parameters=[LeadCheckQuery],
         responses=inline_serializer(
             "LeadAvailability",
             {
@@ -93,13 +134,10 @@ class LeadCheckApi(AvailabilityView):
         '"error"`). ' + NOT_CHECKED_NOTE,
     )
     def get(self, request):
-        lead_id = request.query_params.get("id", "").strip()
-        if not lead_id:
-            raise ServiceError("Lead ID is required")
-        lead = _lead_or_404(self.workspace, lead_id)
-        force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
+        query = validated(LeadCheckQuery, request.query_params)
+        lead = _lead_or_404(self.workspace, query["id"])
         [result] = availability.availability_check_leads_now(
-            workspace=self.workspace, leads=[lead], force=force
+            workspace=self.workspace, leads=[lead], force=query["force"]
         )
         return Response({"success": result.status != ERROR, **LeadResultOutput(result).data})
 
@@ -167,9 +205,7 @@ class LeadCheckApi(AvailabilityView):
 
     def _lead_ids(self, values) -> list[str]:
         if "leadIds" in values:
-            wanted = list(dict.fromkeys(values["leadIds"]))
-            if not wanted:
-                raise ValidationFailed("Provide at least one lead id", field="leadIds")
+            wanted = values["leadIds"]
             valid = [lead_id for lead_id in wanted if looks_like_id(lead_id)]
             found = set(
                 Lead.objects.filter(workspace=self.workspace, pk__in=valid).values_list(
@@ -179,19 +215,17 @@ class LeadCheckApi(AvailabilityView):
             if len(found) != len(wanted):
                 raise ServiceError(LEAD_NOT_FOUND, status=404)
             return wanted
-        if "listId" in values:
-            list_id = values["listId"]
-            if not (
-                looks_like_id(list_id)
-                and LeadList.objects.filter(workspace=self.workspace, pk=list_id).exists()
-            ):
-                raise ServiceError("List not found", status=404)
-            return list(
-                Lead.objects.filter(workspace=self.workspace, memberships__lead_list_id=list_id)
-                .order_by("created_at", "pk")
-                .values_list("pk", flat=True)
-            )
-        raise ValidationFailed("Provide a non-empty address, leadIds or listId")
+        list_id = values["listId"]
+        if not (
+            looks_like_id(list_id)
+            and LeadList.objects.filter(workspace=self.workspace, pk=list_id).exists()
+        ):
+            raise ServiceError("List not found", status=404)
+        return list(
+            Lead.objects.filter(workspace=self.workspace, memberships__lead_list_id=list_id)
+            .order_by("created_at", "pk")
+            .values_list("pk", flat=True)
+        )
 
 
 class JobOutput(serializers.Serializer):
@@ -235,7 +269,35 @@ class JobCancelApi(AvailabilityView):
         return JobDetailApi.delete(self, request, job_id)
 
 
+def _normalized(raw_addresses: list, label: str) -> list[str]:
+    """Every address normalized, or ValidationFailed naming the first bad one as
+    `label.index`."""
+    normalized = []
+    for index, raw in enumerate(raw_addresses):
+        try:
+            normalized.append(availability.normalize_address(raw))
+        except ValidationFailed as exc:
+            raise ValidationFailed(exc.message, field=f"{label}.{index}") from None
+    return normalized
+
+
+class AddressQuery(serializers.Serializer):
+    address = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, default=""
+    )
+
+    def validate_address(self, value: str) -> str:
+        try:
+            return availability.normalize_address(value)
+        except ValidationFailed as exc:
+            raise serializers.ValidationError(exc.message) from None
+
+
 class AddressesInput(serializers.Serializer):
+    """`address`, or `addresses` (normalized; a bad one is named `addresses.<index>`,
+    or `address` when it is the only one). Address errors are raised as they are:
+    their bodies carry no `details`."""
+
     address = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     addresses = serializers.ListField(
         child=serializers.CharField(allow_blank=True, trim_whitespace=False),
@@ -244,23 +306,15 @@ class AddressesInput(serializers.Serializer):
     )
     force = serializers.BooleanField(required=False, default=False)
 
-
-def _normalized(raw_addresses, label: str | None = None) -> list[str]:
-    """Every address normalized, or ValidationFailed naming the first bad one (as
-    `label.index`; without a label a single address is just `address`)."""
-    if not raw_addresses:
-        raise ValidationFailed("A phone number or email address is required", field="address")
-    if label is None and len(raw_addresses) > 1:
-        label = "addresses"
-    normalized = []
-    for index, raw in enumerate(raw_addresses):
-        try:
-            normalized.append(availability.normalize_address(raw))
-        except ValidationFailed as exc:
-            if label is None:
-                raise
-            raise ValidationFailed(exc.message, field=f"{label}.{index}") from None
-    return normalized
+    def validate(self, attrs):
+        raw = attrs["addresses"] if "addresses" in attrs else [attrs.get("address", "")]
+        if len(raw) > 1:
+            attrs["addresses"] = _normalized(raw, "addresses")
+        elif raw:
+            attrs["addresses"] = [availability.normalize_address(raw[0])]
+        else:
+            raise ValidationFailed("A phone number or email address is required", field="address")
+        return attrs
 
 
 def _addresses_response(results) -> Response:
@@ -282,13 +336,13 @@ _ADDRESSES_NOTE = (
 
 class AddressCheckApi(AvailabilityView):
     @extend_schema(
-        parameters=[OpenApiParameter("address", str, required=True)],
+        parameters=[AddressQuery],
         responses=_ADDRESS_RESULTS,
         summary="Check one phone number or email address",
         description=_ADDRESSES_NOTE,
     )
     def get(self, request):
-        addresses = _normalized([request.query_params.get("address", "")])
+        addresses = [validated(AddressQuery, request.query_params)["address"]]
         return _addresses_response(
             availability.availability_check_addresses(workspace=self.workspace, addresses=addresses)
         )
@@ -303,14 +357,20 @@ class AddressCheckApi(AvailabilityView):
         data = AddressesInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        raw = values["addresses"] if "addresses" in values else [values.get("address", "")]
         results = availability.availability_check_addresses(
-            workspace=self.workspace, addresses=_normalized(raw), force=values["force"]
+            workspace=self.workspace, addresses=values["addresses"], force=values["force"]
         )
         return _addresses_response(results)
 
 
+NO_ADDRESSES = "No phone or email addresses provided"
+NOT_AVAILABLE = "Contact not available on iMessage"
+
+
 class RoundRobinInput(serializers.Serializer):
+    """A contact's phones and emails; blank ones are dropped, the rest normalized
+    (a bad one is named by its index among the non-blank ones)."""
+
     phones = serializers.ListField(
         child=serializers.CharField(allow_blank=True), required=False, max_length=MAX_ADDRESSES
     )
@@ -318,14 +378,23 @@ class RoundRobinInput(serializers.Serializer):
         child=serializers.CharField(allow_blank=True), required=False, max_length=MAX_ADDRESSES
     )
 
+    def validate(self, attrs):
+        phones = [p for p in attrs.get("phones", []) if p.strip()]
+        emails = [e for e in attrs.get("emails", []) if e.strip()]
+        if not phones and not emails:
+            raise serializers.ValidationError(NO_ADDRESSES)
+        try:
+            addresses = _normalized(phones, "phones") + _normalized(emails, "emails")
+        except ValidationFailed as exc:
+            raise serializers.ValidationError({exc.field: exc.message}) from None
+        return {"addresses": addresses}
 
-NO_ADDRESSES = "No phone or email addresses provided"
-NOT_AVAILABLE = "Contact not available on iMessage"
 
-
-def _round_robin_invalid(message: str) -> ValidationFailed:
+def _round_robin_invalid(exc: ValidationFailed) -> ValidationFailed:
     # This endpoint's 400 bodies carry `available` and `reason` next to error and code.
-    return ValidationFailed(message, extra={"available": False, "reason": message})
+    return ValidationFailed(
+        exc.message, field=exc.field, extra={"available": False, "reason": exc.text}
+    )
 
 
 class RoundRobinCheckApi(AvailabilityView):
@@ -350,21 +419,12 @@ class RoundRobinCheckApi(AvailabilityView):
         "`error` and `code`.",
     )
     def post(self, request):
-        data = RoundRobinInput(data=request.data)
-        if not data.is_valid():
-            raise _round_robin_invalid(validation_body(data.errors)["error"])
-        values = data.validated_data
-        phones = [p for p in values.get("phones", []) if p.strip()]
-        emails = [e for e in values.get("emails", []) if e.strip()]
-        if not phones and not emails:
-            raise _round_robin_invalid(NO_ADDRESSES)
         try:
-            addresses = _normalized(phones, "phones") if phones else []
-            addresses += _normalized(emails, "emails") if emails else []
+            values = validated(RoundRobinInput, request.data)
         except ValidationFailed as exc:
-            raise _round_robin_invalid(str(exc)) from None
+            raise _round_robin_invalid(exc) from None
         results = availability.availability_check_addresses(
-            workspace=self.workspace, addresses=addresses, stop_at_available=True
+            workspace=self.workspace, addresses=values["addresses"], stop_at_available=True
         )
         for result in results:
             if result.available:

@@ -17,6 +17,7 @@ class StrictCharField(serializers.CharField):
 
 
 def _text(max_length=None, **kwargs):
+    # `null` stays None: the service reads it as empty.
     return StrictCharField(
         required=False,
         allow_blank=True,
@@ -28,24 +29,27 @@ def _text(max_length=None, **kwargs):
 
 
 class LeadInput(serializers.Serializer):
-    """The writable fields of a lead; phones and emails are normalized by the service."""
+    """The writable fields of a lead, validated to model field names (lead_update's
+    keyword arguments); phones and emails are normalized by the service."""
 
-    firstName = _text(200)  # noqa: N815
-    lastName = _text(200)  # noqa: N815
+    firstName = _text(200, source="first_name")  # noqa: N815
+    lastName = _text(200, source="last_name")  # noqa: N815
     email = _text(254)
     phone = _text(64)
-    altPhone1 = _text(64)  # noqa: N815
-    altPhone2 = _text(64)  # noqa: N815
-    altPhone3 = _text(64)  # noqa: N815
-    altEmail1 = _text(254)  # noqa: N815
-    altEmail2 = _text(254)  # noqa: N815
-    altEmail3 = _text(254)  # noqa: N815
-    companyName = _text(200)  # noqa: N815
-    jobTitle = _text(200)  # noqa: N815
+    altPhone1 = _text(64, source="alt_phone1")  # noqa: N815
+    altPhone2 = _text(64, source="alt_phone2")  # noqa: N815
+    altPhone3 = _text(64, source="alt_phone3")  # noqa: N815
+    altEmail1 = _text(254, source="alt_email1")  # noqa: N815
+    altEmail2 = _text(254, source="alt_email2")  # noqa: N815
+    altEmail3 = _text(254, source="alt_email3")  # noqa: N815
+    companyName = _text(200, source="company_name")  # noqa: N815
+    jobTitle = _text(200, source="job_title")  # noqa: N815
     notes = _text()
-    customFields = serializers.DictField(required=False, allow_null=True)  # noqa: N815
+    customFields = serializers.DictField(  # noqa: N815
+        required=False, allow_null=True, source="custom_fields"
+    )
     source = _text(100)
-    optedOut = serializers.BooleanField(required=False)  # noqa: N815
+    optedOut = serializers.BooleanField(required=False, source="opted_out")  # noqa: N815
 
 
 @extend_schema_field(LeadInput(many=True))

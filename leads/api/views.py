@@ -174,7 +174,7 @@ class LeadDetailApi(WorkspaceAPIView):
         values = dict(data.validated_data)
         country = values.pop("defaultCountryCode", None) or None
         lead = services.lead_update(
-            workspace=self.workspace, lead=lead, data=values, default_country_code=country
+            workspace=self.workspace, lead=lead, default_country_code=country, **values
         )
         selectors.attach_list_ids([lead])
         return Response({"lead": _lead_body(lead)})

@@ -68,8 +68,8 @@ class FallbackConfigApi(WorkspaceAPIView):
     def patch(self, request):
         data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        fields = {self.FIELDS[k]: v for k, v in data.validated_data.items()}
-        config = services.fallback_config_update(workspace=self.workspace, fields=fields)
+        changes = {self.FIELDS[k]: v for k, v in data.validated_data.items()}
+        config = services.fallback_config_update(workspace=self.workspace, **changes)
         return Response(config_body(config))
 
 

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -320,16 +320,48 @@ class MessageListOutput(serializers.Serializer):
     pagination = PaginationOutput()
 
 
-def _positive_int(value, name: str, default: int, maximum: int | None = None) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValidationFailed("must be a positive whole number", field=name) from None
-    if number < 1:
-        raise ValidationFailed("must be a positive whole number", field=name)
-    return min(number, maximum) if maximum else number
+class PageNumberField(serializers.Field):
+    """A whole number of at least 1 from the query string; absent or empty is the
+    default, and above `maximum` it is taken as `maximum`."""
+
+    default_error_messages = {"invalid": "must be a positive whole number"}
+
+    def __init__(self, *, default: int, maximum: int | None = None, **kwargs):
+        self.maximum = maximum
+        super().__init__(required=False, default=default, **kwargs)
+
+    def validate_empty_values(self, data):
+        if data is None or data == "":
+            return True, self.get_default()
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data) -> int:
+        try:
+            number = int(data)
+        except (TypeError, ValueError):
+            self.fail("invalid")
+        if number < 1:
+            self.fail("invalid")
+        return min(number, self.maximum) if self.maximum else number
+
+    def to_representation(self, value) -> int:
+        return value
+
+
+def _filter_field():
+    return serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, default=""
+    )
+
+
+class MessageListQuery(serializers.Serializer):
+    status = _filter_field()
+    leadId = _filter_field()  # noqa: N815
+    fromLineId = _filter_field()  # noqa: N815
+    campaignId = _filter_field()  # noqa: N815
+    batchId = _filter_field()  # noqa: N815
+    page = PageNumberField(default=1)
+    limit = PageNumberField(default=50, maximum=MAX_PAGE_SIZE)
 
 
 class MessagesApi(WorkspaceAPIView):
@@ -359,19 +391,21 @@ class MessagesApi(WorkspaceAPIView):
         )
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter(name, str, required=False)
-            for name in ("status", "leadId", "fromLineId", "campaignId", "batchId")
-        ]
-        + [OpenApiParameter("page", int, required=False), OpenApiParameter("limit", int)],
+        parameters=[MessageListQuery],
         responses=MessageListOutput,
         summary="List messages, newest first",
     )
     def get(self, request):
-        params = request.query_params
-        page = _positive_int(params.get("page"), "page", 1)
-        limit = _positive_int(params.get("limit"), "limit", 50, MAX_PAGE_SIZE)
-        rows = selectors.message_list(workspace=self.workspace, filters=params)
+        query = validated(MessageListQuery, request.query_params)
+        page, limit = query["page"], query["limit"]
+        rows = selectors.message_list(
+            workspace=self.workspace,
+            status=query["status"],
+            lead_id=query["leadId"],
+            line_id=query["fromLineId"],
+            campaign_id=query["campaignId"],
+            batch_id=query["batchId"],
+        )
         total = rows.count()
         items = rows[(page - 1) * limit : page * limit]
         return Response(
@@ -396,9 +430,17 @@ class MessageDetailApi(WorkspaceAPIView):
 
 class CancelForLeadApi(WorkspaceAPIView):
     class InputSerializer(serializers.Serializer):
+        """At least one of the three. That error is raised as it is: its body carries
+        no `details`."""
+
         leadId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         recipientPhone = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         recipientEmail = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+
+        def validate(self, attrs):
+            if not any(attrs.get(name) for name in ("leadId", "recipientPhone", "recipientEmail")):
+                raise ValidationFailed("Give leadId, recipientPhone or recipientEmail")
+            return attrs
 
     class OutputSerializer(serializers.Serializer):
         success = serializers.BooleanField()

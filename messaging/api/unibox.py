@@ -4,6 +4,7 @@ from rest_framework.response import Response
 
 from messaging import unibox
 from tuco.api.views import WorkspaceAPIView
+from tuco.errors import ValidationFailed
 
 MAX_PAGE_SIZE = 100
 
@@ -110,9 +111,22 @@ class SendReplyApi(WorkspaceAPIView):
     idempotent_post = True
 
     class InputSerializer(serializers.Serializer):
+        """A text that is not only whitespace, and a conversation or a lead. Those two
+        errors are raised as they are: their bodies carry no `details`."""
+
         conversationId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         leadId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         message = serializers.CharField(max_length=20_000, trim_whitespace=False)
+
+        def validate_message(self, value: str) -> str:
+            if not value.strip():
+                raise ValidationFailed("This field may not be blank.", field="message")
+            return value
+
+        def validate(self, attrs):
+            if not (attrs.get("conversationId") or attrs.get("leadId")):
+                raise ValidationFailed("Either conversationId or leadId is required")
+            return attrs
 
     @extend_schema(
         summary="Reply in a conversation",

@@ -118,10 +118,15 @@ class WebhookDetailApi(WorkspaceAPIView):
     def patch(self, request, endpoint_id):
         body = EndpointPatchInput(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
-        names = {"isActive": "is_active"}
-        fields = {names.get(k, k): v for k, v in body.validated_data.items()}
+        values = body.validated_data
         endpoint = webhooks.webhook_endpoint_update(
-            workspace=self.workspace, endpoint_id=endpoint_id, **fields
+            workspace=self.workspace,
+            endpoint_id=endpoint_id,
+            url=values.get("url"),
+            events=values.get("events"),
+            name=values.get("name"),
+            description=values.get("description"),
+            is_active=values.get("isActive"),
         )
         return Response(EndpointOutput(endpoint).data)
 

@@ -251,7 +251,7 @@ def test_patch_does_not_undo_a_change_committed_since_the_lead_was_read(acme, le
 
     stale = Lead.objects.get(pk=lead.pk)
     Lead.objects.filter(pk=lead.pk).update(opted_out=True, availability_status="available")
-    updated = lead_update(workspace=acme, lead=stale, data={"firstName": "Augusta"})
+    updated = lead_update(workspace=acme, lead=stale, first_name="Augusta")
     fresh = Lead.objects.get(pk=lead.pk)
     assert (fresh.first_name, fresh.opted_out, fresh.availability_status) == (
         "Augusta",
