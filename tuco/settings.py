@@ -198,6 +198,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # One name for the channel choices, whichever serializer offers them.
+    "ENUM_NAME_OVERRIDES": {"MessageTypeEnum": ["imessage", "sms", "email"]},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tuco.api.schema.add_error_responses",

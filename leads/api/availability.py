@@ -1,7 +1,8 @@
 """iMessage availability endpoints (API.md, "iMessage availability")."""
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -61,6 +62,7 @@ class LeadResultOutput(_NotCheckedFields):
     status = serializers.CharField()
 
 
+@extend_schema_field(OpenApiTypes.BOOL)
 class QueryFlagField(serializers.Field):
     """A query-string switch: "1", "true" or "yes" (any case) is on, anything else off."""
 

@@ -1,6 +1,7 @@
 from datetime import datetime
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -320,6 +321,7 @@ class MessageListOutput(serializers.Serializer):
     pagination = PaginationOutput()
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class PageNumberField(serializers.Field):
     """A whole number of at least 1 from the query string; absent or empty is the
     default, and above `maximum` it is taken as `maximum`."""
