@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from messaging.models import Message
+from messaging.models import FallbackConfig, Message
 
 logger = logging.getLogger(__name__)
 
@@ -318,10 +318,38 @@ def message_advance(
             message_id=message.pk, status=new_status, campaign_id=message.campaign_id
         )
         if new_status == "failed":
-            from messaging.sending import fallback_sms_on_commit
-
             fallback_sms_on_commit(message, reason="failed")
     return True
+
+
+# Fallback SMS
+
+
+def fallback_sms_wanted(message: Message, config: FallbackConfig | None, reason: str) -> bool:
+    if config is None or not config.is_configured:
+        return False
+    if message.message_type != Message.Type.IMESSAGE:
+        return False
+    if not (message.recipient_phone or (message.lead and message.lead.phone)):
+        return False
+    if reason == "fallback":
+        return True
+    return message.send_fallback_sms_on_failed or config.send_fallback_sms_on_failed
+
+
+def fallback_sms_on_commit(message: Message, *, reason: str) -> None:
+    """Queue the fallback SMS for `message` after the transaction commits, if wanted."""
+    config = FallbackConfig.objects.filter(workspace_id=message.workspace_id).first()
+    if not fallback_sms_wanted(message, config, reason):
+        return
+    message_id = message.pk
+
+    def queue():
+        from messaging.tasks import send_fallback_sms
+
+        send_fallback_sms.delay(message_id)
+
+    transaction.on_commit(queue)
 
 
 # The API's send request
