@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from messaging.models import FallbackConfig, Message
+from leads.models import LeadIdentifier
+from messaging.dnc import dnc_address, dnc_entry_add
+from messaging.models import DoNotContact, FallbackConfig, Message
 
 logger = logging.getLogger(__name__)
 
@@ -350,6 +353,46 @@ def fallback_sms_on_commit(message: Message, *, reason: str) -> None:
         send_fallback_sms.delay(message_id)
 
     transaction.on_commit(queue)
+
+
+# Do-not-contact
+
+
+@dataclass(frozen=True)
+class DncAdded:
+    entry: DoNotContact
+    created: bool
+    cancelled_message_ids: list[str]
+
+
+def dnc_add(
+    *,
+    workspace,
+    phone: str | None = None,
+    email: str | None = None,
+    reason: str = "",
+    source: str = DoNotContact.Source.API,
+) -> DncAdded:
+    """Put an address on the list (idempotent: an existing entry is returned as is) and
+    cancel every message still waiting for it or for the lead that owns it."""
+    kind, value = dnc_address(phone=phone, email=email)
+    return dnc_add_value(workspace=workspace, kind=kind, value=value, reason=reason, source=source)
+
+
+def dnc_add_value(*, workspace, kind: str, value: str, reason: str, source: str) -> DncAdded:
+    """`dnc_add` for an address already normalized."""
+    with transaction.atomic():
+        entry, created = dnc_entry_add(
+            workspace=workspace, kind=kind, value=value, reason=reason, source=source
+        )
+        owner = LeadIdentifier.objects.filter(workspace=workspace, value=value).first()
+        cancelled = message_cancel_waiting(
+            workspace=workspace,
+            lead=owner.lead if owner else None,
+            addresses=[value],
+            reason="Recipient is on the do-not-contact list",
+        )
+    return DncAdded(entry=entry, created=created, cancelled_message_ids=cancelled)
 
 
 # The API's send request
