@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -18,6 +19,8 @@ from django.utils import timezone
 from leads.models import LeadIdentifier
 from messaging.dnc import dnc_address, dnc_entry_add
 from messaging.models import DoNotContact, FallbackConfig, Message
+from messaging.signals import message_status_changed
+from messaging.webhooks import event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +52,6 @@ def event_for_message(message: Message, status: str, data: dict | None = None) -
     event = STATUS_EVENTS.get(status)
     if event is None:
         return
-    from messaging.webhooks import event_emit
-
     event_emit(
         workspace=message.workspace,
         event=event,
@@ -70,8 +71,6 @@ def status_changed_on_commit(*, message_id: str, status: str, campaign_id: str =
         return
 
     def send():
-        from messaging.signals import message_status_changed
-
         message_status_changed.send(
             sender=Message, message_id=message_id, status=status, campaign_id=campaign_id or ""
         )
@@ -97,8 +96,6 @@ def dispatch_on_commit(message_ids: Iterable[str]) -> None:
         return
 
     def queue():
-        from django.core.cache import cache
-
         from messaging.tasks import dispatch_messages
 
         # An eager run (tests, CELERY_TASK_ALWAYS_EAGER) happens right here instead.
@@ -111,8 +108,6 @@ def dispatch_on_commit(message_ids: Iterable[str]) -> None:
 
 def dispatch_wake_clear() -> None:
     """A dispatch run is starting: rows committed from now on need a run of their own."""
-    from django.core.cache import cache
-
     cache.delete(DISPATCH_WAKE_KEY)
 
 
