@@ -10,16 +10,16 @@ class CampaignsConfig(AppConfig):
 
     def ready(self):
         from campaigns.sequencing import on_message_status_changed
-        from messaging import webhooks
-        from messaging.signals import message_status_changed
+        from messaging.signals import campaign_names_requested, message_status_changed
 
         message_status_changed.connect(
             on_message_status_changed, dispatch_uid="campaigns.sequence_on_status_change"
         )
-        webhooks.set_campaign_name_resolver(campaign_names)
+        campaign_names_requested.connect(campaign_names, dispatch_uid="campaigns.campaign_names")
 
 
-def campaign_names(workspace_id: str, campaign_ids: list[str]) -> dict[str, str]:
+def campaign_names(sender, workspace_id: str, campaign_ids: list[str], **kwargs) -> dict[str, str]:
+    """Receiver of messaging.signals.campaign_names_requested."""
     from campaigns.models import Campaign
 
     return dict(

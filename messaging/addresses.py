@@ -11,6 +11,10 @@ from leads.normalize import InvalidIdentifier, default_region, normalize_email, 
 from lines.relay import address_from_chat_guid
 
 
+def is_email(address: str) -> bool:
+    return "@" in address
+
+
 def phone_normalize(value) -> str:
     """E.164, reading a number without country code in the default country.
     Raises InvalidIdentifier."""

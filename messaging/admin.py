@@ -110,7 +110,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resend (same webhook-id)")
     def resend(self, request, queryset):
-        from messaging.webhooks import webhook_delivery_resend
+        from messaging.webhook_delivery import webhook_delivery_resend
 
         count = 0
         for delivery_id in queryset.values_list("pk", flat=True):

@@ -3,6 +3,8 @@ from django.apps import AppConfig
 
 class MessagingConfig(AppConfig):
     name = "messaging"
+    # (name, task name, every N seconds): collected by setup_periodic_tasks. The
+    # webhook and relay tasks keep the names they were first scheduled under.
     periodic_tasks = [
         ("Dispatch due messages", "messaging.tasks.dispatch_due_messages", 3),
         ("Reconcile messages stuck in sending", "messaging.tasks.reconcile_stuck_messages", 60),
@@ -11,6 +13,15 @@ class MessagingConfig(AppConfig):
     ]
 
     def ready(self):
-        from messaging.inbound_tasks import connect_signals
+        from leads.signals import lead_availability_updated
+        from lines.signals import line_saved
+        from messaging.inbound_tasks import on_line_saved
+        from messaging.settings_views import SETTINGS_SECTION
+        from messaging.webhooks import on_lead_availability_updated
+        from tuco.settings_sections import settings_section_register
 
-        connect_signals()
+        line_saved.connect(on_line_saved, dispatch_uid="messaging.relay_register_webhook")
+        lead_availability_updated.connect(
+            on_lead_availability_updated, dispatch_uid="messaging.lead_availability_webhook"
+        )
+        settings_section_register(SETTINGS_SECTION)

@@ -1,4 +1,4 @@
-"""Inbound traffic: relay and Twilio callbacks, replies, opt-out and do-not-contact.
+"""Inbound traffic: relay and Twilio callbacks, replies and opt-out.
 
 Every callback handler here is idempotent: relays send `new-message` twice for one
 of our sends, a lost webhook is later found again by the poll, and Twilio retries.
@@ -12,7 +12,6 @@ import contextlib
 import logging
 import math
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -26,13 +25,13 @@ from leads.normalize import InvalidIdentifier, normalize_email
 from lines.models import Line
 from lines.relay import WEBHOOK_EVENTS as RELAY_WEBHOOK_EVENTS
 from lines.relay import RelayError, get_client
-from messaging.addresses import direct_chat_guid, normalize_address, phone_normalize
+from messaging.addresses import direct_chat_guid, is_email, normalize_address, phone_normalize
 from messaging.models import Conversation, DoNotContact, InboundMessage, Message
 from messaging.models.outbox import REPLIED_REASON
-from messaging.services import message_advance, message_cancel_waiting
+from messaging.services import dnc_add_value, message_advance, message_cancel_waiting
 from messaging.webhooks import campaign_exists, event_emit
 from tuco.api.fields import iso_utc
-from tuco.errors import NotFound, ServiceError, ValidationFailed
+from tuco.errors import ServiceError, ValidationFailed
 from tuco.ids import looks_like_id
 
 logger = logging.getLogger(__name__)
@@ -60,10 +59,6 @@ def is_opt_out(text: str) -> bool:
     return " ".join((text or "").split()).upper() in OPT_OUT_KEYWORDS
 
 
-def _is_email(address: str) -> bool:
-    return "@" in address
-
-
 def _from_ms(value) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         return None
@@ -84,7 +79,7 @@ def _lead_for_address(*, workspace, address: str) -> Lead:
     )
     if owner is not None:
         return owner.lead
-    data = {"email": address} if _is_email(address) else {"phone": address}
+    data = {"email": address} if is_email(address) else {"phone": address}
     try:
         lead, _ = lead_get_or_create(
             workspace=workspace,
@@ -98,94 +93,6 @@ def _lead_for_address(*, workspace, address: str) -> Lead:
         # An address the lead rules refuse (e.g. a short code): keep the reply, no lead.
         return None
     return lead
-
-
-# --------------------------------------------------------------------------- do-not-contact
-
-
-def dnc_address(*, phone: str | None = None, email: str | None = None) -> tuple[str, str]:
-    """(kind, normalized value) for exactly one of phone / email; ValidationFailed otherwise."""
-    phone = (phone or "").strip() if isinstance(phone, str) else phone
-    email = (email or "").strip() if isinstance(email, str) else email
-    if phone and email:
-        raise ValidationFailed("Provide either phone or email, not both")
-    if not phone and not email:
-        raise ValidationFailed("Either phone or email is required")
-    try:
-        if phone:
-            return "phone", phone_normalize(phone)
-        return "email", normalize_email(email)
-    except InvalidIdentifier as exc:
-        field = "phone" if phone else "email"
-        raise ValidationFailed(str(exc), field=field) from None
-
-
-@dataclass(frozen=True)
-class DncAdded:
-    entry: DoNotContact
-    created: bool
-    cancelled_message_ids: list[str]
-
-
-def dnc_add(
-    *,
-    workspace,
-    phone: str | None = None,
-    email: str | None = None,
-    reason: str = "",
-    source: str = DoNotContact.Source.API,
-) -> DncAdded:
-    """Put an address on the list (idempotent: an existing entry is returned as is) and
-    cancel every message still waiting for it or for the lead that owns it."""
-    kind, value = dnc_address(phone=phone, email=email)
-    return _dnc_add_value(workspace=workspace, kind=kind, value=value, reason=reason, source=source)
-
-
-def _dnc_add_value(*, workspace, kind: str, value: str, reason: str, source: str) -> DncAdded:
-    with transaction.atomic():
-        entry = DoNotContact.objects.filter(workspace=workspace, value=value).first()
-        created = False
-        if entry is None:
-            try:
-                with transaction.atomic():
-                    entry = DoNotContact.objects.create(
-                        workspace=workspace,
-                        value=value,
-                        kind=kind,
-                        reason=(reason or "")[:300],
-                        source=source,
-                    )
-                    created = True
-            except IntegrityError:
-                entry = DoNotContact.objects.get(workspace=workspace, value=value)
-        owner = LeadIdentifier.objects.filter(workspace=workspace, value=value).first()
-        cancelled = message_cancel_waiting(
-            workspace=workspace,
-            lead=owner.lead if owner else None,
-            addresses=[value],
-            reason="Recipient is on the do-not-contact list",
-        )
-    return DncAdded(entry=entry, created=created, cancelled_message_ids=cancelled)
-
-
-def dnc_remove(*, workspace, entry_id) -> None:
-    deleted = 0
-    if looks_like_id(entry_id):
-        deleted, _ = DoNotContact.objects.filter(workspace=workspace, pk=entry_id).delete()
-    if not deleted:
-        raise NotFound("Do-not-contact entry not found")
-
-
-def dnc_list(*, workspace, search: str = ""):
-    rows = DoNotContact.objects.filter(workspace=workspace)
-    search = (search or "").strip()
-    if search:
-        digits = "".join(ch for ch in search if ch.isdigit())
-        match = Q(value__icontains=search) | Q(reason__icontains=search)
-        if digits and not _is_email(search):
-            match |= Q(value__contains=digits)
-        rows = rows.filter(match)
-    return rows.order_by("-created_at", "-id")
 
 
 # --------------------------------------------------------------------------- inbound
@@ -318,9 +225,9 @@ def _cancel_stop_on_reply(*, workspace, lead, now) -> list[str]:
 
 
 def _opt_out(*, workspace, lead, address, text, now) -> None:
-    _dnc_add_value(
+    dnc_add_value(
         workspace=workspace,
-        kind="email" if _is_email(address) else "phone",
+        kind="email" if is_email(address) else "phone",
         value=address,
         reason=f'Replied "{(text or "").strip()[:40]}"',
         source=DoNotContact.Source.REPLY,
@@ -549,7 +456,7 @@ def _lead_identity(lead: Lead, address: str | None) -> tuple[str | None, str | N
     phone = lead.phone or None
     email = lead.email or None
     if address:
-        if _is_email(address):
+        if is_email(address):
             email = address
         else:
             phone = address

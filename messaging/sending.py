@@ -40,7 +40,11 @@ from messaging.channels.email import EmailError, send_email
 from messaging.channels.sms import SmsError, send_sms
 from messaging.dnc import dnc_blocked_address, dnc_blocked_values
 from messaging.models import Conversation, FallbackConfig, Message
-from messaging.services import event_for_message, status_changed_on_commit
+from messaging.services import (
+    event_for_message,
+    fallback_sms_on_commit,
+    status_changed_on_commit,
+)
 from tuco.errors import ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -668,33 +672,6 @@ def _record_fallback(message: Message, checked: list) -> str:
 
 
 # Fallback SMS
-
-
-def fallback_sms_wanted(message: Message, config: FallbackConfig | None, reason: str) -> bool:
-    if config is None or not config.is_configured:
-        return False
-    if message.message_type != Message.Type.IMESSAGE:
-        return False
-    if not (message.recipient_phone or (message.lead and message.lead.phone)):
-        return False
-    if reason == "fallback":
-        return True
-    return message.send_fallback_sms_on_failed or config.send_fallback_sms_on_failed
-
-
-def fallback_sms_on_commit(message: Message, *, reason: str) -> None:
-    """Queue the fallback SMS for `message` after the transaction commits, if wanted."""
-    config = FallbackConfig.objects.filter(workspace_id=message.workspace_id).first()
-    if not fallback_sms_wanted(message, config, reason):
-        return
-    message_id = message.pk
-
-    def queue():
-        from messaging.tasks import send_fallback_sms
-
-        send_fallback_sms.delay(message_id)
-
-    transaction.on_commit(queue)
 
 
 def fallback_sms_send(*, message_id: str) -> str:

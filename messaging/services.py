@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from messaging.models import Message
+from leads.models import LeadIdentifier
+from messaging.dnc import dnc_address, dnc_entry_add
+from messaging.models import DoNotContact, FallbackConfig, Message
+from messaging.signals import message_status_changed
+from messaging.webhooks import event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +52,6 @@ def event_for_message(message: Message, status: str, data: dict | None = None) -
     event = STATUS_EVENTS.get(status)
     if event is None:
         return
-    from messaging.webhooks import event_emit
-
     event_emit(
         workspace=message.workspace,
         event=event,
@@ -67,8 +71,6 @@ def status_changed_on_commit(*, message_id: str, status: str, campaign_id: str =
         return
 
     def send():
-        from messaging.signals import message_status_changed
-
         message_status_changed.send(
             sender=Message, message_id=message_id, status=status, campaign_id=campaign_id or ""
         )
@@ -94,8 +96,6 @@ def dispatch_on_commit(message_ids: Iterable[str]) -> None:
         return
 
     def queue():
-        from django.core.cache import cache
-
         from messaging.tasks import dispatch_messages
 
         # An eager run (tests, CELERY_TASK_ALWAYS_EAGER) happens right here instead.
@@ -108,8 +108,6 @@ def dispatch_on_commit(message_ids: Iterable[str]) -> None:
 
 def dispatch_wake_clear() -> None:
     """A dispatch run is starting: rows committed from now on need a run of their own."""
-    from django.core.cache import cache
-
     cache.delete(DISPATCH_WAKE_KEY)
 
 
@@ -318,10 +316,78 @@ def message_advance(
             message_id=message.pk, status=new_status, campaign_id=message.campaign_id
         )
         if new_status == "failed":
-            from messaging.sending import fallback_sms_on_commit
-
             fallback_sms_on_commit(message, reason="failed")
     return True
+
+
+# Fallback SMS
+
+
+def fallback_sms_wanted(message: Message, config: FallbackConfig | None, reason: str) -> bool:
+    if config is None or not config.is_configured:
+        return False
+    if message.message_type != Message.Type.IMESSAGE:
+        return False
+    if not (message.recipient_phone or (message.lead and message.lead.phone)):
+        return False
+    if reason == "fallback":
+        return True
+    return message.send_fallback_sms_on_failed or config.send_fallback_sms_on_failed
+
+
+def fallback_sms_on_commit(message: Message, *, reason: str) -> None:
+    """Queue the fallback SMS for `message` after the transaction commits, if wanted."""
+    config = FallbackConfig.objects.filter(workspace_id=message.workspace_id).first()
+    if not fallback_sms_wanted(message, config, reason):
+        return
+    message_id = message.pk
+
+    def queue():
+        from messaging.tasks import send_fallback_sms
+
+        send_fallback_sms.delay(message_id)
+
+    transaction.on_commit(queue)
+
+
+# Do-not-contact
+
+
+@dataclass(frozen=True)
+class DncAdded:
+    entry: DoNotContact
+    created: bool
+    cancelled_message_ids: list[str]
+
+
+def dnc_add(
+    *,
+    workspace,
+    phone: str | None = None,
+    email: str | None = None,
+    reason: str = "",
+    source: str = DoNotContact.Source.API,
+) -> DncAdded:
+    """Put an address on the list (idempotent: an existing entry is returned as is) and
+    cancel every message still waiting for it or for the lead that owns it."""
+    kind, value = dnc_address(phone=phone, email=email)
+    return dnc_add_value(workspace=workspace, kind=kind, value=value, reason=reason, source=source)
+
+
+def dnc_add_value(*, workspace, kind: str, value: str, reason: str, source: str) -> DncAdded:
+    """`dnc_add` for an address already normalized."""
+    with transaction.atomic():
+        entry, created = dnc_entry_add(
+            workspace=workspace, kind=kind, value=value, reason=reason, source=source
+        )
+        owner = LeadIdentifier.objects.filter(workspace=workspace, value=value).first()
+        cancelled = message_cancel_waiting(
+            workspace=workspace,
+            lead=owner.lead if owner else None,
+            addresses=[value],
+            reason="Recipient is on the do-not-contact list",
+        )
+    return DncAdded(entry=entry, created=created, cancelled_message_ids=cancelled)
 
 
 # The API's send request

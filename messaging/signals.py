@@ -8,3 +8,8 @@ from django.dispatch import Signal
 # be idempotent: a status change may be reported more than once, and a reader
 # that must not miss one also sweeps (campaigns does).
 message_status_changed = Signal()
+
+# Sent to ask for the names of campaigns (webhook payloads and replies carry them):
+# kwargs workspace_id (str), campaign_ids (list[str]). A receiver returns
+# {campaign_id: name} for those of the ids that are campaigns of that workspace.
+campaign_names_requested = Signal()

@@ -3,6 +3,7 @@ import time
 
 from celery import shared_task
 
+from messaging import webhook_delivery
 from messaging.dispatch import BATCH_SIZE, dispatch_due
 from messaging.sending import (
     fallback_sms_send,
@@ -80,3 +81,31 @@ def send_fallback_sms(message_id):
 @shared_task
 def reconcile_stuck_messages():
     return messages_reconcile_stuck()
+
+
+# Webhooks out. Their names predate this module: beat rows and queued tasks carry them.
+
+
+@shared_task(name="messaging.inbound_tasks.webhook_deliver")
+def webhook_deliver(delivery_id: str) -> str | None:
+    """Deliver one outbox row now, if it is still due and no other worker holds it."""
+    if not webhook_delivery.webhook_deliveries_claim(delivery_ids=[delivery_id], limit=1):
+        return None
+    return webhook_delivery.webhook_delivery_attempt(delivery_id=delivery_id)
+
+
+@shared_task(name="messaging.inbound_tasks.webhook_deliver_due")
+def webhook_deliver_due() -> int:
+    """Deliver every due delivery (first tries that were lost, and retries)."""
+    done = 0
+    while True:
+        ids = webhook_delivery.webhook_deliveries_claim(limit=webhook_delivery.CLAIM_BATCH)
+        for delivery_id in ids:
+            try:
+                webhook_delivery.webhook_delivery_attempt(delivery_id=delivery_id)
+            except Exception:
+                # The claim's lease brings the row back later.
+                logger.exception("Webhook delivery %s failed unexpectedly", delivery_id)
+        done += len(ids)
+        if len(ids) < webhook_delivery.CLAIM_BATCH:
+            return done

@@ -2,49 +2,46 @@
 
 `event_emit` writes one `WebhookDelivery` row per subscribed endpoint inside the
 caller's transaction (so an event exists exactly when the change it describes was
-committed) and queues its delivery after the commit. Delivery, signing and retries
-live in `messaging.delivery` and `messaging.inbound_tasks`.
+committed) and queues its delivery after the commit. Delivery and retries live in
+`messaging.webhook_delivery`, signing and the HTTP request in `messaging.delivery`.
 
-Campaign names: messaging never imports campaigns. The campaigns app sets
-`campaign_name_resolver` (for example in its AppConfig.ready) to a callable
-`(workspace_id: str, campaign_ids: list[str]) -> dict[str, str]` giving the name of
-each campaign that exists in that workspace. Without it, payloads carry
+Campaign names: messaging never imports campaigns; it asks for them with the
+`campaign_names_requested` signal. Without a receiver, payloads carry
 `campaignName: null` and a campaign is taken to exist when a message of the
 workspace carries its id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
+from messaging.delivery import post_signed, target_check
 from messaging.models import Message, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from messaging.models.webhooks import TEST_EVENT, WEBHOOK_EVENTS
+from messaging.signals import campaign_names_requested
+from messaging.webhook_delivery import deliveries_queue
 from tuco.api.fields import iso_utc
 from tuco.errors import NotFound, ValidationFailed
-
-CampaignNameResolver = Callable[[str, list[str]], dict[str, str]]
-campaign_name_resolver: CampaignNameResolver | None = None
-
-
-def set_campaign_name_resolver(resolver: CampaignNameResolver | None) -> None:
-    global campaign_name_resolver
-    campaign_name_resolver = resolver
 
 
 def campaign_names(*, workspace_id: str, campaign_ids: Iterable[str]) -> dict[str, str]:
     ids = sorted({c for c in campaign_ids if c})
-    if not ids or campaign_name_resolver is None:
+    if not ids:
         return {}
-    return dict(campaign_name_resolver(workspace_id, ids) or {})
+    names = {}
+    for _receiver, answer in campaign_names_requested.send(
+        sender=Message, workspace_id=workspace_id, campaign_ids=ids
+    ):
+        names.update(answer or {})
+    return names
 
 
 def campaign_exists(*, workspace, campaign_id: str) -> bool:
-    if campaign_name_resolver is not None:
+    if campaign_names_requested.has_listeners(Message):
         return campaign_id in campaign_names(workspace_id=workspace.pk, campaign_ids=[campaign_id])
     return Message.objects.filter(workspace=workspace, campaign_id=campaign_id).exists()
 
@@ -158,15 +155,8 @@ def event_emit(
         ]
     )
     ids = [delivery.pk for delivery in deliveries]
-    transaction.on_commit(lambda: _queue(ids))
+    transaction.on_commit(lambda: deliveries_queue(ids))
     return ids
-
-
-def _queue(delivery_ids: list[str]) -> None:
-    from messaging.inbound_tasks import webhook_deliver
-
-    for delivery_id in delivery_ids:
-        webhook_deliver.delay(delivery_id)
 
 
 # Endpoints
@@ -186,8 +176,6 @@ def _clean_events(events) -> list[str]:
 def webhook_endpoint_create(
     *, workspace, url: str, events: list[str], name: str, description: str = ""
 ) -> WebhookEndpoint:
-    from messaging.delivery import target_check
-
     target_check(url)
     endpoint = WebhookEndpoint(
         workspace=workspace,
@@ -222,8 +210,6 @@ def webhook_endpoint_update(
     endpoint = webhook_endpoint_get(workspace=workspace, endpoint_id=endpoint_id)
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
     if url is not None:
-        from messaging.delivery import target_check
-
         target_check(url)
         endpoint.url = url
     if events is not None:
@@ -255,112 +241,11 @@ def webhook_test_payload(*, workspace, endpoint: WebhookEndpoint) -> dict:
     }
 
 
-# Delivery
-
-# Seconds to wait after the n-th failed attempt; after the last one the delivery fails.
-RETRY_SCHEDULE = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 24 * 3600)
-MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
-# A claimed delivery is not due again for this long, so a worker that dies mid-request
-# only delays it; the request timeout is far shorter.
-LEASE_SECONDS = 120
-CLAIM_BATCH = 100
-
-
-def webhook_deliveries_claim(
-    *, delivery_ids: Iterable[str] | None = None, now: datetime | None = None, limit: int = 100
-) -> list[str]:
-    """Claim due pending deliveries for this worker and count the attempt.
-
-    SKIP LOCKED plus the pushed-forward `next_attempt_at` mean two workers never hold
-    the same row: a second worker skips it while the first holds the lock, and finds
-    it not due once the claim has committed.
-    """
-    now = now or timezone.now()
-    rows = WebhookDelivery.objects.filter(
-        status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
-    )
-    if delivery_ids is not None:
-        rows = rows.filter(pk__in=list(delivery_ids))
-    with transaction.atomic():
-        ids = list(
-            rows.select_for_update(skip_locked=True)
-            .order_by("next_attempt_at")
-            .values_list("pk", flat=True)[:limit]
-        )
-        if ids:
-            WebhookDelivery.objects.filter(pk__in=ids).update(
-                next_attempt_at=now + timedelta(seconds=LEASE_SECONDS),
-                attempts=F("attempts") + 1,
-            )
-    return ids
-
-
-def webhook_delivery_attempt(*, delivery_id: str, now: datetime | None = None) -> str:
-    """Send a claimed delivery once and record the outcome; returns the new status.
-
-    Makes a network call: call it outside any transaction, after the claim committed.
-    """
-    from messaging.delivery import post_signed
-
-    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
-    endpoint = delivery.endpoint
-    if delivery.status != WebhookDelivery.Status.PENDING:
-        return delivery.status
-    if not endpoint.is_active:
-        WebhookDelivery.objects.filter(pk=delivery.pk, status="pending").update(
-            status=WebhookDelivery.Status.CANCELLED,
-            last_error=f"Endpoint disabled: {endpoint.disabled_reason}"[:2000],
-        )
-        return WebhookDelivery.Status.CANCELLED
-    outcome = post_signed(
-        url=endpoint.url,
-        secret=endpoint.secret,
-        webhook_id=delivery.pk,
-        event=delivery.event,
-        payload=delivery.payload,
-        now=(now or timezone.now()).timestamp(),
-    )
-    return _record(delivery=delivery, outcome=outcome, now=now or timezone.now())
-
-
-@transaction.atomic
-def _record(*, delivery: WebhookDelivery, outcome, now: datetime) -> str:
-    WebhookAttempt.objects.create(
-        delivery=delivery,
-        attempted_at=now,
-        status_code=outcome.status_code,
-        error=outcome.error[:2000],
-        response_body=outcome.response_body,
-        duration_ms=outcome.duration_ms,
-    )
-    changes = {"last_status_code": outcome.status_code, "last_error": outcome.error[:2000]}
-    if outcome.ok:
-        changes.update(status=WebhookDelivery.Status.DELIVERED, delivered_at=now)
-    elif outcome.gone:
-        changes.update(status=WebhookDelivery.Status.FAILED)
-        WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(
-            is_active=False,
-            disabled_reason="The endpoint answered 410 Gone",
-            updated_at=now,
-        )
-    elif delivery.attempts >= MAX_ATTEMPTS:
-        changes.update(status=WebhookDelivery.Status.FAILED)
-    else:
-        delay = RETRY_SCHEDULE[max(delivery.attempts, 1) - 1]
-        changes.update(next_attempt_at=now + timedelta(seconds=delay))
-    WebhookDelivery.objects.filter(pk=delivery.pk, status=WebhookDelivery.Status.PENDING).update(
-        **changes
-    )
-    return changes.get("status", WebhookDelivery.Status.PENDING)
-
-
 def webhook_endpoint_test(*, workspace, endpoint_id: str, now: datetime | None = None) -> dict:
     """Send a signed `webhook.test` event now and report what the endpoint answered.
 
     Recorded as a delivery with one attempt, never retried.
     """
-    from messaging.delivery import post_signed
-
     endpoint = webhook_endpoint_get(workspace=workspace, endpoint_id=endpoint_id)
     now = now or timezone.now()
     payload = webhook_test_payload(workspace=workspace, endpoint=endpoint)
@@ -405,15 +290,6 @@ def webhook_endpoint_test(*, workspace, endpoint_id: str, now: datetime | None =
     }
 
 
-def webhook_delivery_resend(*, delivery_id: str, now: datetime | None = None) -> None:
-    """Queue a delivery again (admin action): same webhook-id, due now."""
-    now = now or timezone.now()
-    WebhookDelivery.objects.filter(pk=delivery_id).exclude(event=TEST_EVENT).update(
-        status=WebhookDelivery.Status.PENDING, next_attempt_at=now, attempts=0
-    )
-    transaction.on_commit(lambda: _queue([delivery_id]))
-
-
 def lead_availability_emit(*, workspace, results) -> int:
     """`lead.availability_updated` for each result (leads.availability.LeadResult)."""
     from leads.models import Lead
@@ -447,3 +323,10 @@ def lead_availability_emit(*, workspace, results) -> int:
         )
         emitted += 1
     return emitted
+
+
+def on_lead_availability_updated(sender, workspace, results, **kwargs):
+    """Receiver of leads.signals.lead_availability_updated (connected in
+    MessagingConfig.ready()). Sent inside the transaction that wrote the results: the
+    outbox rows commit with them."""
+    lead_availability_emit(workspace=workspace, results=results)

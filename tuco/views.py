@@ -3,10 +3,9 @@
 from functools import wraps
 from urllib.parse import quote
 
-from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -15,17 +14,14 @@ from django.views.decorators.http import require_POST
 
 from tuco import services
 from tuco.api.auth import SESSION_WORKSPACE_KEY
-from tuco.errors import ServiceError
 from tuco.forms import (
     ApiKeyForm,
-    FallbackConfigForm,
     LoginForm,
     MemberAddForm,
-    WebhookEndpointForm,
     WorkspaceTimezoneForm,
-    add_service_error,
 )
 from tuco.models import ApiKey, Membership
+from tuco.settings_sections import settings_sections
 
 # (label, URL name, section). A section appears in the navigation as soon as its URL
 # name resolves, so pages added later show up without touching this list's users.
@@ -181,49 +177,16 @@ def _settings_context(request, **forms):
         "member_form": forms.get("member_form") or MemberAddForm(),
         "new_key": forms.get("new_key"),
     }
-    context.update(_optional_sections(request, **forms))
+    sections = settings_sections()
+    context["settings_sections"] = [section.template for section in sections]
+    for section in sections:
+        context.update(section.context(request, **forms))
     return context
-
-
-def _optional_sections(request, **forms) -> dict:
-    """Fallback SMS and webhooks, owned by the messaging app. Imported here, inside the
-    dashboard view only, so that tuco's models and services never depend on messaging."""
-    if not apps.is_installed("messaging"):
-        return {}
-    from messaging.models import FallbackConfig, WebhookDelivery, WebhookEndpoint
-    from messaging.models.webhooks import WEBHOOK_EVENTS
-
-    workspace = request.workspace
-    config = FallbackConfig.objects.filter(workspace=workspace).first()
-    initial = {}
-    if config is not None:
-        initial = {
-            "enabled": config.enabled,
-            "twilio_account_sid": config.twilio_account_sid,
-            "twilio_from_number": config.twilio_from_number,
-            "send_fallback_sms_on_failed": config.send_fallback_sms_on_failed,
-        }
-    return {
-        "messaging_sections": True,
-        "fallback_config": config,
-        "fallback_form": forms.get("fallback_form") or FallbackConfigForm(initial=initial),
-        "webhooks": list(
-            WebhookEndpoint.objects.filter(workspace=workspace).order_by("created_at")
-        ),
-        "webhook_form": forms.get("webhook_form") or WebhookEndpointForm(events=WEBHOOK_EVENTS),
-        "new_webhook": forms.get("new_webhook"),
-        "deliveries": list(
-            WebhookDelivery.objects.filter(workspace=workspace)
-            .select_related("endpoint")
-            .order_by("-created_at")[:20]
-        ),
-    }
 
 
 # A secret made by a POST is shown by the GET it redirects to (post/redirect/get, so
 # a reload creates nothing), and only there: the page pops it from the session.
 NEW_KEY_SESSION = "tuco.new_api_key"
-NEW_WEBHOOK_SESSION = "tuco.new_webhook"
 
 
 def _pop_new_secrets(request) -> dict:
@@ -233,13 +196,9 @@ def _pop_new_secrets(request) -> dict:
         found = ApiKey.objects.filter(workspace=request.workspace, pk=key["id"]).first()
         if found is not None:
             shown["new_key"] = {"key": found, "raw": key["raw"]}
-    endpoint_id = request.session.pop(NEW_WEBHOOK_SESSION, None)
-    if endpoint_id and apps.is_installed("messaging"):
-        from messaging.models import WebhookEndpoint
-
-        shown["new_webhook"] = WebhookEndpoint.objects.filter(
-            workspace=request.workspace, pk=endpoint_id
-        ).first()
+    for section in settings_sections():
+        if section.shown_once is not None:
+            shown.update(section.shown_once(request))
     return shown
 
 
@@ -309,73 +268,7 @@ def member_add(request):
     )
 
 
-def _settings_error(request, **forms):
+def settings_page_error(request, **forms):
+    """The Settings page again with the form a POST failed to validate (keyed by the
+    name its section's template uses), as a 400."""
     return render(request, "tuco/settings.html", _settings_context(request, **forms), status=400)
-
-
-@require_POST
-@workspace_required(manage=True)
-def fallback_config(request):
-    from messaging.services import fallback_config_update
-
-    form = FallbackConfigForm(request.POST)
-    if form.is_valid():
-        try:
-            fallback_config_update(workspace=request.workspace, **form.service_fields())
-        except ServiceError as exc:
-            add_service_error(form, exc, {"twilioFromNumber": "twilio_from_number"})
-        else:
-            messages.success(request, "Fallback SMS settings saved.")
-            return redirect("settings")
-    return _settings_error(request, fallback_form=form)
-
-
-@require_POST
-@workspace_required(manage=True)
-def webhook_create(request):
-    from messaging.models.webhooks import WEBHOOK_EVENTS
-    from messaging.webhooks import webhook_endpoint_create
-
-    form = WebhookEndpointForm(request.POST, events=WEBHOOK_EVENTS)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            endpoint = webhook_endpoint_create(
-                workspace=request.workspace,
-                url=data["url"],
-                events=data["events"],
-                name=data["name"],
-                description=data["description"],
-            )
-        except ServiceError as exc:
-            add_service_error(form, exc)
-        else:
-            request.session[NEW_WEBHOOK_SESSION] = endpoint.pk
-            return redirect("settings")
-    return _settings_error(request, webhook_form=form)
-
-
-@require_POST
-@workspace_required(manage=True)
-def webhook_delete(request, endpoint_id):
-    from messaging.webhooks import webhook_endpoint_delete
-
-    try:
-        webhook_endpoint_delete(workspace=request.workspace, endpoint_id=endpoint_id)
-    except ServiceError:
-        raise Http404("Webhook not found") from None
-    messages.success(request, "Webhook deleted.")
-    return redirect("settings")
-
-
-@require_POST
-@workspace_required(manage=True)
-def webhook_delivery_resend(request, delivery_id):
-    from messaging.models import WebhookDelivery
-    from messaging.webhooks import webhook_delivery_resend as resend
-
-    if not WebhookDelivery.objects.filter(workspace=request.workspace, pk=delivery_id).exists():
-        raise Http404("Delivery not found")
-    resend(delivery_id=delivery_id)
-    messages.success(request, "Delivery queued again.")
-    return redirect("settings")

@@ -14,16 +14,7 @@ urlpatterns = [
     path("settings/api-keys/<str:key_id>/revoke/", views.api_key_revoke, name="api-key-revoke"),
     path("settings/timezone/", views.workspace_timezone, name="workspace-timezone"),
     path("settings/members/", views.member_add, name="member-add"),
-    path("settings/fallback/", views.fallback_config, name="fallback-config"),
-    path("settings/webhooks/", views.webhook_create, name="webhook-create"),
-    path(
-        "settings/webhooks/<str:endpoint_id>/delete/", views.webhook_delete, name="webhook-delete"
-    ),
-    path(
-        "settings/webhooks/deliveries/<str:delivery_id>/resend/",
-        views.webhook_delivery_resend,
-        name="webhook-delivery-resend",
-    ),
+    path("", include("messaging.settings_urls")),
     path("", include("leads.urls")),
     path("", include("messaging.urls")),
     path("", include("lines.urls")),

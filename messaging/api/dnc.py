@@ -2,7 +2,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from messaging.inbound import dnc_add, dnc_list, dnc_remove
+from messaging.dnc import dnc_list, dnc_remove
+from messaging.services import dnc_add
 from tuco.api.fields import IsoDateTimeField
 from tuco.api.views import WorkspaceAPIView
 

@@ -17,15 +17,17 @@ def iso(value):
 
 
 @pytest.fixture(autouse=True)
-def campaigns(monkeypatch):
+def campaigns():
     """Campaign CAMPAIGN exists in every workspace that has a message of it."""
-    from messaging import webhooks
+    from messaging.signals import campaign_names_requested
 
-    def names(workspace_id, ids):
-        known = Message.objects.filter(workspace_id=workspace_id, campaign_id__in=ids)
+    def names(sender, workspace_id, campaign_ids, **kwargs):
+        known = Message.objects.filter(workspace_id=workspace_id, campaign_id__in=campaign_ids)
         return {cid: f"Campaign {cid[:4]}" for cid in known.values_list("campaign_id", flat=True)}
 
-    monkeypatch.setattr(webhooks, "campaign_name_resolver", names)
+    campaign_names_requested.connect(names)
+    yield
+    campaign_names_requested.disconnect(names)
 
 
 def make_lead(workspace, **data):

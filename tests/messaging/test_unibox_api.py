@@ -6,8 +6,9 @@ from django.utils import timezone
 
 from lines.models import Line
 from messaging.api.unibox import SendReplyApi
-from messaging.inbound import dnc_add, inbound_record
+from messaging.inbound import inbound_record
 from messaging.models import Conversation, Message
+from messaging.services import dnc_add
 
 PHONE = "+14155550002"
 

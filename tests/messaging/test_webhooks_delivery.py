@@ -7,10 +7,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from leads.models import Lead
-from messaging import webhooks
+from messaging import webhook_delivery, webhooks
 from messaging.delivery import post_signed
-from messaging.inbound_tasks import webhook_deliver_due
 from messaging.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from messaging.signals import campaign_names_requested
+from messaging.tasks import webhook_deliver_due
 from tests.messaging.conftest import verify_signature
 
 
@@ -77,14 +78,20 @@ def test_a_rolled_back_change_sends_nothing(acme, lead, make_endpoint, receiver)
     assert receiver.requests == []
 
 
-def test_campaign_names_come_from_the_resolver(
-    acme, lead, make_endpoint, receiver, django_capture_on_commit_callbacks, monkeypatch
+def test_campaign_names_come_from_the_receivers_of_the_signal(
+    acme, lead, make_endpoint, receiver, django_capture_on_commit_callbacks
 ):
     make_endpoint(acme, receiver.url)
-    monkeypatch.setattr(
-        webhooks, "campaign_name_resolver", lambda ws, ids: {i: f"Name {i}" for i in ids}
-    )
-    emit(acme, lead, django_capture_on_commit_callbacks, campaign_id="c" * 24)
+
+    def names(sender, workspace_id, campaign_ids, **kwargs):
+        assert workspace_id == acme.pk
+        return {i: f"Name {i}" for i in campaign_ids}
+
+    campaign_names_requested.connect(names)
+    try:
+        emit(acme, lead, django_capture_on_commit_callbacks, campaign_id="c" * 24)
+    finally:
+        campaign_names_requested.disconnect(names)
     event = receiver.events()[0]
     assert event["campaignId"] == "c" * 24
     assert event["campaignName"] == f"Name {'c' * 24}"
@@ -107,11 +114,13 @@ def test_a_down_receiver_gets_the_event_later_exactly_once(
 
     receiver.status = 200
     later = first_retry + timedelta(seconds=1)
-    ids = webhooks.webhook_deliveries_claim(now=later)
+    ids = webhook_delivery.webhook_deliveries_claim(now=later)
     assert ids == [delivery_id]
-    assert webhooks.webhook_delivery_attempt(delivery_id=delivery_id, now=later) == "delivered"
+    assert (
+        webhook_delivery.webhook_delivery_attempt(delivery_id=delivery_id, now=later) == "delivered"
+    )
     # Claimed and delivered: nothing left for another run.
-    assert webhooks.webhook_deliveries_claim(now=later + timedelta(days=2)) == []
+    assert webhook_delivery.webhook_deliveries_claim(now=later + timedelta(days=2)) == []
 
     ids_seen = [r["headers"]["webhook-id"] for r in receiver.requests]
     assert ids_seen == [delivery_id, delivery_id]
@@ -131,16 +140,16 @@ def test_it_follows_the_retry_schedule_then_gives_up(
     [delivery_id] = emit(acme, lead, django_capture_on_commit_callbacks)
     delays = []
     now = timezone.now()
-    for _ in webhooks.RETRY_SCHEDULE:
+    for _ in webhook_delivery.RETRY_SCHEDULE:
         delivery = WebhookDelivery.objects.get(pk=delivery_id)
         delays.append(round((delivery.next_attempt_at - now).total_seconds()))
         now = delivery.next_attempt_at
-        assert webhooks.webhook_deliveries_claim(now=now) == [delivery_id]
-        webhooks.webhook_delivery_attempt(delivery_id=delivery_id, now=now)
-    assert delays[1:] == list(webhooks.RETRY_SCHEDULE[1:])
+        assert webhook_delivery.webhook_deliveries_claim(now=now) == [delivery_id]
+        webhook_delivery.webhook_delivery_attempt(delivery_id=delivery_id, now=now)
+    assert delays[1:] == list(webhook_delivery.RETRY_SCHEDULE[1:])
     delivery = WebhookDelivery.objects.get(pk=delivery_id)
     assert delivery.status == "failed"
-    assert delivery.attempts == webhooks.MAX_ATTEMPTS == 8
+    assert delivery.attempts == webhook_delivery.MAX_ATTEMPTS == 8
     assert WebhookAttempt.objects.filter(delivery=delivery).count() == 8
 
 
@@ -226,7 +235,7 @@ def test_two_workers_never_claim_the_same_delivery(acme, lead, make_endpoint, re
     def worker():
         barrier.wait()
         try:
-            claimed.append(webhooks.webhook_deliveries_claim(limit=15))
+            claimed.append(webhook_delivery.webhook_deliveries_claim(limit=15))
         finally:
             connection.close()
 
@@ -249,7 +258,7 @@ def test_a_failed_delivery_can_be_resent_with_the_same_id(
     WebhookDelivery.objects.filter(pk=delivery_id).update(status="failed")
     receiver.status = 200
     with django_capture_on_commit_callbacks(execute=True):
-        webhooks.webhook_delivery_resend(delivery_id=delivery_id)
+        webhook_delivery.webhook_delivery_resend(delivery_id=delivery_id)
     delivery = WebhookDelivery.objects.get(pk=delivery_id)
     assert delivery.status == "delivered"
     assert [r["headers"]["webhook-id"] for r in receiver.requests] == [delivery_id] * 2

@@ -4,8 +4,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from lines.services import line_create
-from messaging.inbound import dnc_add, inbound_record
+from messaging.inbound import inbound_record
 from messaging.models import Conversation, InboundMessage, Message
+from messaging.services import dnc_add
 
 
 @pytest.fixture

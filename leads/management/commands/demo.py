@@ -1,7 +1,7 @@
 """`make demo`: prepare the embedded database and run every process in the foreground.
 
-This command is the one place that wires every app together (workspace, line,
-leads), so it imports the higher apps lazily inside the functions below.
+It seeds a workspace, a line and leads, so it lives in leads, the highest app it
+needs (leads may use lines and tuco).
 """
 
 import json
