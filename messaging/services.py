@@ -16,11 +16,17 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from leads.models import LeadIdentifier
-from messaging.dnc import dnc_address, dnc_entry_add
+from leads import services as lead_services
+from leads.models import Lead, LeadIdentifier
+from leads.normalize import InvalidIdentifier, normalize_email
+from lines.models import Line
+from messaging.addresses import phone_normalize
+from messaging.dnc import dnc_address, dnc_blocked_address, dnc_entry_add
 from messaging.models import DoNotContact, FallbackConfig, Message
+from messaging.schedule import get_zone
 from messaging.signals import message_status_changed
 from messaging.webhooks import event_emit
+from tuco.errors import NotFound, ServiceError, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -402,9 +408,6 @@ LEAD_NOT_FOUND = "Lead not found or access denied"
 
 
 def _normalize_recipient(value, kind: str, field: str | None = None) -> str:
-    from leads.normalize import InvalidIdentifier, normalize_email
-    from messaging.addresses import phone_normalize
-    from tuco.errors import ValidationFailed
 
     if value in (None, ""):
         return ""
@@ -451,13 +454,6 @@ def message_submit(
     time zone. Every check happens before anything is written; the lead and the
     message are written in one transaction.
     """
-    from leads import services as lead_services
-    from leads.models import Lead
-    from lines.models import Line
-    from messaging.dnc import dnc_blocked_address
-    from messaging.models import FallbackConfig
-    from messaging.schedule import get_zone
-    from tuco.errors import NotFound, ServiceError, ValidationFailed
 
     line = None
     if message_type == Message.Type.IMESSAGE:
@@ -582,9 +578,6 @@ def message_cancel_for_lead(
 ) -> tuple[list[str], str | None]:
     """`POST /api/messages/cancel-for-lead`: cancel waiting messages of a lead (by id,
     or the lead owning the phone / email, or to those addresses). Returns (ids, lead id)."""
-    from leads import services as lead_services
-    from leads.models import Lead
-    from tuco.errors import ServiceError
 
     lead = None
     if lead_id:
@@ -617,8 +610,6 @@ def fallback_config_update(
 ):
     """Change the given Twilio settings (None leaves one as it is); the auth token is
     write-only. The from number is normalized; enabling needs all three credentials."""
-    from messaging.models import FallbackConfig
-    from tuco.errors import ValidationFailed
 
     changes = {
         "enabled": enabled,
@@ -646,9 +637,6 @@ def fallback_config_update(
 def fallback_sms_submit(*, workspace, to: str, body: str) -> Message:
     """`POST /api/fallback-sms`: queue one SMS (`body` not blank) to the phone `to`
     through the workspace's Twilio number."""
-    from messaging.dnc import dnc_blocked_address
-    from messaging.models import FallbackConfig
-    from tuco.errors import ServiceError
 
     config = FallbackConfig.objects.filter(workspace=workspace).first()
     if config is None or not config.is_configured:
