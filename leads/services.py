@@ -544,26 +544,25 @@ class _ImportState:
 
 
 class _CopyWriter:
-    """Postgres: each batch's new rows are copied into temporary staging tables,
-    then moved into the real ones with one INSERT ... SELECT per table, which
-    checks the foreign keys as any insert does.
+    """Postgres: each batch's new leads are copied into a temporary staging table,
+    then moved into the real tables with one INSERT ... SELECT per table (leads,
+    their identifiers, list memberships), which checks the foreign keys as any
+    insert does.
 
-    Measured with `python -m bench lead_import` (100,000 E.164 rows, batches of
-    5,000, same machine and run): this writer {COPY_FIGURE}; the portable
-    _OrmWriter on Postgres {ORM_FIGURE}.
+    Postgres only because it pays: 100,000 E.164 rows as the bench's first case
+    (`python -m bench lead_import`, batches of 5,000) took 2.6 s of Python CPU and
+    5.0 s of database CPU through this writer, 16.7 s and 9.1 s through
+    _OrmWriter on Postgres; 5,700 against 1,225 leads/s on the same busy
+    two-core machine (load average 7), 4.7 times as fast.
     """
 
-    STAGED = {
-        "lead": "leads_import_lead",
-        "identifier": "leads_import_identifier",
-        "membership": "leads_import_membership",
-    }
+    STAGING = "leads_import_lead"
 
     def __init__(self, workspace, lead_list, source: str):
         self.workspace_id = workspace.pk
         self.lead_list_id = lead_list.pk
         fields = Lead._meta.concrete_fields
-        self.lead_columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
         # One row of column values for a lead that sets nothing; each new lead is a
         # copy with its own fields written over it.
         base = {f.attname: f.get_default() for f in fields}
@@ -575,34 +574,31 @@ class _CopyWriter:
         self.created_positions = (self.position["created_at"], self.position["updated_at"])
         self.custom_position = self.position["custom_fields"]
         lead, ident, member = (m._meta.db_table for m in (Lead, LeadIdentifier, ListMembership))
-        staged = self.STAGED
+        staging = self.STAGING
         # ON COMMIT DROP: a batch that fails half-way leaves nothing behind either.
         self.create_staging = (
-            f"CREATE TEMPORARY TABLE {staged['lead']} ON COMMIT DROP AS "
-            f"SELECT {self.lead_columns} FROM {lead} WITH NO DATA; "
-            f"CREATE TEMPORARY TABLE {staged['identifier']} ON COMMIT DROP AS "
-            f"SELECT value, lead_id, field FROM {ident} WITH NO DATA; "
-            f"CREATE TEMPORARY TABLE {staged['membership']} ON COMMIT DROP AS "
-            f"SELECT lead_id FROM {member} WITH NO DATA"
+            f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
+            f"SELECT {columns} FROM {lead} WITH NO DATA"
         )
-        self.drop_staging = f"DROP TABLE {', '.join(staged.values())}"
-        self.insert_leads = (
-            f"INSERT INTO {lead} ({self.lead_columns}) "  # noqa: S608
-            f"SELECT {self.lead_columns} FROM {staged['lead']}"
-        )
-        # A conflict on the unique (workspace, value) index would mean the workspace's
-        # lock was not held: that fails the batch rather than leave a lead without
-        # its identifier.
+        self.drop_staging = f"DROP TABLE {staging}"
+        self.insert_leads = f"INSERT INTO {lead} ({columns}) SELECT {columns} FROM {staging}"  # noqa: S608
+        # A lead's identifier columns hold its identifiers, each once (cleaning
+        # drops repeats), so its LeadIdentifier rows are its non-empty ones. A
+        # conflict on the unique (workspace, value) index would mean the
+        # workspace's lock was not held: that fails the batch rather than leave a
+        # lead without its identifier.
+        unpivot = ", ".join(f"('{name}', s.{name})" for name in IDENTIFIER_FIELDS)
         self.insert_identifiers = (
             f"INSERT INTO {ident} (workspace_id, value, lead_id, field) "  # noqa: S608
-            f"SELECT %s, value, lead_id, field FROM {staged['identifier']}"
+            f"SELECT s.workspace_id, i.value, s.id, i.field FROM {staging} s "
+            f"CROSS JOIN LATERAL (VALUES {unpivot}) AS i(field, value) WHERE i.value <> ''"
         )
         # New leads and the existing ones linked to the list; a link another
         # writer made meanwhile is already what was wanted.
         self.insert_memberships = (
             f"INSERT INTO {member} (lead_list_id, lead_id, created_at) "  # noqa: S608
-            f"SELECT %s, id, %s FROM {staged['lead']} "
-            f"UNION ALL SELECT %s, lead_id, %s FROM {staged['membership']} "
+            f"SELECT %s, id, %s FROM {staging} "
+            "UNION ALL SELECT %s, unnest(%s::varchar[]), %s "
             "ON CONFLICT DO NOTHING"
         )
         self.ident_table = ident
@@ -647,11 +643,10 @@ class _CopyWriter:
         template, position = self.template, self.position
         id_position, custom_position = self.id_position, self.custom_position
         created, updated = self.created_positions
-        staged = self.STAGED
         with connection.cursor() as wrapper:
             cursor = wrapper.cursor
             cursor.execute(self.create_staging)
-            with cursor.copy(f"COPY {staged['lead']} FROM STDIN") as copy:
+            with cursor.copy(f"COPY {self.STAGING} FROM STDIN") as copy:
                 for lead_id, fields, _ in new_leads:
                     row = template.copy()
                     for name, value in fields.items():
@@ -661,21 +656,18 @@ class _CopyWriter:
                     row[id_position] = lead_id
                     row[created] = row[updated] = now
                     copy.write_row(row)
-            with cursor.copy(f"COPY {staged['identifier']} FROM STDIN") as copy:
-                for lead_id, _, idents in new_leads:
-                    for name, value in idents:
-                        copy.write_row((value, lead_id, name))
-            with cursor.copy(f"COPY {staged['membership']} FROM STDIN") as copy:
-                for lead_id in link_ids:
-                    copy.write_row((lead_id,))
             cursor.execute(self.insert_leads)
-            cursor.execute(self.insert_identifiers, [self.workspace_id])
-            cursor.execute(self.insert_memberships, [self.lead_list_id, now] * 2)
+            cursor.execute(self.insert_identifiers)
+            cursor.execute(
+                self.insert_memberships,
+                [self.lead_list_id, now, self.lead_list_id, link_ids, now],
+            )
             cursor.execute(self.drop_staging)
 
 
 class _OrmWriter:
-    """Portable bulk inserts (SQLite, the demo)."""
+    """Portable bulk inserts (SQLite, the demo). On Postgres, a quarter of
+    _CopyWriter's speed (see there)."""
 
     CHUNK = 500  # stays under SQLite's bound-parameter limit
 
