@@ -551,9 +551,9 @@ class _CopyWriter:
 
     Postgres only because it pays: 100,000 E.164 rows as the bench's first case
     (`python -m bench lead_import`, batches of 5,000) took 2.6 s of Python CPU and
-    5.0 s of database CPU through this writer, 16.7 s and 9.1 s through
-    _OrmWriter on Postgres; 5,700 against 1,225 leads/s on the same busy
-    two-core machine (load average 7), 4.7 times as fast.
+    5.4 s of database CPU through this writer, 17.2 s and 9.9 s through
+    _OrmWriter on Postgres: 4,729 against 1,579 leads/s, one after the other on
+    the same busy two-core machine (load average 4 to 7), three times as fast.
     """
 
     STAGING = "leads_import_lead"
@@ -666,7 +666,7 @@ class _CopyWriter:
 
 
 class _OrmWriter:
-    """Portable bulk inserts (SQLite, the demo). On Postgres, a quarter of
+    """Portable bulk inserts (SQLite, the demo). On Postgres, a third of
     _CopyWriter's speed (see there)."""
 
     CHUNK = 500  # stays under SQLite's bound-parameter limit
