@@ -1,14 +1,23 @@
-"""Lead import throughput on Postgres: 100,000 realistic rows through lead_import,
-the same rows again into the list that holds them, a plain COPY of the
-normalized rows as the ceiling, and POST /api/leads with 10,000 leads.
+"""Lead import throughput on Postgres, through lead_import as the `import_leads`
+command runs it (a CSV file streamed in batches, each batch committed):
 
+- 100,000 rows whose phones are already E.164, into an empty list;
+- 100,000 rows with phones as people type them (national formats such as
+  "(415) 555-0102", "415.555.0102", "1-415-555-0102", about 15% international
+  numbers such as "+44 20 7946 0123"), with a default country code of +1;
+- the E.164 rows again, into the list that holds them (all duplicates);
+- 100,000 more messy rows in one transaction;
+- POST /api/leads with 10,000 leads;
+- a plain COPY of normalized rows, as the ceiling.
+
+Each case reports leads/s and the peak RSS during the case (the high-water mark
+is reset before each), so memory that grows with the input shows.
 BENCH_LEADS and BENCH_API_LEADS change the two sizes (smaller runs while developing)."""
 
 import csv
 import json
 import os
 import random
-import resource
 import tempfile
 import time
 import unicodedata
@@ -29,30 +38,45 @@ TITLES = ["CEO", "CTO", "VP Sales", "Founder", "Head of Growth", "Engineer", ""]
 DOMAINS = ["gmail.com", "Yahoo.com", "outlook.com", "example.org", "company.io"]
 AREA_CODES = [201, 202, 212, 213, 305, 312, 404, 415, 503, 512, 617, 646, 702, 713, 718,
               801, 917, 919]  # fmt: skip
-US_FORMATS = [
+
+E164, MESSY = "e164", "messy"
+# (share of international numbers, US formats, international formats) per style.
+US_E164 = ["+1{a}{e}{n}"]
+US_NATIONAL = [
     "({a}) {e}-{n}",
-    "{a}-{e}-{n}",
     "{a}.{e}.{n}",
-    "+1{a}{e}{n}",
     "1-{a}-{e}-{n}",
-    "+1 ({a}) {e}-{n}",
+    "{a}-{e}-{n}",
+    "{a} {e} {n}",
     "{a}{e}{n}",
 ]
-INTERNATIONAL = [
-    lambda r: f"+44 20 7946 {r.randint(0, 999):04d}",
-    lambda r: f"0044 7911 {r.randint(100000, 199999)}",
-    lambda r: f"+61 412 {r.randint(100, 999)} {r.randint(100, 999)}",
-    lambda r: f"+49 30 {r.randint(1000000, 9999999)}",
-    lambda r: (
-        f"+33 6 {r.randint(10, 19)} {r.randint(10, 99)} {r.randint(10, 99)} {r.randint(10, 99)}"
-    ),
+INTERNATIONAL_E164 = [
+    lambda r: f"+44207946{r.randint(0, 9999):04d}",
+    lambda r: f"+447911{r.randint(100000, 199999)}",
+    lambda r: f"+3361{r.randint(1000000, 9999999)}",
+    lambda r: f"+4930{r.randint(1000000, 9999999)}",
 ]
+INTERNATIONAL_NATIONAL = [
+    lambda r: f"+44 20 7946 {r.randint(0, 9999):04d}",
+    lambda r: f"+44 (0)7911 {r.randint(100000, 199999)}",
+    lambda r: f"0044 7911 {r.randint(100000, 199999)}",
+    lambda r: (
+        f"+33 6 1{r.randint(0, 9)} {r.randint(10, 99)} {r.randint(10, 99)} {r.randint(10, 99)}"
+    ),
+    lambda r: f"+49 (0)30 {r.randint(1000000, 9999999)}",
+    lambda r: f"+49 30 {r.randint(1000, 9999)} {r.randint(100, 999)}",
+]
+STYLES = {
+    E164: (0.10, US_E164, INTERNATIONAL_E164),
+    MESSY: (0.15, US_NATIONAL, INTERNATIONAL_NATIONAL),
+}
 
 
-def generate(count: int, seed: int = SEED) -> Iterator[dict]:
-    """Deterministic rows: 90% US numbers in assorted formats, 10% international,
-    70% with an email, and 10% repeating an earlier person (other formatting)."""
+def generate(count: int, seed: int = SEED, style: str = MESSY) -> Iterator[dict]:
+    """Deterministic rows: US numbers and a share of international ones, written as
+    `style` says, 70% with an email, and 10% repeating an earlier person."""
     rng = random.Random(seed)
+    international, us_formats, foreign = STYLES[style]
     recent: list[tuple[str, str]] = []
     for n in range(count):
         if recent and rng.random() < 0.10:
@@ -62,14 +86,14 @@ def generate(count: int, seed: int = SEED) -> Iterator[dict]:
                 repeat["email"] = email.upper()
             yield repeat
             continue
-        if rng.random() < 0.9:
-            phone = rng.choice(US_FORMATS).format(
+        if rng.random() < international:
+            phone = rng.choice(foreign)(rng)
+        else:
+            phone = rng.choice(us_formats).format(
                 a=rng.choice(AREA_CODES),
                 e=rng.randint(200, 999),
                 n=f"{rng.randint(0, 9999):04d}",
             )
-        else:
-            phone = rng.choice(INTERNATIONAL)(rng)
         first, last = rng.choice(FIRST), rng.choice(LAST)
         email = ""
         if rng.random() < 0.7:
@@ -103,11 +127,11 @@ CSV_COLUMNS = [
 ]
 
 
-def write_csv(path, count: int, seed: int = SEED) -> None:
+def write_csv(path, count: int, seed: int = SEED, style: str = MESSY) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow([header for header, _ in CSV_COLUMNS] + ["Segment"])
-        for row in generate(count, seed):
+        for row in generate(count, seed, style):
             cells = [row.get(key, "") for _, key in CSV_COLUMNS]
             writer.writerow([*cells, row.get("customFields", {}).get("segment", "")])
 
@@ -122,8 +146,23 @@ def import_csv(path, atomic=False, **kwargs):
         return lead_import(rows=rows, atomic=atomic, collect_ids=False, **kwargs)
 
 
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reset_peak_rss() -> None:
+    """Start a new high-water mark of this process's RSS (Linux: clear_refs 5)."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The highest RSS since reset_peak_rss()."""
+    return _status_mb("VmHWM")
 
 
 @contextmanager
@@ -153,6 +192,8 @@ class _Clock:
             cursor.execute("SELECT pg_backend_pid()")
             self.stat = f"/proc/{cursor.fetchone()[0]}/stat"
         self.db_started = self._db_cpu()
+        reset_peak_rss()
+        self.rss_started = _status_mb("VmRSS")
         times = os.times()
         self.cpu_started = times.user + times.system
         self.started = time.perf_counter()
@@ -173,6 +214,8 @@ class _Clock:
             "seconds": seconds,
             "python CPU s": round(times.user + times.system - self.cpu_started, 2),
             "db CPU s": None if db is None else round(db - self.db_started, 2),
+            "RSS before MB": round(self.rss_started),
+            "peak RSS MB": round(peak_rss_mb()),
         }
 
 
@@ -182,7 +225,6 @@ def _row(case, count, seconds, **extra):
         "leads": count,
         "seconds": round(seconds, 2),
         "leads/s": round(count / seconds) if seconds else None,
-        "peak RSS MB": round(peak_rss_mb()),
         **extra,
     }
 
@@ -221,59 +263,48 @@ def run() -> list[dict]:
         name=f"bench-{time.time_ns()}", owner_email="bench@tuco.test"
     )
     rows = []
+    tmp = tempfile.NamedTemporaryFile(suffix=".csv", delete=False)  # noqa: SIM115
+    tmp.close()
+
+    def import_case(case, count, *, atomic=False, **kwargs):
+        clock = _Clock()
+        result = import_csv(
+            tmp.name, atomic=atomic, workspace=workspace, default_country_code="+1", **kwargs
+        )
+        rows.append(
+            _row(
+                case,
+                count,
+                **clock.stop(),
+                saved=result.saved_count,
+                duplicates=result.duplicate_count,
+                invalid=result.invalid_count,
+            )
+        )
+
     try:
         with without_receivers(leads_created):
-            lead_list = lead_list_create(workspace=workspace, name="Bench")
-            tmp = tempfile.NamedTemporaryFile(suffix=".csv", delete=False)  # noqa: SIM115
-            tmp.close()
-            write_csv(tmp.name, TOTAL)
-            base_rss = peak_rss_mb()
-            clock = _Clock()
-            first = import_csv(tmp.name, workspace=workspace, lead_list=lead_list)
-            rows.append(
-                _row(
-                    f"CSV import {TOTAL:,} into empty list",
-                    TOTAL,
-                    **clock.stop(),
-                    saved=first.saved_count,
-                    duplicates=first.duplicate_count,
-                    invalid=first.invalid_count,
-                )
+            e164_list = lead_list_create(workspace=workspace, name="Bench E.164")
+            write_csv(tmp.name, TOTAL, style=E164)
+            import_case(f"E.164 CSV import {TOTAL:,} into empty list", TOTAL, lead_list=e164_list)
+            write_csv(tmp.name, TOTAL, seed=SEED + 1, style=MESSY)
+            import_case(
+                f"messy formats CSV import {TOTAL:,} into empty list",
+                TOTAL,
+                lead_list=lead_list_create(workspace=workspace, name="Bench messy"),
             )
-            clock = _Clock()
-            second = import_csv(tmp.name, workspace=workspace, lead_list=lead_list)
-            rows.append(
-                _row(
-                    f"same {TOTAL:,} again (all duplicates)",
-                    TOTAL,
-                    **clock.stop(),
-                    saved=second.saved_count,
-                    duplicates=second.duplicate_count,
-                    invalid=second.invalid_count,
-                )
-            )
-            write_csv(tmp.name, TOTAL, seed=SEED + 1)
-            clock = _Clock()
-            atomic = import_csv(
-                tmp.name,
+            write_csv(tmp.name, TOTAL, style=E164)
+            import_case(f"E.164 {TOTAL:,} again (all duplicates)", TOTAL, lead_list=e164_list)
+            write_csv(tmp.name, TOTAL, seed=SEED + 2, style=MESSY)
+            import_case(
+                f"another {TOTAL:,} messy, one transaction",
+                TOTAL,
                 atomic=True,
-                workspace=workspace,
                 lead_list=lead_list_create(workspace=workspace, name="Bench atomic"),
-            )
-            measured = clock.stop()
-            os.unlink(tmp.name)
-            rows.append(
-                _row(
-                    f"another {TOTAL:,}, one transaction",
-                    TOTAL,
-                    **measured,
-                    saved=atomic.saved_count,
-                    duplicates=atomic.duplicate_count,
-                )
             )
 
             client = Client(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-            api_rows = list(generate(API_ROWS, seed=SEED + 2))
+            api_rows = list(generate(API_ROWS, seed=SEED + 3))
             body = json.dumps({"leads": api_rows, "defaultCountryCode": "+1"})
             clock = _Clock()
             response = client.post("/api/leads", body, content_type="application/json")
@@ -292,7 +323,7 @@ def run() -> list[dict]:
         # The ceiling: COPY of the same rows, already normalized, into a scratch table.
         normalizer = Normalizer("+1")
         prepared = []
-        for row in generate(TOTAL):
+        for row in generate(TOTAL, style=E164):
             phone = normalizer.phone(row["phone"])
             email = normalizer.email(row["email"]) if row.get("email") else ""
             prepared.append(
@@ -341,7 +372,7 @@ def run() -> list[dict]:
             measured = clock.stop()
             cursor.execute("DROP TABLE bench_lead_copy")
         rows.append(_row("ceiling: COPY normalized rows (leads only)", TOTAL, **measured))
-        rows.append({"case": f"peak RSS before imports: {base_rss:.0f} MB"})
     finally:
+        os.unlink(tmp.name)
         _cleanup(workspace)
     return rows

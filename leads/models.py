@@ -16,23 +16,6 @@ AVAILABILITY_ORDER = (
     "alt_email1", "alt_email2", "alt_email3",
 )  # fmt: skip
 
-# References an import writes thousands of at a time. A foreign key constraint
-# checks each new row on its own at commit (a query per row, about half of an
-# import's database time); these are checked by triggers instead (migration
-# 0006), with the same guarantees: a statement that adds rows checks them all in
-# one query and holds each referenced row FOR KEY SHARE until the transaction
-# ends, as a foreign key does, so it cannot be deleted meanwhile; deleting,
-# re-keying or truncating a referenced row fails while rows still refer to it.
-# The checks are immediate (at the end of each statement), not deferred. SQLite
-# (the demo) checks the rows added only: see the migration for why.
-# (child table, column, parent table, name)
-REFERENCES_CHECKED_BY_TRIGGERS = (
-    ("leads_lead", "workspace_id", "tuco_workspace", "leads_lead_workspace_ref"),
-    ("leads_leadidentifier", "lead_id", "leads_lead", "leads_leadidentifier_lead_ref"),
-    ("leads_listmembership", "lead_id", "leads_lead", "leads_listmembership_lead_ref"),
-    ("leads_listmembership", "lead_list_id", "leads_leadlist", "leads_listmembership_list_ref"),
-)
-
 
 class LeadList(models.Model):
     id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
@@ -62,14 +45,9 @@ class Lead(models.Model):
 
     id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
     # Indexed by the (workspace, ...) indexes in Meta; a single-column one would only
-    # cost every insert. Checked by statement triggers instead of a foreign key
-    # constraint (see REFERENCES_CHECKED_BY_TRIGGERS).
+    # cost every insert.
     workspace = models.ForeignKey(
-        Workspace,
-        on_delete=models.CASCADE,
-        related_name="leads",
-        db_index=False,
-        db_constraint=False,
+        Workspace, on_delete=models.CASCADE, related_name="leads", db_index=False
     )
     first_name = models.CharField(max_length=200, blank=True, default="")
     last_name = models.CharField(max_length=200, blank=True, default="")
@@ -130,21 +108,14 @@ class LeadIdentifier(models.Model):
     # workspace look-ups too: with one, a planner working from stale statistics (in
     # the middle of a big import) may probe it instead and read the whole workspace
     # for every identifier.
-    # `workspace` is the lead's workspace, copied here for the unique index. It has
-    # no constraint of its own in the database: the lead's foreign key (and the
-    # lead's to its workspace) already guarantee it exists, and a second check per
-    # identifier row would add one more trigger per row to every import's commit.
-    # Deleting a workspace still removes its identifiers (on_delete runs in Django).
+    # `workspace` is the lead's workspace, copied here for the unique index.
     workspace = models.ForeignKey(
-        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
     )
     value = models.CharField(max_length=254)
+    # Indexed by leadidentifier_lead below.
     lead = models.ForeignKey(
-        Lead,
-        on_delete=models.CASCADE,
-        related_name="identifier_rows",
-        db_index=False,
-        db_constraint=False,
+        Lead, on_delete=models.CASCADE, related_name="identifier_rows", db_index=False
     )
     field = models.CharField(max_length=16)
 
@@ -157,21 +128,12 @@ class LeadIdentifier(models.Model):
 
 class ListMembership(models.Model):
     # Indexed by the unique (lead_list, lead) and the lead index below only, for the
-    # same reason as LeadIdentifier. Both references are checked by statement
-    # triggers (REFERENCES_CHECKED_BY_TRIGGERS).
+    # same reason as LeadIdentifier.
     lead_list = models.ForeignKey(
-        LeadList,
-        on_delete=models.CASCADE,
-        related_name="memberships",
-        db_index=False,
-        db_constraint=False,
+        LeadList, on_delete=models.CASCADE, related_name="memberships", db_index=False
     )
     lead = models.ForeignKey(
-        Lead,
-        on_delete=models.CASCADE,
-        related_name="memberships",
-        db_index=False,
-        db_constraint=False,
+        Lead, on_delete=models.CASCADE, related_name="memberships", db_index=False
     )
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -9,15 +9,10 @@ the constraint (SQLite needs no lock: it runs one writer at a time).
 """
 
 import json
-import re
-import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import islice
 from typing import TypedDict, Unpack
 
 from django.conf import settings
@@ -370,9 +365,8 @@ class ImportResult:
 
 @dataclass
 class _CleanedBatch:
-    # (fields, identifiers in field order, id the lead gets if it is new, the
-    # writer's prepared form of the row)
-    rows: list[tuple[dict, list[tuple[str, str]], str, object]]
+    # (fields, identifiers in field order, id the lead gets if it is new)
+    rows: list[tuple[dict, list[tuple[str, str]], str]]
     values: set[str]  # every identifier value of the batch
 
 
@@ -436,85 +430,22 @@ def lead_import(
             state = _ImportState(
                 workspace, lead_list, source, normalizer, skip_invalid, collect_ids
             )
-            for cleaned in _cleaned_batches(state, rows, batch_size):
-                state.write_batch(cleaned)
+            for batch in _batches(rows, batch_size):
+                state.write_batch(state.clean_batch(batch))
                 if progress:
                     progress(state.result)
     else:
         if lead_list is None:
             lead_list = lead_list_get_or_create_default(workspace=workspace)
         state = _ImportState(workspace, lead_list, source, normalizer, skip_invalid, collect_ids)
-        for cleaned in _cleaned_batches(state, rows, batch_size):
+        for batch in _batches(rows, batch_size):
+            cleaned = state.clean_batch(batch)
             with transaction.atomic():
                 _lock_workspace(workspace)
                 state.write_batch(cleaned)
             if progress:
                 progress(state.result)
     return state.result
-
-
-# How long a thread that wants the GIL waits for the running one to let go while
-# an import is in progress (CPython's default is 5 ms).
-IMPORT_SWITCH_INTERVAL = 0.0005
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved = 0.005
-
-
-@contextmanager
-def _prompt_gil_handoff():
-    """While the cleaning thread runs, the writing thread needs the GIL back each
-    time the database answers; at the default switch interval each answer can
-    wait up to 5 ms for it, which left the database idle for about a tenth of
-    an import. The interval is process-wide: the first import in progress
-    shortens it, the last one to finish restores it."""
-    global _switch_users, _switch_saved
-    with _switch_lock:
-        if _switch_users == 0:
-            _switch_saved = sys.getswitchinterval()
-            sys.setswitchinterval(min(_switch_saved, IMPORT_SWITCH_INTERVAL))
-        _switch_users += 1
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            _switch_users -= 1
-            if _switch_users == 0:
-                sys.setswitchinterval(_switch_saved)
-
-
-def _cleaned_batches(state: "_ImportState", rows: Iterable, batch_size: int):
-    """Batches of cleaned rows, each cleaned in a helper thread while the previous
-    one is being written: normalizing is Python work, writing mostly waits for
-    the database (which lets go of the GIL), so the two overlap. One thread, one
-    batch ahead: rows are still cleaned, and errors raised, in input order.
-
-    The first batch has nothing to overlap with, so it is cleaned in the caller's
-    thread, and an input of one batch (one lead, a small request) starts no thread."""
-    batches = iter(_batches(rows, batch_size))
-    first = next(batches, None)
-    if first is None:
-        return
-    cleaned = state.clean_batch(first)
-    following = next(batches, None)
-    if following is None:
-        yield cleaned
-        return
-    rest = chain([following], batches)
-
-    def clean_next():
-        batch = next(rest, None)
-        return None if batch is None else state.clean_batch(batch)
-
-    with (
-        _prompt_gil_handoff(),
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-import") as pool,
-    ):
-        pending = pool.submit(clean_next)
-        yield cleaned
-        while (cleaned := pending.result()) is not None:
-            pending = pool.submit(clean_next)
-            yield cleaned
 
 
 class _ImportState:
@@ -530,22 +461,20 @@ class _ImportState:
         # Identifiers of duplicate rows that were not saved anywhere, so a later row
         # carrying one of them is still recognised as a repeat of an earlier row.
         self.unsaved_seen: dict[str, str] = {}
-        writer = _PostgresWriter if connection.vendor == "postgresql" else _OrmWriter
-        self.writer = writer(workspace, source)
+        writer = _CopyWriter if connection.vendor == "postgresql" else _OrmWriter
+        self.writer = writer(workspace, lead_list, source)
 
     def clean_batch(self, batch: list) -> "_CleanedBatch":
         """Validate and normalize rows (no database work); invalid rows raise
         ValidationFailed, or are counted and reported with skip_invalid.
 
         Also lists each row's identifiers and the batch's distinct values, and
-        has the writer prepare each row as a new lead (an id is cheap; a row that
-        turns out to be a duplicate just does not use its own), so the writing
-        side (the critical path) does not have to."""
+        gives each row the id it gets if it turns out to be new (an id is cheap;
+        a duplicate just does not use its own)."""
         result = self.result
         cleaned_rows = []
         values = set()
         normalizer = self.normalizer
-        prepare = self.writer.prepare
         new_id = Lead._meta.pk.default
         add_value = values.add
         for row in batch:
@@ -553,8 +482,7 @@ class _ImportState:
             self.next_index += 1
             try:
                 fields, idents = _clean_lead(row, normalizer, index, False)
-                lead_id = new_id()
-                cleaned_rows.append((fields, idents, lead_id, prepare(lead_id, fields, idents)))
+                cleaned_rows.append((fields, idents, new_id()))
                 for _, value in idents:
                     add_value(value)
             except RowError as exc:
@@ -575,16 +503,16 @@ class _ImportState:
         """Save cleaned rows: new leads, links of existing ones, duplicates skipped."""
         result = self.result
         cleaned_rows, values = cleaned.rows, cleaned.values
-        owner = self.writer.existing_owners(self.workspace, values)
+        owner = self.writer.existing_owners(values)
         unsaved_seen = self.unsaved_seen
         candidates = set(owner.values())
         candidates.update(unsaved_seen[v] for v in values if v in unsaved_seen)
-        in_list = self.writer.members(self.lead_list, candidates)
+        in_list = self.writer.members(candidates)
 
         now = timezone.now()
-        new_leads: list[tuple[str, dict, list, object]] = []
+        new_leads: list[tuple[str, dict, list]] = []
         link_ids: list[str] = []
-        for fields, idents, lead_id, prepared in cleaned_rows:
+        for fields, idents, lead_id in cleaned_rows:
             match = None
             for _, value in idents:
                 match = owner.get(value) or unsaved_seen.get(value)
@@ -593,7 +521,7 @@ class _ImportState:
             if match is None:
                 if fields.get("opted_out"):
                     fields["opted_out_at"] = now
-                new_leads.append((lead_id, fields, idents, prepared))
+                new_leads.append((lead_id, fields, idents))
                 for _, value in idents:
                     owner[value] = lead_id
                 in_list.add(lead_id)
@@ -607,10 +535,8 @@ class _ImportState:
                 if value not in owner:
                     unsaved_seen[value] = match
 
+        self.writer.insert(new_leads, link_ids, now)
         created_ids = [new_lead[0] for new_lead in new_leads]
-        self.writer.insert_leads(new_leads, now)
-        self.writer.insert_memberships(self.lead_list, created_ids, now, new=True)
-        self.writer.insert_memberships(self.lead_list, link_ids, now)
         result.saved_count += len(new_leads)
         result.total_processed += len(cleaned_rows)
         if self.collect_ids:
@@ -618,101 +544,68 @@ class _ImportState:
         _send_created(self.workspace, created_ids)
 
 
-def _lead_defaults() -> dict:
-    """Column values for lead fields an import does not set, from the model defaults."""
-    defaults = {}
-    for f in Lead._meta.concrete_fields:
-        if f.has_default():
-            value = f.get_default()
-            defaults[f.attname] = json.dumps(value) if f.name == "custom_fields" else value
-        elif f.null:
-            defaults[f.attname] = None
-    return defaults
+class _CopyWriter:
+    """Postgres: each batch's new leads are copied into a temporary staging table,
+    then moved into the real tables with one INSERT ... SELECT per table (leads,
+    their identifiers, list memberships), which checks the foreign keys as any
+    insert does.
 
+    Postgres only because it pays: 100,000 E.164 rows as the bench's first case
+    (`python -m bench lead_import`, batches of 5,000) took 2.6 s of Python CPU and
+    5.4 s of database CPU through this writer, 17.2 s and 9.9 s through
+    _OrmWriter on Postgres: 4,729 against 1,579 leads/s, one after the other on
+    the same busy two-core machine (load average 4 to 7), three times as fast.
+    """
 
-# COPY's text format: a backslash, tab, newline or carriage return in a value is
-# written as a backslash escape; NULL is \N.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+    STAGING = "leads_import_lead"
 
-
-def _copy_text(value) -> str:
-    """One value as a field of COPY's text format."""
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    value = str(value)
-    if _COPY_SPECIAL.search(value):
-        return value.translate(_COPY_ESCAPES)
-    return value
-
-
-def _copy_timestamp(moment) -> str:
-    """A datetime as COPY text. psycopg formats a datetime value anew for every
-    row, the most expensive column of a lead row; the batch's one timestamp is
-    formatted once instead (the same instant, offset included)."""
-    return moment.isoformat()
-
-
-# Lead columns whose value is the moment the batch is written; they come last in
-# the COPY, so a row can be formatted before that moment is known.
-_BATCH_TIME_FIELDS = ("created_at", "updated_at", "opted_out_at")
-
-
-class _PostgresWriter:
-    """COPY into the tables: several times faster than INSERT for thousands of rows.
-
-    Each row is formatted as COPY text while it is cleaned (off the critical
-    path); writing a batch then sends the new leads' text in one piece."""
-
-    def __init__(self, workspace, source: str):
+    def __init__(self, workspace, lead_list, source: str):
         self.workspace_id = workspace.pk
-        self.lead_table = Lead._meta.db_table
-        self.ident_table = LeadIdentifier._meta.db_table
-        self.member_table = ListMembership._meta.db_table
-        fields = [f for f in Lead._meta.concrete_fields if f.name not in _BATCH_TIME_FIELDS]
-        fields += [Lead._meta.get_field(name) for name in _BATCH_TIME_FIELDS]
-        self.lead_columns = ", ".join(f.column for f in fields)
-        attnames = [f.attname for f in fields]
-        # One template row in column order, without the batch-time columns; each
-        # lead overwrites the positions of the fields it has.
-        base = _lead_defaults()
+        self.lead_list_id = lead_list.pk
+        fields = Lead._meta.concrete_fields
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        # One row of column values for a lead that sets nothing; each new lead is a
+        # copy with its own fields written over it.
+        base = {f.attname: f.get_default() for f in fields}
         base.update(workspace_id=workspace.pk, source=source)
-        self.template = [_copy_text(base[a]) for a in attnames[: -len(_BATCH_TIME_FIELDS)]]
-        self.position = {a: n for n, a in enumerate(attnames)}
+        base["custom_fields"] = json.dumps(base["custom_fields"])
+        self.template = [base[f.attname] for f in fields]
+        self.position = {f.attname: n for n, f in enumerate(fields)}
         self.id_position = self.position["id"]
+        self.created_positions = (self.position["created_at"], self.position["updated_at"])
         self.custom_position = self.position["custom_fields"]
-        self.opted_out_position = self.position["opted_out"]
+        lead, ident, member = (m._meta.db_table for m in (Lead, LeadIdentifier, ListMembership))
+        staging = self.STAGING
+        # ON COMMIT DROP: a batch that fails half-way leaves nothing behind either.
+        self.create_staging = (
+            f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
+            f"SELECT {columns} FROM {lead} WITH NO DATA"
+        )
+        self.drop_staging = f"DROP TABLE {staging}"
+        self.insert_leads = f"INSERT INTO {lead} ({columns}) SELECT {columns} FROM {staging}"  # noqa: S608
+        # A lead's identifier columns hold its identifiers, each once (cleaning
+        # drops repeats), so its LeadIdentifier rows are its non-empty ones. A
+        # conflict on the unique (workspace, value) index would mean the
+        # workspace's lock was not held: that fails the batch rather than leave a
+        # lead without its identifier.
+        unpivot = ", ".join(f"('{name}', s.{name})" for name in IDENTIFIER_FIELDS)
+        self.insert_identifiers = (
+            f"INSERT INTO {ident} (workspace_id, value, lead_id, field) "  # noqa: S608
+            f"SELECT s.workspace_id, i.value, s.id, i.field FROM {staging} s "
+            f"CROSS JOIN LATERAL (VALUES {unpivot}) AS i(field, value) WHERE i.value <> ''"
+        )
+        # New leads and the existing ones linked to the list; a link another
+        # writer made meanwhile is already what was wanted.
+        self.insert_memberships = (
+            f"INSERT INTO {member} (lead_list_id, lead_id, created_at) "  # noqa: S608
+            f"SELECT %s, id, %s FROM {staging} "
+            "UNION ALL SELECT %s, unnest(%s::varchar[]), %s "
+            "ON CONFLICT DO NOTHING"
+        )
+        self.ident_table = ident
+        self.member_table = member
 
-    def prepare(self, lead_id: str, fields: dict, idents) -> tuple[str, str]:
-        """The lead's COPY line up to its batch-time columns, and its identifier lines."""
-        row = self.template.copy()
-        position = self.position
-        texts = []
-        for name, value in fields.items():
-            row[position[name]] = value
-            if type(value) is str:
-                texts.append(value)
-        # Escaping is rare (a tab or line break inside a note): one look at all of
-        # the row's text decides whether any value needs it.
-        if _COPY_SPECIAL.search("".join(texts)):
-            for name, value in fields.items():
-                if type(value) is str:
-                    row[position[name]] = _copy_text(value)
-        if "custom_fields" in fields:
-            row[self.custom_position] = _copy_text(json.dumps(fields["custom_fields"]))
-        if "opted_out" in fields:
-            row[self.opted_out_position] = "t" if fields["opted_out"] else "f"
-        row[self.id_position] = lead_id
-        # Normalized phones and emails, like ids, hold nothing COPY would escape.
-        ws = self.workspace_id
-        ident_text = "".join(f"{ws}\t{value}\t{lead_id}\t{name}\n" for name, value in idents)
-        return "\t".join(row), ident_text
-
-    def existing_owners(self, workspace, values: set[str]) -> dict[str, str]:
+    def existing_owners(self, values: set[str]) -> dict[str, str]:
         if not values:
             return {}
         with connection.cursor() as cursor:
@@ -728,11 +621,11 @@ class _PostgresWriter:
                 "FROM unnest(string_to_array(%s, E'\\n')) AS v(value) "
                 f"CROSS JOIN LATERAL (SELECT i.lead_id FROM {self.ident_table} i "  # noqa: S608
                 "WHERE i.workspace_id = %s AND i.value = v.value LIMIT 1) i",
-                ["\n".join(values), workspace.pk],
+                ["\n".join(values), self.workspace_id],
             )
             return dict(cursor.fetchall())
 
-    def members(self, lead_list, lead_ids: set[str]) -> set[str]:
+    def members(self, lead_ids: set[str]) -> set[str]:
         if not lead_ids:
             return set()
         with connection.cursor() as cursor:
@@ -741,94 +634,78 @@ class _PostgresWriter:
                 "SELECT v.id FROM unnest(string_to_array(%s, E'\\n')) AS v(id) "
                 f"CROSS JOIN LATERAL (SELECT 1 FROM {self.member_table} m "  # noqa: S608
                 "WHERE m.lead_list_id = %s AND m.lead_id = v.id LIMIT 1) m",
-                ["\n".join(lead_ids), lead_list.pk],
+                ["\n".join(lead_ids), self.lead_list_id],
             )
             return {lead_id for (lead_id,) in cursor.fetchall()}
 
-    def insert_leads(self, new_leads, now) -> None:
-        if not new_leads:
+    def insert(self, new_leads, link_ids: list[str], now) -> None:
+        if not new_leads and not link_ids:
             return
-        stamp = _copy_timestamp(now)
-        plain = f"\t{stamp}\t{stamp}\t\\N\n"
-        opted_out = f"\t{stamp}\t{stamp}\t{stamp}\n"
-        leads = []
-        identifiers = []
-        for _, fields, _, (lead_text, ident_text) in new_leads:
-            leads.append(lead_text)
-            leads.append(opted_out if fields.get("opted_out") else plain)
-            identifiers.append(ident_text)
+        template, position = self.template, self.position
+        id_position, custom_position = self.id_position, self.custom_position
+        created, updated = self.created_positions
         with connection.cursor() as wrapper:
             cursor = wrapper.cursor
-            with cursor.copy(f"COPY {self.lead_table} ({self.lead_columns}) FROM STDIN") as copy:
-                copy.write("".join(leads))
-            with cursor.copy(
-                f"COPY {self.ident_table} (workspace_id, value, lead_id, field) FROM STDIN"
-            ) as copy:
-                copy.write("".join(identifiers))
-
-    def insert_memberships(self, lead_list, lead_ids: list[str], now, new=False) -> None:
-        if not lead_ids:
-            return
-        if new:
-            # Leads created in this transaction cannot be in the list yet.
-            tail = f"\t{_copy_timestamp(now)}\n"
-            with (
-                connection.cursor() as wrapper,
-                wrapper.cursor.copy(
-                    f"COPY {self.member_table} (lead_list_id, lead_id, created_at) FROM STDIN"
-                ) as copy,
-            ):
-                copy.write(f"{lead_list.pk}\t" + f"{tail}{lead_list.pk}\t".join(lead_ids) + tail)
-            return
-        with connection.cursor() as cursor:
+            cursor.execute(self.create_staging)
+            with cursor.copy(f"COPY {self.STAGING} FROM STDIN") as copy:
+                for lead_id, fields, _ in new_leads:
+                    row = template.copy()
+                    for name, value in fields.items():
+                        row[position[name]] = value
+                    if "custom_fields" in fields:
+                        row[custom_position] = json.dumps(fields["custom_fields"])
+                    row[id_position] = lead_id
+                    row[created] = row[updated] = now
+                    copy.write_row(row)
+            cursor.execute(self.insert_leads)
+            cursor.execute(self.insert_identifiers)
             cursor.execute(
-                f"INSERT INTO {self.member_table} (lead_list_id, lead_id, created_at) "  # noqa: S608
-                "SELECT %s, unnest(string_to_array(%s, E'\\n')), %s ON CONFLICT DO NOTHING",
-                [lead_list.pk, "\n".join(lead_ids), now],
+                self.insert_memberships,
+                [self.lead_list_id, now, self.lead_list_id, link_ids, now],
             )
+            cursor.execute(self.drop_staging)
 
 
 class _OrmWriter:
-    """Portable bulk inserts (SQLite, the demo)."""
+    """Portable bulk inserts (SQLite, the demo). On Postgres, a third of
+    _CopyWriter's speed (see there)."""
 
     CHUNK = 500  # stays under SQLite's bound-parameter limit
 
-    def __init__(self, workspace, source: str):
+    def __init__(self, workspace, lead_list, source: str):
         self.workspace = workspace
+        self.lead_list = lead_list
         self.source = source
 
-    def prepare(self, lead_id, fields, idents) -> None:
-        return None
-
-    def existing_owners(self, workspace, values: set[str]) -> dict[str, str]:
+    def existing_owners(self, values: set[str]) -> dict[str, str]:
         values = list(values)
         owners = {}
         for start in range(0, len(values), self.CHUNK):
             owners.update(
                 LeadIdentifier.objects.filter(
-                    workspace=workspace, value__in=values[start : start + self.CHUNK]
+                    workspace=self.workspace, value__in=values[start : start + self.CHUNK]
                 ).values_list("value", "lead_id")
             )
         return owners
 
-    def members(self, lead_list, lead_ids: set[str]) -> set[str]:
+    def members(self, lead_ids: set[str]) -> set[str]:
         ids = list(lead_ids)
         found = set()
         for start in range(0, len(ids), self.CHUNK):
             found.update(
                 ListMembership.objects.filter(
-                    lead_list=lead_list, lead_id__in=ids[start : start + self.CHUNK]
+                    lead_list=self.lead_list, lead_id__in=ids[start : start + self.CHUNK]
                 ).values_list("lead_id", flat=True)
             )
         return found
 
-    def insert_leads(self, new_leads, now) -> None:
-        workspace, source = self.workspace, self.source
+    def insert(self, new_leads, link_ids: list[str], now) -> None:
+        workspace, source, lead_list = self.workspace, self.source, self.lead_list
         leads = []
         identifiers = []
-        for lead_id, fields, idents, _ in new_leads:
+        for lead_id, fields, idents in new_leads:
             leads.append(
-                # A row's own source wins over the request's, as in the COPY writer.
+                # A row's own source wins over the request's.
                 Lead(
                     **{"source": source, **fields},
                     id=lead_id,
@@ -843,10 +720,11 @@ class _OrmWriter:
             )
         Lead.objects.bulk_create(leads)
         LeadIdentifier.objects.bulk_create(identifiers)
-
-    def insert_memberships(self, lead_list, lead_ids: list[str], now, new=False) -> None:
         ListMembership.objects.bulk_create(
-            [ListMembership(lead_list=lead_list, lead_id=i, created_at=now) for i in lead_ids],
+            [
+                ListMembership(lead_list=lead_list, lead_id=lead_id, created_at=now)
+                for lead_id in [lead_id for lead_id, _, _ in new_leads] + link_ids
+            ],
             ignore_conflicts=True,
         )
 

@@ -220,34 +220,26 @@ def test_identifiers_found_while_cleaning_match_the_fields():
     ]
 
 
-def test_an_import_shortens_the_switch_interval_only_while_it_runs(acme):
+def test_an_import_runs_in_the_callers_thread_batch_after_batch(acme):
+    """Each batch is cleaned, then written, in the caller's thread; the process's
+    thread switching is left alone; an invalid row in a later batch stops the
+    import at that row, in input order."""
     import sys
+    import threading
 
-    from leads.services import IMPORT_SWITCH_INTERVAL
-
-    before = sys.getswitchinterval()
+    interval, threads = sys.getswitchinterval(), threading.active_count()
     seen = []
-    lead_import(
+    result = lead_import(
         workspace=acme,
         rows=_rows(6),
         batch_size=2,
-        progress=lambda result: seen.append(sys.getswitchinterval()),
+        progress=lambda result: seen.append(
+            (result.saved_count, threading.active_count(), sys.getswitchinterval())
+        ),
     )
-    assert seen == [min(before, IMPORT_SWITCH_INTERVAL)] * 3
-    assert sys.getswitchinterval() == before
-    with pytest.raises(ValidationFailed):
-        lead_import(workspace=acme, rows=[{"phone": "+12025550001"}, {"phone": "x"}])
-    assert sys.getswitchinterval() == before
-
-
-def test_an_input_of_one_batch_is_cleaned_without_a_helper_thread(acme, monkeypatch):
-    from leads import services
-
-    def no_thread(*args, **kwargs):
-        raise AssertionError("a one-batch import started a thread")
-
-    monkeypatch.setattr(services, "ThreadPoolExecutor", no_thread)
-    result = lead_import(workspace=acme, rows=list(_rows(5)), batch_size=5)
-    assert result.saved_count == 5
-    with pytest.raises(ValidationFailed, match=r"leads\[1\]\.phone"):
-        lead_import(workspace=acme, rows=[{"phone": "+12025550001"}, {"phone": "12"}])
+    assert result.saved_count == 6
+    assert seen == [(2, threads, interval), (4, threads, interval), (6, threads, interval)]
+    rows = [{"phone": "+12025559001"}, {"phone": "+12025559002"}, {"phone": "12"}]
+    with pytest.raises(ValidationFailed, match=r"leads\[2\]\.phone"):
+        lead_import(workspace=acme, rows=rows, batch_size=2)
+    assert not Lead.objects.filter(phone="+12025559001").exists()

@@ -1,167 +1,151 @@
-"""The lead, identifier and membership references are checked by triggers (migration
-0006), not foreign key constraints: the database still refuses every row a
-foreign key would have refused, and holds referenced rows as a foreign key does."""
-
-import threading
+"""Leads refer to their workspace, identifiers to their lead and workspace, and
+memberships to their lead and list through foreign keys: the database refuses a
+row that points at a missing one, and a delete through Django cascades as each
+field's on_delete says, on SQLite and Postgres alike."""
 
 import pytest
-from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from leads.models import Lead, LeadIdentifier, LeadList, ListMembership
-from leads.services import lead_delete, lead_import, lead_list_delete
+from leads.services import lead_import
 from tuco.models import Workspace
 
 MISSING = "f" * 24
 
+# (model, field, referenced model)
+REFERENCES = [
+    (Lead, "workspace", Workspace),
+    (LeadIdentifier, "workspace", Workspace),
+    (LeadIdentifier, "lead", Lead),
+    (ListMembership, "lead", Lead),
+    (ListMembership, "lead_list", LeadList),
+]
 
-@pytest.fixture
-def lead(acme):
-    lead_list = LeadList.objects.create(workspace=acme, name="Refs")
-    result = lead_import(workspace=acme, rows=[{"phone": "+12025550100"}], lead_list=lead_list)
-    return Lead.objects.get(pk=result.lead_ids[0])
+
+def _import(workspace, lead_list, *rows):
+    return lead_import(workspace=workspace, rows=list(rows), lead_list=lead_list)
 
 
 def _execute(sql, params=()):
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
 
+def _counts(workspace):
+    return (
+        Lead.objects.filter(workspace=workspace).count(),
+        LeadIdentifier.objects.filter(workspace=workspace).count(),
+        ListMembership.objects.filter(lead_list__workspace=workspace).count(),
+        LeadList.objects.filter(workspace=workspace).count(),
+    )
+
+
+@pytest.fixture
+def imported(acme):
+    """Two lists sharing a lead: the first list holds two leads, the second one."""
+    first = LeadList.objects.create(workspace=acme, name="First")
+    second = LeadList.objects.create(workspace=acme, name="Second")
+    shared = _import(acme, first, {"phone": "+12025550100", "email": "a@example.com"})
+    other = _import(acme, first, {"phone": "+12025550101"})
+    _import(acme, second, {"phone": "+12025550100"})  # links the shared lead
+    return {
+        "first": first,
+        "second": second,
+        "shared": Lead.objects.get(pk=shared.lead_ids[0]),
+        "other": Lead.objects.get(pk=other.lead_ids[0]),
+    }
+
+
 @pytest.mark.django_db
+class TestDeletesCascade:
+    def test_deleting_a_lead_removes_its_identifiers_and_memberships(self, acme, imported):
+        shared = imported["shared"]
+        shared.delete()
+        assert not LeadIdentifier.objects.filter(lead_id=shared.pk).exists()
+        assert not ListMembership.objects.filter(lead_id=shared.pk).exists()
+        assert _counts(acme) == (1, 1, 1, 2)
+
+    def test_deleting_a_list_removes_its_memberships_and_keeps_the_leads(self, acme, imported):
+        imported["first"].delete()
+        assert list(ListMembership.objects.values_list("lead_list_id", "lead_id")) == [
+            (imported["second"].pk, imported["shared"].pk)
+        ]
+        assert _counts(acme) == (2, 3, 1, 1)
+
+    def test_deleting_a_workspace_removes_everything_in_it(self, acme, imported, globex):
+        other_list = LeadList.objects.create(workspace=globex, name="Globex's")
+        _import(globex, other_list, {"phone": "+12025550100"})
+        Workspace.objects.filter(pk=acme.pk).delete()
+        assert _counts(acme) == (0, 0, 0, 0)
+        assert _counts(globex) == (1, 1, 1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
 class TestRowsMustReferToExistingRows:
-    def test_lead_in_a_missing_workspace(self, acme):
-        with pytest.raises(IntegrityError), transaction.atomic():
-            Lead.objects.create(workspace_id=MISSING, phone="+12025550101")
+    """Statements run in autocommit here, so each one's deferred checks run at its
+    commit, where any other writer's would."""
 
-    def test_identifier_of_a_missing_lead(self, acme):
-        with pytest.raises(IntegrityError), transaction.atomic():
-            LeadIdentifier.objects.create(
-                workspace=acme, value="+12025550102", lead_id=MISSING, field="phone"
-            )
+    def test_an_identifier_of_a_missing_lead_or_workspace(self, acme, imported):
+        insert = (
+            "INSERT INTO leads_leadidentifier (workspace_id, value, lead_id, field) "
+            "VALUES (%s, %s, %s, 'phone')"
+        )
+        with pytest.raises(IntegrityError):
+            _execute(insert, [acme.pk, "+12025550102", MISSING])
+        with pytest.raises(IntegrityError):
+            _execute(insert, [MISSING, "+12025550102", imported["shared"].pk])
+        assert not LeadIdentifier.objects.filter(value="+12025550102").exists()
 
-    def test_membership_of_a_missing_lead_or_list(self, acme, lead):
-        lead_list = LeadList.objects.create(workspace=acme, name="Other")
-        with pytest.raises(IntegrityError), transaction.atomic():
-            ListMembership.objects.create(lead_list=lead_list, lead_id=MISSING)
-        with pytest.raises(IntegrityError), transaction.atomic():
-            ListMembership.objects.create(lead_list_id=MISSING, lead=lead)
+    def test_a_membership_of_a_missing_lead_or_list(self, acme, imported):
+        insert = (
+            "INSERT INTO leads_listmembership (lead_list_id, lead_id, created_at) "
+            "VALUES (%s, %s, CURRENT_TIMESTAMP)"
+        )
+        with pytest.raises(IntegrityError):
+            _execute(insert, [imported["second"].pk, MISSING])
+        with pytest.raises(IntegrityError):
+            _execute(insert, [MISSING, imported["other"].pk])
+        assert _counts(acme) == (2, 3, 3, 2)
 
-    def test_one_missing_row_fails_a_bulk_insert(self, acme, lead):
+    def test_a_lead_of_a_missing_workspace(self, acme):
+        with pytest.raises(IntegrityError):
+            Lead.objects.create(workspace_id=MISSING, phone="+12025550103")
+        assert not Lead.objects.exists()
+
+    def test_one_missing_row_fails_the_whole_bulk_insert(self, acme, imported):
         lead_list = LeadList.objects.create(workspace=acme, name="Bulk")
-        others = [Lead(workspace=acme, phone=f"+1202555{n:04d}") for n in range(200, 210)]
-        Lead.objects.bulk_create(others)
-        rows = [ListMembership(lead_list=lead_list, lead=other) for other in others]
+        rows = [ListMembership(lead_list=lead_list, lead=imported["other"])]
         rows.append(ListMembership(lead_list=lead_list, lead_id=MISSING))
         with pytest.raises(IntegrityError), transaction.atomic():
             ListMembership.objects.bulk_create(rows)
         assert not ListMembership.objects.filter(lead_list=lead_list).exists()
 
-    def test_pointing_a_row_at_a_missing_one(self, acme, lead):
-        membership = ListMembership.objects.get(lead=lead)
-        with pytest.raises(IntegrityError), transaction.atomic():
-            ListMembership.objects.filter(pk=membership.pk).update(lead_id=MISSING)
-        with pytest.raises(IntegrityError), transaction.atomic():
-            Lead.objects.filter(pk=lead.pk).update(workspace_id=MISSING)
-
-    def test_saving_a_lead_whose_references_stay_put(self, acme, lead):
-        lead.first_name = "Ada"
-        lead.save()
-        assert Lead.objects.get(pk=lead.pk).first_name == "Ada"
-
-
-# SQLite checks the rows added only (see leads/migrations/0006_reference_triggers.py).
-postgres_only = pytest.mark.skipif(
-    not settings.IS_POSTGRES, reason="SQLite checks the rows added only"
-)
-
-
-@pytest.mark.django_db
-class TestReferencedRowsCannotGoWhileReferred:
-    @postgres_only
-    def test_deleting_a_lead_that_still_has_identifiers_or_memberships(self, lead):
+    def test_an_import_into_a_list_deleted_meanwhile_fails(self, acme):
+        lead_list = LeadList.objects.create(workspace=acme, name="Gone")
+        LeadList.objects.filter(pk=lead_list.pk).delete()
         with pytest.raises(IntegrityError):
-            _execute("DELETE FROM leads_lead WHERE id = %s", [lead.pk])
-        _execute("DELETE FROM leads_leadidentifier WHERE lead_id = %s", [lead.pk])
-        with pytest.raises(IntegrityError):
-            _execute("DELETE FROM leads_lead WHERE id = %s", [lead.pk])
-        assert Lead.objects.filter(pk=lead.pk).exists()
-
-    @postgres_only
-    def test_deleting_a_list_or_workspace_that_still_has_rows(self, acme, lead):
-        lead_list = ListMembership.objects.get(lead=lead).lead_list
-        with pytest.raises(IntegrityError):
-            _execute("DELETE FROM leads_leadlist WHERE id = %s", [lead_list.pk])
-        with pytest.raises(IntegrityError):
-            _execute("DELETE FROM leads_lead WHERE workspace_id = %s", [acme.pk])
-
-    @postgres_only
-    def test_changing_a_referenced_key(self, lead):
-        with pytest.raises(IntegrityError):
-            _execute("UPDATE leads_lead SET id = %s WHERE id = %s", [MISSING, lead.pk])
-
-    def test_the_services_and_cascades_still_delete(self, acme, lead):
-        second = lead_import(workspace=acme, rows=[{"phone": "+12025550103"}])
-        assert lead_delete(workspace=acme, lead_ids=[lead.pk]) == 1
-        lead_list = LeadList.objects.get(pk=second.list_id)
-        assert lead_list_delete(workspace=acme, lead_list=lead_list, delete_leads=True) == 1
-        lead_import(workspace=acme, rows=[{"email": "a@example.com"}])
-        Workspace.objects.filter(pk=acme.pk).delete()
+            _import(acme, lead_list, {"phone": "+12025550104"})
         assert not Lead.objects.exists()
         assert not LeadIdentifier.objects.exists()
-        assert not ListMembership.objects.exists()
+
+    def test_a_delete_around_the_orm_of_a_referenced_row_fails(self, acme, imported):
+        lead = imported["shared"]
+        with pytest.raises(IntegrityError):
+            _execute("DELETE FROM leads_lead WHERE id = %s", [lead.pk])
+        with pytest.raises(IntegrityError):
+            _execute("DELETE FROM leads_leadlist WHERE id = %s", [imported["second"].pk])
+        assert _counts(acme) == (2, 3, 3, 2)
 
 
 @pytest.mark.django_db
-@pytest.mark.skipif(not settings.IS_POSTGRES, reason="TRUNCATE is Postgres only")
-def test_truncating_a_referenced_table_alone(lead):
-    _execute("SET CONSTRAINTS ALL IMMEDIATE")  # no pending foreign key checks
-    with pytest.raises(IntegrityError):
-        _execute("TRUNCATE leads_leadlist, campaigns_campaign CASCADE")
-    assert ListMembership.objects.filter(lead=lead).exists()
-
-
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(not settings.IS_POSTGRES, reason="needs Postgres (set DATABASE_URL)")
-def test_rows_added_hold_what_they_refer_to_until_commit(acme):
-    """As a foreign key check does: a transaction that adds a membership of an
-    existing lead keeps the lead (FOR KEY SHARE) until it ends, so a concurrent
-    delete waits, then fails on the new membership."""
-    lead_list = LeadList.objects.create(workspace=acme, name="Held")
-    lead = Lead.objects.get(
-        pk=lead_import(workspace=acme, rows=[{"phone": "+12025550104"}]).lead_ids[0]
-    )
-    LeadIdentifier.objects.filter(lead=lead).delete()
-    ListMembership.objects.filter(lead=lead).delete()
-    added, release = threading.Event(), threading.Event()
-    outcome = {}
-
-    def importer():
-        try:
-            with transaction.atomic():
-                ListMembership.objects.create(lead_list=lead_list, lead=lead)
-                added.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    def deleter():
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = '300ms'")
-                cursor.execute("DELETE FROM leads_lead WHERE id = %s", [lead.pk])
-        except Exception as exc:  # noqa: BLE001 - the test looks at what it got
-            outcome["error"] = exc
-        finally:
-            connection.close()
-
-    first = threading.Thread(target=importer)
-    first.start()
-    assert added.wait(10)
-    second = threading.Thread(target=deleter)
-    second.start()
-    second.join()
-    release.set()
-    first.join()
-    assert isinstance(outcome.get("error"), OperationalError)  # lock timeout: held
-    with pytest.raises(IntegrityError):  # and once committed, the membership refers to it
-        _execute("DELETE FROM leads_lead WHERE id = %s", [lead.pk])
+def test_the_references_are_foreign_key_constraints():
+    for model, name, parent in REFERENCES:
+        column = model._meta.get_field(name).column
+        with connection.cursor() as cursor:
+            constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+        foreign_keys = [
+            c["foreign_key"]
+            for c in constraints.values()
+            if c["foreign_key"] and c["columns"] == [column]
+        ]
+        assert foreign_keys == [(parent._meta.db_table, "id")], (model, name)
