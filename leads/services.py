@@ -73,9 +73,12 @@ _PHONE_SET = frozenset(PHONE_FIELDS)
 
 
 class RowError(Exception):
+    """One input row is invalid: `field` is the API name of its bad field (or empty),
+    `where` the row and field as the API names them ("leads[3].phone")."""
+
     def __init__(self, index: int, field_name: str, message: str):
-        where = f"leads[{index}].{field_name}" if field_name else f"leads[{index}]"
-        super().__init__(f"{where}: {message}")
+        self.where = f"leads[{index}].{field_name}" if field_name else f"leads[{index}]"
+        super().__init__(f"{self.where}: {message}")
         self.index = index
         self.field = field_name
         self.message = message
@@ -493,7 +496,7 @@ class _ImportState:
                         extra["field"] = exc.field
                     if exc.line:
                         extra["line"] = exc.line
-                    raise ValidationFailed(str(exc), extra=extra) from None
+                    raise ValidationFailed(exc.message, field=exc.where, extra=extra) from None
                 result.invalid_count += 1
                 if len(result.errors) < MAX_REPORTED_ERRORS:
                     result.errors.append(exc)
