@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from campaigns.models import Campaign
-from campaigns.sequencing import AFTER_FAILURE, HELD, advance_sequences
+from campaigns.sequencing import AFTER_FAILURE, advance_sequences
 from campaigns.services import campaign_start
 from messaging.models import Message
 from messaging.signals import message_status_changed
@@ -43,14 +43,14 @@ def test_the_status_signal_releases_the_next_step_at_send_time_plus_delay(starte
         sender=Message, message_id=first.pk, status="sent", campaign_id=campaign.pk
     )
     second = Message.objects.get(lead=lead, step_index=1)
-    assert second.status == "scheduled"
+    assert (second.status, second.held) == ("scheduled", False)
     assert second.due_at == sent_at + timedelta(minutes=90)
     assert second.scheduled_date == second.due_at
     # Nothing else moved: the third step and the other lead stay held.
-    assert Message.objects.get(lead=lead, step_index=2).due_at == HELD
+    assert Message.objects.get(lead=lead, step_index=2).held
     assert set(
-        Message.objects.filter(lead=other, step_index__gt=0).values_list("due_at", flat=True)
-    ) == {HELD}
+        Message.objects.filter(lead=other, step_index__gt=0).values_list("status", "held")
+    ) == {("scheduled", True)}
 
 
 def test_releasing_twice_changes_nothing_the_second_time(started, clock):
@@ -91,4 +91,4 @@ def test_nothing_is_released_while_paused(started, clock, acme):
     message_status_changed.send(
         sender=Message, message_id=first.pk, status="sent", campaign_id=campaign.pk
     )
-    assert Message.objects.get(lead=lead, step_index=1).due_at == HELD
+    assert Message.objects.get(lead=lead, step_index=1).held
