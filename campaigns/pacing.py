@@ -36,7 +36,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign, Enrollment
-from campaigns.sequencing import HELD, WAITING, stop_leads, stop_reasons
+from campaigns.sequencing import WAITING, stop_leads, stop_reasons
 from lines.models import Line
 from lines.services import usage_for
 from messaging.models import Conversation, Message
@@ -126,7 +126,7 @@ class _Room:
             line_id=line.pk,
             step_index=0,
             status__in=("pending", "scheduled", "sending"),
-            due_at__lt=HELD,
+            held=False,
         ).exclude(campaign_id="")
         self.today = max(0, left - in_flight.count())
         self.tick = RELEASE_BATCH
@@ -206,7 +206,7 @@ def _due_firsts(campaign: Campaign, now: datetime):
         campaign_id=campaign.pk,
         step_index=0,
         status="scheduled",
-        due_at=HELD,
+        held=True,
         scheduled_date__lte=now + ORDER_SPREAD,
     )
 
@@ -232,8 +232,8 @@ def _release_on_line(campaign: Campaign, line: Line, room: _Room, now: datetime)
             stop_leads(campaign=campaign, reasons=reasons, now=now)
         ids = [pk for pk, lead_id in rows if lead_id not in reasons]
         if ids:
-            count = Message.objects.filter(pk__in=ids, status="scheduled", due_at=HELD).update(
-                status="pending", due_at=now, updated_at=now
+            count = Message.objects.filter(pk__in=ids, status="scheduled", held=True).update(
+                status="pending", held=False, due_at=now, updated_at=now
             )
             room.take(count)
             released.extend(ids)

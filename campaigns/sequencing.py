@@ -1,9 +1,9 @@
 """How a campaign's messages move from "written" to "due", one step after the other.
 
 Every enrollment writes one message per step up front (messageCount = steps), all
-`scheduled` with `due_at = HELD`, a date the dispatcher never reaches. A held
+`scheduled` and `held` (Message.held), which the dispatcher never claims. A held
 message is invisible to the send pipeline; campaigns alone releases it, with a
-conditional UPDATE whose WHERE clause still requires `due_at = HELD`:
+conditional UPDATE whose WHERE clause still requires it scheduled and held:
 
 * step 0 is released by the pacing gate (campaigns.pacing) when the campaign is
   active, its first send time (`scheduled_date`) has come and its line has room;
@@ -22,14 +22,14 @@ conditional UPDATE whose WHERE clause still requires `due_at = HELD`:
 Why this gives "no duplicate, no skipped message":
 * each step is exactly one row, created once (the enrollment is unique per
   campaign and lead, and its messages are inserted in the same transaction);
-* the only ways out of HELD are the guarded updates above, so a release that
+* the only ways out of held are the guarded updates above, so a release that
   runs twice (the `message_status_changed` signal and the periodic sweep, or
   two workers) changes the row once; the dispatcher then owns the row and its
   own conditional claim sends it at most once;
 * step k is released only after step k-1 has an outcome, so the order holds,
   and every outcome of step k-1 leads to exactly one of release or cancel
   (with its reason), so nothing is left behind silently;
-* pause puts every waiting row of the campaign back to HELD under the campaign
+* pause holds every waiting row of the campaign again under the campaign
   row lock, which the release paths also take, so nothing is released while
   paused; resume re-runs the rules, which recompute the same due times from
   the predecessors' send times (steps already sent are never touched).
@@ -42,14 +42,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import transaction
+from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from campaigns.models import Campaign, Enrollment
 from leads.models import LeadIdentifier
 from messaging.models import DoNotContact, Message
-from messaging.models.outbox import HELD
 
 WAITING = ("pending", "scheduled")
 OPEN = ("pending", "scheduled", "sending")
@@ -66,7 +65,7 @@ AFTER_FAILURE = "Not sent: an earlier step failed"
 
 
 def _held(campaign_id: str, lead_ids=None):
-    rows = Message.objects.filter(campaign_id=campaign_id, status="scheduled", due_at=HELD)
+    rows = Message.objects.filter(campaign_id=campaign_id, status="scheduled", held=True)
     if lead_ids is not None:
         rows = rows.filter(lead_id__in=lead_ids)
     return rows
@@ -185,28 +184,24 @@ def _chunks(items: list, size: int):
         yield items[i : i + size]
 
 
+# Rows per release statement: five parameters each (the id in the WHERE clause, the
+# id and due time in each of the two CASE expressions), under SQLite's 999.
+RELEASE_CHUNK = 150
+
+
 def _release(rows: list[tuple[str, datetime]], *, now: datetime) -> int:
-    """Give held messages their due times (only rows still held change)."""
+    """Give held messages their due times and let them go (only rows still held
+    change): one conditional UPDATE per chunk, each row's due time picked by id."""
     done = 0
-    table = Message._meta.db_table
-    for chunk in _chunks(rows, 1000):
-        if connection.vendor == "postgresql":
-            values = ", ".join(["(%s, %s::timestamptz)"] * len(chunk))
-            params = [v for row in chunk for v in row]
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {table} AS m SET due_at = v.due, scheduled_date = v.due,"  # noqa: S608
-                    f" updated_at = %s FROM (VALUES {values}) AS v(id, due)"
-                    " WHERE m.id = v.id AND m.status = 'scheduled' AND m.due_at = %s",
-                    [now, *params, HELD],
-                )
-                done += cursor.rowcount
-        else:
-            for pk, due in chunk:
-                done += Message.objects.filter(pk=pk, status="scheduled", due_at=HELD).update(
-                    due_at=due, scheduled_date=due, updated_at=now
-                )
+    for chunk in _chunks(rows, RELEASE_CHUNK):
+        done += Message.objects.filter(
+            pk__in=[pk for pk, _ in chunk], status="scheduled", held=True
+        ).update(held=False, due_at=_by_id(chunk), scheduled_date=_by_id(chunk), updated_at=now)
     return done
+
+
+def _by_id(rows: list[tuple[str, datetime]]) -> Case:
+    return Case(*(When(pk=pk, then=Value(at)) for pk, at in rows), output_field=DateTimeField())
 
 
 def finish_enrollments(*, campaign: Campaign, lead_ids=None, now: datetime | None = None) -> None:
@@ -220,7 +215,7 @@ def finish_enrollments(*, campaign: Campaign, lead_ids=None, now: datetime | Non
     # A held step behind a failed one is a stall, not work in progress.
     stalled = messages.filter(status="failed")
     enrollments.filter(Exists(stalled)).exclude(
-        Exists(open_rows.filter(Q(due_at__lt=HELD) | Q(step_index=0)))
+        Exists(open_rows.filter(Q(held=False) | Q(step_index=0)))
     ).update(state="failed")
     enrollments = enrollments.exclude(Exists(open_rows)).exclude(state="failed")
     enrollments.filter(Exists(messages.filter(status="cancelled"))).update(

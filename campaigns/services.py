@@ -27,7 +27,6 @@ from campaigns.enrollment import (
 from campaigns.models import Campaign, Enrollment, Step
 from campaigns.sequencing import (
     AFTER_FAILURE,
-    HELD,
     OPEN,
     WAITING,
     advance_sequences,
@@ -306,13 +305,13 @@ def campaign_start(*, workspace, campaign_id, now: datetime | None = None) -> Ca
             now=now,
         )
         _tick_on_commit()
-    if enrolled >= ANALYZE_AFTER and connection.vendor == "postgresql":
+    if enrolled >= ANALYZE_AFTER:
         # Planner statistics from before a bulk insert this size would steer the
-        # dispatcher's and the sweep's queries to bad plans until autovacuum runs.
+        # dispatcher's and the sweep's queries to bad plans until they are next
+        # gathered (Postgres's autovacuum; never, on SQLite).
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"ANALYZE {Message._meta.db_table}, {Enrollment._meta.db_table}"  # noqa: S608
-            )
+            for model in (Message, Enrollment):
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
     pacing.assign_lines(campaign=campaign)
     return campaign
 
@@ -332,8 +331,8 @@ def campaign_pause(*, workspace, campaign_id, now: datetime | None = None) -> Ca
         campaign.paused_at = now
         campaign.updated_at = now
         campaign.save(update_fields=["status", "paused_at", "updated_at"])
-        Message.objects.filter(campaign_id=campaign.pk, status__in=WAITING, due_at__lt=HELD).update(
-            status="scheduled", due_at=HELD, updated_at=now
+        Message.objects.filter(campaign_id=campaign.pk, status__in=WAITING, held=False).update(
+            status="scheduled", held=True, updated_at=now
         )
     return campaign
 
@@ -404,7 +403,7 @@ def _retry_leads(campaign: Campaign, lead_ids: list[str], now: datetime) -> list
         return []
     reset = {
         "status": "scheduled",
-        "due_at": HELD,
+        "held": True,
         "attempts": 0,
         "error_message": "",
         "failed_at": None,
@@ -417,7 +416,7 @@ def _retry_leads(campaign: Campaign, lead_ids: list[str], now: datetime) -> list
     mine = Message.objects.filter(campaign_id=campaign.pk, lead_id__in=lead_ids)
     mine.filter(status="failed").update(**reset)
     mine.filter(status="cancelled", cancel_reason=AFTER_FAILURE).update(
-        status="scheduled", due_at=HELD, cancel_reason="", updated_at=now
+        status="scheduled", held=True, cancel_reason="", updated_at=now
     )
     mine.filter(step_index=0, status="scheduled", scheduled_date__isnull=True).update(
         scheduled_date=now
@@ -532,7 +531,7 @@ def campaign_enroll_lead(
                 cancel_reason=reason,
             )
         )
-        insert_messages(rows, builder.attnames, builder.columns)
+        insert_messages(rows)
         if campaign.status == Campaign.Status.ACTIVE:
             _tick_on_commit()
     return EnrollResult(
@@ -591,6 +590,7 @@ def campaigns_tick(*, now: datetime | None = None) -> list[str]:
             Message.objects.filter(
                 campaign_id__in=[c.pk for c in campaigns],
                 status__in=WAITING,
+                held=False,
                 due_at__lte=now,
             ).values_list("pk", flat=True)[:5000]
         )

@@ -657,27 +657,12 @@ def _record(
 
 
 def _write_lead_statuses(*, workspace, results: Sequence[LeadResult], now: datetime) -> None:
-    """One statement for the batch on Postgres (arrays joined by id); pipelined
-    single-row updates elsewhere. Django's bulk_update builds a CASE per field and
-    row, which costs more Python time than the update itself."""
+    """Single-row updates sent together (the driver pipelines them). Django's
+    bulk_update builds a CASE per field and row, which costs more Python time than
+    the update itself."""
     table = connection.ops.quote_name(Lead._meta.db_table)
+    stamp = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"UPDATE {table} AS l SET availability_status = v.status, "  # noqa: S608
-                "availability_checked_at = %s, availability_address = v.address "
-                "FROM unnest(%s::text[], %s::text[], %s::text[]) AS v(id, status, address) "
-                "WHERE l.id = v.id AND l.workspace_id = %s",
-                [
-                    now,
-                    [r.lead_id for r in results],
-                    [r.status for r in results],
-                    [r.address for r in results],
-                    workspace.pk,
-                ],
-            )
-            return
-        stamp = connection.ops.adapt_datetimefield_value(now)
         cursor.executemany(
             f"UPDATE {table} SET availability_status = %s, availability_checked_at = %s, "  # noqa: S608
             "availability_address = %s WHERE id = %s AND workspace_id = %s",

@@ -6,7 +6,7 @@ order the round robin visits the lines, for the whole batch: two batches then
 wait on each other or deadlock. A SendBudget instead locks, up front, the rows
 of every line the batch may use, in line id order, reads their counters for
 today, limits and device gaps, takes from them in memory and writes the totals
-back in one statement before the caller commits.
+back (a relative UPDATE per line used) before the caller commits.
 
 The line row is the lock: only a holder of it raises a line's send counters
 (`total_messages`, `new_conversations`) or moves its `last_sent_at`, and it
@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 
 from lines.models import Line, LineUsage
@@ -127,32 +127,10 @@ class SendBudget:
         if not used:
             return
         ids = sorted(used)
-        if connection.vendor == "postgresql":
-            usage = connection.ops.quote_name(LineUsage._meta.db_table)
-            lines = connection.ops.quote_name(Line._meta.db_table)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {lines} SET last_sent_at = %s WHERE id = ANY(%s::text[])",  # noqa: S608
-                    [self.now, ids],
-                )
-                cursor.execute(
-                    f"UPDATE {usage} AS u SET "  # noqa: S608
-                    "total_messages_count = u.total_messages_count + v.total, "
-                    "new_conversations_count = u.new_conversations_count + v.new "
-                    "FROM unnest(%s::text[], %s::int[], %s::int[]) AS v(line_id, total, new) "
-                    "WHERE u.line_id = v.line_id AND u.date = %s",
-                    [
-                        ids,
-                        [used[i].taken_total for i in ids],
-                        [used[i].taken_new for i in ids],
-                        self.day,
-                    ],
-                )
-            return
+        Line.objects.filter(pk__in=ids).update(last_sent_at=self.now)
         for pk in ids:
             account = used[pk]
             LineUsage.objects.filter(line_id=pk, date=self.day).update(
                 total_messages_count=F("total_messages_count") + account.taken_total,
                 new_conversations_count=F("new_conversations_count") + account.taken_new,
             )
-        Line.objects.filter(pk__in=ids).update(last_sent_at=self.now)

@@ -399,55 +399,11 @@ def line_pick_for_check(
     moves one check to the other day, which no cap minds).
     """
     day = now or timezone.now()
-    if line_id is not None and connection.vendor == "postgresql":
-        line = _claim_named_line_check(workspace=workspace, line_id=line_id, now=now, day=day)
-        if line is not None:
-            return LinePick(line)
-        # Not this time: the general path below says why (or wins a race after all).
     lines, current = _check_candidates(workspace=workspace, now=now, day=day, line_id=line_id)
     for line in lines:
         if _usable_for_check(line, current) and _claim_one_check(line=line, now=now, day=day):
             return LinePick(line)
     return _why_no_line(lines, current)
-
-
-def _claim_named_line_check(
-    *, workspace, line_id: str, now: datetime | None, day: datetime
-) -> Line | None:
-    """_claim_one_check for one known line in a single statement (Postgres): lock the
-    line (SKIP LOCKED) if it is active, not down and past its gap, take one check
-    from today's counter under the line's cap, restart the gap, and return the line
-    as it now is. None when any of that does not hold, or today's counter row does
-    not exist yet; the caller then takes the general path, which knows why."""
-    line_table = connection.ops.quote_name(Line._meta.db_table)
-    usage_table = connection.ops.quote_name(LineUsage._meta.db_table)
-    fields = Line._meta.concrete_fields
-    columns = ", ".join(f"l.{connection.ops.quote_name(f.column)}" for f in fields)
-    clock = "statement_timestamp()" if now is None else "%(now)s"
-    sql = f"""
-        WITH free AS (
-            SELECT id, daily_availability_checks_limit AS cap FROM {line_table}
-            WHERE id = %(line)s AND workspace_id = %(workspace)s AND is_active
-              AND health_status <> %(down)s
-              AND (check_gap_seconds = 0 OR last_check_at IS NULL
-                   OR last_check_at <= {clock} - make_interval(secs => check_gap_seconds))
-            FOR UPDATE SKIP LOCKED
-        ), taken AS (
-            UPDATE {usage_table} AS u
-            SET availability_checks_count = u.availability_checks_count + 1
-            FROM free
-            WHERE u.line_id = free.id AND u.date = %(day)s
-              AND u.availability_checks_count + 1 <= free.cap
-            RETURNING u.line_id
-        )
-        UPDATE {line_table} AS l SET last_check_at = {clock}
-        FROM taken WHERE l.id = taken.line_id
-        RETURNING {columns}
-    """  # noqa: S608 - table and column names come from the models
-    params = {"line": line_id, "workspace": workspace.pk, "down": Line.Health.DOWN,
-              "day": utc_today(day), "now": now}  # fmt: skip
-    claimed = list(Line.objects.raw(sql, params))
-    return claimed[0] if claimed else None
 
 
 @dataclass

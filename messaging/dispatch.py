@@ -102,7 +102,7 @@ def dispatch_due(
     result = DispatchResult()
     with transaction.atomic():
         rows = Message.objects.select_for_update(skip_locked=True, of=("self",)).filter(
-            status__in=Message.WAITING, due_at__lte=now
+            status__in=Message.WAITING, held=False, due_at__lte=now
         )
         if message_ids is not None:
             rows = rows.filter(pk__in=list(message_ids))

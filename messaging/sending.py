@@ -29,7 +29,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from lines import services as line_services
@@ -141,7 +141,8 @@ def _claim_rows(message_ids: list[str], now: datetime) -> list[str]:
     """Mark these `sending` rows as taken by this run (send_claimed_at); the ids it got.
     A second delivery of the same task gets none of them."""
     ids = list(dict.fromkeys(str(i) for i in message_ids))
-    if connection.vendor != "postgresql":
+    # A conditional update per row (which ids it got is its row count), one commit.
+    with transaction.atomic():
         return [
             message_id
             for message_id in ids
@@ -149,14 +150,6 @@ def _claim_rows(message_ids: list[str], now: datetime) -> list[str]:
                 pk=message_id, status=Message.Status.SENDING, send_claimed_at__isnull=True
             ).update(send_claimed_at=now)
         ]
-    table = connection.ops.quote_name(Message._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET send_claimed_at = %s"  # noqa: S608 - the model's table
-            " WHERE id = ANY(%s) AND status = %s AND send_claimed_at IS NULL RETURNING id",
-            [now, ids, Message.Status.SENDING],
-        )
-        return [row[0] for row in cursor.fetchall()]
 
 
 class _Lookups:

@@ -1,5 +1,4 @@
 import uuid
-from datetime import UTC, datetime
 
 from django.db import models
 from django.db.models import Q
@@ -13,12 +12,6 @@ from tuco.models import Workspace
 
 OPTED_OUT_REASON = "Recipient opted out"
 REPLIED_REASON = "The lead replied"
-# A waiting row due at HELD is parked by its owner (a campaign keeps its later
-# steps there until their turn): the dispatcher never reaches it, and the due
-# index leaves it out, so writing parked rows in bulk costs that index nothing.
-# Far beyond any real send time, and far enough from datetime.max that date
-# arithmetic on it never overflows.
-HELD = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class Message(models.Model):
@@ -96,6 +89,12 @@ class Message(models.Model):
     sms_fallback_text = models.TextField(blank=True, default="")
 
     status = models.CharField(max_length=10, choices=Status, default=Status.PENDING)
+    # A waiting row its owner keeps back (a campaign holds each step until its turn):
+    # the dispatcher never claims it, whatever its due_at, and the due index leaves
+    # it out, so writing held rows in bulk costs that index nothing. Only the owner
+    # lets it go, with a conditional update that still requires it held. It means
+    # nothing once the row has left the waiting statuses.
+    held = models.BooleanField(default=False)
     scheduled_date = models.DateTimeField(null=True, blank=True)
     # When the dispatcher should next look at the row (scheduled time, retry or
     # the next moment a pre-send check can pass).
@@ -144,14 +143,14 @@ class Message(models.Model):
         # Every index is paid for on each insert (a campaign writes a row per lead and
         # step at once), so each one serves a query, and the partial ones leave out
         # the rows their queries never look for: the dispatcher's due rows (not the
-        # parked ones), relay ids (set once sent), rows that went out (sweeper,
+        # held ones), relay ids (set once sent), rows that went out (sweeper,
         # duplicate guard). Plain btree indexes, as the varchar_pattern_ops copies
         # Django adds to indexed CharFields serve only LIKE 'prefix%' lookups.
         indexes = [
             models.Index(
                 fields=["due_at"],
                 name="message_due_waiting",
-                condition=Q(status__in=["pending", "scheduled"], due_at__lt=HELD),
+                condition=Q(status__in=["pending", "scheduled"], held=False),
             ),
             models.Index(fields=["workspace", "-created_at"], name="message_ws_created"),
             models.Index(fields=["lead", "-created_at"], name="message_lead_created"),

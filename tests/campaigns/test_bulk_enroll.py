@@ -1,8 +1,8 @@
 """Starting a campaign on a list: the bulk writer's rows, page after page.
 
 On Postgres the list's messages are expanded on the server (one statement per
-page); these tests hold those rows to the ones MessageRows builds for one lead,
-the way a single enrollment writes them.
+page), elsewhere the ORM writes them; these tests hold those rows to the ones
+MessageRows builds for one lead, the way a single enrollment writes them.
 """
 
 import uuid
@@ -190,7 +190,7 @@ def test_a_page_that_fails_leaves_nothing_written(
 
 
 @pytest.mark.django_db
-def test_an_error_while_a_page_is_written_lets_it_finish_and_rolls_back(
+def test_an_error_on_a_later_page_rolls_back_the_pages_written(
     acme, clock, make_line, make_list, create_campaign
 ):
     make_line()
@@ -200,7 +200,7 @@ def test_an_error_while_a_page_is_written_lets_it_finish_and_rolls_back(
     stop_reason_for = enrollment._stop_reason_for
 
     def failing_on_the_fifth_lead(lead, dnc):
-        # Lead 5 is on page 3, decided while page 2 is being written.
+        # Lead 5 is on page 3: pages 1 and 2 are written by then.
         if next(decisions) == 4:
             raise RuntimeError("boom")
         return stop_reason_for(lead, dnc)

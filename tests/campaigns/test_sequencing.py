@@ -4,10 +4,13 @@ that send time plus its delay, and exactly once however often the rule runs."""
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 
 from campaigns.models import Campaign
-from campaigns.sequencing import AFTER_FAILURE, HELD, advance_sequences
+from campaigns.pacing import release_first_steps
+from campaigns.sequencing import AFTER_FAILURE, advance_sequences
 from campaigns.services import campaign_start
+from messaging.dispatch import dispatch_due
 from messaging.models import Message
 from messaging.signals import message_status_changed
 from tests.campaigns.conftest import list_leads
@@ -43,14 +46,14 @@ def test_the_status_signal_releases_the_next_step_at_send_time_plus_delay(starte
         sender=Message, message_id=first.pk, status="sent", campaign_id=campaign.pk
     )
     second = Message.objects.get(lead=lead, step_index=1)
-    assert second.status == "scheduled"
+    assert (second.status, second.held) == ("scheduled", False)
     assert second.due_at == sent_at + timedelta(minutes=90)
     assert second.scheduled_date == second.due_at
     # Nothing else moved: the third step and the other lead stay held.
-    assert Message.objects.get(lead=lead, step_index=2).due_at == HELD
+    assert Message.objects.get(lead=lead, step_index=2).held
     assert set(
-        Message.objects.filter(lead=other, step_index__gt=0).values_list("due_at", flat=True)
-    ) == {HELD}
+        Message.objects.filter(lead=other, step_index__gt=0).values_list("status", "held")
+    ) == {("scheduled", True)}
 
 
 def test_releasing_twice_changes_nothing_the_second_time(started, clock):
@@ -91,4 +94,46 @@ def test_nothing_is_released_while_paused(started, clock, acme):
     message_status_changed.send(
         sender=Message, message_id=first.pk, status="sent", campaign_id=campaign.pk
     )
-    assert Message.objects.get(lead=lead, step_index=1).due_at == HELD
+    assert Message.objects.get(lead=lead, step_index=1).held
+
+
+def test_the_gate_releases_due_first_steps_and_the_dispatcher_claims_only_those(started, clock):
+    campaign, _ = started
+    mine = Message.objects.filter(campaign_id=campaign.pk)
+    assert set(mine.values_list("status", "held")) == {("scheduled", True)}
+    # Held rows are never claimed, however late it gets.
+    assert dispatch_due(now=clock.now + timedelta(days=30)).claimed == 0
+    assert set(mine.values_list("status", "held")) == {("scheduled", True)}
+
+    with transaction.atomic():
+        locked = list(Campaign.objects.select_for_update().filter(pk=campaign.pk))
+        released = release_first_steps(campaigns=locked, now=clock.now)
+    firsts = mine.filter(step_index=0)
+    assert sorted(released) == sorted(firsts.values_list("pk", flat=True))
+    assert set(firsts.values_list("status", "held", "due_at")) == {("pending", False, clock.now)}
+    assert set(mine.filter(step_index__gt=0).values_list("status", "held")) == {("scheduled", True)}
+    assert dispatch_due(now=clock.now + timedelta(days=30)).claimed == len(released) == 2
+    assert set(mine.filter(step_index__gt=0).values_list("status", "held")) == {("scheduled", True)}
+
+
+def test_a_first_step_not_due_yet_stays_held(started, clock):
+    campaign, _ = started
+    mine = Message.objects.filter(campaign_id=campaign.pk)
+    mine.filter(step_index=0).update(scheduled_date=clock.now + timedelta(hours=1))
+    with transaction.atomic():
+        locked = list(Campaign.objects.select_for_update().filter(pk=campaign.pk))
+        assert release_first_steps(campaigns=locked, now=clock.now) == []
+    assert set(mine.values_list("status", "held")) == {("scheduled", True)}
+
+
+def test_pause_holds_released_rows_again(started, clock, acme):
+    from campaigns.services import campaign_pause
+
+    campaign, (lead, _) = started
+    with transaction.atomic():
+        locked = list(Campaign.objects.select_for_update().filter(pk=campaign.pk))
+        release_first_steps(campaigns=locked, now=clock.now)
+    campaign_pause(workspace=acme, campaign_id=campaign.pk)
+    mine = Message.objects.filter(campaign_id=campaign.pk)
+    assert set(mine.values_list("status", "held")) == {("scheduled", True)}
+    assert dispatch_due(now=clock.now + timedelta(days=30)).claimed == 0

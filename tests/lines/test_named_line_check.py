@@ -88,12 +88,3 @@ def test_racing_picks_never_pass_the_cap(acme, settings):
     assert [o for o in outcomes if isinstance(o, Exception)] == []
     assert sum(outcomes) == 9
     assert checks_taken(line) == 10
-
-
-def test_a_pick_on_postgres_is_one_statement(acme, settings, django_assert_num_queries):
-    if not settings.IS_POSTGRES:
-        pytest.skip("the one-statement claim is Postgres only")
-    line = offline_line(acme)
-    assert pick(acme, line).line == line  # creates today's counter
-    with django_assert_num_queries(1):
-        assert pick(acme, line, NOON + timedelta(seconds=1)).line == line
