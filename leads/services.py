@@ -9,7 +9,9 @@ the constraint (SQLite needs no lock: it runs one writer at a time).
 """
 
 import json
+import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import islice
@@ -433,22 +435,57 @@ def lead_import(
             state = _ImportState(
                 workspace, lead_list, source, normalizer, skip_invalid, collect_ids
             )
-            for batch in _batches(rows, batch_size):
-                state.write_batch(state.clean_batch(batch))
-                if progress:
-                    progress(state.result)
+            _write_batches(state, rows, batch_size, progress, batch_transactions=False)
     else:
         if lead_list is None:
             lead_list = lead_list_get_or_create_default(workspace=workspace)
         state = _ImportState(workspace, lead_list, source, normalizer, skip_invalid, collect_ids)
+        _write_batches(state, rows, batch_size, progress, batch_transactions=True)
+    return state.result
+
+
+def _write_batches(state, rows, batch_size, progress, *, batch_transactions: bool) -> None:
+    """Clean and write the rows a batch at a time, each batch in a transaction of
+    its own with `batch_transactions`.
+
+    A batch's statements may still be running on the database server when
+    write_batch returns (see _CopyWriter); the next batch is cleaned meanwhile,
+    and the batch is settled (its statements waited for, its transaction
+    committed) before anything else uses the connection. A row that fails to
+    clean ends the import after the batches before it are settled, as if each had
+    been written before the next was read."""
+    pending = None
+    try:
         for batch in _batches(rows, batch_size):
             cleaned = state.clean_batch(batch)
-            with transaction.atomic():
-                _lock_workspace(workspace)
-                state.write_batch(cleaned)
-            if progress:
-                progress(state.result)
-    return state.result
+            pending, settling = None, pending
+            _settle(settling, state, progress)
+            pending = _start_batch(state, cleaned, batch_transactions)
+    finally:
+        _settle(pending, state, progress)
+
+
+def _start_batch(state, cleaned, own_transaction: bool) -> ExitStack:
+    """Write a cleaned batch; returns what settles it."""
+    batch = ExitStack()
+    try:
+        if own_transaction:
+            batch.enter_context(transaction.atomic())
+            _lock_workspace(state.workspace)
+        batch.callback(state.writer.finish)
+        state.write_batch(cleaned)
+    except BaseException:
+        if not batch.__exit__(*sys.exc_info()):
+            raise
+    return batch
+
+
+def _settle(batch: ExitStack | None, state, progress) -> None:
+    if batch is None:
+        return
+    batch.close()
+    if progress:
+        progress(state.result)
 
 
 class _ImportState:
@@ -563,6 +600,7 @@ class _CopyWriter:
     STAGING = "leads_import_lead"
 
     def __init__(self, workspace, lead_list, source: str):
+        self.pipeline = None
         self.workspace_id = workspace.pk
         self.lead_list_id = lead_list.pk
         fields = Lead._meta.concrete_fields
@@ -660,6 +698,13 @@ class _CopyWriter:
                     row[id_position] = lead_id
                     row[created] = row[updated] = now
                     copy.write_row(row)
+        # The statements that move the rows (and check their references) run while
+        # the caller cleans the next batch: sent in pipeline mode, waited for in
+        # finish(). COPY cannot be pipelined; it streams as the rows are formatted.
+        raw = connection.connection
+        self.pipeline = raw.pipeline()
+        self.pipeline.__enter__()
+        with raw.cursor() as cursor:
             cursor.execute(self.insert_leads)
             cursor.execute(self.insert_identifiers)
             cursor.execute(
@@ -667,6 +712,13 @@ class _CopyWriter:
                 [self.lead_list_id, now, self.lead_list_id, link_ids, now],
             )
             cursor.execute(self.drop_staging)
+
+    def finish(self) -> None:
+        """Wait for the batch's statements; raises their error, if any."""
+        pipeline, self.pipeline = self.pipeline, None
+        if pipeline is not None:
+            with connection.wrap_database_errors:
+                pipeline.__exit__(None, None, None)
 
 
 class _OrmWriter:
@@ -679,6 +731,9 @@ class _OrmWriter:
         self.workspace = workspace
         self.lead_list = lead_list
         self.source = source
+
+    def finish(self) -> None:
+        """Each batch is written when insert() returns."""
 
     def existing_owners(self, values: set[str]) -> dict[str, str]:
         values = list(values)
