@@ -218,14 +218,13 @@ def _open_loop(base: str, keys: list[str]) -> dict[str, list[tuple[float, str]]]
         schedule.append((float(at), "post", index))
         schedule.append((float(at + 1 / (2 * RATE)), "get", index))
     results: dict[str, list[tuple[float, str]]] = {"post": [], "get": []}
+    errors_seen: dict[str, str] = {}
     lock = threading.Lock()
-    local = threading.local()
 
     def call(kind: str, index: int, due: float) -> None:
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
-        headers = {"Authorization": f"Bearer {keys[index % len(keys)]}"}
+        # A connection of its own, like independent clients (and no reuse of a
+        # kept-alive connection the server is closing meanwhile).
+        headers = {"Authorization": f"Bearer {keys[index % len(keys)]}", "Connection": "close"}
         try:
             if kind == "post":
                 body = {
@@ -234,15 +233,16 @@ def _open_loop(base: str, keys: list[str]) -> dict[str, list[tuple[float, str]]]
                     "recipientPhone": f"+1415{2000000 + index * 2:07d}",
                     "batchId": "bench",
                 }
-                response = session.post(
+                response = requests.post(
                     f"{base}/api/messages", json=body, headers=headers, timeout=60
                 )
                 outcome = "ok" if response.status_code == 201 else str(response.status_code)
             else:
-                response = session.get(f"{base}/api/workspace", headers=headers, timeout=60)
+                response = requests.get(f"{base}/api/workspace", headers=headers, timeout=60)
                 outcome = "ok" if response.status_code == 200 else str(response.status_code)
         except requests.RequestException as exc:
             outcome = type(exc).__name__
+            errors_seen.setdefault(outcome, str(exc)[:200])
         elapsed = (time.perf_counter() - due) * 1000
         with lock:
             results[kind].append((elapsed, outcome))
@@ -255,7 +255,28 @@ def _open_loop(base: str, keys: list[str]) -> dict[str, list[tuple[float, str]]]
             if wait > 0:
                 time.sleep(wait)
             pool.submit(call, kind, index, due)
+    for outcome, text in errors_seen.items():
+        print(f"  {outcome}: {text}", file=sys.stderr)
     return results
+
+
+def _server_times(access_log: str) -> dict[str, list[float]]:
+    """Time spent inside gunicorn per request (ms), by kind, from the access log
+    (`%(m)s %(U)s %(s)s %(D)s`): the server's share of the latencies."""
+    times: dict[str, list[float]] = {"post": [], "get": []}
+    with open(access_log) as log:
+        for line in log:
+            parts = line.split()
+            if len(parts) != 4 or not parts[3].isdigit():
+                continue
+            method, path, status, micros = parts
+            if not status.startswith("2"):
+                continue
+            if (method, path) == ("POST", "/api/messages"):
+                times["post"].append(int(micros) / 1000)
+            elif (method, path) == ("GET", "/api/workspace"):
+                times["get"].append(int(micros) / 1000)
+    return times
 
 
 def _latency_row(case: str, samples: list[tuple[float, str]], **extra) -> dict:
@@ -316,7 +337,7 @@ def _make_lines(workspace, relay_url: str, count: int) -> None:
     Line.objects.filter(workspace=workspace).update(health_status=Line.Health.HEALTHY)
 
 
-def _run_open(base: str, relay_url: str, workspaces: list) -> list[dict]:
+def _run_open(base: str, relay_url: str, workspaces: list, access_log: str) -> list[dict]:
     from messaging.models import Message
     from tuco.services import workspace_create
 
@@ -340,6 +361,18 @@ def _run_open(base: str, relay_url: str, workspaces: list) -> list[dict]:
         ),
         _latency_row("GET /api/workspace (no-op), same run", results["get"]),
     ]
+    for kind, times in _server_times(access_log).items():
+        if times:
+            rows.append(
+                {
+                    "case": f"  of which in gunicorn, {kind.upper()}",
+                    "count": len(times),
+                    "p50_ms": _percentile(times, 0.50),
+                    "p95_ms": _percentile(times, 0.95),
+                    "p99_ms": _percentile(times, 0.99),
+                    "note": "from the worker thread taking the request to its answer",
+                }
+            )
 
     # The worker's side: from each accepted POST to its `sent`.
     rows_of = Message.objects.filter(workspace__in=workspaces, batch_id="bench")
@@ -453,6 +486,7 @@ def run() -> list[dict]:
     if os.environ.get("BENCH_WEBHOOKS") != "1":
         relay_cmd.append("--drop-webhooks")
     bin_dir = Path(python).parent
+    access_log = f"/tmp/bench-messaging-access-{web_port}.log"
     processes = {
         "relay": _start(relay_cmd, env, "relay"),
         "web": _start(
@@ -469,6 +503,10 @@ def run() -> list[dict]:
                 f"127.0.0.1:{web_port}",
                 "--log-level",
                 "warning",
+                "--access-logfile",
+                access_log,
+                "--access-logformat",
+                "%(m)s %(U)s %(s)s %(D)s",
             ],
             env,
             "web",
@@ -492,7 +530,7 @@ def run() -> list[dict]:
 
         threading.Thread(target=beat, daemon=True).start()
         if MODE == "open":
-            return _run_open(base, relay_url, workspaces)
+            return _run_open(base, relay_url, workspaces, access_log)
         return _run_closed(base, relay_url, workspaces)
     finally:
         stop_beat.set()
