@@ -1,9 +1,22 @@
 """Shared personas: alice owns workspace "Acme", bob is a member there,
-charlie owns "Globex" and must never see Acme's data."""
+charlie owns "Globex" and must never see Acme's data.
+
+The suite runs in parallel (pytest-xdist, see the Makefile). pytest-django gives each
+worker its own test database; what else the workers share is made per-worker below:
+the Redis cache and rate-limit keys carry the worker's name, and clearing the cache
+drops that worker's keys only (Django's RedisCache.clear() flushes the whole Redis
+database, other workers' keys included). Relay simulators, file servers and the live
+server listen on ephemeral ports; files go to tmp_path.
+"""
+
+import os
 
 import pytest
+from django.conf import settings
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.test import APIClient
 
+from tuco import ratelimit
 from tuco.celery import app as celery_app
 from tuco.models import Membership
 from tuco.services import workspace_create
@@ -12,6 +25,34 @@ pytest_plugins = ["tests.lines.relay_fixtures"]
 
 celery_app.conf.task_always_eager = True
 celery_app.conf.task_eager_propagates = True
+
+# Passwords are hashed for every persona of every test; the production hasher
+# (PBKDF2, a million rounds) is what makes that slow, and no test is about it.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+class WorkerRedisCache(RedisCache):
+    """The Redis cache of one xdist worker: clear() deletes this worker's keys only."""
+
+    def clear(self):
+        client = self._cache.get_client(None, write=True)
+        keys = list(client.scan_iter(match=f"{self.key_prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return True
+
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER and settings.REDIS_URL:
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {
+            **settings.CACHES["default"],
+            "BACKEND": f"{__name__}.WorkerRedisCache",
+            "KEY_PREFIX": f"test-{WORKER}",
+        },
+    }
+    ratelimit.KEY_PREFIX = f"tuco:rl:test-{WORKER}:"
 
 
 def api_client(raw_key: str) -> APIClient:
