@@ -472,6 +472,7 @@ def _start_batch(state, cleaned, own_transaction: bool) -> ExitStack:
         if own_transaction:
             batch.enter_context(transaction.atomic())
             _lock_workspace(state.workspace)
+            state.writer.check_references_per_statement()
         batch.callback(state.writer.finish)
         state.write_batch(cleaned)
     except BaseException:
@@ -590,6 +591,13 @@ class _CopyWriter:
     their identifiers, list memberships), which checks the foreign keys as any
     insert does.
 
+    The moving statements go out in pipeline mode: the server runs them (and
+    their foreign key checks, made immediate for that) while the caller cleans
+    the next batch, and finish() waits for them. On a quiet two-core machine
+    the bench's first case runs at about 19,000 leads/s this way, against
+    about 11,000 when each batch waits for its statements; the database's 4.5 s
+    of CPU per 100,000 leads, half of it in foreign key checks, is the floor.
+
     Postgres only because it pays: 100,000 E.164 rows as the bench's first case
     (`python -m bench lead_import`, batches of 5,000) took 2.6 s of Python CPU and
     5.4 s of database CPU through this writer, 17.2 s and 9.9 s through
@@ -635,13 +643,15 @@ class _CopyWriter:
             f"SELECT s.workspace_id, i.value, s.id, i.field FROM {staging} s "
             f"CROSS JOIN LATERAL (VALUES {unpivot}) AS i(field, value) WHERE i.value <> ''"
         )
-        # New leads and the existing ones linked to the list; a link another
-        # writer made meanwhile is already what was wanted.
+        # New leads cannot be in the list yet; for existing leads linked to it, a
+        # link another writer made meanwhile is already what was wanted.
         self.insert_memberships = (
             f"INSERT INTO {member} (lead_list_id, lead_id, created_at) "  # noqa: S608
-            f"SELECT %s, id, %s FROM {staging} "
-            "UNION ALL SELECT %s, unnest(%s::varchar[]), %s "
-            "ON CONFLICT DO NOTHING"
+            f"SELECT %s, id, %s FROM {staging}"
+        )
+        self.insert_links = (
+            f"INSERT INTO {member} (lead_list_id, lead_id, created_at) "  # noqa: S608
+            "SELECT %s, unnest(%s::varchar[]), %s ON CONFLICT DO NOTHING"
         )
         self.ident_table = ident
         self.member_table = member
@@ -707,11 +717,17 @@ class _CopyWriter:
         with raw.cursor() as cursor:
             cursor.execute(self.insert_leads)
             cursor.execute(self.insert_identifiers)
-            cursor.execute(
-                self.insert_memberships,
-                [self.lead_list_id, now, self.lead_list_id, link_ids, now],
-            )
+            cursor.execute(self.insert_memberships, [self.lead_list_id, now])
+            if link_ids:
+                cursor.execute(self.insert_links, [self.lead_list_id, link_ids, now])
             cursor.execute(self.drop_staging)
+
+    def check_references_per_statement(self) -> None:
+        """In a transaction of the import's own: check foreign keys as each statement
+        ends rather than at commit (Django declares them deferred), so the checks
+        run with the pipelined statements instead of after them."""
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
     def finish(self) -> None:
         """Wait for the batch's statements; raises their error, if any."""
@@ -731,6 +747,9 @@ class _OrmWriter:
         self.workspace = workspace
         self.lead_list = lead_list
         self.source = source
+
+    def check_references_per_statement(self) -> None:
+        """SQLite checks foreign keys at commit; the batch is small enough."""
 
     def finish(self) -> None:
         """Each batch is written when insert() returns."""
