@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TypedDict, Unpack
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -81,6 +82,8 @@ def _apply(line: Line, fields: dict) -> list[str]:
     names. ValidationFailed for a server URL, phone or email that is not one."""
     changed = []
     for name, value in fields.items():
+        if name not in EDITABLE_FIELDS:
+            raise TypeError(f"{name!r} is not an editable field of a line")
         if value is None:
             continue
         if name in _NORMALIZED:
@@ -126,49 +129,31 @@ def _queue_health_check(line: Line) -> None:
 _RELAY_FIELDS = ("server_url", "relay_password")
 
 
+class LineFields(TypedDict, total=False):
+    """A line's editable fields, as line_create and line_update take them (None, like
+    a field left out: the model's default on create, unchanged on update)."""
+
+    relay_password: str | None
+    phone: str | None
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    is_active: bool | None
+    provisioning_status: str | None
+    line_type: str | None
+    daily_new_conversations_limit: int | None
+    daily_total_messages_limit: int | None
+    daily_availability_checks_limit: int | None
+    device_gap_seconds: int | None
+    contact_gap_seconds: int | None
+    check_gap_seconds: int | None
+
+
 @transaction.atomic
-def line_create(
-    *,
-    workspace,
-    server_url: str,
-    relay_password: str = "",
-    phone: str = "",
-    email: str = "",
-    first_name: str = "",
-    last_name: str = "",
-    is_active: bool = True,
-    provisioning_status: str | None = None,
-    line_type: str | None = None,
-    daily_new_conversations_limit: int | None = None,
-    daily_total_messages_limit: int | None = None,
-    daily_availability_checks_limit: int | None = None,
-    device_gap_seconds: int | None = None,
-    contact_gap_seconds: int | None = None,
-    check_gap_seconds: int | None = None,
-) -> Line:
-    """Create a line (None: the model's default). The relay password is stored
-    encrypted and never returned."""
+def line_create(*, workspace, server_url: str, **fields: Unpack[LineFields]) -> Line:
+    """Create a line. The relay password is stored encrypted and never returned."""
     line = Line(workspace=workspace)
-    _apply(
-        line,
-        {
-            "server_url": server_url,
-            "relay_password": relay_password,
-            "phone": phone,
-            "email": email,
-            "first_name": first_name,
-            "last_name": last_name,
-            "is_active": is_active,
-            "provisioning_status": provisioning_status,
-            "line_type": line_type,
-            "daily_new_conversations_limit": daily_new_conversations_limit,
-            "daily_total_messages_limit": daily_total_messages_limit,
-            "daily_availability_checks_limit": daily_availability_checks_limit,
-            "device_gap_seconds": device_gap_seconds,
-            "contact_gap_seconds": contact_gap_seconds,
-            "check_gap_seconds": check_gap_seconds,
-        },
-    )
+    _apply(line, {"server_url": server_url, **fields})
     line.save()
     _send_line_saved(line, created=True)
     _queue_health_check(line)
@@ -179,48 +164,12 @@ def line_create(
 
 @transaction.atomic
 def line_update(
-    *,
-    workspace,
-    line_id: str,
-    server_url: str | None = None,
-    relay_password: str | None = None,
-    phone: str | None = None,
-    email: str | None = None,
-    first_name: str | None = None,
-    last_name: str | None = None,
-    is_active: bool | None = None,
-    provisioning_status: str | None = None,
-    line_type: str | None = None,
-    daily_new_conversations_limit: int | None = None,
-    daily_total_messages_limit: int | None = None,
-    daily_availability_checks_limit: int | None = None,
-    device_gap_seconds: int | None = None,
-    contact_gap_seconds: int | None = None,
-    check_gap_seconds: int | None = None,
+    *, workspace, line_id: str, server_url: str | None = None, **fields: Unpack[LineFields]
 ) -> Line:
     """Change the given fields of a line (None: unchanged)."""
     line = _locked_line(workspace=workspace, line_id=line_id)
     before = {name: getattr(line, name) for name in EDITABLE_FIELDS}
-    changed = _apply(
-        line,
-        {
-            "server_url": server_url,
-            "relay_password": relay_password,
-            "phone": phone,
-            "email": email,
-            "first_name": first_name,
-            "last_name": last_name,
-            "is_active": is_active,
-            "provisioning_status": provisioning_status,
-            "line_type": line_type,
-            "daily_new_conversations_limit": daily_new_conversations_limit,
-            "daily_total_messages_limit": daily_total_messages_limit,
-            "daily_availability_checks_limit": daily_availability_checks_limit,
-            "device_gap_seconds": device_gap_seconds,
-            "contact_gap_seconds": contact_gap_seconds,
-            "check_gap_seconds": check_gap_seconds,
-        },
-    )
+    changed = _apply(line, {"server_url": server_url, **fields})
     if changed:
         line.save(update_fields=[*changed, "updated_at"])
         _send_line_saved(line, created=False)
