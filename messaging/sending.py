@@ -141,15 +141,16 @@ def _claim_rows(message_ids: list[str], now: datetime) -> list[str]:
     """Mark these `sending` rows as taken by this run (send_claimed_at); the ids it got.
     A second delivery of the same task gets none of them."""
     ids = list(dict.fromkeys(str(i) for i in message_ids))
-    # A conditional update per row (which ids it got is its row count), one commit.
+    # The rows still unclaimed, locked until the claim commits: a second run waits
+    # for the lock and then finds them claimed.
     with transaction.atomic():
-        return [
-            message_id
-            for message_id in ids
-            if Message.objects.filter(
-                pk=message_id, status=Message.Status.SENDING, send_claimed_at__isnull=True
-            ).update(send_claimed_at=now)
-        ]
+        claimed = set(
+            Message.objects.select_for_update()
+            .filter(pk__in=ids, status=Message.Status.SENDING, send_claimed_at__isnull=True)
+            .values_list("pk", flat=True)
+        )
+        Message.objects.filter(pk__in=claimed).update(send_claimed_at=now)
+    return [message_id for message_id in ids if message_id in claimed]
 
 
 class _Lookups:
