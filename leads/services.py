@@ -594,7 +594,7 @@ class _CopyWriter:
     The moving statements go out in pipeline mode: the server runs them (and
     their foreign key checks, made immediate for that) while the caller cleans
     the next batch, and finish() waits for them. On a quiet two-core machine
-    the bench's first case runs at about 19,000 leads/s this way, against
+    the bench's first case runs at 18,400 to 19,200 leads/s this way, against
     about 14,800 when each batch waits for its statements; the database's 4.5 s
     of CPU per 100,000 leads, half of it in foreign key checks, is the floor.
 
