@@ -272,7 +272,7 @@ def _tick_on_commit() -> None:
 
         campaigns_tick.delay()
 
-    transaction.on_commit(queue)
+    transaction.on_commit(queue, robust=True)
 
 
 def campaign_start(*, workspace, campaign_id, now: datetime | None = None) -> Campaign:

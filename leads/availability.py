@@ -725,7 +725,7 @@ def availability_job_create(
             workspace=workspace, lead_ids=lead_ids, total=len(lead_ids), force=force, source=source
         )
         availability_mark_leads(workspace=workspace, lead_ids=lead_ids, status=Status.CHECKING)
-        transaction.on_commit(lambda: _queue_job(job.pk))
+        transaction.on_commit(lambda: _queue_job(job.pk), robust=True)
     return job
 
 

@@ -266,7 +266,8 @@ def _send_created(workspace, lead_ids: list[str]) -> None:
     transaction.on_commit(
         lambda: leads_created.send(
             sender=Lead, workspace=workspace, lead_ids=ids, check_availability=check
-        )
+        ),
+        robust=True,
     )
 
 

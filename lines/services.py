@@ -103,7 +103,8 @@ def _send_line_saved(line: Line, created: bool) -> None:
     transaction.on_commit(
         lambda: line_saved.send(
             sender=Line, line_id=line.pk, created=created, workspace_id=line.workspace_id
-        )
+        ),
+        robust=True,
     )
 
 
@@ -112,7 +113,8 @@ def _send_capacity_changed(line: Line, reason: str) -> None:
     transaction.on_commit(
         lambda: line_capacity_changed.send(
             sender=Line, line_id=line_id, workspace_id=workspace_id, reason=reason
-        )
+        ),
+        robust=True,
     )
 
 
@@ -122,7 +124,7 @@ def _queue_health_check(line: Line) -> None:
     from lines.tasks import line_health_check_task  # tasks imports this module
 
     line_id = line.pk
-    transaction.on_commit(lambda: line_health_check_task.delay(line_id))
+    transaction.on_commit(lambda: line_health_check_task.delay(line_id), robust=True)
 
 
 # Changes that point the line at another relay (or log in differently).

@@ -117,7 +117,7 @@ def dispatch_due(
         batch.save(rows, result)
         if result.sending:
             sending = list(result.sending)
-            transaction.on_commit(lambda: _queue_sends(sending))
+            transaction.on_commit(lambda: _queue_sends(sending), robust=True)
     return result
 
 

@@ -81,7 +81,7 @@ def status_changed_on_commit(*, message_id: str, status: str, campaign_id: str =
             sender=Message, message_id=message_id, status=status, campaign_id=campaign_id or ""
         )
 
-    transaction.on_commit(send)
+    transaction.on_commit(send, robust=True)
 
 
 # Set while a dispatch run is queued and has not started yet: writers that find it
@@ -105,16 +105,31 @@ def dispatch_on_commit(message_ids: Iterable[str]) -> None:
         from messaging.tasks import dispatch_messages
 
         # An eager run (tests, CELERY_TASK_ALWAYS_EAGER) happens right here instead.
-        eager = dispatch_messages.app.conf.task_always_eager
-        if eager or cache.add(DISPATCH_WAKE_KEY, 1, timeout=DISPATCH_WAKE_SECONDS):
+        if dispatch_messages.app.conf.task_always_eager or _wake_flag_set():
             dispatch_messages.delay(ids)
 
-    transaction.on_commit(queue)
+    # The rows are committed whatever happens here: a run that cannot be queued
+    # (broker down) leaves them to the periodic dispatcher, never to an error.
+    transaction.on_commit(queue, robust=True)
+
+
+def _wake_flag_set() -> bool:
+    """Whether this writer should queue the dispatch run: the first since the last
+    run started, or any writer while the cache cannot say."""
+    try:
+        return cache.add(DISPATCH_WAKE_KEY, 1, timeout=DISPATCH_WAKE_SECONDS)
+    except Exception:
+        logger.warning("Dispatch wake flag unavailable; queueing a run", exc_info=True)
+        return True
 
 
 def dispatch_wake_clear() -> None:
     """A dispatch run is starting: rows committed from now on need a run of their own."""
-    cache.delete(DISPATCH_WAKE_KEY)
+    try:
+        cache.delete(DISPATCH_WAKE_KEY)
+    except Exception:
+        # The flag expires by itself within DISPATCH_WAKE_SECONDS.
+        logger.warning("Dispatch wake flag could not be cleared", exc_info=True)
 
 
 def message_enqueue(
@@ -353,7 +368,7 @@ def fallback_sms_on_commit(message: Message, *, reason: str) -> None:
 
         send_fallback_sms.delay(message_id)
 
-    transaction.on_commit(queue)
+    transaction.on_commit(queue, robust=True)
 
 
 # Do-not-contact

@@ -124,4 +124,4 @@ def webhook_delivery_resend(*, delivery_id: str, now: datetime | None = None) ->
     WebhookDelivery.objects.filter(pk=delivery_id).exclude(event=TEST_EVENT).update(
         status=WebhookDelivery.Status.PENDING, next_attempt_at=now, attempts=0
     )
-    transaction.on_commit(lambda: deliveries_queue([delivery_id]))
+    transaction.on_commit(lambda: deliveries_queue([delivery_id]), robust=True)

@@ -155,7 +155,7 @@ def event_emit(
         ]
     )
     ids = [delivery.pk for delivery in deliveries]
-    transaction.on_commit(lambda: deliveries_queue(ids))
+    transaction.on_commit(lambda: deliveries_queue(ids), robust=True)
     return ids
 
 
