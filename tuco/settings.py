@@ -3,18 +3,18 @@
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from tuco.env import envbool, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("TUCO_DATA_DIR", str(BASE_DIR / "var")))
 
+PRODUCTION = envstr("TUCO_ENV") == "production"
 DEBUG = envbool("DEBUG", False)
 SECRET_KEY = envstr("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and envstr("TUCO_ENV") == "production":
-        from django.core.exceptions import ImproperlyConfigured
-
+    if not DEBUG and PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY must be set in production")
     SECRET_KEY = "insecure-development-key-change-me"  # noqa: S105
 
@@ -22,6 +22,31 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "te
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 CSRF_FAILURE_VIEW = "tuco.views.csrf_failure"
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# HTTPS. In production every request is redirected to HTTPS, browsers are told to
+# use nothing else for a year (HSTS, this host and its subdomains) and the session
+# and CSRF cookies are only sent over HTTPS. Outside production (the demo, tests)
+# plain HTTP works as before.
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+# Preloading commits the whole registrable domain to HTTPS in browsers' built-in
+# lists, which is hard to undo: it is the operator's explicit choice, so Django's
+# reminder about it is silenced while it is off.
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", PRODUCTION)
+# Behind a proxy that terminates TLS: the request header (in its META form, e.g.
+# HTTP_X_FORWARDED_PROTO) that the proxy sets to "https". Only set it when the proxy
+# always sets or overwrites that header: a client could otherwise claim HTTPS.
+_proxy_ssl_header = envstr("SECURE_PROXY_SSL_HEADER").strip()
+if _proxy_ssl_header and not _proxy_ssl_header.startswith("HTTP_"):
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER must name a request header as Django sees it, "
+        f"e.g. HTTP_X_FORWARDED_PROTO, got {_proxy_ssl_header!r}"
+    )
+SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header, "https") if _proxy_ssl_header else None
 
 INSTALLED_APPS = [
     "django.contrib.admin",
