@@ -12,11 +12,15 @@ DATA_DIR = Path(envstr("TUCO_DATA_DIR", str(BASE_DIR / "var")))
 
 PRODUCTION = envstr("TUCO_ENV") == "production"
 DEBUG = envbool("DEBUG", False)
-SECRET_KEY = envstr("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG and PRODUCTION:
-        raise ImproperlyConfigured("SECRET_KEY must be set in production")
-    SECRET_KEY = "insecure-development-key-change-me"  # noqa: S105
+# The development key is public; it also derives the key that encrypts stored
+# secrets when FIELD_ENCRYPTION_KEY is unset. Production refuses it, DEBUG or not.
+DEVELOPMENT_SECRET_KEY = "insecure-development-key-change-me"  # noqa: S105
+SECRET_KEY = envstr("SECRET_KEY") or DEVELOPMENT_SECRET_KEY
+if PRODUCTION and SECRET_KEY.strip() in ("", DEVELOPMENT_SECRET_KEY):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set to a long random value when TUCO_ENV=production "
+        "(it is missing or is the public development key), whatever DEBUG says"
+    )
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])

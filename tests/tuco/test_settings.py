@@ -116,3 +116,31 @@ def test_the_https_switches_still_parse_strictly(name):
     done = run(["-c", SHOW], production_env(**{name: "maybe"}))
     assert done.returncode != 0
     assert f"{name} must be a boolean" in done.stderr
+
+
+@pytest.mark.parametrize("debug", ["false", "true", None])
+@pytest.mark.parametrize("key", [None, "", "  ", "insecure-development-key-change-me"])
+def test_production_refuses_a_missing_or_development_secret_key(key, debug):
+    env = production_env()
+    del env["SECRET_KEY"]
+    if key is not None:
+        env["SECRET_KEY"] = key
+    if debug is not None:
+        env["DEBUG"] = debug
+    done = run(["-c", "import django; django.setup()"], env)
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr
+    assert "SECRET_KEY must be set to a long random value when TUCO_ENV=production" in done.stderr
+
+
+def test_outside_production_the_development_key_is_used():
+    env = production_env(DEBUG="true")
+    del env["TUCO_ENV"]
+    del env["SECRET_KEY"]
+    script = (
+        "import django; from django.conf import settings; django.setup(); "
+        "print(settings.SECRET_KEY)"
+    )
+    done = run(["-c", script], env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "insecure-development-key-change-me"
