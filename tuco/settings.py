@@ -238,7 +238,10 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "tuco.logging.CorrelationIdFilter"}},
+    "filters": {
+        "correlation": {"()": "tuco.logging.CorrelationIdFilter"},
+        "password_params": {"()": "tuco.logging.PasswordParamFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"}
     },
@@ -250,7 +253,14 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # urllib3 logs request URLs (at DEBUG, and when it retries); relay URLs carry
+        # the relay's password.
+        "urllib3.connectionpool": {"filters": ["password_params"]},
+        "urllib3.util.retry": {"filters": ["password_params"]},
+        "urllib3.poolmanager": {"filters": ["password_params"]},
+    },
 }
 
 # iMessage availability: how long a relay's answer is trusted. A "false" is kept
