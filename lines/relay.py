@@ -22,6 +22,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+from tuco.logging import redact_password_params
+
 IMESSAGE_PREFIX = "iMessage;-;"
 # macOS 26 hands back direct chats as "any;-;<address>"; both name the same chat.
 ANY_PREFIX = "any;-;"
@@ -343,27 +345,33 @@ class BlueBubblesClient(RelayClient):
                 timeout=timeout or self.timeout,
                 **kwargs,
             )
-        except requests.ConnectTimeout as exc:
-            raise RelayError(
+        except requests.RequestException as exc:
+            # The password travels in the URL, which requests and urllib3 put in their
+            # exceptions' messages: take it out before anything can show or log them.
+            _redact_exception_chain(exc)
+            raise self._transport_error(exc, method, path) from exc
+        return _unwrap(response)
+
+    def _transport_error(
+        self, exc: requests.RequestException, method: str, path: str
+    ) -> RelayError:
+        if isinstance(exc, requests.ConnectTimeout):
+            return RelayError(
                 f"Timed out connecting to the relay at {self.server_url}",
                 permanent=False,
                 reached=False,
-            ) from exc
-        except requests.ReadTimeout as exc:
-            raise RelayError(
-                f"The relay did not answer {method} {path} in time", permanent=False
-            ) from exc
-        except requests.ConnectionError as exc:
+            )
+        if isinstance(exc, requests.ReadTimeout):
+            return RelayError(f"The relay did not answer {method} {path} in time", permanent=False)
+        if isinstance(exc, requests.ConnectionError):
             never_sent = _never_connected(exc)
             where = "reach" if never_sent else "finish talking to"
-            raise RelayError(
+            return RelayError(
                 f"Could not {where} the relay at {self.server_url}: {_root_cause(exc)}",
                 permanent=False,
                 reached=not never_sent,
-            ) from exc
-        except requests.RequestException as exc:
-            raise RelayError(f"Relay request failed: {exc}", permanent=False) from exc
-        return _unwrap(response)
+            )
+        return RelayError(f"Relay request failed: {exc}", permanent=False)
 
 
 def _unwrap(response: requests.Response) -> Any:
@@ -427,6 +435,42 @@ def _never_connected(exc: requests.ConnectionError) -> bool:
     if isinstance(reason, MaxRetryError):
         reason = reason.reason
     return isinstance(reason, NewConnectionError)
+
+
+def _redact_exception_chain(exc: BaseException) -> None:
+    """Replace the `password=` query value with *** in `exc` and every exception it
+    carries: its cause and context, the exceptions among its args (requests wraps
+    urllib3's), urllib3's `reason`, and the URLs they keep (`url`, and those of
+    requests' `request` and `response`)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        args = []
+        for arg in current.args:
+            if isinstance(arg, str):
+                arg = redact_password_params(arg)
+            elif isinstance(arg, BaseException):
+                pending.append(arg)
+            args.append(arg)
+        current.args = tuple(args)
+        if isinstance(getattr(current, "url", None), str):
+            current.url = redact_password_params(current.url)
+        response = getattr(current, "response", None)
+        for holder in (
+            getattr(current, "request", None),
+            response,
+            getattr(response, "request", None),
+        ):
+            if isinstance(getattr(holder, "url", None), str):
+                holder.url = redact_password_params(holder.url)
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+        pending += [current.__cause__, current.__context__]
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -7,8 +7,9 @@ Both use the same key: the endpoint secret is `whsec_<base64>`, and the HMAC key
 the base64-decoded part, as Standard Webhooks libraries expect.
 
 SSRF: a URL whose host resolves to a private, loopback, link-local, multicast or
-reserved address is refused when the endpoint is saved, and again when each
-request connects: the peer address of the actual socket is checked, so a DNS answer
+reserved address (also inside an IPv4-mapped, NAT64 or 6to4 IPv6 address, judged by
+the IPv4 address it carries) is refused when the endpoint is saved, and again when
+each request connects: the peer address of the actual socket is checked, so a DNS answer
 that changes between the two checks (rebinding) cannot reach an internal host.
 `WEBHOOKS_ALLOW_PRIVATE_TARGETS` turns both checks off (local development, tests).
 `guarded_session` is the same transport for other URLs API callers give us
@@ -49,10 +50,29 @@ def private_targets_allowed() -> bool:
     return bool(getattr(settings, "WEBHOOKS_ALLOW_PRIVATE_TARGETS", False))
 
 
+# IPv6 addresses that carry an IPv4 address a gateway or relay forwards to: the
+# well-known NAT64 prefix (RFC 6052, the IPv4 address in the last 32 bits) and 6to4
+# (RFC 3056, the IPv4 address in bits 16-48). Such an address is as public as the
+# IPv4 address inside it.
+NAT64_NETWORK = ipaddress.IPv6Network("64:ff9b::/96")
+# The local-use NAT64 prefix (RFC 8215) translates inside one network only.
+LOCAL_NAT64_NETWORK = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in NAT64_NETWORK:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
+
+
 def is_public_ip(value: str) -> bool:
     ip = ipaddress.ip_address(value.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in LOCAL_NAT64_NETWORK:
+            return False
+        ip = _embedded_ipv4(ip) or ip
     return ip.is_global and not ip.is_multicast
 
 

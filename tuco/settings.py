@@ -3,25 +3,54 @@
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from tuco.env import envbool, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("TUCO_DATA_DIR", str(BASE_DIR / "var")))
 
+PRODUCTION = envstr("TUCO_ENV") == "production"
 DEBUG = envbool("DEBUG", False)
-SECRET_KEY = envstr("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG and envstr("TUCO_ENV") == "production":
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured("SECRET_KEY must be set in production")
-    SECRET_KEY = "insecure-development-key-change-me"  # noqa: S105
+# The development key is public; it also derives the key that encrypts stored
+# secrets when FIELD_ENCRYPTION_KEY is unset. Production refuses it, DEBUG or not.
+DEVELOPMENT_SECRET_KEY = "insecure-development-key-change-me"  # noqa: S105
+SECRET_KEY = envstr("SECRET_KEY") or DEVELOPMENT_SECRET_KEY
+if PRODUCTION and SECRET_KEY.strip() in ("", DEVELOPMENT_SECRET_KEY):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set to a long random value when TUCO_ENV=production "
+        "(it is missing or is the public development key), whatever DEBUG says"
+    )
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 CSRF_FAILURE_VIEW = "tuco.views.csrf_failure"
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# HTTPS. In production every request is redirected to HTTPS, browsers are told to
+# use nothing else for a year (HSTS, this host and its subdomains) and the session
+# and CSRF cookies are only sent over HTTPS. Outside production (the demo, tests)
+# plain HTTP works as before.
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+# Preloading commits the whole registrable domain to HTTPS in browsers' built-in
+# lists, which is hard to undo: it is the operator's explicit choice, so Django's
+# reminder about it is silenced while it is off.
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", PRODUCTION)
+# Behind a proxy that terminates TLS: the request header (in its META form, e.g.
+# HTTP_X_FORWARDED_PROTO) that the proxy sets to "https". Only set it when the proxy
+# always sets or overwrites that header: a client could otherwise claim HTTPS.
+_proxy_ssl_header = envstr("SECURE_PROXY_SSL_HEADER").strip()
+if _proxy_ssl_header and not _proxy_ssl_header.startswith("HTTP_"):
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER must name a request header as Django sees it, "
+        f"e.g. HTTP_X_FORWARDED_PROTO, got {_proxy_ssl_header!r}"
+    )
+SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header, "https") if _proxy_ssl_header else None
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -209,7 +238,10 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "tuco.logging.CorrelationIdFilter"}},
+    "filters": {
+        "correlation": {"()": "tuco.logging.CorrelationIdFilter"},
+        "password_params": {"()": "tuco.logging.PasswordParamFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"}
     },
@@ -221,7 +253,14 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # urllib3 logs request URLs (at DEBUG, and when it retries); relay URLs carry
+        # the relay's password.
+        "urllib3.connectionpool": {"filters": ["password_params"]},
+        "urllib3.util.retry": {"filters": ["password_params"]},
+        "urllib3.poolmanager": {"filters": ["password_params"]},
+    },
 }
 
 # iMessage availability: how long a relay's answer is trusted. A "false" is kept

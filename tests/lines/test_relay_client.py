@@ -1,11 +1,14 @@
 """BlueBubblesClient against the relay simulator over real HTTP (no database)."""
 
+import logging
 import socket
 import threading
 import time
+import traceback
 from types import SimpleNamespace
 
 import pytest
+import requests
 import responses
 
 from lines.relay import (
@@ -295,3 +298,63 @@ def test_it_reuses_pooled_connections(sim, client):
     client.send_text(address=ON_IMESSAGE, text="hi", temp_guid="t-1")
     assert sim.stats["total"] == 21
     assert sim.stats["connections"] == 1
+
+
+# A password whose URL-encoded form differs from its raw form.
+SECRET_PASSWORD = "S3cr3t-Pa55+w/rd&x"
+SECRET_FORMS = (SECRET_PASSWORD, "S3cr3t-Pa55%2Bw%2Frd%26x", "S3cr3t-Pa55")
+
+
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and every exception reachable from it: causes, contexts, wrapped args."""
+    found: list[BaseException] = []
+    pending: list = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or any(current is e for e in found):
+            continue
+        found.append(current)
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        pending += [arg for arg in current.args if isinstance(arg, BaseException)]
+    return found
+
+
+def assert_no_password(text: str) -> None:
+    for form in SECRET_FORMS:
+        assert form not in text
+
+
+def test_a_connection_error_carries_no_password(caplog):
+    caplog.set_level(logging.DEBUG)
+    client = BlueBubblesClient(f"http://127.0.0.1:{free_port()}", SECRET_PASSWORD)
+    with client, pytest.raises(RelayError) as caught:
+        client.check(ON_IMESSAGE)
+
+    chain = exception_chain(caught.value)
+    assert any(isinstance(e, requests.ConnectionError) for e in chain)
+    # The URL is still there for debugging, with the password replaced.
+    assert any("password=***" in str(e) for e in chain)
+    for exc in chain:
+        assert_no_password(str(exc))
+        assert_no_password(repr(exc))
+        for holder in (getattr(exc, "request", None), exc):
+            assert_no_password(str(getattr(holder, "url", "")))
+    assert_no_password("".join(traceback.format_exception(caught.value)))
+    assert any(r.name.startswith("urllib3") for r in caplog.records)
+    for record in caplog.records:
+        assert_no_password(record.getMessage())
+
+
+def test_urllib3_logs_relay_urls_without_the_password(caplog):
+    caplog.set_level(logging.DEBUG)
+    sim = RelaySimulator(password=SECRET_PASSWORD).start()
+    try:
+        with BlueBubblesClient(sim.url, SECRET_PASSWORD) as client:
+            assert client.check(ON_IMESSAGE) is True
+    finally:
+        sim.stop()
+    requests_logged = [r.getMessage() for r in caplog.records if "/api/v1/handle" in r.getMessage()]
+    assert requests_logged
+    assert all("password=***" in message for message in requests_logged)
+    for record in caplog.records:
+        assert_no_password(record.getMessage())

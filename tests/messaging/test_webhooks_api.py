@@ -69,6 +69,13 @@ def test_it_rejects_an_empty_event_list_and_missing_fields(api, public_dns):
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/hook",
         "https://rebind.example.com/hook",
+        # NAT64 and 6to4 addresses carrying 10.0.0.1, 127.0.0.1 and 169.254.169.254
+        "http://[64:ff9b::a00:1]/hook",
+        "http://[64:ff9b::7f00:1]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+        "http://[2002:a00:1::1]/hook",
+        "http://[2002:7f00:1::]/hook",
+        "http://[2002:a9fe:a9fe::1]/latest/meta-data",
     ],
 )
 def test_it_refuses_private_targets(api, public_dns, url):
@@ -76,6 +83,11 @@ def test_it_refuses_private_targets(api, public_dns, url):
     assert response.status_code == 400, response.json()
     assert response.json()["code"] == "WEBHOOK_TARGET_NOT_ALLOWED"
     assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize("url", ["http://[64:ff9b::808:808]/hook", "http://[2002:808:808::1]/hook"])
+def test_nat64_and_6to4_addresses_of_public_ipv4_addresses_are_accepted(api, public_dns, url):
+    assert create(api, url=url).status_code == 201
 
 
 def test_private_targets_are_allowed_by_setting(api, allow_private):

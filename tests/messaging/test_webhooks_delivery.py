@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from leads.models import Lead
 from messaging import webhook_delivery, webhooks
-from messaging.delivery import post_signed
+from messaging.delivery import BlockedTarget, _check_peer, is_public_ip, post_signed
 from messaging.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from messaging.signals import campaign_names_requested
 from messaging.tasks import webhook_deliver_due
@@ -262,3 +262,47 @@ def test_a_failed_delivery_can_be_resent_with_the_same_id(
     delivery = WebhookDelivery.objects.get(pk=delivery_id)
     assert delivery.status == "delivered"
     assert [r["headers"]["webhook-id"] for r in receiver.requests] == [delivery_id] * 2
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("64:ff9b::a00:1", False),  # 10.0.0.1
+        ("64:ff9b::c0a8:10a", False),  # 192.168.1.10
+        ("64:ff9b::7f00:1", False),  # 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # 169.254.169.254
+        ("64:ff9b::e000:1", False),  # 224.0.0.1, multicast
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64 prefix
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("2002:a00:1::1", False),  # 10.0.0.1
+        ("2002:ac10:1::", False),  # 172.16.0.1
+        ("2002:7f00:1::1", False),  # 127.0.0.1
+        ("2002:a9fe:a9fe::", False),  # 169.254.169.254
+        ("::ffff:10.0.0.1", False),
+        ("::ffff:8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("8.8.8.8", True),
+        ("10.0.0.1", False),
+    ],
+)
+def test_ipv6_addresses_carrying_an_ipv4_address_are_judged_by_it(address, public):
+    assert is_public_ip(address) is public
+
+
+def test_delivery_refuses_a_nat64_peer_of_a_private_address(monkeypatch):
+    """The connect-time check applies the same rule to the socket's peer."""
+
+    class Peer:
+        closed = False
+
+        def getpeername(self):
+            return ("64:ff9b::a00:1", 443, 0, 0)
+
+        def close(self):
+            self.closed = True
+
+    peer = Peer()
+    with pytest.raises(BlockedTarget, match="non-public address 64:ff9b::a00:1"):
+        _check_peer(peer)
+    assert peer.closed
