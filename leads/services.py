@@ -69,6 +69,12 @@ _MAX_LENGTHS = {
     if f.name in _INPUT_KEYS.values() and getattr(f, "max_length", None)
 }
 _PHONE_SET = frozenset(PHONE_FIELDS)
+# A lead's custom fields: objects and arrays at most this many levels deep (the
+# customFields object itself is the first), and at most this long as JSON.
+MAX_CUSTOM_FIELDS_DEPTH = 5
+MAX_CUSTOM_FIELDS_BYTES = 10 * 1024
+CUSTOM_FIELDS_TOO_DEEP = f"Must not nest more than {MAX_CUSTOM_FIELDS_DEPTH} levels deep"
+CUSTOM_FIELDS_TOO_BIG = f"Must be at most {MAX_CUSTOM_FIELDS_BYTES // 1024} KB as JSON"
 
 
 # --------------------------------------------------------------------------- rows
@@ -165,8 +171,14 @@ def _clean_lead(row, normalizer: Normalizer, index: int, partial: bool):
                 value = {}
             if not isinstance(value, dict):
                 raise RowError(index, api_name, "Must be an object")
-            if value and "\\u0000" in json.dumps(value):
-                raise RowError(index, api_name, "Null characters are not allowed")
+            if value:
+                if _nested_too_deep(value, 1):
+                    raise RowError(index, api_name, CUSTOM_FIELDS_TOO_DEEP)
+                serialized = json.dumps(value)
+                if "\\u0000" in serialized:
+                    raise RowError(index, api_name, "Null characters are not allowed")
+                if len(serialized) > MAX_CUSTOM_FIELDS_BYTES:
+                    raise RowError(index, api_name, CUSTOM_FIELDS_TOO_BIG)
             cleaned[name] = value
         else:
             if not isinstance(value, bool):
@@ -181,6 +193,18 @@ def _clean_lead(row, normalizer: Normalizer, index: int, partial: bool):
     elif cleaned[identifiers[0][0]] != identifiers[0][1]:
         identifiers = _identifiers(cleaned)  # the field was given again, empty
     return cleaned, identifiers
+
+
+def _nested_too_deep(value: dict | list, depth: int) -> bool:
+    """Whether objects and arrays nest more than MAX_CUSTOM_FIELDS_DEPTH levels in
+    `value` (at level `depth`). Flat custom fields, the common case, cost one look at
+    each value."""
+    if depth > MAX_CUSTOM_FIELDS_DEPTH:
+        return True
+    for item in value.values() if type(value) is dict else value:
+        if isinstance(item, dict | list) and _nested_too_deep(item, depth + 1):
+            return True
+    return False
 
 
 _IDENTIFIER_POSITION = {name: n for n, name in enumerate(IDENTIFIER_FIELDS)}

@@ -239,6 +239,20 @@ def _send_claimed(message: Message, now: datetime, lookups: _Lookups) -> str:
             updated_at=timezone.now(),
         )
         return Message.Status.SENDING
+    except Exception as exc:
+        # A bug or a broken input must not leave the row `sending`. Before the
+        # channel was called nothing went out; after, it may have, so the row fails
+        # without a fallback SMS and is never resent.
+        logger.exception("Message %s: the send failed unexpectedly", message.pk)
+        reason = f"The send failed unexpectedly: {type(exc).__name__}: {exc}"
+        if message.channel_called_at is None:
+            _release_usage(message)
+            _record_failed(message, reason)
+        else:
+            _record_failed(
+                message, f"{reason}; not resent to avoid a duplicate", fallback_sms=False
+            )
+        return Message.objects.values_list("status", flat=True).get(pk=message.pk)
 
 
 class _Cancel(Exception):

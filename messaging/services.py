@@ -470,6 +470,10 @@ def message_submit(
     message are written in one transaction.
     """
 
+    if "\n" in subject or "\r" in subject:
+        # It becomes an email header, which cannot hold a line break.
+        raise ValidationFailed("must not contain line breaks", field="subject")
+
     line = None
     if message_type == Message.Type.IMESSAGE:
         if line_id:

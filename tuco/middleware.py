@@ -1,4 +1,3 @@
-import json
 import logging
 import re
 import secrets
@@ -6,6 +5,7 @@ import secrets
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 
+from tuco.api import parsers
 from tuco.logging import correlation_id
 
 logger = logging.getLogger(__name__)
@@ -15,10 +15,15 @@ _VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def _from_body(request) -> str | None:
+    """The body's top-level `correlationId`. A body that does not mention one is not
+    parsed here; a malformed one is left to the view, which answers it after auth."""
     if request.content_type != "application/json" or request.method in ("GET", "HEAD"):
         return None
+    raw = request.body
+    if b'"correlationId"' not in raw:
+        return None
     try:
-        body = json.loads(request.body or b"null")
+        body = parsers.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
     value = body.get("correlationId") if isinstance(body, dict) else None

@@ -213,7 +213,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["tuco.api.auth.HasWorkspace"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["tuco.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "tuco.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "tuco.api.schema.TucoAutoSchema",
     "UNAUTHENTICATED_USER": None,

@@ -1,6 +1,5 @@
 from dataclasses import replace
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     extend_schema,
     extend_schema_field,
@@ -14,6 +13,7 @@ from campaigns import selectors, services
 from campaigns.services import MAX_DELAY, MAX_STEPS, CampaignSettings, StepSpec
 from messaging.schedule import get_zone, parse_hhmm
 from tuco.api.fields import IsoDateTimeField
+from tuco.api.pagination import PageQuery
 from tuco.api.validation import validated
 from tuco.api.views import WorkspaceAPIView
 
@@ -196,31 +196,12 @@ class ActionInput(serializers.Serializer):
         return value
 
 
-@extend_schema_field(OpenApiTypes.INT)
-class PageArgField(serializers.Field):
-    """A page number or size in the query: a whole number, at least 1 (smaller reads
-    as 1) and at most `maximum` (larger reads as it); blank is the default."""
+class CampaignListQuery(PageQuery):
+    MAX_LIMIT = MAX_PAGE_SIZE
+    INVALID_TEXT = "Must be a whole number"
+    CLAMP_LOW = True
+    CLAMP_LIMIT = True
 
-    default_error_messages = {"invalid": "Must be a whole number"}
-
-    def __init__(self, *, maximum: int | None = None, **kwargs):
-        self.maximum = maximum
-        super().__init__(required=False, **kwargs)
-
-    def to_internal_value(self, data) -> int:
-        try:
-            value = max(1, int(data))
-        except (TypeError, ValueError):
-            self.fail("invalid")
-        return min(value, self.maximum) if self.maximum else value
-
-    def to_representation(self, value):
-        return value
-
-
-class CampaignListQuery(serializers.Serializer):
-    page = PageArgField(default=1)
-    limit = PageArgField(default=50, maximum=MAX_PAGE_SIZE)
     status = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
 
 

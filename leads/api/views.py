@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from leads import selectors, services
 from leads.api.serializers import LeadInput, LeadListOutput, LeadOutput, LeadRowsField
 from tuco.api.fields import PaginationOutput
+from tuco.api.pagination import PageQuery
 from tuco.api.views import WorkspaceAPIView
 from tuco.errors import ValidationFailed
 
@@ -46,16 +47,13 @@ class LeadsApi(WorkspaceAPIView):
         listId = serializers.CharField()  # noqa: N815
         leadIds = serializers.ListField(child=serializers.CharField())  # noqa: N815
 
-    class QueryInput(serializers.Serializer):
+    class QueryInput(PageQuery):
+        MAX_LIMIT = MAX_PAGE_SIZE
         id = serializers.CharField(required=False)
         search = serializers.CharField(required=False, allow_blank=True)
         listId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         availabilityStatus = serializers.ChoiceField(  # noqa: N815
             choices=selectors.Lead.Availability.values, required=False
-        )
-        page = serializers.IntegerField(required=False, min_value=1, default=1)
-        limit = serializers.IntegerField(
-            required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=50
         )
 
     class DeleteInput(serializers.Serializer):

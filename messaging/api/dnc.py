@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from messaging.dnc import dnc_list, dnc_remove
 from messaging.services import dnc_add
 from tuco.api.fields import IsoDateTimeField
+from tuco.api.pagination import PageQuery
 from tuco.api.views import WorkspaceAPIView
 
 MAX_PAGE_SIZE = 100
@@ -36,12 +37,9 @@ class DncApi(WorkspaceAPIView):
 
     idempotent_post = True
 
-    class QueryInput(serializers.Serializer):
+    class QueryInput(PageQuery):
+        MAX_LIMIT = MAX_PAGE_SIZE
         search = serializers.CharField(required=False, allow_blank=True)
-        page = serializers.IntegerField(required=False, min_value=1, default=1)
-        limit = serializers.IntegerField(
-            required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=50
-        )
 
     class ListOutput(serializers.Serializer):
         entries = DncOutput(many=True)

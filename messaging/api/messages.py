@@ -1,7 +1,6 @@
 from datetime import datetime
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -10,6 +9,7 @@ from messaging import attachments, schedule, selectors, services
 from messaging.addresses import phone_normalize
 from messaging.models import Message
 from tuco.api.fields import PaginationOutput, iso_utc
+from tuco.api.pagination import PageQuery
 from tuco.api.validation import StrictBooleanField, StrictTextField, validated
 from tuco.api.views import WorkspaceAPIView
 from tuco.errors import ServiceError, ValidationFailed
@@ -321,49 +321,22 @@ class MessageListOutput(serializers.Serializer):
     pagination = PaginationOutput()
 
 
-@extend_schema_field(OpenApiTypes.INT)
-class PageNumberField(serializers.Field):
-    """A whole number of at least 1 from the query string; absent or empty is the
-    default, and above `maximum` it is taken as `maximum`."""
-
-    default_error_messages = {"invalid": "must be a positive whole number"}
-
-    def __init__(self, *, default: int, maximum: int | None = None, **kwargs):
-        self.maximum = maximum
-        super().__init__(required=False, default=default, **kwargs)
-
-    def validate_empty_values(self, data):
-        if data is None or data == "":
-            return True, self.get_default()
-        return super().validate_empty_values(data)
-
-    def to_internal_value(self, data) -> int:
-        try:
-            number = int(data)
-        except (TypeError, ValueError):
-            self.fail("invalid")
-        if number < 1:
-            self.fail("invalid")
-        return min(number, self.maximum) if self.maximum else number
-
-    def to_representation(self, value) -> int:
-        return value
-
-
 def _filter_field():
     return serializers.CharField(
         required=False, allow_blank=True, trim_whitespace=False, default=""
     )
 
 
-class MessageListQuery(serializers.Serializer):
+class MessageListQuery(PageQuery):
+    MAX_LIMIT = MAX_PAGE_SIZE
+    INVALID_TEXT = "must be a positive whole number"
+    CLAMP_LIMIT = True
+
     status = _filter_field()
     leadId = _filter_field()  # noqa: N815
     fromLineId = _filter_field()  # noqa: N815
     campaignId = _filter_field()  # noqa: N815
     batchId = _filter_field()  # noqa: N815
-    page = PageNumberField(default=1)
-    limit = PageNumberField(default=50, maximum=MAX_PAGE_SIZE)
 
 
 class MessagesApi(WorkspaceAPIView):

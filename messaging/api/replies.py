@@ -3,6 +3,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from messaging.inbound import replies_list
+from tuco.api.pagination import PageQuery
 from tuco.api.views import WorkspaceAPIView
 
 MAX_PAGE_SIZE = 100
@@ -39,15 +40,13 @@ class RepliesApi(WorkspaceAPIView):
 
     rate_limit_group = "replies"
 
-    class QueryInput(serializers.Serializer):
+    class QueryInput(PageQuery):
+        MAX_LIMIT = MAX_PAGE_SIZE
+        DEFAULT_LIMIT = 20
         leadId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         campaignId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         recipientPhone = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         recipientEmail = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-        page = serializers.IntegerField(required=False, min_value=1, default=1)
-        limit = serializers.IntegerField(
-            required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=20
-        )
 
     class OutputSerializer(serializers.Serializer):
         replies = ReplyOutput(many=True)

@@ -3,6 +3,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from messaging import unibox
+from tuco.api.pagination import PageQuery
 from tuco.api.views import WorkspaceAPIView
 from tuco.errors import ValidationFailed
 
@@ -50,12 +51,9 @@ class ThreadItemOutput(serializers.Serializer):
 class ConversationListApi(WorkspaceAPIView):
     """`GET /api/unibox/conversations`: one thread per recipient, latest first."""
 
-    class QueryInput(serializers.Serializer):
+    class QueryInput(PageQuery):
+        MAX_LIMIT = MAX_PAGE_SIZE
         unread = serializers.BooleanField(required=False, default=False)
-        page = serializers.IntegerField(required=False, min_value=1, default=1)
-        limit = serializers.IntegerField(
-            required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=50
-        )
 
     class OutputSerializer(serializers.Serializer):
         conversations = ConversationOutput(many=True)

@@ -7,6 +7,7 @@ from messaging.models import WebhookDelivery
 from messaging.models.webhooks import WEBHOOK_EVENTS
 from tuco.api.auth import CanManageWorkspace
 from tuco.api.fields import IsoDateTimeField
+from tuco.api.pagination import PageQuery
 from tuco.api.views import WorkspaceAPIView
 
 MAX_PAGE_SIZE = 100
@@ -169,12 +170,9 @@ class WebhookDeliveriesApi(WorkspaceAPIView):
 
     permission_classes = [CanManageWorkspace]
 
-    class QueryInput(serializers.Serializer):
+    class QueryInput(PageQuery):
+        MAX_LIMIT = MAX_PAGE_SIZE
         status = serializers.ChoiceField(choices=WebhookDelivery.Status.values, required=False)
-        page = serializers.IntegerField(required=False, min_value=1, default=1)
-        limit = serializers.IntegerField(
-            required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=50
-        )
 
     class OutputSerializer(serializers.Serializer):
         deliveries = DeliveryOutput(many=True)

@@ -2,6 +2,8 @@
 
 import pytest
 
+from messaging.models import Message
+
 
 @pytest.mark.parametrize(
     "body,error",
@@ -67,3 +69,19 @@ def test_a_bad_body_is_refused_with_its_text(api, make_line, acme, body, error):
     r = api.post("/api/messages", body, format="json")
     assert r.status_code == 400, r.json()
     assert r.json()["error"] == error
+
+
+@pytest.mark.parametrize("subject", ["Hi\r\nBcc: all@example.com", "Hi\nthere", "Hi\rthere"])
+def test_an_email_subject_with_a_line_break_is_refused(api, subject):
+    response = api.post(
+        "/api/messages",
+        {"messageType": "email", "recipientEmail": "d@example.com", "message": "Hi",
+         "subject": subject},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "subject: must not contain line breaks",
+        "code": "VALIDATION_ERROR",
+    }
+    assert not Message.objects.exists()

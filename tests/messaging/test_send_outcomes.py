@@ -763,3 +763,37 @@ def test_two_workers_running_the_same_send_task_send_once(acme, make_sim_line, s
         thread.join()
     assert sorted(results) == ["sent", "skipped"]
     assert len(sim.sent) == 1
+
+
+def test_an_unexpected_error_before_the_channel_call_fails_the_message(
+    acme, outbox, settings, monkeypatch
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    def broken(message, **kwargs):
+        raise KeyError("lead")
+
+    monkeypatch.setattr(sending, "_check_recipient_allowed", broken)
+    message = outbox(acme, message_type="email", recipient_email="d@example.com", subject="Hi")
+    assert message.status == "failed"
+    assert message.error_message == "The send failed unexpectedly: KeyError: 'lead'"
+    assert len(mail.outbox) == 0
+
+
+def test_an_unexpected_error_in_the_channel_call_fails_the_message_without_a_resend(
+    acme, outbox, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # Written past the API's check: the email backend refuses the header.
+    message = outbox(
+        acme, message_type="email", recipient_email="d@example.com", subject="Hi\r\nBcc: x@y.z",
+        send_fallback_sms_on_failed=True,
+    )  # fmt: skip
+    assert message.status == "failed"
+    assert message.error_message.startswith("The send failed unexpectedly: BadHeaderError: ")
+    assert message.error_message.endswith("; not resent to avoid a duplicate")
+    assert message.fallback_sms_status == ""
+    assert len(mail.outbox) == 0
+    assert messages_reconcile_stuck(now=later(minutes=60)) == {
+        "requeued": 0, "sent": 0, "failed": 0,
+    }  # fmt: skip

@@ -108,3 +108,29 @@ def test_unsupported_media_type_and_malformed_json_are_json_errors(api):
     response = api.post("/api/lists", "{not json", content_type="application/json")
     assert response.status_code == 400
     assert response.json()["code"] == "PARSE_ERROR"
+
+
+DEEP_JSON = "[" * 100000
+
+
+def test_deeply_nested_json_without_a_key_is_401_not_500(anon):
+    response = anon.post("/api/lists", DEEP_JSON, content_type="application/json")
+    assert response.status_code == 401
+    assert response.json() == {"error": "Unauthorized"}
+    assert response["x-correlation-id"].startswith("app_")
+
+
+def test_deeply_nested_json_naming_a_correlation_id_is_401_not_500(anon):
+    body = '{"correlationId": "crm-1", "x": ' + DEEP_JSON
+    response = anon.post("/api/lists", body, content_type="application/json")
+    assert response.status_code == 401
+    assert response["x-correlation-id"].startswith("app_")
+
+
+def test_deeply_nested_json_is_a_400_parse_error(api):
+    response = api.post("/api/lists", DEEP_JSON, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "Malformed request body: JSON parse error - nested too deeply",
+        "code": "PARSE_ERROR",
+    }

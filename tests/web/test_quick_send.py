@@ -123,3 +123,14 @@ def test_the_result_stops_polling_once_the_status_is_settled(acme, alice_client)
         assert polls not in html and "No delivery receipt yet" in html
     Message.objects.filter(pk=message.pk).update(status="delivered", sent_at=now)
     assert polls not in _result(alice_client, message)
+
+
+def test_an_email_subject_with_a_line_break_is_refused(acme, alice_client):
+    response = alice_client.post(
+        "/quick-send/",
+        {"recipient": "d@example.com", "channel": "email", "subject": "Hi\r\nBcc: x@example.com",
+         "message": "Hello", "when": "now"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert "must not contain line breaks" in response.content.decode()
+    assert not Message.objects.exists()
