@@ -22,7 +22,12 @@ SHOW = (
 
 def production_env(**overrides: str) -> dict[str, str]:
     """The README's production environment (DEBUG unset), with a throwaway SECRET_KEY."""
-    own = ("DEBUG", "SECURE_", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
+    # The browser tests allow Django's ORM in Playwright's event loop for their own
+    # process; a production environment never does.
+    own = (
+        "DEBUG", "SECURE_", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+    )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
     env.update(
         DJANGO_SETTINGS_MODULE="tuco.settings",
