@@ -87,9 +87,9 @@ def webhook_delivery_attempt(*, delivery_id: str, now: datetime | None = None) -
     return _record(delivery=delivery, outcome=outcome, now=now or timezone.now())
 
 
-@transaction.atomic
-def _record(*, delivery: WebhookDelivery, outcome, now: datetime) -> str:
-    WebhookAttempt.objects.create(
+def attempt_record(*, delivery: WebhookDelivery, outcome, now: datetime) -> WebhookAttempt:
+    """Keep one attempt's outcome in the delivery's history."""
+    return WebhookAttempt.objects.create(
         delivery=delivery,
         attempted_at=now,
         status_code=outcome.status_code,
@@ -97,6 +97,11 @@ def _record(*, delivery: WebhookDelivery, outcome, now: datetime) -> str:
         response_body=outcome.response_body,
         duration_ms=outcome.duration_ms,
     )
+
+
+@transaction.atomic
+def _record(*, delivery: WebhookDelivery, outcome, now: datetime) -> str:
+    attempt_record(delivery=delivery, outcome=outcome, now=now)
     changes = {"last_status_code": outcome.status_code, "last_error": outcome.error[:2000]}
     if outcome.ok:
         changes.update(status=WebhookDelivery.Status.DELIVERED, delivered_at=now)

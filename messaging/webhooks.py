@@ -20,10 +20,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from messaging.delivery import post_signed, target_check
-from messaging.models import Message, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from messaging.models import Message, WebhookDelivery, WebhookEndpoint
 from messaging.models.webhooks import TEST_EVENT, WEBHOOK_EVENTS
 from messaging.signals import campaign_names_requested
-from messaging.webhook_delivery import deliveries_queue
+from messaging.webhook_delivery import attempt_record, deliveries_queue
 from tuco.api.fields import iso_utc
 from tuco.errors import NotFound, ValidationFailed
 
@@ -267,14 +267,7 @@ def webhook_endpoint_test(*, workspace, endpoint_id: str, now: datetime | None =
         payload=payload,
         now=now.timestamp(),
     )
-    WebhookAttempt.objects.create(
-        delivery=delivery,
-        attempted_at=now,
-        status_code=outcome.status_code,
-        error=outcome.error[:2000],
-        response_body=outcome.response_body,
-        duration_ms=outcome.duration_ms,
-    )
+    attempt_record(delivery=delivery, outcome=outcome, now=now)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         status=WebhookDelivery.Status.DELIVERED if outcome.ok else WebhookDelivery.Status.FAILED,
         delivered_at=now if outcome.ok else None,
