@@ -41,6 +41,7 @@ from messaging.channels.sms import SmsError, send_sms
 from messaging.dnc import dnc_blocked_address, dnc_blocked_values
 from messaging.models import Conversation, FallbackConfig, Message
 from messaging.services import (
+    UNKNOWN_OUTCOME,
     event_for_message,
     fallback_sms_on_commit,
     status_changed_on_commit,
@@ -738,7 +739,6 @@ RECONCILE_MAX_PAGES = 20
 # tell) is looked at again on each sweep, and failed, not resent, after this long.
 RECONCILE_GIVE_UP = timedelta(hours=1)
 INTERRUPTED = "The send was interrupted before the relay had the message"
-UNKNOWN_OUTCOME = "Outcome unknown, checking with the relay: "
 
 
 class _Undetermined(Exception):

@@ -67,6 +67,9 @@ def event_for_message(message: Message, status: str, data: dict | None = None) -
     )
 
 
+# The error a send whose outcome the relay has not told yet carries meanwhile.
+UNKNOWN_OUTCOME = "Outcome unknown, checking with the relay: "
+
 REPORTED_STATUSES = ("sent", "fallback", "failed", "cancelled")
 
 
@@ -324,9 +327,14 @@ def message_advance(
         ).update(**changes)
         if not moved:
             return False
-        # A receipt can overtake the send's own answer: keep sent_at meaningful.
-        if new_status in ("delivered", "read") and message.sent_at is None:
-            Message.objects.filter(pk=message.pk, sent_at__isnull=True).update(sent_at=at)
+        if new_status in ("delivered", "read"):
+            # A receipt can overtake the send's own answer: keep sent_at meaningful.
+            if message.sent_at is None:
+                Message.objects.filter(pk=message.pk, sent_at__isnull=True).update(sent_at=at)
+            # The outcome is known now; a failure reported before stays (with its event).
+            if message.error_message.startswith(UNKNOWN_OUTCOME):
+                Message.objects.filter(pk=message.pk).update(error_message="")
+                message.error_message = ""
         for name, value in changes.items():
             setattr(message, name, value)
         payload = dict(data or {})

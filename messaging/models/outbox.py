@@ -41,8 +41,10 @@ class Message(models.Model):
     # scheduled for retry_failed) are done by their owners with their own guards.
     ENTERED_FROM = {
         "sent": ("pending", "scheduled", "sending"),
-        "delivered": ("pending", "scheduled", "sending", "sent"),
-        "read": ("pending", "scheduled", "sending", "sent", "delivered"),
+        # A delivery receipt is stronger evidence than a send error reported before
+        # it (a relay can report both for one message): it moves a failed row on.
+        "delivered": ("pending", "scheduled", "sending", "sent", "failed"),
+        "read": ("pending", "scheduled", "sending", "sent", "delivered", "failed"),
         "failed": ("pending", "scheduled", "sending", "sent"),
         "fallback": ("pending", "scheduled", "sending", "sent"),
         "cancelled": ("pending", "scheduled"),

@@ -157,6 +157,41 @@ def test_a_send_error_fails_a_sent_message(anon, acme, line, lead, hook):
     assert "22" in delivery.payload["data"]["error"]
 
 
+def test_a_delivery_after_a_send_error_wins(anon, acme, line, lead, hook):
+    message = our_message(acme, lead, line, status="sent")
+    Message.objects.filter(pk=message.pk).update(external_message_id="OUT-1")
+    relay(anon, line, "message-send-error", outbound_event(message, temp=False, error=22))
+    relay(
+        anon,
+        line,
+        "updated-message",
+        outbound_event(message, temp=False, dateDelivered=NOW_MS + 1000),
+    )
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    # The failure stays in the history: its text and its event.
+    assert message.error_message == "The relay reported send error 22"
+    events = list(WebhookDelivery.objects.order_by("created_at").values_list("event", flat=True))
+    assert events == ["message.failed", "message.delivered"]
+
+
+def test_a_delivery_settles_an_unknown_outcome(anon, acme, line, lead):
+    from messaging.services import UNKNOWN_OUTCOME
+
+    message = our_message(acme, lead, line, status="sent")
+    Message.objects.filter(pk=message.pk).update(
+        external_message_id="OUT-1", error_message=f"{UNKNOWN_OUTCOME}read timed out"
+    )
+    relay(
+        anon,
+        line,
+        "updated-message",
+        outbound_event(message, temp=False, dateDelivered=NOW_MS + 1000),
+    )
+    message.refresh_from_db()
+    assert (message.status, message.error_message) == ("delivered", "")
+
+
 def test_events_of_another_workspaces_messages_are_ignored(anon, acme, globex, lead):
     other = Line.objects.create(workspace=globex, server_url="http://relay2.invalid:1234")
     line = Line.objects.create(workspace=acme, server_url="http://relay.invalid:1234")
