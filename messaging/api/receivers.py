@@ -46,7 +46,13 @@ class RelayWebhookApi(ProviderCallbackView):
         responses=inline_serializer("RelayEventAck", {"ok": serializers.BooleanField()}),
     )
     def post(self, request, token):
-        line = Line.objects.filter(webhook_token=token).select_related("workspace").first()
+        # An inactive line's relay speaks for no one any more (an old URL, a Mac
+        # handed on): its events are acknowledged and ignored, as an unknown token's.
+        line = (
+            Line.objects.filter(webhook_token=token, is_active=True)
+            .select_related("workspace")
+            .first()
+        )
         if line is None:
             return Response({"ok": True})
         body = request.data if isinstance(request.data, dict) else {}

@@ -84,6 +84,17 @@ def test_an_unknown_token_is_acknowledged_and_ignored(anon, acme):
     assert not InboundMessage.objects.exists()
 
 
+def test_an_inactive_lines_events_are_acknowledged_and_ignored(anon, acme, line):
+    Line.objects.filter(pk=line.pk).update(is_active=False)
+    stop = inbound_event(text="STOP")
+    relay(anon, line, "new-message", stop)
+    assert not InboundMessage.objects.exists()
+    assert not DoNotContact.objects.filter(workspace=acme).exists()
+    Line.objects.filter(pk=line.pk).update(is_active=True)
+    relay(anon, line, "new-message", stop)
+    assert InboundMessage.objects.count() == 1
+
+
 def test_garbage_events_are_acknowledged(anon, line):
     for body in ({}, {"type": "new-message"}, {"type": "new-message", "data": [1]},
                  {"type": "typing-indicator", "data": {}}):  # fmt: skip
