@@ -1,9 +1,11 @@
 from datetime import timedelta
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from tuco.errors import ServiceError
 from tuco.models import ApiKey, IdempotencyRecord, Membership, Workspace, hash_api_key
 
 # last_used_at is informational; writing it on every request would turn every
@@ -19,15 +21,20 @@ def workspace_create(
     User = get_user_model()
     owner_email = owner_email.strip().lower()
     user = User.objects.filter(email__iexact=owner_email).first()
-    if user is None:
+    is_new = user is None
+    if is_new:
         user = User(username=owner_email, email=owner_email)
-        if password:
-            user.set_password(password)
-        else:
-            user.set_unusable_password()
+    if password:
+        try:
+            password_validation.validate_password(password, user)
+        except ValidationError as exc:
+            raise ServiceError(" ".join(exc.messages), field="password") from None
+        user.set_password(password)
+    elif is_new:
+        user.set_unusable_password()
+    if is_new:
         user.save()
     elif password:
-        user.set_password(password)
         user.save(update_fields=["password"])
     workspace = Workspace.objects.create(name=name, timezone=timezone_name)
     Membership.objects.create(workspace=workspace, user=user, role=Membership.Role.OWNER)

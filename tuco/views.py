@@ -1,12 +1,15 @@
 """Dashboard plumbing (sign-in, workspace scoping, navigation) and the settings pages."""
 
+import math
 from functools import wraps
 from urllib.parse import quote
 
+from axes.helpers import get_cool_off
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -119,6 +122,28 @@ class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
     authentication_form = LoginForm
     redirect_authenticated_user = True
+
+
+def login_locked_out(request, original_response=None, credentials=None):
+    """What django-axes answers a locked-out sign-in, on the dashboard and the admin:
+    the sign-in form again, saying why and for how long, with status 429."""
+    cool_off = get_cool_off(request)
+    minutes = max(1, math.ceil(cool_off.total_seconds() / 60))
+    message = (
+        f"Too many failed sign-in attempts; try again in {minutes} minute{pluralize(minutes)}."
+    )
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    next_url = request.POST.get("next") or request.GET.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = ""
+    context = {
+        "form": LoginForm(request, initial={"username": username}),
+        "lockout": message,
+        "next": next_url,
+    }
+    return render(request, LoginView.template_name, context, status=429)
 
 
 class LogoutView(auth_views.LogoutView):

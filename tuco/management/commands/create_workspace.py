@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 
+from tuco.errors import ServiceError
 from tuco.services import workspace_create
 
 
@@ -23,9 +24,12 @@ class Command(BaseCommand):
 
         if timezone not in available_timezones():
             raise CommandError(f"Unknown timezone: {timezone}")
-        workspace, raw_key = workspace_create(
-            name=name, owner_email=owner_email, password=password, timezone_name=timezone
-        )
+        try:
+            workspace, raw_key = workspace_create(
+                name=name, owner_email=owner_email, password=password, timezone_name=timezone
+            )
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(f"Workspace: {workspace.name} ({workspace.pk})")
         self.stdout.write(f"Owner: {owner_email}")
         self.stdout.write(f"API key: {raw_key}")
