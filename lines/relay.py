@@ -343,6 +343,9 @@ class BlueBubblesClient(RelayClient):
                 url,
                 params={"password": self.password, **(params or {})},
                 timeout=timeout or self.timeout,
+                # A relay answers where it is asked; a redirect would carry the
+                # password (and the health check) to wherever it points.
+                allow_redirects=False,
                 **kwargs,
             )
         except requests.RequestException as exc:
@@ -381,11 +384,11 @@ def _unwrap(response: requests.Response) -> Any:
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        # A proxy error page or a relay mid-restart; worth another try later.
-        snippet = response.text[:120].strip()
+        # A proxy error page or a relay mid-restart; worth another try later. Nothing
+        # of the body is repeated: the URL may point at a service that is not a relay.
+        kind = "a redirect" if 300 <= status < 400 else "a body that is not a relay envelope"
         raise RelayError(
-            f"The relay answered HTTP {status} with a body that is not a relay envelope: "
-            f"{snippet!r}",
+            f"Not a relay: the server answered HTTP {status} with {kind}",
             permanent=False,
             status=status,
         )

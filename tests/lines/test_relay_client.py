@@ -237,7 +237,37 @@ def test_it_treats_a_garbage_answer_as_transient(status, body):
     client.close()
     assert not caught.value.permanent
     assert caught.value.status == status
-    assert "not a relay envelope" in caught.value.message
+    assert caught.value.message == (
+        f"Not a relay: the server answered HTTP {status} with a body that is not a relay envelope"
+    )
+
+
+def test_it_repeats_nothing_of_an_answer_that_is_not_a_relays():
+    client = BlueBubblesClient("http://internal.test", "secret")
+    with responses.RequestsMock() as mock:
+        mock.get("http://internal.test/api/v1/ping", body="AWS_SECRET_ACCESS_KEY=abc123")
+        health = client.health()
+    client.close()
+    assert not health.healthy
+    assert "AWS_SECRET" not in health.detail and "abc123" not in health.detail
+    assert health.detail == (
+        "Not a relay: the server answered HTTP 200 with a body that is not a relay envelope"
+    )
+
+
+def test_it_follows_no_redirect():
+    client = BlueBubblesClient("http://relay.test", "secret")
+    with responses.RequestsMock() as mock:
+        mock.get(
+            "http://relay.test/api/v1/ping",
+            status=302,
+            headers={"Location": "http://169.254.169.254/latest/meta-data/"},
+        )
+        health = client.health()
+    client.close()
+    assert not health.healthy
+    assert health.detail == "Not a relay: the server answered HTTP 302 with a redirect"
+    assert "169.254" not in health.detail
 
 
 def test_it_sends_the_password_as_a_query_parameter():
