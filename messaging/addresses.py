@@ -21,6 +21,22 @@ def phone_normalize(value) -> str:
     return normalize_phone(value, default_region())
 
 
+class InvalidRecipient(ValueError):
+    """Not a phone number (or email address); the message is worded for the API."""
+
+
+def recipient_normalize(value, kind: str) -> str:
+    """A phone number (`kind` "phone": E.164 in the default country) or an email
+    address as the app keeps it; "" for none. InvalidRecipient otherwise."""
+    if value in (None, ""):
+        return ""
+    try:
+        return phone_normalize(value) if kind == "phone" else normalize_email(value)
+    except InvalidIdentifier:
+        label = "phone number" if kind == "phone" else "email address"
+        raise InvalidRecipient(f"{value!r} is not a valid {label}") from None
+
+
 def normalize_address(raw: str) -> str:
     """E.164 for a phone, lowercase for an email; the trimmed input when neither parses."""
     value = (raw or "").strip()

@@ -18,9 +18,8 @@ from django.utils import timezone
 
 from leads import services as lead_services
 from leads.models import Lead, LeadIdentifier
-from leads.normalize import InvalidIdentifier, normalize_email
 from lines.models import Line
-from messaging.addresses import phone_normalize
+from messaging.addresses import InvalidRecipient, recipient_normalize
 from messaging.dnc import dnc_address, dnc_blocked_address, dnc_entry_add
 from messaging.models import DoNotContact, FallbackConfig, Message
 from messaging.schedule import get_zone
@@ -431,18 +430,11 @@ LEAD_NOT_FOUND = "Lead not found or access denied"
 
 
 def _normalize_recipient(value, kind: str, field: str | None = None) -> str:
-
-    if value in (None, ""):
-        return ""
     try:
-        if kind == "phone":
-            # The leads app's default country, so lead matching, DNC and the unibox agree.
-            return phone_normalize(value)
-        return normalize_email(value)
-    except InvalidIdentifier:
+        return recipient_normalize(value, kind)
+    except InvalidRecipient as exc:
         field = field or ("recipientPhone" if kind == "phone" else "recipientEmail")
-        label = "phone number" if kind == "phone" else "email address"
-        raise ValidationFailed(f"{value!r} is not a valid {label}", field=field) from None
+        raise ValidationFailed(str(exc), field=field) from None
 
 
 def message_submit(
