@@ -774,7 +774,8 @@ class _OrmWriter:
         self.source = source
 
     def check_references_per_statement(self) -> None:
-        """SQLite checks foreign keys at commit; the batch is small enough."""
+        """Nothing to move earlier: this writer's statements have run when insert()
+        returns, so its foreign keys are checked at commit."""
 
     def finish(self) -> None:
         """Each batch is written when insert() returns."""

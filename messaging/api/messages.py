@@ -4,9 +4,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from leads.normalize import InvalidIdentifier, normalize_email
 from messaging import attachments, schedule, selectors, services
-from messaging.addresses import phone_normalize
+from messaging.addresses import InvalidRecipient, recipient_normalize
 from messaging.models import Message
 from tuco.api.fields import PaginationOutput, iso_utc
 from tuco.api.pagination import PageQuery
@@ -128,14 +127,12 @@ class RecipientField(StrictTextField):
         super().__init__(numbers=kind == "phone", **kwargs)
 
     def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if not value:
+        if not super().to_internal_value(data):
             return ""
         try:
-            return phone_normalize(value) if self.kind == "phone" else normalize_email(value)
-        except InvalidIdentifier:
-            label = "phone number" if self.kind == "phone" else "email address"
-            raise serializers.ValidationError(f"{data!r} is not a valid {label}") from None
+            return recipient_normalize(data, self.kind)
+        except InvalidRecipient as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class TimeOfDayField(StrictTextField):
@@ -151,24 +148,25 @@ class TimeOfDayField(StrictTextField):
         return value
 
 
-class DaysOfWeekField(serializers.ListField):
-    default_error_messages = {
-        "invalid": "must be a list of day numbers from 0 (Sunday) to 6 (Saturday)"
-    }
+class OptionalListField(serializers.ListField):
+    """A list that may be left out or null: both mean an empty one."""
 
     def __init__(self, **kwargs):
-        super().__init__(
-            child=serializers.IntegerField(min_value=0, max_value=6),
-            required=False,
-            allow_null=True,
-            default=list,
-            **kwargs,
-        )
+        super().__init__(required=False, allow_null=True, default=list, **kwargs)
 
     def validate_empty_values(self, data):
         if data is None:
             return True, []
         return super().validate_empty_values(data)
+
+
+class DaysOfWeekField(OptionalListField):
+    default_error_messages = {
+        "invalid": "must be a list of day numbers from 0 (Sunday) to 6 (Saturday)"
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.IntegerField(min_value=0, max_value=6), **kwargs)
 
     def to_internal_value(self, data):
         if not isinstance(data, list) or any(
@@ -184,11 +182,6 @@ class ScheduledDateField(StrictTextField):
     def __init__(self, **kwargs):
         super().__init__(default=None, **kwargs)
 
-    def validate_empty_values(self, data):
-        if data is None:
-            return True, None
-        return super().validate_empty_values(data)
-
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         if not value:
@@ -201,7 +194,7 @@ class ScheduledDateField(StrictTextField):
             ) from None
 
 
-class AttachmentUrlsField(serializers.ListField):
+class AttachmentUrlsField(OptionalListField):
     default_error_messages = {
         "invalid": "must be a list of URLs",
         "max_length": f"at most {attachments.MAX_ATTACHMENTS} attachments per message",
@@ -209,18 +202,8 @@ class AttachmentUrlsField(serializers.ListField):
 
     def __init__(self, **kwargs):
         super().__init__(
-            child=serializers.URLField(),
-            required=False,
-            allow_null=True,
-            default=list,
-            max_length=attachments.MAX_ATTACHMENTS,
-            **kwargs,
+            child=serializers.URLField(), max_length=attachments.MAX_ATTACHMENTS, **kwargs
         )
-
-    def validate_empty_values(self, data):
-        if data is None:
-            return True, []
-        return super().validate_empty_values(data)
 
     def to_internal_value(self, data):
         if not data:

@@ -46,7 +46,7 @@ def validated(serializer_class, data, *, context: dict | None = None, partial: b
 
 
 class StrictTextField(serializers.CharField):
-    """Text as the API takes it: `null` means not given (""), whitespace is trimmed,
+    """Text as the API takes it: `null` means not given (the default, ""), whitespace is trimmed,
     and anything but a string is refused ("false" would otherwise read as text);
     with `numbers=True` a whole number is taken as its digits (phones, batch ids)."""
 
@@ -66,7 +66,7 @@ class StrictTextField(serializers.CharField):
 
     def validate_empty_values(self, data):
         if data is None and not self.required:
-            return True, ""
+            return True, self.default
         return super().validate_empty_values(data)
 
     def to_internal_value(self, data):
