@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from tuco.ids import new_id
@@ -74,6 +75,7 @@ class Lead(models.Model):
     opted_out_at = models.DateTimeField(null=True, blank=True)
     replied_at = models.DateTimeField(null=True, blank=True)
     lists = models.ManyToManyField(LeadList, through="ListMembership", related_name="leads")
+    tags = models.ManyToManyField("Tag", through="LeadTag", related_name="leads")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -142,6 +144,40 @@ class ListMembership(models.Model):
             models.UniqueConstraint(fields=["lead_list", "lead"], name="listmembership_unique"),
         ]
         indexes = [models.Index(fields=["lead"], name="listmembership_lead")]
+
+
+class Tag(models.Model):
+    """A workspace's label for leads; names are unique per workspace, ignoring case."""
+
+    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                "workspace", Lower("name"), name="tag_unique_name_per_workspace"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class LeadTag(models.Model):
+    """A tag on a lead, with when and by what it was added (api, import, dashboard, rule)."""
+
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="lead_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="lead_tags")
+    source = models.CharField(max_length=16, default="api")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["lead", "tag"], name="leadtag_unique"),
+        ]
 
 
 class AvailabilityCacheEntry(models.Model):
