@@ -7,6 +7,7 @@ from tuco.models import Workspace
 
 DEFAULT_LIST_NAME = "Default"
 QUICK_SENDS_LIST_NAME = "Quick Sends"
+QUICK_SENDS_LIST_DESCRIPTION = "Quick send messages"
 
 # Identifier fields in the order availability checks try them (API.md).
 PHONE_FIELDS = ("phone", "alt_phone1", "alt_phone2", "alt_phone3")
@@ -22,6 +23,7 @@ class LeadList(models.Model):
     id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="lead_lists")
     name = models.CharField(max_length=200)
+    description = models.CharField(max_length=500, blank=True, default="")
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -65,6 +67,8 @@ class Lead(models.Model):
     notes = models.TextField(blank=True, default="")
     custom_fields = models.JSONField(default=dict, blank=True)
     source = models.CharField(max_length=100, blank=True, default="")
+    # The email of the workspace member who owns the contact (empty: nobody yet).
+    contact_owner_email = models.CharField(max_length=254, blank=True, default="")
     availability_status = models.CharField(
         max_length=16, choices=Availability, blank=True, default=""
     )

@@ -134,4 +134,9 @@ def lead_search(
 
 def lead_lists_with_counts(*, workspace):
     """The workspace's lists with `lead_count`, oldest first, in one query."""
-    return LeadList.objects.filter(workspace=workspace).annotate(lead_count=Count("memberships"))
+    # Explicit order: Meta.ordering does not apply to an aggregating query.
+    return (
+        LeadList.objects.filter(workspace=workspace)
+        .annotate(lead_count=Count("memberships"))
+        .order_by("created_at", "pk")
+    )

@@ -26,6 +26,7 @@ from leads.models import (
     EMAIL_FIELDS,
     IDENTIFIER_FIELDS,
     PHONE_FIELDS,
+    QUICK_SENDS_LIST_DESCRIPTION,
     QUICK_SENDS_LIST_NAME,
     Lead,
     LeadIdentifier,
@@ -36,6 +37,7 @@ from leads.normalize import InvalidIdentifier, Normalizer
 from leads.selectors import LEAD_NOT_FOUND, LIST_NOT_FOUND, NotFoundExact
 from leads.signals import leads_created
 from tuco.errors import Conflict, ValidationFailed
+from tuco.models import Membership
 
 DEFAULT_BATCH_SIZE = 5000
 MAX_REPORTED_ERRORS = 1000
@@ -298,13 +300,15 @@ def _send_created(workspace, lead_ids: list[str]) -> None:
 # --------------------------------------------------------------------------- lists
 
 
-def _get_or_create_list(workspace, name: str, *, is_default: bool = False) -> LeadList:
+def _get_or_create_list(
+    workspace, name: str, *, is_default: bool = False, description: str = ""
+) -> LeadList:
     lead_list = LeadList.objects.filter(workspace=workspace, name=name).first()
     if lead_list is None:
         try:
             with transaction.atomic():
                 lead_list = LeadList.objects.create(
-                    workspace=workspace, name=name, is_default=is_default
+                    workspace=workspace, name=name, is_default=is_default, description=description
                 )
         except IntegrityError:
             # Someone created it at the same moment; theirs is as good as ours.
@@ -327,7 +331,9 @@ def lead_list_get_or_create_default(*, workspace) -> LeadList:
 
 def lead_list_quick_sends(*, workspace) -> LeadList:
     """The "Quick Sends" list, created the first time a send needs it."""
-    return _get_or_create_list(workspace, QUICK_SENDS_LIST_NAME)
+    return _get_or_create_list(
+        workspace, QUICK_SENDS_LIST_NAME, description=QUICK_SENDS_LIST_DESCRIPTION
+    )
 
 
 def _clean_list_name(name) -> str:
@@ -341,23 +347,44 @@ def _clean_list_name(name) -> str:
     return name
 
 
-def lead_list_create(*, workspace, name: str) -> LeadList:
+def _clean_description(description) -> str:
+    description = (description or "").strip()
+    if "\x00" in description:
+        raise ValidationFailed("Null characters are not allowed.", field="description")
+    if len(description) > 500:
+        raise ValidationFailed(
+            "Ensure this field has no more than 500 characters.", field="description"
+        )
+    return description
+
+
+def lead_list_create(*, workspace, name: str, description: str = "") -> LeadList:
     name = _clean_list_name(name)
+    description = _clean_description(description)
     try:
         with transaction.atomic():
-            return LeadList.objects.create(workspace=workspace, name=name)
+            return LeadList.objects.create(workspace=workspace, name=name, description=description)
     except IntegrityError:
         raise Conflict("A list with this name already exists") from None
 
 
-def lead_list_update(*, workspace, lead_list: LeadList, name: str | None = None) -> LeadList:
+def lead_list_update(
+    *, workspace, lead_list: LeadList, name: str | None = None, description: str | None = None
+) -> LeadList:
+    """Change the given fields (None: unchanged)."""
     if lead_list.workspace_id != workspace.pk:
         raise NotFoundExact(LIST_NOT_FOUND)
+    changed = []
     if name is not None:
         lead_list.name = _clean_list_name(name)
+        changed.append("name")
+    if description is not None:
+        lead_list.description = _clean_description(description)
+        changed.append("description")
+    if changed:
         try:
             with transaction.atomic():
-                lead_list.save(update_fields=["name", "updated_at"])
+                lead_list.save(update_fields=[*changed, "updated_at"])
         except IntegrityError:
             raise Conflict("A list with this name already exists") from None
     return lead_list
@@ -388,6 +415,9 @@ class ImportResult:
     total_processed: int = 0
     list_id: str = ""
     lead_ids: list[str] = field(default_factory=list)
+    # (row index, id of the lead it duplicates) for each duplicate row, in input order
+    # (collected with lead_ids).
+    duplicates: list[tuple[int, str]] = field(default_factory=list)
     invalid_count: int = 0
     # RowError for skipped rows (skip_invalid=True), the first MAX_REPORTED_ERRORS of them.
     errors: list[RowError] = field(default_factory=list)
@@ -395,8 +425,8 @@ class ImportResult:
 
 @dataclass
 class _CleanedBatch:
-    # (fields, identifiers in field order, id the lead gets if it is new)
-    rows: list[tuple[dict, list[tuple[str, str]], str]]
+    # (fields, identifiers in field order, id the lead gets if it is new, row index)
+    rows: list[tuple[dict, list[tuple[str, str]], str, int]]
     values: set[str]  # every identifier value of the batch
 
 
@@ -419,6 +449,8 @@ def lead_import(
     collect_ids: bool = True,
     progress: Callable[[ImportResult], None] | None = None,
     identifiers_locked: bool = False,
+    to_quick_sends: bool = False,
+    contact_owners: "ContactOwners | None" = None,
 ) -> ImportResult:
     """Create leads from rows (API or model field names) and put them in a list.
 
@@ -438,6 +470,10 @@ def lead_import(
     identifiers_locked=True: the caller's transaction already holds the locks of
     every identifier in `rows` (_lock_identifiers), so the import does not take
     the workspace's (atomic imports only).
+
+    Without `lead_list` the leads go to the workspace's default list, or with
+    to_quick_sends to the "Quick Sends" list. With `contact_owners` each new lead
+    gets its owner from its row's `contactOwnerEmail` (see ContactOwners).
     """
     if default_country_code is None:
         default_country_code = getattr(settings, "LEADS_DEFAULT_COUNTRY_CODE", "+1")
@@ -456,17 +492,51 @@ def lead_import(
                 _lock_workspace(workspace)
             # Inside the transaction, so a rejected first upload leaves no default list.
             if lead_list is None:
-                lead_list = lead_list_get_or_create_default(workspace=workspace)
+                lead_list = _default_list(workspace, to_quick_sends)
             state = _ImportState(
                 workspace, lead_list, source, normalizer, skip_invalid, collect_ids
             )
+            state.contact_owners = contact_owners
             _write_batches(state, rows, batch_size, progress, batch_transactions=False)
     else:
         if lead_list is None:
-            lead_list = lead_list_get_or_create_default(workspace=workspace)
+            lead_list = _default_list(workspace, to_quick_sends)
         state = _ImportState(workspace, lead_list, source, normalizer, skip_invalid, collect_ids)
+        state.contact_owners = contact_owners
         _write_batches(state, rows, batch_size, progress, batch_transactions=True)
     return state.result
+
+
+def _default_list(workspace, quick_sends: bool) -> LeadList:
+    if quick_sends:
+        return lead_list_quick_sends(workspace=workspace)
+    return lead_list_get_or_create_default(workspace=workspace)
+
+
+class ContactOwners:
+    """Who owns the leads an API upload creates, as the published API decides it: the
+    workspace member whose email is given (the row's `contactOwnerEmail`, else the
+    request's), and when that is missing or not a member's, the workspace's first
+    member. The email is stored as the member's account has it."""
+
+    def __init__(self, workspace, default=None):
+        emails = list(
+            Membership.objects.filter(workspace=workspace)
+            .order_by("created_at", "pk")
+            .values_list("user__email", flat=True)
+        )
+        self.members = {email.strip().lower(): email for email in reversed(emails) if email}
+        first = next((email for email in emails if email), "")
+        self.default = self.member(default) or first
+
+    def member(self, given) -> str:
+        """The member's email matching `given` (any case), or ""."""
+        if not isinstance(given, str):
+            return ""
+        return self.members.get(given.strip().lower(), "")
+
+    def __call__(self, given) -> str:
+        return self.member(given) or self.default
 
 
 def _write_batches(state, rows, batch_size, progress, *, batch_transactions: bool) -> None:
@@ -523,6 +593,7 @@ class _ImportState:
         self.skip_invalid = skip_invalid
         self.collect_ids = collect_ids
         self.result = ImportResult(list_id=lead_list.pk)
+        self.contact_owners: ContactOwners | None = None
         self.next_index = 0
         # Identifiers of duplicate rows that were not saved anywhere, so a later row
         # carrying one of them is still recognised as a repeat of an earlier row.
@@ -543,12 +614,15 @@ class _ImportState:
         normalizer = self.normalizer
         new_id = Lead._meta.pk.default
         add_value = values.add
+        owners = self.contact_owners
         for row in batch:
             index = self.next_index
             self.next_index += 1
             try:
                 fields, idents = _clean_lead(row, normalizer, index, False)
-                cleaned_rows.append((fields, idents, new_id()))
+                if owners is not None:
+                    fields["contact_owner_email"] = owners(row.get("contactOwnerEmail"))
+                cleaned_rows.append((fields, idents, new_id(), index))
                 for _, value in idents:
                     add_value(value)
             except RowError as exc:
@@ -578,7 +652,8 @@ class _ImportState:
         now = timezone.now()
         new_leads: list[tuple[str, dict, list]] = []
         link_ids: list[str] = []
-        for fields, idents, lead_id in cleaned_rows:
+        duplicates = result.duplicates if self.collect_ids else None
+        for fields, idents, lead_id, index in cleaned_rows:
             match = None
             for _, value in idents:
                 match = owner.get(value) or unsaved_seen.get(value)
@@ -593,6 +668,8 @@ class _ImportState:
                 in_list.add(lead_id)
                 continue
             result.duplicate_count += 1
+            if duplicates is not None:
+                duplicates.append((index, match))
             if match not in in_list:
                 in_list.add(match)
                 link_ids.append(match)
@@ -1108,6 +1185,7 @@ def lead_merge_identifiers(
 __all__ = [
     "API_FIELDS",
     "EMAIL_FIELDS",
+    "ContactOwners",
     "ImportResult",
     "RowError",
     "clean_lead_fields",

@@ -60,37 +60,68 @@ class LeadRowsField(serializers.ListField):
     child = serializers.DictField()
 
 
+class OptionalText(serializers.CharField):
+    """Text that is `null` when empty, as the published API shows unset fields."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return value or None
+
+
 class LeadOutput(serializers.Serializer):
+    """A lead as the published API shows it (`listId`: the first list it joined), plus
+    ours: the alternate addresses, availability and all its lists (`listIds`).
+    Needs `list_ids` on the lead (selectors.attach_list_ids)."""
+
     _id = serializers.CharField(source="pk")
-    firstName = serializers.CharField(source="first_name")  # noqa: N815
-    lastName = serializers.CharField(source="last_name")  # noqa: N815
-    email = serializers.CharField()
-    phone = serializers.CharField()
-    altPhone1 = serializers.CharField(source="alt_phone1")  # noqa: N815
-    altPhone2 = serializers.CharField(source="alt_phone2")  # noqa: N815
-    altPhone3 = serializers.CharField(source="alt_phone3")  # noqa: N815
-    altEmail1 = serializers.CharField(source="alt_email1")  # noqa: N815
-    altEmail2 = serializers.CharField(source="alt_email2")  # noqa: N815
-    altEmail3 = serializers.CharField(source="alt_email3")  # noqa: N815
-    companyName = serializers.CharField(source="company_name")  # noqa: N815
-    jobTitle = serializers.CharField(source="job_title")  # noqa: N815
-    notes = serializers.CharField()
+    firstName = OptionalText(source="first_name")  # noqa: N815
+    lastName = OptionalText(source="last_name")  # noqa: N815
+    email = OptionalText()
+    phone = OptionalText()
+    altPhone1 = OptionalText(source="alt_phone1")  # noqa: N815
+    altPhone2 = OptionalText(source="alt_phone2")  # noqa: N815
+    altPhone3 = OptionalText(source="alt_phone3")  # noqa: N815
+    altEmail1 = OptionalText(source="alt_email1")  # noqa: N815
+    altEmail2 = OptionalText(source="alt_email2")  # noqa: N815
+    altEmail3 = OptionalText(source="alt_email3")  # noqa: N815
+    companyName = OptionalText(source="company_name")  # noqa: N815
+    jobTitle = OptionalText(source="job_title")  # noqa: N815
+    notes = OptionalText()
     customFields = serializers.DictField(source="custom_fields")  # noqa: N815
-    source = serializers.CharField()
+    listId = serializers.SerializerMethodField()  # noqa: N815
+    workspaceId = serializers.CharField(source="workspace_id")  # noqa: N815
+    source = OptionalText()
+    contactOwnerEmail = OptionalText(source="contact_owner_email")  # noqa: N815
     availabilityStatus = serializers.ChoiceField(  # noqa: N815
-        source="availability_status", choices=["", *Lead.Availability.values]
+        source="availability_status", choices=Lead.Availability.values, allow_null=True
     )
     availabilityCheckedAt = IsoDateTimeField(source="availability_checked_at", allow_null=True)  # noqa: N815
     # The address that answered the last check (the available one, else the last tried).
-    availabilityAddress = serializers.CharField(source="availability_address")  # noqa: N815
+    availabilityAddress = OptionalText(source="availability_address")  # noqa: N815
     optedOut = serializers.BooleanField(source="opted_out")  # noqa: N815
     createdAt = IsoDateTimeField(source="created_at")  # noqa: N815
     updatedAt = IsoDateTimeField(source="updated_at")  # noqa: N815
     listIds = serializers.ListField(child=serializers.CharField(), source="list_ids")  # noqa: N815
 
+    def get_listId(self, lead) -> str | None:  # noqa: N802
+        return lead.list_ids[0] if lead.list_ids else None
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["availabilityStatus"] = instance.availability_status or None
+        return data
+
 
 class LeadListOutput(serializers.Serializer):
+    """Needs `lead_count` on the list (selectors.lead_lists_with_counts)."""
+
     _id = serializers.CharField(source="pk")
     name = serializers.CharField()
+    description = OptionalText()
+    workspaceId = serializers.CharField(source="workspace_id")  # noqa: N815
     leadCount = serializers.IntegerField(source="lead_count")  # noqa: N815
     createdAt = IsoDateTimeField(source="created_at")  # noqa: N815
+    updatedAt = IsoDateTimeField(source="updated_at")  # noqa: N815

@@ -5,16 +5,51 @@ from rest_framework.response import Response
 
 from leads import selectors, services
 from leads.api.serializers import LeadInput, LeadListOutput, LeadOutput, LeadRowsField
+from leads.models import Lead
+from leads.selectors import NotFoundExact
 from tuco.api.fields import PaginationOutput
 from tuco.api.pagination import PageQuery
+from tuco.api.validation import validated
 from tuco.api.views import WorkspaceAPIView
-from tuco.errors import ValidationFailed
+from tuco.errors import ServiceError, ValidationFailed
+from tuco.ids import looks_like_id
 
 MAX_PAGE_SIZE = 200
+MAX_DELETE_IDS = 10_000
+INVALID_LEAD_ID = "Invalid lead id"
+LEAD_NOT_FOUND = "Lead not found"
 
 
 def _lead_body(lead) -> dict:
     return LeadOutput(lead).data
+
+
+LIST_NOT_FOUND = (
+    "List not found. The specified listId does not exist or is invalid. "
+    "Omit listId to use the Quick Sends list."
+)
+NO_IDS = "No ids provided"
+INVALID_ID_IN_IDS = "Invalid lead id in ids array"
+
+
+class DuplicateOutput(serializers.Serializer):
+    input = serializers.DictField(help_text="The row as it was submitted")
+    existingLead = LeadOutput()  # noqa: N815
+
+
+def _duplicates(workspace, rows: list, duplicates: list[tuple[int, str]]) -> list[dict]:
+    """{input, existingLead} for each duplicate row, the existing leads read at once."""
+    existing = {
+        lead.pk: lead
+        for lead in selectors.attach_list_ids(
+            list(Lead.objects.filter(workspace=workspace, pk__in={i for _, i in duplicates}))
+        )
+    }
+    return [
+        {"input": rows[index], "existingLead": LeadOutput(existing[lead_id]).data}
+        for index, lead_id in duplicates
+        if lead_id in existing
+    ]
 
 
 class LeadsApi(WorkspaceAPIView):
@@ -23,20 +58,37 @@ class LeadsApi(WorkspaceAPIView):
     idempotent_post = True
 
     class CreateInput(serializers.Serializer):
-        leads = LeadRowsField(allow_empty=False)
-        listId = serializers.CharField(required=False, allow_null=True, allow_blank=True)  # noqa: N815
+        leads = LeadRowsField(required=False, allow_empty=False)
+        body = LeadRowsField(required=False, allow_empty=False, help_text="An alias of `leads`")
+        listId = serializers.CharField(  # noqa: N815
+            required=False,
+            allow_null=True,
+            allow_blank=True,
+            help_text='Omit (or send "") to use the "Quick Sends" list',
+        )
         source = serializers.CharField(
             required=False, allow_blank=True, allow_null=True, max_length=100
         )
         defaultCountryCode = serializers.CharField(  # noqa: N815
             required=False, allow_blank=True, allow_null=True, max_length=8
         )
+        contactOwnerEmail = serializers.CharField(  # noqa: N815
+            required=False,
+            allow_blank=True,
+            allow_null=True,
+            help_text="Owner of the leads whose row names none (a workspace member's "
+            "email; otherwise the workspace's first member)",
+        )
 
-        def validate_leads(self, value):
+        def validate(self, attrs):
+            if "leads" not in attrs:
+                if "body" not in attrs:
+                    raise serializers.ValidationError({"leads": "This field is required."})
+                attrs["leads"] = attrs.pop("body")
             cap = settings.LEADS_MAX_PER_REQUEST
-            if len(value) > cap:
-                raise serializers.ValidationError(f"At most {cap} leads per request.")
-            return value
+            if len(attrs["leads"]) > cap:
+                raise serializers.ValidationError({"leads": f"At most {cap} leads per request."})
+            return attrs
 
     class CreateOutput(serializers.Serializer):
         message = serializers.CharField()
@@ -45,11 +97,29 @@ class LeadsApi(WorkspaceAPIView):
         linkedCount = serializers.IntegerField()  # noqa: N815
         totalProcessed = serializers.IntegerField()  # noqa: N815
         listId = serializers.CharField()  # noqa: N815
+        leadId = serializers.CharField(allow_null=True)  # noqa: N815
         leadIds = serializers.ListField(child=serializers.CharField())  # noqa: N815
+        leadListIds = serializers.ListField(child=serializers.CharField())  # noqa: N815
+        duplicates = DuplicateOutput(
+            many=True, required=False, help_text="Only when some of the rows were duplicates"
+        )
+
+    class DuplicateOnlyOutput(serializers.Serializer):
+        message = serializers.CharField()
+        duplicateOnly = serializers.BooleanField()  # noqa: N815
+        savedCount = serializers.IntegerField()  # noqa: N815
+        duplicateCount = serializers.IntegerField()  # noqa: N815
+        linkedCount = serializers.IntegerField()  # noqa: N815
+        totalProcessed = serializers.IntegerField()  # noqa: N815
+        listId = serializers.CharField()  # noqa: N815
+        leadId = serializers.CharField()  # noqa: N815
+        existingLeadIds = serializers.ListField(child=serializers.CharField())  # noqa: N815
+        leadIds = serializers.ListField(child=serializers.CharField())  # noqa: N815
+        duplicates = DuplicateOutput(many=True)
 
     class QueryInput(PageQuery):
         MAX_LIMIT = MAX_PAGE_SIZE
-        id = serializers.CharField(required=False)
+        id = serializers.CharField(required=False, allow_blank=True)
         search = serializers.CharField(required=False, allow_blank=True)
         listId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         availabilityStatus = serializers.ChoiceField(  # noqa: N815
@@ -57,39 +127,86 @@ class LeadsApi(WorkspaceAPIView):
         )
 
     class DeleteInput(serializers.Serializer):
-        ids = serializers.ListField(child=serializers.CharField(), max_length=10_000)
+        ids = serializers.JSONField(
+            required=False, allow_null=True, help_text="Lead ids (an array of strings)"
+        )
+
+        def validate_ids(self, value):
+            if not isinstance(value, list) or not value:
+                raise ServiceError(NO_IDS)
+            if len(value) > MAX_DELETE_IDS:
+                raise ServiceError(f"At most {MAX_DELETE_IDS} ids per request")
+            if not all(looks_like_id(lead_id) for lead_id in value):
+                raise ServiceError(INVALID_ID_IN_IDS)
+            return value
+
+        def validate(self, attrs):
+            if "ids" not in attrs:
+                raise ServiceError(NO_IDS)
+            return attrs
 
     @extend_schema(
         request=CreateInput,
-        responses={201: CreateOutput, 200: CreateOutput},
+        responses={201: CreateOutput, 200: DuplicateOnlyOutput},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
         summary="Upload one or many leads into a list",
+        description="201 when at least one lead was created; 200 with `duplicateOnly: true` "
+        "and the existing leads' ids when every row was a duplicate.",
     )
     def post(self, request):
-        data = self.CreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
+        values = validated(self.CreateInput, request.data)
         lead_list = None
-        if values.get("listId"):
-            lead_list = selectors.lead_list_get(workspace=self.workspace, list_id=values["listId"])
+        list_id = (values.get("listId") or "").strip()
+        if list_id:
+            try:
+                lead_list = selectors.lead_list_get(workspace=self.workspace, list_id=list_id)
+            except NotFoundExact:
+                raise NotFoundExact(LIST_NOT_FOUND) from None
+        rows = values["leads"]
         result = services.lead_import(
             workspace=self.workspace,
-            rows=values["leads"],
+            rows=rows,
             lead_list=lead_list,
             source=values.get("source") or "",
             default_country_code=values.get("defaultCountryCode") or None,
+            to_quick_sends=True,
+            contact_owners=services.ContactOwners(
+                self.workspace, default=values.get("contactOwnerEmail")
+            ),
         )
-        body = {
-            "message": "Leads saved successfully",
+        counts = {
             "savedCount": result.saved_count,
             "duplicateCount": result.duplicate_count,
             "linkedCount": result.linked_count,
             "totalProcessed": result.total_processed,
             "listId": result.list_id,
-            "leadIds": result.lead_ids,
         }
-        code = status.HTTP_201_CREATED if result.saved_count else status.HTTP_200_OK
-        return Response(body, status=code)
+        duplicates = _duplicates(self.workspace, rows, result.duplicates)
+        if not result.saved_count:
+            existing = [lead_id for _, lead_id in result.duplicates]
+            plural = len(existing) > 1
+            body = {
+                "message": "Leads were duplicates; existing lead IDs returned."
+                if plural
+                else "Lead was a duplicate; existing lead ID returned.",
+                "duplicateOnly": True,
+                **counts,
+                "leadId": existing[0] if existing else None,
+                "existingLeadIds": existing,
+                "leadIds": existing,
+                "duplicates": duplicates,
+            }
+            return Response(body, status=status.HTTP_200_OK)
+        body = {
+            "message": "Leads saved successfully",
+            **counts,
+            "leadId": result.lead_ids[0],
+            "leadIds": result.lead_ids,
+            "leadListIds": [result.list_id],
+        }
+        if duplicates:
+            body["duplicates"] = duplicates
+        return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         parameters=[QueryInput],
@@ -103,13 +220,18 @@ class LeadsApi(WorkspaceAPIView):
             },
         ),
         summary="One lead (?id=) or a page of leads",
+        description='With `id`: `{"lead": ...}`; 400 "Invalid lead id" when it is not a '
+        'lead id, 404 "Lead not found" when no lead of the workspace has it.',
     )
     def get(self, request):
-        query = self.QueryInput(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
-        if "id" in params:
-            lead = selectors.lead_get(workspace=self.workspace, lead_id=params["id"])
+        params = validated(self.QueryInput, request.query_params)
+        lead_id = params.get("id") or ""
+        if lead_id:
+            if not looks_like_id(lead_id):
+                raise ServiceError(INVALID_LEAD_ID)
+            lead = selectors.lead_get(
+                workspace=self.workspace, lead_id=lead_id, message=LEAD_NOT_FOUND
+            )
             return Response({"lead": _lead_body(lead)})
         page = selectors.lead_search(
             workspace=self.workspace,
@@ -135,13 +257,18 @@ class LeadsApi(WorkspaceAPIView):
 
     @extend_schema(
         request=DeleteInput,
-        responses=inline_serializer("LeadsDeleted", {"deletedCount": serializers.IntegerField()}),
+        responses={
+            200: inline_serializer("LeadsDeleted", {"deletedCount": serializers.IntegerField()})
+        },
         summary="Delete several leads",
+        description='400 "No ids provided" for a missing or empty `ids`, "Invalid lead id '
+        'in ids array" when one is not a lead id; ids of no lead of the workspace are '
+        "skipped. A lead's messages, replies, conversations and campaign enrollments go "
+        "with it.",
     )
     def delete(self, request):
-        data = self.DeleteInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        count = services.lead_delete(workspace=self.workspace, lead_ids=data.validated_data["ids"])
+        values = validated(self.DeleteInput, request.data if isinstance(request.data, dict) else {})
+        count = services.lead_delete(workspace=self.workspace, lead_ids=values["ids"])
         return Response({"deletedCount": count})
 
 
@@ -198,11 +325,46 @@ class LeadDetailApi(WorkspaceAPIView):
         return Response({"success": True, "deletedCount": count})
 
 
-class ListsApi(WorkspaceAPIView):
-    """`/api/lists`."""
+class ListDeleteFlag(serializers.Serializer):
+    deleteLeads = serializers.BooleanField(required=False, default=False)  # noqa: N815
 
-    class CreateInput(serializers.Serializer):
-        name = serializers.CharField(max_length=200)
+
+ListDeleted = inline_serializer(
+    "LeadListDeleted",
+    {"success": serializers.BooleanField(), "deletedLeads": serializers.IntegerField()},
+)
+
+
+def _delete_flag(request) -> bool:
+    # The flag may come in the body or the query string; the same field validates both.
+    source = request.data if isinstance(request.data, dict) else {}
+    if "deleteLeads" not in source and "deleteLeads" in request.query_params:
+        source = {"deleteLeads": request.query_params["deleteLeads"]}
+    return validated(ListDeleteFlag, {"deleteLeads": source.get("deleteLeads", False)})[
+        "deleteLeads"
+    ]
+
+
+def _list_delete(workspace, lead_list, delete_leads: bool) -> Response:
+    deleted = services.lead_list_delete(
+        workspace=workspace, lead_list=lead_list, delete_leads=delete_leads
+    )
+    return Response({"success": True, "deletedLeads": deleted})
+
+
+class ListInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, allow_null=True
+    )
+
+
+class ListsApi(WorkspaceAPIView):
+    """`/api/lists`; DELETE takes `{listId, deleteLeads}` in the body (the published
+    form) and keeps the list's leads unless deleteLeads is true."""
+
+    class DeleteInput(ListDeleteFlag):
+        listId = serializers.CharField()  # noqa: N815
 
     @extend_schema(
         responses=inline_serializer("LeadLists", {"lists": LeadListOutput(many=True)}),
@@ -213,18 +375,29 @@ class ListsApi(WorkspaceAPIView):
         return Response({"lists": LeadListOutput(lists, many=True).data})
 
     @extend_schema(
-        request=CreateInput,
+        request=ListInput,
         responses={201: inline_serializer("LeadListCreated", {"list": LeadListOutput()})},
         summary="Create a list",
     )
     def post(self, request):
-        data = self.CreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        values = validated(ListInput, request.data)
         lead_list = services.lead_list_create(
-            workspace=self.workspace, name=data.validated_data["name"]
+            workspace=self.workspace,
+            name=values["name"],
+            description=values.get("description") or "",
         )
         lead_list.lead_count = 0
         return Response({"list": LeadListOutput(lead_list).data}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=DeleteInput,
+        responses={200: ListDeleted},
+        summary="Delete a list (its leads too with deleteLeads: true)",
+    )
+    def delete(self, request):
+        values = validated(self.DeleteInput, request.data if isinstance(request.data, dict) else {})
+        lead_list = selectors.lead_list_get(workspace=self.workspace, list_id=values["listId"])
+        return _list_delete(self.workspace, lead_list, values["deleteLeads"])
 
 
 class ListDetailApi(WorkspaceAPIView):
@@ -232,9 +405,9 @@ class ListDetailApi(WorkspaceAPIView):
 
     class UpdateInput(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
-
-    class DeleteInput(serializers.Serializer):
-        deleteLeads = serializers.BooleanField(required=False, default=False)  # noqa: N815
+        description = serializers.CharField(
+            max_length=500, required=False, allow_blank=True, allow_null=True
+        )
 
     def _get(self, list_id):
         lead_list = selectors.lead_list_get(workspace=self.workspace, list_id=list_id)
@@ -251,32 +424,20 @@ class ListDetailApi(WorkspaceAPIView):
     )
     def patch(self, request, list_id):
         lead_list = self._get(list_id)
-        data = self.UpdateInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        values = validated(self.UpdateInput, request.data)
         services.lead_list_update(
-            workspace=self.workspace, lead_list=lead_list, name=data.validated_data.get("name")
+            workspace=self.workspace,
+            lead_list=lead_list,
+            name=values.get("name"),
+            description=values.get("description"),
         )
         return Response({"list": LeadListOutput(lead_list).data})
 
     @extend_schema(
-        request=DeleteInput,
+        request=ListDeleteFlag,
         parameters=[OpenApiParameter("deleteLeads", bool, required=False)],
-        responses=inline_serializer(
-            "LeadListDeleted",
-            {"success": serializers.BooleanField(), "deletedLeads": serializers.IntegerField()},
-        ),
+        responses={200: ListDeleted},
     )
     def delete(self, request, list_id):
         lead_list = selectors.lead_list_get(workspace=self.workspace, list_id=list_id)
-        # The flag may come in the body or the query string; the same field validates both.
-        source = request.data if isinstance(request.data, dict) else {}
-        if "deleteLeads" not in source and "deleteLeads" in request.query_params:
-            source = {"deleteLeads": request.query_params["deleteLeads"]}
-        data = self.DeleteInput(data=source)
-        data.is_valid(raise_exception=True)
-        deleted = services.lead_list_delete(
-            workspace=self.workspace,
-            lead_list=lead_list,
-            delete_leads=data.validated_data["deleteLeads"],
-        )
-        return Response({"success": True, "deletedLeads": deleted})
+        return _list_delete(self.workspace, lead_list, _delete_flag(request))

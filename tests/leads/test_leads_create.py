@@ -32,7 +32,9 @@ def test_it_creates_a_lead_with_normalized_identifiers(api, acme, post_leads):
         "linkedCount": 0,
         "totalProcessed": 1,
         "listId": lead_list.pk,
+        "leadId": body["leadIds"][0],
         "leadIds": [body["leadIds"][0]],
+        "leadListIds": [lead_list.pk],
     }
     lead = Lead.objects.get(pk=body["leadIds"][0])
     assert lead.workspace == acme
@@ -58,12 +60,15 @@ def test_lead_ids_are_in_input_order(post_leads):
     assert [phones[i] for i in body["leadIds"]] == [r["phone"] for r in rows]
 
 
-def test_without_list_id_it_uses_the_default_list(acme, post_leads):
+def test_without_list_id_it_uses_the_quick_sends_list(acme, post_leads):
     first = post_leads([{"phone": "+12025550001"}]).json()
-    second = post_leads([{"phone": "+12025550002"}]).json()
-    default = LeadList.objects.get(workspace=acme, is_default=True)
-    assert first["listId"] == second["listId"] == default.pk
-    assert default.memberships.count() == 2
+    second = post_leads([{"phone": "+12025550002"}], listId="").json()
+    third = post_leads([{"phone": "+12025550003"}], listId="  ").json()
+    quick_sends = LeadList.objects.get(workspace=acme, name="Quick Sends")
+    assert first["listId"] == second["listId"] == third["listId"] == quick_sends.pk
+    assert first["leadListIds"] == [quick_sends.pk]
+    assert quick_sends.memberships.count() == 3
+    assert quick_sends.description == "Quick send messages"
 
 
 def test_the_same_request_twice_is_all_duplicates(post_leads):
@@ -74,7 +79,15 @@ def test_the_same_request_twice_is_all_duplicates(post_leads):
     body = response.json()
     assert (body["savedCount"], body["duplicateCount"], body["totalProcessed"]) == (0, 2, 2)
     assert body["linkedCount"] == 0
-    assert body["leadIds"] == []
+    existing = [
+        Lead.objects.get(phone="+12025551234").pk,
+        Lead.objects.get(email="jane@example.com").pk,
+    ]
+    assert body["duplicateOnly"] is True
+    assert body["existingLeadIds"] == body["leadIds"] == existing
+    assert body["leadId"] == existing[0]
+    assert [d["input"] for d in body["duplicates"]] == rows
+    assert [d["existingLead"]["_id"] for d in body["duplicates"]] == existing
     assert Lead.objects.count() == 2
 
 
@@ -172,7 +185,10 @@ def test_unknown_list_is_404(acme, globex, post_leads):
     for list_id in ["0" * 24, "nope", foreign.pk]:
         response = post_leads([{"phone": "+12025551234"}], listId=list_id)
         assert response.status_code == 404
-        assert response.json() == {"error": "List not found"}
+        assert response.json() == {
+            "error": "List not found. The specified listId does not exist or is invalid. "
+            "Omit listId to use the Quick Sends list."
+        }
     assert Lead.objects.count() == 0
 
 
@@ -277,7 +293,7 @@ def test_a_rows_own_source_wins_over_the_requests(api, acme, post_leads):
     assert sources == {"+12025550100": "webinar", "+12025550102": "api"}
 
 
-def test_a_rejected_first_upload_leaves_no_default_list(api, acme, post_leads):
+def test_a_rejected_first_upload_leaves_no_quick_sends_list(api, acme, post_leads):
     before = LeadList.objects.filter(workspace=acme).count()
     response = post_leads([{"phone": "+12025550100"}, {"phone": "123"}])
     assert response.status_code == 400

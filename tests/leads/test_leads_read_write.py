@@ -10,6 +10,8 @@ from tests.leads.conftest import snapshot
 from tuco.models import Workspace
 
 NOT_FOUND = {"error": "Lead not found or access denied"}
+# GET /api/leads?id= answers in the published words.
+QUERY_NOT_FOUND = {"error": "Lead not found"}
 
 
 @pytest.fixture
@@ -37,27 +39,37 @@ def test_get_by_query_id_and_by_path(api, lead):
     assert set(body) == {
         "_id", "firstName", "lastName", "email", "phone", "altPhone1", "altPhone2",
         "altPhone3", "altEmail1", "altEmail2", "altEmail3", "companyName", "jobTitle",
-        "notes", "customFields", "source", "availabilityStatus", "availabilityCheckedAt",
-        "availabilityAddress",
+        "notes", "customFields", "listId", "workspaceId", "source", "contactOwnerEmail",
+        "availabilityStatus", "availabilityCheckedAt", "availabilityAddress",
         "optedOut", "createdAt", "updatedAt", "listIds",
     }  # fmt: skip
     assert body["_id"] == lead.pk
+    assert body["workspaceId"] == lead.workspace_id
+    assert body["listId"] == body["listIds"][0]
     assert body["availabilityCheckedAt"] is None
+    # Unset fields are null, not "".
+    assert body["altPhone1"] is body["notes"] is body["availabilityStatus"] is None
 
 
 @pytest.mark.parametrize("lead_id", ["0" * 24, "not-an-id", "'; drop table x;--"])
 def test_unknown_lead_is_404(api, lead_id):
     assert api.get(f"/api/leads/{lead_id}").json() == NOT_FOUND
-    response = api.get("/api/leads", {"id": lead_id})
-    assert response.status_code == 404
-    assert response.json() == NOT_FOUND
+
+
+def test_by_query_id_an_unknown_lead_is_404_and_a_malformed_id_400(api):
+    response = api.get("/api/leads", {"id": "0" * 24})
+    assert (response.status_code, response.json()) == (404, QUERY_NOT_FOUND)
+    for malformed in ["not-an-id", "'; drop table x;--", "0" * 23, "G" * 24]:
+        response = api.get("/api/leads", {"id": malformed})
+        assert (response.status_code, response.json()) == (400, {"error": "Invalid lead id"})
 
 
 def test_another_workspace_cannot_touch_the_lead(globex_api, lead):
     before = snapshot()
+    response = globex_api.get("/api/leads", {"id": lead.pk})
+    assert (response.status_code, response.json()) == (404, QUERY_NOT_FOUND)
     for response in [
         globex_api.get(f"/api/leads/{lead.pk}"),
-        globex_api.get("/api/leads", {"id": lead.pk}),
         globex_api.patch(f"/api/leads/{lead.pk}", {"firstName": "X"}, format="json"),
         globex_api.put(f"/api/leads/{lead.pk}", {"firstName": "X"}, format="json"),
         globex_api.delete(f"/api/leads/{lead.pk}"),
@@ -81,7 +93,7 @@ def test_patch_normalizes_and_keeps_identifiers_in_sync(api, lead):
     assert (body["phone"], body["altEmail1"], body["email"]) == (
         "+12025550000",
         "ada2@example.com",
-        "",
+        None,
     )
     assert body["firstName"] == "Ada"
     assert body["updatedAt"] != body["createdAt"]
@@ -131,15 +143,24 @@ def test_delete_one_and_many(api, acme, lead, other):
     assert not Lead.objects.filter(pk=lead.pk).exists()
     assert not LeadIdentifier.objects.filter(lead_id=lead.pk).exists()
     assert api.get(f"/api/leads/{lead.pk}").status_code == 404
-    response = api.delete("/api/leads", {"ids": [other.pk, lead.pk, "junk"]}, format="json")
+    response = api.delete("/api/leads", {"ids": [other.pk, lead.pk, "0" * 24]}, format="json")
     assert response.json() == {"deletedCount": 1}
     assert Lead.objects.filter(workspace=acme).count() == 0
 
 
-def test_bulk_delete_needs_ids(api):
-    response = api.delete("/api/leads", {}, format="json")
+@pytest.mark.parametrize("body", [{}, {"ids": []}, {"ids": None}, {"ids": "x"}, []])
+def test_bulk_delete_needs_ids(api, lead, body):
+    response = api.delete("/api/leads", body, format="json")
+    assert (response.status_code, response.json()) == (400, {"error": "No ids provided"})
+    assert Lead.objects.filter(pk=lead.pk).exists()
+
+
+@pytest.mark.parametrize("bad", ["junk", 7, None, "0" * 25])
+def test_bulk_delete_with_a_malformed_id_deletes_nothing(api, lead, bad):
+    response = api.delete("/api/leads", {"ids": [lead.pk, bad]}, format="json")
     assert response.status_code == 400
-    assert response.json()["error"].startswith("ids")
+    assert response.json() == {"error": "Invalid lead id in ids array"}
+    assert Lead.objects.filter(pk=lead.pk).exists()
 
 
 def test_writes_are_refused_when_past_due_and_change_nothing(api, acme, lead):
