@@ -14,7 +14,7 @@ from tuco.api.views import WorkspaceAPIView
 from tuco.errors import NotFound, ServiceError, ValidationFailed
 from tuco.ids import looks_like_id
 
-LEAD_NOT_FOUND = "Lead not found or access denied"
+LEAD_NOT_FOUND = "Lead not found"
 MAX_ADDRESSES = 100
 ERROR = Lead.Availability.ERROR
 
@@ -22,7 +22,7 @@ _BUDGET = availability.MAX_SYNC_WAIT_SECONDS
 NOT_CHECKED_NOTE = (
     f"One request waits at most {_BUDGET:.0f} s in total for the lines' gaps (a line asks "
     "its relay at most once every checkGapSeconds). What could not be asked within that "
-    "time, or after the daily quota ran out, comes back per item with `available: null`, "
+    "time, or after the daily quota ran out, comes back per item with `available: false`, "
     '`status: "error"`, an `error` text and `code` `LINES_BUSY` or `QUOTA_EXHAUSTED`; '
     "answers already obtained are returned and cached, so repeating the request only "
     "asks about the rest. 429 only when the quota left nothing answered."
@@ -43,13 +43,16 @@ def _lead_or_404(workspace, lead_id) -> Lead:
 
 
 class _NotCheckedFields(serializers.Serializer):
-    """`error` and `code` appear only on an item that was not checked."""
+    """`error` and `code` appear only on an item that was not checked. `available` is
+    a boolean, as published, also when the check failed (false then; `status:
+    "error"` tells a failure from a "no")."""
 
     error = serializers.CharField(source="detail", required=False)
     code = serializers.CharField(required=False)
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
+        data["available"] = bool(data["available"])
         extra = {key: data.pop(key) for key in ("error", "code")}
         if instance.code:
             data.update(extra)  # after the documented fields
@@ -58,7 +61,7 @@ class _NotCheckedFields(serializers.Serializer):
 
 class LeadResultOutput(_NotCheckedFields):
     leadId = serializers.CharField(source="lead_id")  # noqa: N815
-    available = serializers.BooleanField(allow_null=True)
+    available = serializers.BooleanField()
     status = serializers.CharField()
 
 
@@ -88,11 +91,14 @@ class LeadCheckQuery(serializers.Serializer):
         return value
 
 
+NO_LEADS = "No leads found to check"
+
+
 class LeadCheckInput(serializers.Serializer):
     """One address, or leads by `leadIds` (repeats dropped) or `listId`.
 
-    The errors of the checks across fields are raised as they are: their bodies
-    carry no `details`."""
+    An empty `address` is ignored, as published: the body then goes the leads way,
+    which finds nothing to check (404) unless it names leads."""
 
     address = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     leadIds = serializers.ListField(  # noqa: N815
@@ -107,15 +113,15 @@ class LeadCheckInput(serializers.Serializer):
         if "leadIds" in attrs:
             attrs["leadIds"] = list(dict.fromkeys(attrs["leadIds"]))
             if not attrs["leadIds"]:
-                raise ValidationFailed("Provide at least one lead id", field="leadIds")
+                raise ServiceError(NO_LEADS, status=404)
         elif "listId" not in attrs:
-            raise ValidationFailed("Provide a non-empty address, leadIds or listId")
+            raise ServiceError(NO_LEADS, status=404)
         return attrs
 
 
 class AddressResultOutput(_NotCheckedFields):
     address = serializers.CharField()
-    available = serializers.BooleanField(allow_null=True)
+    available = serializers.BooleanField()
     status = serializers.CharField()
 
 
@@ -127,7 +133,7 @@ class LeadCheckApi(AvailabilityView):
             {
                 "success": serializers.BooleanField(),
                 "leadId": serializers.CharField(),
-                "available": serializers.BooleanField(allow_null=True),
+                "available": serializers.BooleanField(),
                 "status": serializers.CharField(),
             },
         ),
@@ -151,6 +157,7 @@ class LeadCheckApi(AvailabilityView):
                 "success": serializers.BooleanField(),
                 "available": serializers.BooleanField(required=False),
                 "address": serializers.CharField(required=False),
+                "status": serializers.CharField(required=False),
                 "checked": serializers.IntegerField(required=False),
                 "successful": serializers.IntegerField(required=False),
                 "errors": serializers.IntegerField(required=False),
@@ -161,8 +168,10 @@ class LeadCheckApi(AvailabilityView):
             },
         ),
         summary="Check one address, or many leads (by ids or list)",
-        description="With `address`, `success` is false when the check failed "
-        'technically (`status: "error"`). Synchronous batches: ' + NOT_CHECKED_NOTE,
+        description="With a non-empty `address`, `success` is false when the check failed "
+        'technically (`status: "error"`). An empty `address` is ignored: without '
+        '`leadIds` or `listId` that is 404 "No leads found to check". Synchronous '
+        "batches: " + NOT_CHECKED_NOTE,
     )
     def post(self, request):
         data = LeadCheckInput(data=request.data)
@@ -283,12 +292,19 @@ def _normalized(raw_addresses: list, label: str) -> list[str]:
     return normalized
 
 
+ADDRESS_REQUIRED = "Address parameter is required (phone or email)"
+ADDRESSES_REQUIRED = "addresses array is required and must not be empty"
+TOO_MANY_ADDRESSES = f"Maximum {MAX_ADDRESSES} addresses per request"
+
+
 class AddressQuery(serializers.Serializer):
     address = serializers.CharField(
         required=False, allow_blank=True, trim_whitespace=False, default=""
     )
 
     def validate_address(self, value: str) -> str:
+        if not value.strip():
+            raise ServiceError(ADDRESS_REQUIRED)  # the published 400, without a code
         try:
             return availability.normalize_address(value)
         except ValidationFailed as exc:
@@ -297,25 +313,33 @@ class AddressQuery(serializers.Serializer):
 
 class AddressesInput(serializers.Serializer):
     """`address`, or `addresses` (normalized; a bad one is named `addresses.<index>`,
-    or `address` when it is the only one). Address errors are raised as they are:
-    their bodies carry no `details`."""
+    or `address` when it is the only one). The published errors (none given, too
+    many) are raised as they are."""
 
     address = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
-    addresses = serializers.ListField(
-        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
-        required=False,
-        max_length=MAX_ADDRESSES,
-    )
+    addresses = serializers.JSONField(required=False, allow_null=True)
     force = serializers.BooleanField(required=False, default=False)
 
+    def validate_addresses(self, value):
+        if not isinstance(value, list) or not value:
+            raise ServiceError(ADDRESSES_REQUIRED)
+        if len(value) > MAX_ADDRESSES:
+            raise ServiceError(TOO_MANY_ADDRESSES)
+        if not all(isinstance(item, str) for item in value):
+            raise serializers.ValidationError("Every address must be a string")
+        return value
+
     def validate(self, attrs):
-        raw = attrs["addresses"] if "addresses" in attrs else [attrs.get("address", "")]
+        if "addresses" in attrs:
+            raw = attrs["addresses"]
+        elif (attrs.get("address") or "").strip():
+            raw = [attrs["address"]]
+        else:
+            raise ServiceError(ADDRESSES_REQUIRED)
         if len(raw) > 1:
             attrs["addresses"] = _normalized(raw, "addresses")
-        elif raw:
-            attrs["addresses"] = [availability.normalize_address(raw[0])]
         else:
-            raise ValidationFailed("A phone number or email address is required", field="address")
+            attrs["addresses"] = [availability.normalize_address(raw[0])]
         return attrs
 
 
@@ -325,13 +349,24 @@ def _addresses_response(results) -> Response:
     return Response({"success": answered, "results": AddressResultOutput(results, many=True).data})
 
 
+class AddressOutput(AddressResultOutput):
+    success = serializers.SerializerMethodField()
+
+    def get_success(self, result) -> bool:
+        return result.status != ERROR
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        return {"success": data.pop("success"), **data}
+
+
 _ADDRESS_RESULTS = inline_serializer(
     "AddressAvailability",
     {"success": serializers.BooleanField(), "results": AddressResultOutput(many=True)},
 )
 _ADDRESSES_NOTE = (
     "`success` is false when no address could be answered. Each result has `status` "
-    '(available | unavailable | error); `available` is null for `status: "error"`. '
+    '(available | unavailable | error); `available` is false for `status: "error"`. '
     + NOT_CHECKED_NOTE
 )
 
@@ -339,15 +374,17 @@ _ADDRESSES_NOTE = (
 class AddressCheckApi(AvailabilityView):
     @extend_schema(
         parameters=[AddressQuery],
-        responses=_ADDRESS_RESULTS,
+        responses=AddressOutput,
         summary="Check one phone number or email address",
-        description=_ADDRESSES_NOTE,
+        description='`{"success", "available", "address"}`, with `status`; `success` is false '
+        'when the check failed (`status: "error"`, `available: false`). ' + NOT_CHECKED_NOTE,
     )
     def get(self, request):
-        addresses = [validated(AddressQuery, request.query_params)["address"]]
-        return _addresses_response(
-            availability.availability_check_addresses(workspace=self.workspace, addresses=addresses)
+        address = validated(AddressQuery, request.query_params)["address"]
+        [result] = availability.availability_check_addresses(
+            workspace=self.workspace, addresses=[address]
         )
+        return Response(AddressOutput(result).data)
 
     @extend_schema(
         request=AddressesInput,
@@ -356,9 +393,7 @@ class AddressCheckApi(AvailabilityView):
         description=_ADDRESSES_NOTE,
     )
     def post(self, request):
-        data = AddressesInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
+        values = validated(AddressesInput, request.data)
         results = availability.availability_check_addresses(
             workspace=self.workspace, addresses=values["addresses"], force=values["force"]
         )

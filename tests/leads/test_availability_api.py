@@ -6,7 +6,8 @@ from leads.models import AvailabilityJob, Lead, LeadList, ListMembership
 from lines.models import Line
 from tests.lines.relay_fixtures import availability_requests
 
-LEAD_NOT_FOUND = {"error": "Lead not found or access denied"}
+LEAD_NOT_FOUND = {"error": "Lead not found"}
+NO_LEADS = {"error": "No leads found to check"}
 NO_LINE = {"error": "No active line configured", "code": "NO_ACTIVE_LINE"}
 
 
@@ -91,9 +92,9 @@ def test_quick_address_check_rejects_a_malformed_address(api, line, relay):
 
 
 def test_an_empty_address_falls_through_to_the_leads_path(api, line):
-    response = api.post("/api/leads/check-availability", {"address": ""}, format="json")
-    assert response.status_code == 400
-    assert "leadIds" in response.json()["error"]
+    for body in [{"address": ""}, {"address": "  "}, {}, {"address": "", "leadIds": []}]:
+        response = api.post("/api/leads/check-availability", body, format="json")
+        assert (response.status_code, response.json()) == (404, NO_LEADS)
     response = api.post(
         "/api/leads/check-availability", {"address": "", "leadIds": ["0" * 24]}, format="json"
     )
@@ -118,7 +119,7 @@ def test_small_batches_are_synchronous(api, acme, line):
         "results": [
             {"leadId": leads[0].pk, "available": True, "status": "available"},
             {"leadId": leads[1].pk, "available": False, "status": "unavailable"},
-            {"leadId": leads[2].pk, "available": None, "status": "error"},
+            {"leadId": leads[2].pk, "available": False, "status": "error"},
         ],
         "processingMode": "synchronous",
     }
@@ -138,7 +139,7 @@ def test_a_foreign_lead_in_a_batch_is_404_and_nothing_is_checked(api, acme, glob
 
 @pytest.mark.parametrize(
     "body",
-    [{"leadIds": []}, {"leadIds": "abc"}, {"leadIds": [1, {}]}, {"listId": ""}, {}, []],
+    [{"leadIds": "abc"}, {"leadIds": [1, {}]}, {"listId": ""}, []],
 )
 def test_malformed_bulk_bodies_are_400(api, line, body):
     response = api.post("/api/leads/check-availability", body, format="json")
@@ -257,9 +258,12 @@ def test_jobs_of_other_workspaces_are_invisible(api, globex_api, acme, line, mon
 def test_get_check_availability(api, line):
     response = api.get("/api/check-availability", {"address": "tim@icloud.com"})
     assert response.status_code == 200
-    assert response.json()["success"] is True
-    [result] = response.json()["results"]
-    assert (result["address"], result["available"]) == ("tim@icloud.com", True)
+    assert response.json() == {
+        "success": True,
+        "available": True,
+        "address": "tim@icloud.com",
+        "status": "available",
+    }
 
 
 def test_post_check_availability_one_or_many(api, line, relay):
@@ -300,9 +304,13 @@ def test_check_availability_rejects_bad_bodies(api, line, relay, body):
 
 
 def test_get_check_availability_requires_an_address(api, line):
-    response = api.get("/api/check-availability")
+    for query in [{}, {"address": ""}, {"address": " "}]:
+        response = api.get("/api/check-availability", query)
+        assert response.status_code == 400
+        assert response.json() == {"error": "Address parameter is required (phone or email)"}
+    response = api.get("/api/check-availability", {"address": "nope"})
     assert response.status_code == 400
-    assert "address" in response.json()["error"]
+    assert response.json()["error"].startswith("address:")
 
 
 # /api/check-availability-rr
@@ -394,12 +402,12 @@ def test_a_background_batch_without_a_line_is_400_and_marks_the_leads(api, acme)
 def test_success_is_false_when_the_check_failed(api, acme, line):
     person = lead(acme, phone="+14155559999")
     body = api.get(f"/api/leads/check-availability?id={person.pk}").json()
-    assert body == {"success": False, "leadId": person.pk, "available": None, "status": "error"}
+    assert body == {"success": False, "leadId": person.pk, "available": False, "status": "error"}
     body = api.post(
         "/api/leads/check-availability", {"address": "+14155559999"}, format="json"
     ).json()
     assert body == {
-        "success": False, "address": "+14155559999", "available": None, "status": "error",
+        "success": False, "address": "+14155559999", "available": False, "status": "error",
     }  # fmt: skip
 
 
@@ -420,7 +428,7 @@ def test_addresses_left_unchecked_by_the_wait_budget_are_reported_not_lost(
     response = api.post("/api/check-availability", {"addresses": addresses}, format="json")
     assert response.status_code == 200
     busy = {
-        "available": None,
+        "available": False,
         "status": "error",
         "error": "Not checked: every line stayed busy; retry shortly",
         "code": "LINES_BUSY",
@@ -436,7 +444,7 @@ def test_addresses_left_unchecked_by_the_wait_budget_are_reported_not_lost(
     assert availability_requests(relay) == 1
     # The answer paid for was cached: a retry asks only about the rest.
     response = api.get("/api/check-availability", {"address": "+14155550132"})
-    assert response.json()["results"][0]["available"] is True
+    assert response.json()["available"] is True
     assert availability_requests(relay) == 1
 
 
@@ -446,8 +454,7 @@ def test_one_address_left_unchecked_is_not_a_503(api, acme, make_line, gap_never
     response = api.get("/api/check-availability", {"address": "+14155550134"})
     assert response.status_code == 200
     body = response.json()
-    assert body["success"] is False
-    assert body["results"][0]["code"] == "LINES_BUSY"
+    assert (body["success"], body["available"], body["code"]) == (False, False, "LINES_BUSY")
     response = api.post("/api/leads/check-availability", {"address": "a@me.com"}, format="json")
     assert response.status_code == 200
     assert (response.json()["success"], response.json()["code"]) == (False, "LINES_BUSY")
@@ -488,7 +495,7 @@ def test_a_lead_left_unfinished_by_the_wait_budget_keeps_its_status(
         {"leadId": done.pk, "available": True, "status": "available"},
         {
             "leadId": person.pk,
-            "available": None,
+            "available": False,
             "status": "error",
             "error": "Not checked: every line stayed busy; retry shortly",
             "code": "LINES_BUSY",
