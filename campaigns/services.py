@@ -41,7 +41,7 @@ from tuco.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from tuco.ids import looks_like_id, new_id
 
 CAMPAIGN_NOT_FOUND = "Campaign not found"
-LEAD_NOT_FOUND = "Lead not found or access denied"
+LEAD_NOT_FOUND = "Lead not found"
 MAX_STEPS = 20
 MAX_DELAY = {"minutes": 60 * 24 * 365, "hours": 24 * 365, "days": 365}
 # Refresh planner statistics after a bulk enrollment of at least this many leads.
@@ -460,7 +460,11 @@ def _lead_for_enrollment(
     from leads.services import lead_get_or_create
 
     lead, _created = lead_get_or_create(
-        workspace=workspace, data=lead_data, lead_list=campaign.lead_list, source="campaign"
+        workspace=workspace,
+        data=lead_data,
+        lead_list=campaign.lead_list,
+        source="campaign",
+        field="lead",
     )
     return lead
 

@@ -917,9 +917,11 @@ def lead_get_or_create(
     source: str = "",
     default_country_code: str | None = None,
     check_availability: bool = True,
+    field: str = "",
 ) -> tuple[Lead, bool]:
     """The lead matching any identifier in `data` (fields untouched, added to the
-    list), or a new one. Returns (lead, created). Raises ValidationFailed.
+    list), or a new one. Returns (lead, created). Raises ValidationFailed naming the
+    bad field of `data` as `<field>.<name>` ("lead.phone"), or by its name alone.
 
     check_availability=False: a new lead is not queued for the automatic
     availability check, because the caller checks it at once (a send does)."""
@@ -927,6 +929,12 @@ def lead_get_or_create(
     try:
         with transaction.atomic():
             return _lead_get_or_create(workspace, data, lead_list, source, default_country_code)
+    except ValidationFailed as exc:
+        if "row" not in exc.extra:
+            raise
+        # The import names a row of many ("leads[0].phone"); here there is one lead.
+        where = ".".join(part for part in (field, exc.extra.get("field", "")) if part)
+        raise ValidationFailed(exc.message, field=where) from None
     finally:
         _check_created.reset(token)
 

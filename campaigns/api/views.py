@@ -16,8 +16,10 @@ from tuco.api.fields import IsoDateTimeField
 from tuco.api.pagination import PageQuery
 from tuco.api.validation import validated
 from tuco.api.views import WorkspaceAPIView
+from tuco.errors import ServiceError
 
 MAX_PAGE_SIZE = 100
+CAMPAIGN_CREATED = "Campaign created successfully"
 
 
 class StepSerializer(serializers.Serializer):
@@ -257,7 +259,14 @@ class CampaignsApi(WorkspaceAPIView):
         )
 
     @extend_schema(
-        request=CampaignInput, responses={201: CampaignOutput}, summary="Create a campaign"
+        request=CampaignInput,
+        responses={
+            201: inline_serializer(
+                "CampaignCreated",
+                {"campaign": CampaignOutput(), "message": serializers.CharField()},
+            )
+        },
+        summary="Create a campaign",
     )
     def post(self, request):
         data = validated(CampaignInput, request.data)
@@ -270,7 +279,10 @@ class CampaignsApi(WorkspaceAPIView):
             settings=data.get("settings", CampaignSettings()),
         )
         campaign = selectors.campaign_get(workspace=self.workspace, campaign_id=campaign.pk)
-        return Response(_output(campaign), status=status.HTTP_201_CREATED)
+        return Response(
+            {"campaign": _output(campaign), "message": CAMPAIGN_CREATED},
+            status=status.HTTP_201_CREATED,
+        )
 
     @extend_schema(
         request=ActionInput,
@@ -313,13 +325,34 @@ class CampaignDetailApi(WorkspaceAPIView):
         return Response(_output(campaign))
 
 
+EITHER_REQUIRED = "Either leadId or lead data is required"
+FIRST_NAME_REQUIRED = "firstName is required"
+EMAIL_OR_PHONE_REQUIRED = "Either email or phone is required"
+
+
+def _given(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
 class EnrollInput(serializers.Serializer):
+    """`leadId` (blank counts as not given), or a `lead` to match or create, which
+    needs a firstName and an email or phone; the published 400 texts, raised as they
+    are."""
+
     leadId = serializers.CharField(required=False, allow_blank=True, allow_null=True)  # noqa: N815
     lead = serializers.DictField(required=False, allow_null=True)
 
     def validate(self, attrs):
-        if not attrs.get("leadId") and attrs.get("lead") is None:
-            raise serializers.ValidationError("leadId or lead is required")
+        attrs["leadId"] = (attrs.get("leadId") or "").strip()
+        if attrs["leadId"]:
+            return attrs
+        lead = attrs.get("lead")
+        if lead is None:
+            raise ServiceError(EITHER_REQUIRED)
+        if not _given(lead.get("firstName")):
+            raise ServiceError(FIRST_NAME_REQUIRED)
+        if not (_given(lead.get("email")) or _given(lead.get("phone"))):
+            raise ServiceError(EMAIL_OR_PHONE_REQUIRED)
         return attrs
 
 
@@ -332,6 +365,11 @@ EnrollOutput = inline_serializer(
         "messageCount": serializers.IntegerField(),
         "message": serializers.CharField(),
         "alreadyInCampaign": serializers.BooleanField(required=False),
+        "existingLeadIds": serializers.ListField(
+            child=serializers.CharField(),
+            required=False,
+            help_text="With alreadyInCampaign: the enrolled lead's id",
+        ),
         "cancelled": serializers.BooleanField(
             required=False,
             help_text="Present (true) when every step was cancelled at once: the lead opted "
@@ -356,7 +394,7 @@ class CampaignEnrollApi(WorkspaceAPIView):
         result = services.campaign_enroll_lead(
             workspace=self.workspace,
             campaign_id=campaign_id,
-            lead_id=data.get("leadId"),
+            lead_id=data["leadId"] or None,
             lead_data=data.get("lead"),
         )
         body = {
@@ -367,7 +405,9 @@ class CampaignEnrollApi(WorkspaceAPIView):
         }
         if result.already:
             body.update(
-                alreadyInCampaign=True, message="Lead already in campaign (re-entry not allowed)."
+                message="Lead already in campaign (re-entry not allowed).",
+                alreadyInCampaign=True,
+                existingLeadIds=[result.lead.pk],
             )
             return Response(body, status=status.HTTP_200_OK)
         body["message"] = "Lead added to campaign and sequence started"

@@ -138,6 +138,6 @@ def create_campaign(api):
         )
         response = api.post("/api/campaigns", body, format="json")
         assert response.status_code == 201, response.json()
-        return response.json()
+        return response.json()["campaign"]
 
     return create

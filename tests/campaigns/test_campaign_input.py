@@ -22,7 +22,7 @@ def test_page_and_limit_must_be_whole_numbers_and_are_held_in_range(api):
 def test_a_changed_step_needs_a_message(api):
     campaign_id = api.post(
         "/api/campaigns", {"name": "Spring", "steps": STEPS}, format="json"
-    ).json()["_id"]
+    ).json()["campaign"]["_id"]
     response = api.patch(f"/api/campaigns/{campaign_id}", {"steps": [{"delay": 1}]}, format="json")
     assert response.status_code == 400
     assert response.json() == {
@@ -39,7 +39,7 @@ def test_days_of_the_week_are_kept_once_each_in_order(api):
         format="json",
     )
     assert response.status_code == 201
-    assert response.json()["settings"]["allowedDaysOfWeek"] == [0, 1, 5]
+    assert response.json()["campaign"]["settings"]["allowedDaysOfWeek"] == [0, 1, 5]
 
 
 def test_an_action_must_be_one_of_the_four(api):

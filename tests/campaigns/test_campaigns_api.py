@@ -40,7 +40,8 @@ def test_it_creates_a_campaign_with_steps_lines_and_settings(api, make_line, mak
         },
     )
     assert response.status_code == 201, response.json()
-    body = response.json()
+    assert response.json()["message"] == "Campaign created successfully"
+    body = response.json()["campaign"]
     assert body["_id"]
     assert body["name"] == "Spring"
     assert body["listId"] == lead_list.pk
@@ -114,7 +115,7 @@ def test_it_rejects_unknown_and_foreign_lines_and_lists(api, globex, make_line):
 
 
 def test_another_workspace_cannot_see_or_touch_a_campaign(api, globex_api):
-    campaign_id = post(api).json()["_id"]
+    campaign_id = post(api).json()["campaign"]["_id"]
     assert globex_api.get(f"/api/campaigns/{campaign_id}").status_code == 404
     assert (
         globex_api.patch(f"/api/campaigns/{campaign_id}", {"name": "x"}, format="json").status_code
@@ -129,7 +130,7 @@ def test_another_workspace_cannot_see_or_touch_a_campaign(api, globex_api):
 
 
 def test_it_changes_a_campaign(api, make_line):
-    campaign_id = post(api).json()["_id"]
+    campaign_id = post(api).json()["campaign"]["_id"]
     line = make_line()
     response = api.patch(
         f"/api/campaigns/{campaign_id}",
@@ -147,7 +148,7 @@ def test_it_changes_a_campaign(api, make_line):
 
 def test_it_rejects_unknown_actions_and_wrong_transitions(api, make_line):
     make_line()
-    campaign_id = post(api).json()["_id"]
+    campaign_id = post(api).json()["campaign"]["_id"]
     response = api.put(
         "/api/campaigns", {"campaignId": campaign_id, "action": "explode"}, format="json"
     )
@@ -165,7 +166,7 @@ def test_it_rejects_unknown_actions_and_wrong_transitions(api, make_line):
 def test_it_refuses_to_start_without_a_healthy_line(api, make_line):
     make_line(health_status="down")
     make_line(is_active=False)
-    campaign_id = post(api).json()["_id"]
+    campaign_id = post(api).json()["campaign"]["_id"]
     response = api.put(
         "/api/campaigns", {"campaignId": campaign_id, "action": "start"}, format="json"
     )
@@ -181,13 +182,13 @@ def test_listing_reads_stats_for_a_whole_page_in_constant_queries(api, make_line
     make_line()
     lead_list = make_list(3)
     for i in range(2):
-        campaign_id = post(api, name=f"C{i}", listId=lead_list.pk).json()["_id"]
+        campaign_id = post(api, name=f"C{i}", listId=lead_list.pk).json()["campaign"]["_id"]
         api.put("/api/campaigns", {"campaignId": campaign_id, "action": "start"}, format="json")
     with CaptureQueriesContext(connection) as few:
         response = api.get("/api/campaigns")
     assert [c["stats"]["total"] for c in response.json()["campaigns"]] == [6, 6]
     for i in range(3):
-        campaign_id = post(api, name=f"More{i}", listId=lead_list.pk).json()["_id"]
+        campaign_id = post(api, name=f"More{i}", listId=lead_list.pk).json()["campaign"]["_id"]
         api.put("/api/campaigns", {"campaignId": campaign_id, "action": "start"}, format="json")
     with CaptureQueriesContext(connection) as many:
         response = api.get("/api/campaigns")
@@ -199,7 +200,7 @@ def test_listing_reads_stats_for_a_whole_page_in_constant_queries(api, make_line
 
 def test_a_change_must_leave_both_ends_of_the_send_window_or_neither(api):
     settings = {"sendWindowStart": "09:00", "sendWindowEnd": "17:00"}
-    campaign_id = post(api, settings=settings).json()["_id"]
+    campaign_id = post(api, settings=settings).json()["campaign"]["_id"]
     url = f"/api/campaigns/{campaign_id}"
     response = api.patch(url, {"settings": {"sendWindowEnd": ""}}, format="json")
     assert response.status_code == 400
@@ -231,7 +232,7 @@ def test_sms_steps_and_fallback_texts_need_twilio(api, acme, step, field):
     assert response.json()["code"] == "FALLBACK_NOT_CONFIGURED"
     assert response.json()["error"].startswith(f"{field}: ")
     assert not Campaign.objects.exists()
-    campaign_id = post(api).json()["_id"]
+    campaign_id = post(api).json()["campaign"]["_id"]
     response = api.patch(f"/api/campaigns/{campaign_id}", {"steps": [step]}, format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "FALLBACK_NOT_CONFIGURED"

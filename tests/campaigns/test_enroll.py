@@ -22,7 +22,7 @@ STEPS = [
 def campaign(api, make_line):
     make_line()
     response = api.post("/api/campaigns", {"name": "C", "steps": STEPS}, format="json")
-    return response.json()
+    return response.json()["campaign"]
 
 
 def make_lead(workspace, phone="+12025550100", **fields):
@@ -61,6 +61,7 @@ def test_it_enrolls_an_existing_lead_once(api, acme, campaign, path):
         "campaignId": campaign["_id"],
         "messageCount": 0,
         "alreadyInCampaign": True,
+        "existingLeadIds": [lead.pk],
         "message": "Lead already in campaign (re-entry not allowed).",
     }
     assert Message.objects.filter(campaign_id=campaign["_id"]).count() == 3
@@ -99,14 +100,14 @@ def test_it_answers_400_and_404_and_saves_nothing(api, globex, campaign):
     url = f"/api/campaigns/{campaign['_id']}/leads"
     response = api.post(url, {}, format="json")
     assert response.status_code == 400
-    assert response.json()["error"] == "leadId or lead is required"
+    assert response.json() == {"error": "Either leadId or lead data is required"}
     response = api.post(url, {"leadId": "0" * 24}, format="json")
     assert response.status_code == 404
-    assert response.json()["error"] == "Lead not found or access denied"
+    assert response.json()["error"] == "Lead not found"
     foreign = make_lead(globex)
     response = api.post(url, {"leadId": foreign.pk}, format="json")
     assert response.status_code == 404
-    assert response.json()["error"] == "Lead not found or access denied"
+    assert response.json()["error"] == "Lead not found"
     response = api.post(url, {"lead": {"phone": "not a phone"}}, format="json")
     assert response.status_code == 400
     response = api.post("/api/campaigns/nope/leads", {"leadId": foreign.pk}, format="json")
