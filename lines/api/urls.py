@@ -4,6 +4,9 @@ from lines.api import views
 
 urlpatterns = [
     path("lines/by-user", views.LinesByUserApi.as_view(), name="api-lines-by-user"),
+    # Before lines/<line_id>, which would take "check-availability" for an id.
+    path("lines/check-availability", views.LineCheckApi.as_view(), name="api-line-check"),
+    path("health-check", views.LinesHealthCheckApi.as_view(), name="api-health-check"),
     path("lines", views.LineListApi.as_view(), name="api-lines"),
     path("lines/<str:line_id>", views.LineDetailApi.as_view(), name="api-line"),
 ]

@@ -8,6 +8,7 @@ from tuco.api.auth import CanManageWorkspace
 from tuco.api.fields import IsoDateTimeField
 from tuco.api.validation import validated
 from tuco.api.views import WorkspaceAPIView
+from tuco.errors import ServiceError
 
 
 class UsageOutput(serializers.Serializer):
@@ -47,6 +48,7 @@ class HealthOutput(serializers.Serializer):
 
 class LineOutput(serializers.Serializer):
     _id = serializers.CharField(source="pk")
+    workspaceId = serializers.CharField(source="workspace_id")  # noqa: N815
     phone = serializers.CharField()
     email = serializers.CharField()
     firstName = serializers.CharField(source="first_name")  # noqa: N815
@@ -194,3 +196,119 @@ class LineDetailApi(WorkspaceAPIView):
         selectors.line_get(workspace=self.workspace, line_id=line_id)
         services.line_delete(workspace=self.workspace, line_id=line_id)
         return Response({"success": True})
+
+
+LINE_ID_REQUIRED = "Line ID is required"
+LINE_NOT_ACTIVE = "Line is not active"
+
+
+class LineCheckQuery(serializers.Serializer):
+    id = serializers.CharField(required=False, allow_blank=True, help_text="Line id (required)")
+
+    def validate_id(self, value: str) -> str:
+        if not value.strip():
+            raise ServiceError(LINE_ID_REQUIRED)
+        return value.strip()
+
+    def validate(self, attrs):
+        if "id" not in attrs:
+            raise ServiceError(LINE_ID_REQUIRED)
+        return attrs
+
+
+class LineCheckOutput(serializers.Serializer):
+    """The outcome of one health check (ping and server info) of a line."""
+
+    success = serializers.SerializerMethodField()
+    lineId = serializers.CharField(source="pk")  # noqa: N815
+    status = HealthStatusField(source="health_status")
+    failures = serializers.SerializerMethodField(
+        help_text="What failed in this check; empty when the line answered as it should"
+    )
+    consecutiveFailures = serializers.IntegerField(  # noqa: N815
+        source="health_consecutive_failures"
+    )
+    checkedAt = IsoDateTimeField(source="health_checked_at", allow_null=True)  # noqa: N815
+
+    def get_success(self, line) -> bool:
+        return True
+
+    def get_failures(self, line) -> list[str]:
+        return [line.health_detail] if line.health_consecutive_failures else []
+
+
+def _checked(workspace, line) -> Line:
+    """Health-check the line now (talks to its relay: not inside a transaction)."""
+    services.line_health_check(line=line)
+    return selectors.line_get(workspace=workspace, line_id=line.pk)
+
+
+class LineCheckApi(WorkspaceAPIView):
+    @extend_schema(
+        parameters=[LineCheckQuery],
+        responses=LineCheckOutput,
+        summary="Check a line's health now (relay ping and server info)",
+        description='Records the outcome on the line. 400 "Line ID is required" without '
+        '`id`, "Line is not active" for an inactive line; 404 for an unknown one. A line '
+        "goes down after LINE_DOWN_AFTER_FAILURES failed checks in a row, so one failure "
+        "shows in `failures` while `status` may still be healthy.",
+    )
+    def get(self, request):
+        query = validated(LineCheckQuery, request.query_params)
+        line = selectors.line_get(workspace=self.workspace, line_id=query["id"])
+        if not line.is_active:
+            raise ServiceError(LINE_NOT_ACTIVE)
+        return Response(LineCheckOutput(_checked(self.workspace, line)).data)
+
+
+class LinesHealthCheckApi(WorkspaceAPIView):
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "LinesHealthCheck",
+            {
+                "success": serializers.BooleanField(),
+                "checked": serializers.IntegerField(),
+                "healthy": serializers.IntegerField(),
+                "down": serializers.IntegerField(),
+                "lines": LineCheckOutput(many=True),
+            },
+        ),
+        summary="Check the health of every active line of the workspace now",
+        description="What the periodic health check does, on demand: each active line's "
+        "relay is pinged and asked for its server info, one line after the other, and the "
+        "outcome recorded on the line.",
+    )
+    def get(self, request):
+        lines = [
+            _checked(self.workspace, line)
+            for line in selectors.line_list(workspace=self.workspace).filter(is_active=True)
+        ]
+        results = LineCheckOutput(lines, many=True).data
+        down = sum(1 for result in results if result["status"] == Line.Health.DOWN)
+        return Response(
+            {
+                "success": True,
+                "checked": len(results),
+                "healthy": len(results) - down,
+                "down": down,
+                "lines": results,
+            }
+        )
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "LinesHealthCheckPost",
+            {
+                "success": serializers.BooleanField(),
+                "checked": serializers.IntegerField(),
+                "healthy": serializers.IntegerField(),
+                "down": serializers.IntegerField(),
+                "lines": LineCheckOutput(many=True),
+            },
+        ),
+        summary="Same as GET",
+    )
+    def post(self, request):
+        return self.get(request)
