@@ -35,7 +35,7 @@ from leads.models import (
 )
 from leads.normalize import InvalidIdentifier, Normalizer
 from leads.selectors import LEAD_NOT_FOUND, LIST_NOT_FOUND, NotFoundExact
-from leads.signals import leads_created
+from leads.signals import leads_created, leads_deleting
 from tuco.errors import Conflict, ValidationFailed
 from tuco.models import Membership
 
@@ -399,7 +399,9 @@ def lead_list_delete(*, workspace, lead_list: LeadList, delete_leads: bool = Fal
     deleted = 0
     if delete_leads:
         lead_ids = ListMembership.objects.filter(lead_list=lead_list).values("lead_id")
-        deleted = _delete_leads(Lead.objects.filter(workspace=workspace, id__in=lead_ids))
+        deleted = _delete_leads(
+            workspace, Lead.objects.filter(workspace=workspace, id__in=lead_ids)
+        )
     lead_list.delete()
     return deleted
 
@@ -1093,21 +1095,25 @@ def _reset_availability(lead: Lead) -> list[str]:
     return ["availability_status", "availability_checked_at", "availability_address"]
 
 
-def _delete_leads(queryset) -> int:
+def _delete_leads(workspace, queryset) -> int:
+    """Delete the leads, and (through leads_deleting, in this transaction) what other
+    apps keep about them."""
+    leads_deleting.send(sender=Lead, workspace=workspace, leads=queryset)
     _, per_model = queryset.delete()
     return per_model.get(Lead._meta.label, 0)
 
 
 @transaction.atomic
 def lead_delete(*, workspace, lead_ids: Iterable[str]) -> int:
-    """Delete the workspace's leads with these ids; unknown or foreign ids are ignored."""
+    """Delete the workspace's leads with these ids, with their messages, replies and
+    conversations (lead-deletion truth table); unknown or foreign ids are ignored."""
     ids = [i for i in lead_ids if isinstance(i, str)]
     if not ids:
         return 0
     # Imports link existing leads under this lock; deleting outside it could pull a
     # lead out from under an import that has just matched it.
     _lock_workspace(workspace)
-    return _delete_leads(Lead.objects.filter(workspace=workspace, id__in=ids))
+    return _delete_leads(workspace, Lead.objects.filter(workspace=workspace, id__in=ids))
 
 
 def lead_find_by_identifiers(

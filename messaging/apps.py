@@ -13,9 +13,10 @@ class MessagingConfig(AppConfig):
     ]
 
     def ready(self):
-        from leads.signals import lead_availability_updated
+        from leads.signals import lead_availability_updated, leads_deleting
         from lines.signals import line_saved
         from messaging.inbound_tasks import on_line_saved
+        from messaging.lead_cleanup import on_leads_deleting
         from messaging.settings_views import SETTINGS_SECTION
         from messaging.webhooks import on_lead_availability_updated
         from tuco.settings_sections import settings_section_register
@@ -24,4 +25,5 @@ class MessagingConfig(AppConfig):
         lead_availability_updated.connect(
             on_lead_availability_updated, dispatch_uid="messaging.lead_availability_webhook"
         )
+        leads_deleting.connect(on_leads_deleting, dispatch_uid="messaging.lead_cleanup")
         settings_section_register(SETTINGS_SECTION)
