@@ -314,10 +314,12 @@ class LeadDetailApi(WorkspaceAPIView):
 
     @extend_schema(
         request=None,
-        responses=inline_serializer(
-            "LeadDeleted",
-            {"success": serializers.BooleanField(), "deletedCount": serializers.IntegerField()},
-        ),
+        responses={
+            200: inline_serializer(
+                "LeadDeleted",
+                {"success": serializers.BooleanField(), "deletedCount": serializers.IntegerField()},
+            )
+        },
     )
     def delete(self, request, lead_id):
         lead = selectors.lead_get(workspace=self.workspace, lead_id=lead_id)
