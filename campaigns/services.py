@@ -457,7 +457,7 @@ def _lead_for_enrollment(
         return lead
     if lead_data is None:
         raise ValueError("an enrollment needs lead_id or lead_data")
-    from leads.services import lead_get_or_create
+    from leads.services import ContactOwners, lead_get_or_create
 
     lead, _created = lead_get_or_create(
         workspace=workspace,
@@ -465,6 +465,7 @@ def _lead_for_enrollment(
         lead_list=campaign.lead_list,
         source="campaign",
         field="lead",
+        contact_owners=ContactOwners(workspace),
     )
     return lead
 

@@ -920,17 +920,21 @@ def lead_get_or_create(
     default_country_code: str | None = None,
     check_availability: bool = True,
     field: str = "",
+    contact_owners: ContactOwners | None = None,
 ) -> tuple[Lead, bool]:
     """The lead matching any identifier in `data` (fields untouched, added to the
     list), or a new one. Returns (lead, created). Raises ValidationFailed naming the
     bad field of `data` as `<field>.<name>` ("lead.phone"), or by its name alone.
 
     check_availability=False: a new lead is not queued for the automatic
-    availability check, because the caller checks it at once (a send does)."""
+    availability check, because the caller checks it at once (a send does).
+    With `contact_owners` a new lead gets its owner from `data`'s contactOwnerEmail."""
     token = _check_created.set(check_availability)
     try:
         with transaction.atomic():
-            return _lead_get_or_create(workspace, data, lead_list, source, default_country_code)
+            return _lead_get_or_create(
+                workspace, data, lead_list, source, default_country_code, contact_owners
+            )
     except ValidationFailed as exc:
         if "row" not in exc.extra:
             raise
@@ -941,7 +945,7 @@ def lead_get_or_create(
         _check_created.reset(token)
 
 
-def _lead_get_or_create(workspace, data, lead_list, source, default_country_code):
+def _lead_get_or_create(workspace, data, lead_list, source, default_country_code, contact_owners):
     # Only this lead's identifiers are locked, so sends to different new recipients
     # create their leads side by side. A row that does not clean is left to the
     # import, which reports it in its own words.
@@ -962,6 +966,7 @@ def _lead_get_or_create(workspace, data, lead_list, source, default_country_code
         source=source,
         default_country_code=default_country_code,
         identifiers_locked=bool(values),
+        contact_owners=contact_owners,
     )
     if result.lead_ids:
         return Lead.objects.get(pk=result.lead_ids[0]), True

@@ -168,3 +168,19 @@ def test_a_new_lead_joins_the_campaigns_list(api, acme, make_line):
     response = api.post(f"/api/campaigns/{created['_id']}/leads", {"lead": NEW_LEAD}, format="json")
     assert response.status_code == 201
     assert list(target.leads.values_list("pk", flat=True)) == [response.json()["leadId"]]
+
+
+def test_a_new_lead_keeps_its_contact_owner(api, acme, campaign, bob):
+    url = f"/api/campaigns/{campaign['_id']}/leads"
+    response = api.post(
+        url, {"lead": {**NEW_LEAD, "contactOwnerEmail": "BOB@acme.test"}}, format="json"
+    )
+    assert response.status_code == 201
+    assert Lead.objects.get(pk=response.json()["leadId"]).contact_owner_email == "bob@acme.test"
+    # Not a member: the workspace's first member owns it.
+    response = api.post(
+        url,
+        {"lead": {"firstName": "Ann", "phone": "+12025550188", "contactOwnerEmail": "x@y.z"}},
+        format="json",
+    )
+    assert Lead.objects.get(pk=response.json()["leadId"]).contact_owner_email == "alice@acme.test"
