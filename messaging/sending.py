@@ -656,7 +656,13 @@ def _record_failed(
 
 def _record_fallback(message: Message, checked: list) -> str:
     now = timezone.now()
-    reason = "No iMessage address" if checked else "No address to try"
+    addresses = [c["address"] for c in checked]
+    # The published wording (message-webhooks.mdx), naming every address tried.
+    reason = (
+        f"Prospect's iMessage not available on {', '.join(addresses)}"
+        if addresses
+        else "No address to try"
+    )
     with transaction.atomic():
         moved = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
             status=Message.Status.FALLBACK,
@@ -671,7 +677,7 @@ def _record_fallback(message: Message, checked: list) -> str:
         event_for_message(
             message,
             Message.Status.FALLBACK,
-            {"reason": reason, "checkedAddresses": [c["address"] for c in checked]},
+            {"reason": reason, "checkedAddresses": addresses},
         )
         status_changed_on_commit(
             message_id=message.pk, status=Message.Status.FALLBACK, campaign_id=message.campaign_id

@@ -38,6 +38,7 @@ def test_an_event_is_delivered_signed_after_commit(
     assert verify_signature(endpoint.secret, request)
     assert request["headers"]["webhook-id"] == ids[0]
     assert request["headers"]["X-Tuco-Event"] == "message.reply"
+    assert request["headers"]["X-Tuco-Timestamp"].endswith("Z")
     body = receiver.events()[0]
     assert set(body) == {
         "event",
@@ -49,6 +50,10 @@ def test_an_event_is_delivered_signed_after_commit(
         "lead",
         "campaignId",
         "campaignName",
+        "ghlContactId",
+        "ghlLocationId",
+        "hsPortalId",
+        "hsContactId",
         "data",
     }
     assert body["leadId"] == lead.pk
