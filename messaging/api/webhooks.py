@@ -1,9 +1,12 @@
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.fields import empty
 from rest_framework.response import Response
 
 from messaging import webhooks
 from messaging.models import WebhookDelivery
+from messaging.models.webhooks import WEBHOOK_EVENTS
 from tuco.api.auth import CanManageWorkspace
 from tuco.api.fields import IsoDateTimeField
 from tuco.api.pagination import PageQuery
@@ -88,10 +91,15 @@ class DeliveryOutput(serializers.Serializer):
 class AsSentField(serializers.Field):
     """A value taken as sent, None when left out: the service checks it, so the API
     and the dashboard answer the published texts ("URL is required", "Invalid events:
-    ...") alike, in the published order."""
+    ...") alike, in the published order. `required` is what the schema shows."""
 
-    def __init__(self, **kwargs):
-        super().__init__(required=False, allow_null=True, default=None, **kwargs)
+    def __init__(self, *, required: bool, **kwargs):
+        super().__init__(required=required, **kwargs)
+
+    def validate_empty_values(self, data):
+        if data is empty or data is None:
+            return True, None
+        return super().validate_empty_values(data)
 
     def to_internal_value(self, data):
         return data
@@ -100,18 +108,39 @@ class AsSentField(serializers.Field):
         return value
 
 
+@extend_schema_field(OpenApiTypes.URI)
+class UrlInput(AsSentField):
+    pass
+
+
+@extend_schema_field(
+    {"type": "array", "items": {"type": "string", "enum": list(WEBHOOK_EVENTS)}, "minItems": 1}
+)
+class EventsInput(AsSentField):
+    pass
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class NameInput(AsSentField):
+    pass
+
+
 class EndpointInput(serializers.Serializer):
     """create-webhook.mdx's body: url, events and name required, description optional."""
 
-    url = AsSentField(help_text="HTTPS endpoint URL that will receive webhook POSTs")
-    events = AsSentField(help_text="Event types to subscribe to (at least one)")
-    name = AsSentField(help_text="User-friendly name for this webhook")
+    url = UrlInput(required=True, help_text="Endpoint URL that will receive webhook POSTs")
+    events = EventsInput(required=True, help_text="Event types to subscribe to")
+    name = NameInput(required=True, help_text="User-friendly name for this webhook")
     description = StrictTextField(max_length=2000, default=None)
 
 
-class EndpointPatchInput(EndpointInput):
+class EndpointPatchInput(serializers.Serializer):
     """update-webhook.mdx's body: every field optional, `events` replaces the list."""
 
+    url = UrlInput(required=False)
+    events = EventsInput(required=False, help_text="Replaces the subscribed events")
+    name = NameInput(required=False)
+    description = StrictTextField(max_length=2000, default=None)
     isActive = StrictBooleanField(default=None)  # noqa: N815
 
 
