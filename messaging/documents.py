@@ -7,6 +7,7 @@ and `lead` "the full lead", the same objects `POST /api/messages` and
 
 from __future__ import annotations
 
+from messaging.attachments import display_names
 from messaging.models import Message
 from tuco.api.fields import iso_utc
 
@@ -63,6 +64,7 @@ def message_document(message: Message) -> dict:
         ],
         "sendFallbackSmsOnFailed": message.send_fallback_sms_on_failed,
         "attachmentUrls": list(message.attachment_urls or []),
+        "attachmentNames": display_names(message.attachment_urls or [], message.attachment_names),
         **integration_ids(message),
         "subject": message.subject or None,
         "cancelReason": message.cancel_reason or None,

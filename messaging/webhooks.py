@@ -19,7 +19,6 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from messaging.attachments import filename_of
 from messaging.delivery import post_signed, target_check
 from messaging.documents import integration_ids, lead_document, message_document
 from messaging.models import Message, WebhookDelivery, WebhookEndpoint
@@ -28,6 +27,7 @@ from messaging.signals import campaign_names_requested
 from messaging.webhook_delivery import attempt_record, deliveries_queue
 from tuco.api.fields import iso_utc
 from tuco.errors import NotFound, ValidationFailed
+from tuco.models import Membership
 
 
 def campaign_names(*, workspace_id: str, campaign_ids: Iterable[str]) -> dict[str, str]:
@@ -66,12 +66,23 @@ def lead_summary(lead) -> dict | None:
     }
 
 
+def contact_owner_email(workspace) -> str | None:
+    """The lead's contact owner. Leads have no owner of their own here, so every lead
+    has the published default: the workspace's first user."""
+    return (
+        Membership.objects.filter(workspace=workspace)
+        .order_by("created_at", "pk")
+        .values_list("user__email", flat=True)
+        .first()
+    ) or None
+
+
 # Message events whose `message` is the full message object (message-webhooks.mdx).
 MESSAGE_EVENTS = ("message.sent", "message.delivered", "message.failed", "message.fallback",
                   "message.opened")  # fmt: skip
 
 
-def _flat_data(*, message_id, text, status, line_id, lead, phone, attachment_urls) -> dict:
+def _flat_data(*, message_id, text, status, line_id, lead, phone, attachment_urls, names) -> dict:
     """The flat fields integrations/webhooks.mdx shows under `data` (its SMS fallback and
     CRM examples read `data.recipientPhone` and `data.message`)."""
     return {
@@ -83,7 +94,7 @@ def _flat_data(*, message_id, text, status, line_id, lead, phone, attachment_url
         "firstName": (lead.first_name or None) if lead is not None else None,
         "lastName": (lead.last_name or None) if lead is not None else None,
         "attachmentUrls": list(attachment_urls),
-        "attachmentNames": [filename_of(url) for url in attachment_urls],
+        "attachmentNames": names,
     }
 
 
@@ -123,6 +134,7 @@ def event_payload(
                 lead=lead,
                 phone=message.recipient_phone or message.sent_address,
                 attachment_urls=message.attachment_urls or [],
+                names=body["attachmentNames"],
             ),
             **(data or {}),
         }
@@ -142,6 +154,7 @@ def event_payload(
         "message": body,
         "leadId": lead.pk if lead is not None else None,
         "lead": lead_document(lead),
+        "contactOwnerEmail": contact_owner_email(workspace) if lead is not None else None,
         "campaignId": campaign_id,
         "campaignName": name,
         **integration_ids(message),

@@ -57,6 +57,7 @@ class MessageOutput(serializers.Serializer):
     checkedAddresses = serializers.ListField(child=serializers.CharField())  # noqa: N815
     sendFallbackSmsOnFailed = serializers.BooleanField()  # noqa: N815
     attachmentUrls = serializers.ListField(child=serializers.CharField())  # noqa: N815
+    attachmentNames = serializers.ListField(child=serializers.CharField())  # noqa: N815
     ghlContactId = serializers.CharField(allow_null=True)  # noqa: N815
     ghlLocationId = serializers.CharField(allow_null=True)  # noqa: N815
     hsPortalId = serializers.CharField(allow_null=True)  # noqa: N815
@@ -207,6 +208,10 @@ class SendInput(serializers.Serializer):
     messageType = MessageTypeField()  # noqa: N815
     message = StrictTextField(trim_whitespace=False)
     attachmentUrls = AttachmentUrlsField()  # noqa: N815
+    attachmentNames = OptionalListField(  # noqa: N815
+        child=StrictTextField(max_length=200, allow_null=False),
+        max_length=attachments.MAX_ATTACHMENTS,
+    )
     recipientPhone = RecipientField("phone")  # noqa: N815
     recipientEmail = RecipientField("email")  # noqa: N815
     recipientName = StrictTextField(max_length=200)  # noqa: N815
@@ -242,6 +247,10 @@ class SendInput(serializers.Serializer):
     def validate(self, attrs):
         if not attrs["message"].strip() and not attrs["attachmentUrls"]:
             raise ServiceError(services.EMPTY_MESSAGE)
+        if len(attrs["attachmentNames"]) > len(attrs["attachmentUrls"]):
+            raise serializers.ValidationError(
+                {"attachmentNames": "must not have more names than attachmentUrls has URLs"}
+            )
         if bool(attrs["sendWindowStart"]) != bool(attrs["sendWindowEnd"]):
             raise serializers.ValidationError(
                 "sendWindowStart and sendWindowEnd must be given together"
@@ -255,6 +264,7 @@ class SendInput(serializers.Serializer):
             "message_type": attrs["messageType"],
             "body": attrs["message"],
             "attachment_urls": attrs["attachmentUrls"],
+            "attachment_names": attrs["attachmentNames"],
             "recipient_phone": attrs["recipientPhone"],
             "recipient_email": attrs["recipientEmail"],
             "recipient_name": attrs["recipientName"],

@@ -80,6 +80,8 @@ class Message(models.Model):
     body = models.TextField(blank=True, default="")
     subject = models.CharField(max_length=300, blank=True, default="")
     attachment_urls = models.JSONField(default=list, blank=True)
+    # Display names given with them (attachmentNames), in the same order.
+    attachment_names = models.JSONField(default=list, blank=True)
     recipient_phone = models.CharField(max_length=20, blank=True, default="")
     recipient_email = models.CharField(max_length=254, blank=True, default="")
     recipient_name = models.CharField(max_length=200, blank=True, default="")

@@ -453,3 +453,34 @@ def test_replies_answer_the_published_shape_with_fifty_per_page(api, acme, lead)
 def test_replies_errors_are_the_published_texts(api, query, status, error):
     response = api.get(f"/api/replies?{query}")
     assert (response.status_code, response.json()) == (status, {"error": error})
+
+
+def test_attachment_names_are_the_names_the_files_are_sent_under(
+    api, line, sim, file_server, settings, django_capture_on_commit_callbacks
+):
+    """send-with-attachments.mdx's `attachmentNames`: display names in the order of
+    `attachmentUrls`; the URL's file name where there is none."""
+    settings.MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS = True
+    with django_capture_on_commit_callbacks(execute=True):
+        response = send(
+            api,
+            recipientPhone="+14155550102",
+            attachmentUrls=[f"{file_server}/files/q3.pdf", f"{file_server}/files/intro.mp4"],
+            attachmentNames=["Q3 proposal"],
+        )
+    assert response.status_code == 201, response.json()
+    assert response.json()["message"]["attachmentNames"] == ["Q3 proposal.pdf", "intro.mp4"]
+    names = [
+        attachment["transferName"]
+        for item in sim.sent
+        for attachment in item.get("attachments") or []
+    ]
+    assert names == ["Q3 proposal.pdf", "intro.mp4"]
+    too_many = send(
+        api,
+        recipientPhone="+14155550102",
+        attachmentUrls=["https://example.com/a.pdf"],
+        attachmentNames=["a", "b"],
+    )
+    assert too_many.status_code == 400
+    assert too_many.json()["error"].startswith("attachmentNames")

@@ -167,6 +167,8 @@ def test_message_sent_then_opened_then_replied(
     assert sent["message"]["sentAt"].endswith("Z")
     assert sent["leadId"] == sent["lead"]["_id"] == message.lead_id
     assert sent["lead"]["listId"]
+    # message-webhooks.mdx's shared fields: the workspace's first user by default.
+    assert sent["contactOwnerEmail"] == "alice@acme.test"
     assert {k: sent[k] for k in CRM} == CRM
     assert (sent["hsPortalId"], sent["hsContactId"], sent["campaignId"]) == (None, None, None)
 

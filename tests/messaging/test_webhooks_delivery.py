@@ -48,6 +48,7 @@ def test_an_event_is_delivered_signed_after_commit(
         "message",
         "leadId",
         "lead",
+        "contactOwnerEmail",
         "campaignId",
         "campaignName",
         "ghlContactId",
@@ -58,6 +59,7 @@ def test_an_event_is_delivered_signed_after_commit(
     }
     assert body["leadId"] == lead.pk
     assert body["lead"]["phone"] == "+14155550002"
+    assert body["contactOwnerEmail"] == "alice@acme.test"
     assert body["data"] == {"reply": {"x": 1}}
     delivery = WebhookDelivery.objects.get(pk=ids[0])
     assert delivery.status == "delivered"
