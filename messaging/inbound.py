@@ -183,7 +183,8 @@ def inbound_record(
                 message_id=inbound.pk,
                 text=inbound.text,
                 campaign_id=parent.campaign_id if parent else None,
-                fields=reply_event_fields(inbound=inbound, lead=lead, parent=parent),
+                # Built only when an endpoint subscribes: replies are a hot path.
+                fields=lambda: reply_event_fields(inbound=inbound, lead=lead, parent=parent),
             )
     return inbound
 

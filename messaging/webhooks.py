@@ -13,7 +13,7 @@ workspace carries its id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from django.db import transaction
@@ -108,7 +108,7 @@ def event_payload(
     message_id: str | None = None,
     text: str | None = None,
     campaign_id: str | None = None,
-    fields: dict | None = None,
+    fields: dict | Callable[[], dict] | None = None,
     now: datetime | None = None,
 ) -> dict:
     """The body customers receive.
@@ -117,7 +117,8 @@ def event_payload(
     campaignId, campaignName, ghlContactId, ghlLocationId, hsPortalId, hsContactId,
     data}`. For a message event (`message` given) `message` is the full message
     object and `data` adds the flat fields of integrations/webhooks.mdx; otherwise
-    `message` is `text`. `fields` adds or replaces top-level fields (the reply's).
+    `message` is `text`. `fields` (or what it returns, when it is a function) adds or
+    replaces top-level fields (the reply's).
     """
     if lead is None and message is not None:
         lead = message.lead
@@ -160,7 +161,7 @@ def event_payload(
         **integration_ids(message),
         "data": data or {},
     }
-    payload.update(fields or {})
+    payload.update((fields() if callable(fields) else fields) or {})
     return payload
 
 
@@ -174,7 +175,7 @@ def event_emit(
     message_id: str | None = None,
     text: str | None = None,
     campaign_id: str | None = None,
-    fields: dict | None = None,
+    fields: dict | Callable[[], dict] | None = None,
 ) -> list[str]:
     """Write the outbox rows for `event` in the caller's transaction; deliver after commit.
 
