@@ -16,7 +16,7 @@ from leads.services import lead_get_or_create
 from messaging.inbound import inbound_record
 from messaging.models import Message
 
-PUBLISHED = Path("/work/shared/spec/published")
+PUBLISHED = Path(__file__).with_name("published")
 
 # The 201 answer of send-message.mdx and openapi.json's minimalSent / ghlLeadSent.
 SENT_201 = {

@@ -22,7 +22,7 @@ import pytest
 from messaging.inbound import relay_event_handle
 from messaging.models import Message
 
-PAGES = Path("/work/shared/spec/published")
+PAGES = Path(__file__).with_name("published")
 
 
 def _code_blocks(page: str, language: str) -> list[str]:
