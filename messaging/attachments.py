@@ -66,6 +66,24 @@ def filename_of(url: str) -> str:
     return os.path.basename(unquote(urlsplit(url).path)) or "attachment"
 
 
+def display_names(urls: list[str], names: list[str]) -> list[str]:
+    """The file name each attachment is sent under: its `attachmentNames` entry (with
+    the URL's extension added when it has none, so the recipient's device still
+    knows the kind of file), else the URL's file name."""
+    shown = []
+    for index, url in enumerate(urls):
+        name = (names[index] if index < len(names) else "").strip()
+        from_url = filename_of(url)
+        if not name:
+            shown.append(from_url)
+            continue
+        extension = os.path.splitext(from_url)[1]
+        if extension and not os.path.splitext(name)[1]:
+            name += extension
+        shown.append(name.replace("/", "_"))
+    return shown
+
+
 def validate_url(url) -> str:
     """The URL, stripped, or ValueError with a message fit for the API."""
     if not isinstance(url, str) or not url.strip():

@@ -1,10 +1,19 @@
 """Signing and sending webhook requests, refusing targets inside our own network.
 
-Signatures (the Standard Webhooks scheme, plus a plain body signature):
-- `webhook-signature: v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`
-- `X-Tuco-Signature: <hex HMAC-SHA256 of the body>`
-Both use the same key: the endpoint secret is `whsec_<base64>`, and the HMAC key is
-the base64-decoded part, as Standard Webhooks libraries expect.
+Signatures and body (what the published verifiers in message-webhooks.mdx accept):
+- `X-Tuco-Signature: <hex HMAC-SHA256 of the body>`, keyed with the secret exactly as
+  the user was given it (the whole `whsec_...` string, as UTF-8 bytes);
+- `X-Tuco-Timestamp: <ISO 8601 UTC time of the attempt>`;
+- the Standard Webhooks headers, `webhook-id` (the delivery's id, the same on every
+  retry), `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of
+  "{webhook-id}.{webhook-timestamp}.{body}">`, keyed as Standard Webhooks libraries
+  expect: with the base64-decoded part of the secret.
+The published verifiers do not check the raw body: they parse it and serialize it
+again (`JSON.stringify(body)` in Node, `json.dumps(body, separators=(',', ':'))` in
+Python), so the body is sent in exactly that compact form. The two differ on
+non-ASCII text only (Node keeps it, Python escapes it): we send it unescaped, as
+`JSON.stringify` does (see `encode_body`), so the Node verifier accepts every event
+and the Python one every ASCII-only event; verifying the raw body works for both.
 
 SSRF: a URL whose host resolves to a private, loopback, link-local, multicast or
 reserved address (also inside an IPv4-mapped, NAT64 or 6to4 IPv6 address, judged by
@@ -21,11 +30,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http
 import ipaddress
 import json
+import re
 import socket
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import requests
@@ -35,6 +47,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from messaging.models.webhooks import SECRET_PREFIX
+from tuco.api.fields import iso_utc
 from tuco.errors import ValidationFailed
 
 TIMEOUT_SECONDS = 10
@@ -172,24 +185,34 @@ def _session() -> requests.Session:
 # Signing
 
 
-def _key(secret: str) -> bytes:
+def _standard_key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
-def sign(*, secret: str, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    key = _key(secret)
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    v1 = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+def sign(*, secret: str, webhook_id: str, timestamp: float, body: bytes) -> dict[str, str]:
+    """The signature and time headers of one attempt at `timestamp` (Unix seconds)."""
+    seconds = int(timestamp)
+    signed = f"{webhook_id}.{seconds}.".encode() + body
+    v1 = base64.b64encode(hmac.new(_standard_key(secret), signed, hashlib.sha256).digest()).decode()
     return {
+        "X-Tuco-Signature": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+        "X-Tuco-Timestamp": iso_utc(datetime.fromtimestamp(timestamp, tz=UTC)),
         "webhook-id": webhook_id,
-        "webhook-timestamp": str(timestamp),
+        "webhook-timestamp": str(seconds),
         "webhook-signature": f"v1,{v1}",
-        "X-Tuco-Signature": hmac.new(key, body, hashlib.sha256).hexdigest(),
     }
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def encode_body(payload: dict) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """`payload` as `JSON.stringify` writes it: compact, non-ASCII text as is, and a
+    lone surrogate (which UTF-8 cannot hold) escaped as `\\udxxx`, as Node does.
+    Payloads carry no floats: Python and Node write some of them differently."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text.encode()
 
 
 @dataclass(frozen=True)
@@ -216,7 +239,7 @@ def post_signed(
     Makes a network call: not to be used while holding a database transaction open.
     """
     body = encode_body(payload)
-    timestamp = int(now if now is not None else time.time())
+    timestamp = now if now is not None else time.time()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -233,20 +256,31 @@ def post_signed(
             status = response.status_code
             excerpt = response.text[:RESPONSE_EXCERPT]
             if not 200 <= status < 300:
-                error = f"HTTP {status}"
+                error = f"HTTP {status}: {_reason(response)}"
     except requests.ConnectionError as exc:
         cause = exc
         while cause is not None and not isinstance(cause, BlockedTarget):
             cause = cause.__cause__ or cause.__context__
         error = str(cause) if cause is not None else f"Connection failed: {_root(exc)}"
     except requests.Timeout:
-        error = f"No answer within {TIMEOUT_SECONDS} s"
+        # The published wording of a health check that timed out (test-webhook.mdx).
+        error = "The operation was aborted due to timeout"
     except BlockedTarget as exc:
         error = str(exc)
     except requests.RequestException as exc:
         error = f"Request failed: {exc}"
     duration = int((time.monotonic() - started) * 1000)
     return Outcome(status_code=status, error=error, response_body=excerpt, duration_ms=duration)
+
+
+def _reason(response: requests.Response) -> str:
+    """The status line's reason phrase ("Bad Gateway"), or the standard one."""
+    if response.reason:
+        return str(response.reason)
+    try:
+        return http.HTTPStatus(response.status_code).phrase
+    except ValueError:
+        return "Unknown status"
 
 
 def _root(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ from lines.models import Line
 from lines.relay import WEBHOOK_EVENTS as RELAY_WEBHOOK_EVENTS
 from lines.relay import RelayError, get_client
 from messaging.addresses import direct_chat_guid, is_email, normalize_address, phone_normalize
+from messaging.documents import integration_ids, lead_document, message_document
 from messaging.models import Conversation, DoNotContact, InboundMessage, Message
 from messaging.models.outbox import REPLIED_REASON
 from messaging.services import dnc_add_value, message_advance, message_cancel_waiting
@@ -182,9 +183,68 @@ def inbound_record(
                 message_id=inbound.pk,
                 text=inbound.text,
                 campaign_id=parent.campaign_id if parent else None,
-                data={"reply": reply_items(workspace=workspace, lead_ids=[lead.pk])[lead.pk]},
+                # Built only when an endpoint subscribes: replies are a hot path.
+                fields=lambda: reply_event_fields(inbound=inbound, lead=lead, parent=parent),
             )
     return inbound
+
+
+WEBHOOK_PARENTS = 2
+
+
+def reply_event_fields(*, inbound: InboundMessage, lead: Lead, parent: Message | None) -> dict:
+    """What `message.reply` adds to the common payload (message-webhooks.mdx): the
+    lead's flat fields, `repliedAtUtc`, the last two messages we sent the lead (of the
+    answered message's campaign when it has one) as `parentMessages`, the answered
+    message (`originalMessage`, with its CRM ids), and `data.reply`, the lead's
+    `GET /api/replies` item."""
+    workspace = inbound.workspace
+    replied_at = iso_utc(inbound.received_at)
+    sent = Message.objects.filter(workspace=workspace, lead=lead, sent_at__isnull=False)
+    if parent is not None and parent.campaign_id:
+        sent = sent.filter(campaign_id=parent.campaign_id)
+    parents = [
+        {
+            "messageId": row.pk,
+            "message": (row.rendered_body or row.body)[:REPLY_PREVIEW_CHARS],
+            "sentAtUtc": iso_utc(row.sent_at),
+            "batchId": row.batch_id or None,
+            "stepIndex": row.step_index,
+        }
+        for row in sent.order_by("-sent_at", "-id")[:WEBHOOK_PARENTS]
+    ]
+    if parent is not None:
+        parent = Message.objects.select_related("line").get(pk=parent.pk)
+    lead_document_ = lead_document(lead)
+    phone, _email = _lead_identity(lead, inbound.address)
+    return {
+        "firstName": lead.first_name or None,
+        "lastName": lead.last_name or None,
+        "phone": lead.phone or None,
+        "listId": lead_document_["listId"],
+        "fromLineId": inbound.line_id,
+        "recipientName": lead.full_name or inbound.address,
+        "repliedAtUtc": replied_at,
+        "parentMessages": parents,
+        "originalMessageId": parent.pk if parent else None,
+        "originalMessage": message_document(parent) if parent else None,
+        **integration_ids(parent),
+        "data": {
+            "reply": reply_items(workspace=workspace, lead_ids=[lead.pk])[lead.pk],
+            "repliedAtUtc": replied_at,
+            "parentMessages": parents,
+            # The flat fields of integrations/webhooks.mdx.
+            "messageId": inbound.pk,
+            "recipientPhone": phone,
+            "message": inbound.text,
+            "status": "received",
+            "lineId": inbound.line_id,
+            "firstName": lead.first_name or None,
+            "lastName": lead.last_name or None,
+            "attachmentUrls": [],
+            "attachmentNames": [],
+        },
+    }
 
 
 def _conversation_touch(*, workspace, address, lead, line, chat_guid, text, at) -> Conversation:
@@ -530,7 +590,7 @@ def reply_items(
             "parentMessages": [
                 {
                     "messageId": row["id"],
-                    "message": row["rendered_body"] or row["body"],
+                    "message": (row["rendered_body"] or row["body"])[:REPLY_PREVIEW_CHARS],
                     "sentAtUtc": iso_utc(row["sent_at"]),
                     "batchId": row["batch_id"] or None,
                     "stepIndex": row["step_index"],
@@ -554,7 +614,7 @@ def replies_list(
     recipient_phone: str | None = None,
     recipient_email: str | None = None,
     page: int = 1,
-    limit: int = 20,
+    limit: int = 50,
 ) -> dict:
     """Leads who replied, latest reply first: one item per lead (its latest reply, up to
     ten recent replies and up to ten of our messages before them).

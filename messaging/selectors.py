@@ -26,11 +26,15 @@ def message_list(
     rows = Message.objects.filter(
         workspace=workspace, **{column: value for column, value in filters.items() if value}
     )
-    return rows.order_by("-created_at", "-id")
+    return rows.select_related("line").order_by("-created_at", "-id")
 
 
 def message_get(*, workspace, message_id: str) -> Message:
-    message = Message.objects.filter(workspace=workspace, pk=str(message_id)).first()
+    message = (
+        Message.objects.filter(workspace=workspace, pk=str(message_id))
+        .select_related("line")
+        .first()
+    )
     if message is None:
         raise NotFound("Message not found")
     return message

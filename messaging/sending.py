@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -394,9 +395,11 @@ def _send_imessage(message: Message, now: datetime, lookups: _Lookups) -> str:
     if conversation and conversation.line_id == line.pk:
         chat_guid = direct_chat_guid(conversation.chat_guid, address) or None
     files = []
-    for url in message.attachment_urls or []:
+    urls = message.attachment_urls or []
+    names = attachment_fetch.display_names(urls, message.attachment_names or [])
+    for url, name in zip(urls, names, strict=True):
         try:
-            files.append(attachment_fetch.fetch(url))
+            files.append(replace(attachment_fetch.fetch(url), filename=name))
         except attachment_fetch.AttachmentError as exc:
             raise (_Fail if exc.permanent else _Retry)(exc.message) from None
 
@@ -656,7 +659,13 @@ def _record_failed(
 
 def _record_fallback(message: Message, checked: list) -> str:
     now = timezone.now()
-    reason = "No iMessage address" if checked else "No address to try"
+    addresses = [c["address"] for c in checked]
+    # The published wording (message-webhooks.mdx), naming every address tried.
+    reason = (
+        f"Prospect's iMessage not available on {', '.join(addresses)}"
+        if addresses
+        else "No address to try"
+    )
     with transaction.atomic():
         moved = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
             status=Message.Status.FALLBACK,
@@ -671,7 +680,7 @@ def _record_fallback(message: Message, checked: list) -> str:
         event_for_message(
             message,
             Message.Status.FALLBACK,
-            {"reason": reason, "checkedAddresses": [c["address"] for c in checked]},
+            {"reason": reason, "checkedAddresses": addresses},
         )
         status_changed_on_commit(
             message_id=message.pk, status=Message.Status.FALLBACK, campaign_id=message.campaign_id
@@ -845,7 +854,9 @@ def _same_content(message: Message, item: dict) -> bool:
     if message.rendered_body.strip():
         # The text goes first; its attachments are sent only after it.
         return (item.get("text") or "") == message.rendered_body
-    names = {attachment_fetch.filename_of(url) for url in message.attachment_urls or []}
+    names = set(
+        attachment_fetch.display_names(message.attachment_urls or [], message.attachment_names)
+    )
     attachments = item.get("attachments") if isinstance(item.get("attachments"), list) else []
     return any(isinstance(a, dict) and a.get("transferName") in names for a in attachments)
 

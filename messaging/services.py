@@ -25,6 +25,7 @@ from messaging.models import DoNotContact, FallbackConfig, Message
 from messaging.schedule import get_zone
 from messaging.signals import message_status_changed
 from messaging.webhooks import event_emit
+from tuco.api.fields import iso_utc
 from tuco.errors import NotFound, ServiceError, ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -57,12 +58,15 @@ def event_for_message(message: Message, status: str, data: dict | None = None) -
     event = STATUS_EVENTS.get(status)
     if event is None:
         return
+    data = dict(data or {})
+    if status == "read":
+        data.setdefault("readAt", iso_utc(message.read_at))
     event_emit(
         workspace=message.workspace,
         event=event,
         message=message,
         lead=message.lead,
-        data=data or {},
+        data=data,
     )
 
 
@@ -134,6 +138,10 @@ def dispatch_wake_clear() -> None:
         logger.warning("Dispatch wake flag could not be cleared", exc_info=True)
 
 
+# The CRM ids a message can carry (see Message.ghl_contact_id).
+CRM_ID_FIELDS = ("ghl_contact_id", "ghl_location_id", "hs_contact_id", "hs_portal_id")
+
+
 def message_enqueue(
     *,
     workspace,
@@ -144,6 +152,7 @@ def message_enqueue(
     recipient_email: str = "",
     recipient_name: str = "",
     attachment_urls: Iterable[str] = (),
+    attachment_names: Iterable[str] = (),
     subject: str = "",
     line=None,
     scheduled_date: datetime | None = None,
@@ -157,6 +166,8 @@ def message_enqueue(
     step_index: int | None = None,
     stop_on_reply: bool = False,
     sms_fallback_text: str = "",
+    crm_ids: dict[str, str] | None = None,
+    created_by=None,
     now: datetime | None = None,
 ) -> Message:
     """Write one outbox row (`pending`, or `scheduled` for a future `scheduled_date`).
@@ -183,6 +194,7 @@ def message_enqueue(
         body=body or "",
         subject=subject or "",
         attachment_urls=list(attachment_urls),
+        attachment_names=list(attachment_names),
         recipient_phone=recipient_phone or "",
         recipient_email=recipient_email or "",
         recipient_name=recipient_name or "",
@@ -199,6 +211,8 @@ def message_enqueue(
         send_window_end=send_window_end or "",
         allowed_days=sorted(set(allowed_days)),
         send_fallback_sms_on_failed=send_fallback_sms_on_failed,
+        **{name: value or "" for name, value in (crm_ids or {}).items() if name in CRM_ID_FIELDS},
+        created_by=created_by,
         created_at=now,
         updated_at=now,
     )
@@ -421,12 +435,29 @@ def dnc_add_value(*, workspace, kind: str, value: str, reason: str, source: str)
 # The API's send request
 
 
-# The published bodies, three dots included: clients compare them literally.
-NO_ACTIVE_LINES = "No active lines in workspace..."
-NO_RECIPIENT = "Either recipientEmail or recipientPhone is required..."
+# The published bodies in full (openapi.json's examples; send-message.mdx shortens
+# some of them with "..."): clients compare them literally.
+NO_ACTIVE_LINES = "No active lines in workspace. Add and activate a line, or provide fromLineId."
+NO_RECIPIENT = (
+    "Either recipientEmail or recipientPhone is required "
+    "(in body or on the lead when leadId is provided)."
+)
+FALLBACK_NOT_CONFIGURED = (
+    "sendFallbackSmsOnFailed is true but fallback SMS is not configured. Configure "
+    "fallback in workspace settings (Settings → Fallback) or set "
+    "sendFallbackSmsOnFailed to false."
+)
 EMPTY_MESSAGE = "Message and attachmentUrls cannot both be empty"
 BAD_TYPE = "Invalid messageType. Must be email, sms, or imessage"
 LEAD_NOT_FOUND = "Lead not found or access denied"
+
+
+@dataclass(frozen=True)
+class Submitted:
+    message: Message
+    lead_id: str
+    # The recipient matched a lead of the workspace (no leadId was given).
+    lead_matched: bool
 
 
 def _normalize_recipient(value, kind: str, field: str | None = None) -> str:
@@ -443,6 +474,7 @@ def message_submit(
     message_type: str = Message.Type.IMESSAGE,
     body: str = "",
     attachment_urls: list[str] = (),
+    attachment_names: list[str] = (),
     recipient_phone: str = "",
     recipient_email: str = "",
     recipient_name: str = "",
@@ -458,10 +490,19 @@ def message_submit(
     send_fallback_sms_on_failed: bool = False,
     batch_id: str = "",
     subject: str = "",
+    crm_ids: dict[str, str] | None = None,
+    created_by=None,
     now: datetime | None = None,
-) -> tuple[Message, str]:
+) -> Submitted:
     """Send one message as `POST /api/messages` does: resolve or create the lead,
-    write one row. Returns (message, lead_id).
+    write one row. Returns the message, its lead and how the lead was found.
+
+    A lead given by id must exist (404) before anything else is checked. Without
+    one, the recipient's lead is found by any of its addresses (`lead_matched`: the
+    published API answers 200 then) or created in "Quick Sends". The message's
+    `recipient_name` defaults to the lead's name. `crm_ids` (ghl_contact_id,
+    ghl_location_id, hs_contact_id, hs_portal_id) are kept on the message, and
+    `created_by` (the user who sends it) too.
 
     Takes input already validated and normalized (phones in E.164, emails
     lowercased, a blank message only with attachments: see the API's SendInput).
@@ -474,6 +515,12 @@ def message_submit(
         # It becomes an email header, which cannot hold a line break.
         raise ValidationFailed("must not contain line breaks", field="subject")
 
+    lead = None
+    if lead_id:
+        lead = Lead.objects.filter(workspace=workspace, pk=lead_id).first()
+        if lead is None:
+            raise ServiceError(LEAD_NOT_FOUND, status=404)
+
     line = None
     if message_type == Message.Type.IMESSAGE:
         if line_id:
@@ -482,12 +529,6 @@ def message_submit(
                 raise NotFound("Line not found")
         elif not Line.objects.filter(workspace=workspace, is_active=True).exists():
             raise ServiceError(NO_ACTIVE_LINES)
-
-    lead = None
-    if lead_id:
-        lead = Lead.objects.filter(workspace=workspace, pk=lead_id).first()
-        if lead is None:
-            raise ServiceError(LEAD_NOT_FOUND, status=404)
 
     phone, email = recipient_phone, recipient_email
     alt = {f"altPhone{n}": value for n, value in enumerate(alt_phones, start=1) if value} | {
@@ -506,11 +547,7 @@ def message_submit(
     if send_fallback_sms_on_failed or message_type == Message.Type.SMS:
         config = FallbackConfig.objects.filter(workspace=workspace).first()
     if send_fallback_sms_on_failed and not (config and config.is_configured):
-        raise ServiceError(
-            "sendFallbackSmsOnFailed is true but no Twilio fallback is configured for this "
-            "workspace (PATCH /api/workspace/fallback-config)",
-            code="FALLBACK_NOT_CONFIGURED",
-        )
+        raise ServiceError(FALLBACK_NOT_CONFIGURED, code="FALLBACK_NOT_CONFIGURED")
     if message_type == Message.Type.SMS and not (config and config.is_configured):
         raise ServiceError(
             "SMS needs Twilio: configure it with PATCH /api/workspace/fallback-config",
@@ -539,6 +576,7 @@ def message_submit(
     sends_now = message_type == Message.Type.IMESSAGE and not (
         scheduled_date and scheduled_date > current
     )
+    lead_matched = False
     with transaction.atomic():
         if lead is None:
             lead = lead_services.lead_find_by_identifiers(
@@ -547,6 +585,7 @@ def message_submit(
                 emails=[email] + [v for k, v in alt.items() if k.startswith("altEmail")],
             )
             if lead is not None:
+                lead_matched = True
                 merge = {"phone": phone, "email": email, **alt}
                 lead_services.lead_merge_identifiers(workspace=workspace, lead=lead, fields=merge)
             else:
@@ -563,8 +602,10 @@ def message_submit(
                 )
         elif alt:
             lead_services.lead_merge_identifiers(workspace=workspace, lead=lead, fields=alt)
-        if not (phone or email):
+        if not (phone or email) or not recipient_name:
             lead.refresh_from_db()
+        recipient_name = recipient_name or lead.full_name
+        if not (phone or email):
             if message_type == Message.Type.EMAIL:
                 email = lead.email
             else:
@@ -583,13 +624,16 @@ def message_submit(
             batch_id=batch_id,
             now=current,
             attachment_urls=attachment_urls,
+            attachment_names=attachment_names,
             scheduled_date=scheduled_date,
             timezone_name=timezone_name,
             send_window_start=send_window_start,
             send_window_end=send_window_end,
             allowed_days=allowed_days,
+            crm_ids=crm_ids,
+            created_by=created_by,
         )
-    return message, lead.pk
+    return Submitted(message=message, lead_id=lead.pk, lead_matched=lead_matched)
 
 
 def message_cancel_for_lead(

@@ -154,7 +154,9 @@ def quick_send(request):
     form = QuickSendForm(request.POST or None, workspace=workspace)
     if request.method == "POST" and form.is_valid():
         try:
-            message, _lead_id = services.message_submit(workspace=workspace, **form.submission())
+            message = services.message_submit(
+                workspace=workspace, created_by=request.user, **form.submission()
+            ).message
         except ServiceError as exc:
             add_service_error(form, exc, QUICK_SEND_FIELDS)
         else:

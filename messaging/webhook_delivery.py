@@ -99,9 +99,20 @@ def attempt_record(*, delivery: WebhookDelivery, outcome, now: datetime) -> Webh
     )
 
 
+def endpoint_health_record(*, endpoint_id: str, ok: bool, now: datetime) -> None:
+    """Keep an endpoint's delivery health (`lastTriggeredAt`, `lastSuccessAt`,
+    `lastFailureAt`, `failureCount`: failures since the last success)."""
+    if ok:
+        changes = {"last_success_at": now, "failure_count": 0}
+    else:
+        changes = {"last_failure_at": now, "failure_count": F("failure_count") + 1}
+    WebhookEndpoint.objects.filter(pk=endpoint_id).update(last_triggered_at=now, **changes)
+
+
 @transaction.atomic
 def _record(*, delivery: WebhookDelivery, outcome, now: datetime) -> str:
     attempt_record(delivery=delivery, outcome=outcome, now=now)
+    endpoint_health_record(endpoint_id=delivery.endpoint_id, ok=outcome.ok, now=now)
     changes = {"last_status_code": outcome.status_code, "last_error": outcome.error[:2000]}
     if outcome.ok:
         changes.update(status=WebhookDelivery.Status.DELIVERED, delivered_at=now)

@@ -2,16 +2,19 @@ from datetime import datetime
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 
 from messaging import attachments, schedule, selectors, services
 from messaging.addresses import InvalidRecipient, recipient_normalize
+from messaging.documents import integration_ids, message_document
 from messaging.models import Message
 from tuco.api.fields import PaginationOutput, iso_utc
 from tuco.api.pagination import PageQuery
 from tuco.api.validation import StrictBooleanField, StrictTextField, validated
 from tuco.api.views import WorkspaceAPIView
-from tuco.errors import ServiceError, ValidationFailed
+from tuco.errors import ServiceError
+from tuco.ids import looks_like_id
 
 MAX_PAGE_SIZE = 200
 
@@ -24,18 +27,23 @@ class MessageSettingsOutput(serializers.Serializer):
 
 
 class MessageOutput(serializers.Serializer):
-    """The message object of API.md (plus subject, cancelReason and attempts)."""
+    """The message object of messages.mdx (plus subject, cancelReason and attempts);
+    built by messaging.documents.message_document."""
 
     _id = serializers.CharField()
     message = serializers.CharField()
     messageType = serializers.CharField()  # noqa: N815
     status = serializers.CharField()
+    direction = serializers.CharField()
     fromLineId = serializers.CharField(allow_null=True)  # noqa: N815
+    fromLinePhone = serializers.CharField(allow_null=True)  # noqa: N815
+    fromLineEmail = serializers.CharField(allow_null=True)  # noqa: N815
     recipientPhone = serializers.CharField(allow_null=True)  # noqa: N815
     recipientEmail = serializers.CharField(allow_null=True)  # noqa: N815
     recipientName = serializers.CharField(allow_null=True)  # noqa: N815
     leadId = serializers.CharField(allow_null=True)  # noqa: N815
     workspaceId = serializers.CharField()  # noqa: N815
+    createdByUserId = serializers.CharField(allow_null=True)  # noqa: N815
     campaignId = serializers.CharField(allow_null=True)  # noqa: N815
     stepIndex = serializers.IntegerField(allow_null=True)  # noqa: N815
     batchId = serializers.CharField(allow_null=True)  # noqa: N815
@@ -49,6 +57,11 @@ class MessageOutput(serializers.Serializer):
     checkedAddresses = serializers.ListField(child=serializers.CharField())  # noqa: N815
     sendFallbackSmsOnFailed = serializers.BooleanField()  # noqa: N815
     attachmentUrls = serializers.ListField(child=serializers.CharField())  # noqa: N815
+    attachmentNames = serializers.ListField(child=serializers.CharField())  # noqa: N815
+    ghlContactId = serializers.CharField(allow_null=True)  # noqa: N815
+    ghlLocationId = serializers.CharField(allow_null=True)  # noqa: N815
+    hsPortalId = serializers.CharField(allow_null=True)  # noqa: N815
+    hsContactId = serializers.CharField(allow_null=True)  # noqa: N815
     subject = serializers.CharField(allow_null=True)
     cancelReason = serializers.CharField(allow_null=True)  # noqa: N815
     attempts = serializers.IntegerField()
@@ -56,46 +69,19 @@ class MessageOutput(serializers.Serializer):
     updatedAt = serializers.CharField()  # noqa: N815
 
 
-def message_body(message: Message) -> dict:
-    """The API's message object. Built by hand: it is on every hot path."""
-    return {
-        "_id": message.pk,
-        "message": message.body,
-        "messageType": message.message_type,
-        "status": message.status,
-        "fromLineId": message.line_id,
-        "recipientPhone": message.recipient_phone or None,
-        "recipientEmail": message.recipient_email or None,
-        "recipientName": message.recipient_name or None,
-        "leadId": message.lead_id,
-        "workspaceId": message.workspace_id,
-        "campaignId": message.campaign_id or None,
-        "stepIndex": message.step_index,
-        "batchId": message.batch_id or None,
-        "scheduledDate": iso_utc(message.scheduled_date),
-        "settings": {
-            "timezone": message.timezone or None,
-            "sendWindowStart": message.send_window_start or None,
-            "sendWindowEnd": message.send_window_end or None,
-            "allowedDaysOfWeek": list(message.allowed_days or []),
-        },
-        "sentAt": iso_utc(message.sent_at),
-        "deliveredAt": iso_utc(message.delivered_at),
-        "readAt": iso_utc(message.read_at),
-        "externalMessageId": message.external_message_id or None,
-        "errorMessage": message.error_message or None,
-        "checkedAddresses": [
-            item["address"] if isinstance(item, dict) else str(item)
-            for item in message.checked_addresses or []
-        ],
-        "sendFallbackSmsOnFailed": message.send_fallback_sms_on_failed,
-        "attachmentUrls": list(message.attachment_urls or []),
-        "subject": message.subject or None,
-        "cancelReason": message.cancel_reason or None,
-        "attempts": message.attempts,
-        "createdAt": iso_utc(message.created_at),
-        "updatedAt": iso_utc(message.updated_at),
-    }
+# The published texts of openapi.json's 400 examples for POST /api/messages.
+BODY_NOT_AN_OBJECT = "Request body must be a JSON object"
+BODY_NOT_JSON = "Invalid request body (JSON required)"
+ATTACHMENTS_NOT_A_LIST = "attachmentUrls must be an array"
+TOO_MANY_ATTACHMENTS = f"Maximum {attachments.MAX_ATTACHMENTS} attachments per message"
+BAD_SCHEDULED_DATE = "Invalid scheduledDate format"
+BAD_TIME = (
+    "Invalid time format. sendWindowStart and sendWindowEnd must be in HH:mm format "
+    "(e.g., 09:00, 17:00)"
+)
+BAD_TIMEZONE = (
+    "Invalid timezone or time window settings. Please check your timezone and time format."
+)
 
 
 class MessageTypeField(serializers.ChoiceField):
@@ -142,9 +128,7 @@ class TimeOfDayField(StrictTextField):
             try:
                 schedule.parse_hhmm(value)
             except ValueError:
-                raise serializers.ValidationError(
-                    "must be a time in HH:mm format, e.g. 09:00"
-                ) from None
+                raise ServiceError(BAD_TIME) from None
         return value
 
 
@@ -189,16 +173,12 @@ class ScheduledDateField(StrictTextField):
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise serializers.ValidationError(
-                "must be an ISO 8601 date-time, e.g. 2025-10-15T14:30:00Z"
-            ) from None
+            raise ServiceError(BAD_SCHEDULED_DATE) from None
 
 
 class AttachmentUrlsField(OptionalListField):
-    default_error_messages = {
-        "invalid": "must be a list of URLs",
-        "max_length": f"at most {attachments.MAX_ATTACHMENTS} attachments per message",
-    }
+    """A list of at most two attachment URLs; the published texts when it is not a
+    list or too long."""
 
     def __init__(self, **kwargs):
         super().__init__(
@@ -209,9 +189,9 @@ class AttachmentUrlsField(OptionalListField):
         if not data:
             return []
         if not isinstance(data, list):
-            self.fail("invalid")
+            raise ServiceError(ATTACHMENTS_NOT_A_LIST)
         if len(data) > attachments.MAX_ATTACHMENTS:
-            self.fail("max_length")
+            raise ServiceError(TOO_MANY_ATTACHMENTS)
         try:
             return [attachments.validate_url(url) for url in data]
         except ValueError as exc:
@@ -223,11 +203,15 @@ class SendInput(serializers.Serializer):
     `messaging.services.message_submit`'s keyword arguments. The checks that need
     the workspace's data (line, lead, Twilio, do-not-contact) are the service's."""
 
-    default_error_messages = {"invalid": "The body must be a JSON object"}
+    default_error_messages = {"invalid": BODY_NOT_AN_OBJECT}
 
     messageType = MessageTypeField()  # noqa: N815
     message = StrictTextField(trim_whitespace=False)
     attachmentUrls = AttachmentUrlsField()  # noqa: N815
+    attachmentNames = OptionalListField(  # noqa: N815
+        child=StrictTextField(max_length=200, allow_null=False),
+        max_length=attachments.MAX_ATTACHMENTS,
+    )
     recipientPhone = RecipientField("phone")  # noqa: N815
     recipientEmail = RecipientField("email")  # noqa: N815
     recipientName = StrictTextField(max_length=200)  # noqa: N815
@@ -247,20 +231,26 @@ class SendInput(serializers.Serializer):
     sendFallbackSmsOnFailed = StrictBooleanField()  # noqa: N815
     batchId = StrictTextField(numbers=True, max_length=100)  # noqa: N815
     subject = StrictTextField(max_length=300)
+    ghlContactId = StrictTextField(numbers=True, max_length=100)  # noqa: N815
+    ghlLocationId = StrictTextField(numbers=True, max_length=100)  # noqa: N815
+    hsContactId = StrictTextField(numbers=True, max_length=100)  # noqa: N815
+    hsPortalId = StrictTextField(numbers=True, max_length=100)  # noqa: N815
 
     def validate_timezone(self, value: str) -> str:
         if value:
             try:
                 schedule.get_zone(value)
             except ValueError:
-                raise serializers.ValidationError(
-                    f"{value!r} is not a valid IANA time zone"
-                ) from None
+                raise ServiceError(BAD_TIMEZONE) from None
         return value
 
     def validate(self, attrs):
         if not attrs["message"].strip() and not attrs["attachmentUrls"]:
             raise ServiceError(services.EMPTY_MESSAGE)
+        if len(attrs["attachmentNames"]) > len(attrs["attachmentUrls"]):
+            raise serializers.ValidationError(
+                {"attachmentNames": "must not have more names than attachmentUrls has URLs"}
+            )
         if bool(attrs["sendWindowStart"]) != bool(attrs["sendWindowEnd"]):
             raise serializers.ValidationError(
                 "sendWindowStart and sendWindowEnd must be given together"
@@ -274,6 +264,7 @@ class SendInput(serializers.Serializer):
             "message_type": attrs["messageType"],
             "body": attrs["message"],
             "attachment_urls": attrs["attachmentUrls"],
+            "attachment_names": attrs["attachmentNames"],
             "recipient_phone": attrs["recipientPhone"],
             "recipient_email": attrs["recipientEmail"],
             "recipient_name": attrs["recipientName"],
@@ -289,14 +280,45 @@ class SendInput(serializers.Serializer):
             "send_fallback_sms_on_failed": attrs["sendFallbackSmsOnFailed"],
             "batch_id": attrs["batchId"],
             "subject": attrs["subject"],
+            "crm_ids": {
+                "ghl_contact_id": attrs["ghlContactId"],
+                "ghl_location_id": attrs["ghlLocationId"],
+                "hs_contact_id": attrs["hsContactId"],
+                "hs_portal_id": attrs["hsPortalId"],
+            },
         }
 
 
 class SendOutput(serializers.Serializer):
+    """send-message.mdx's answer: 201, or 200 with `duplicateOnly` when the recipient
+    matched a lead the workspace already had."""
+
     success = serializers.BooleanField()
     status = serializers.CharField()
+    reason = serializers.CharField()
+    scheduledDate = serializers.CharField(allow_null=True)  # noqa: N815
     message = MessageOutput()
     leadId = serializers.CharField()  # noqa: N815
+    ghlContactId = serializers.CharField(allow_null=True)  # noqa: N815
+    ghlLocationId = serializers.CharField(allow_null=True)  # noqa: N815
+    hsPortalId = serializers.CharField(allow_null=True)  # noqa: N815
+    hsContactId = serializers.CharField(allow_null=True)  # noqa: N815
+    duplicateOnly = serializers.BooleanField(required=False)  # noqa: N815
+    existingLeadIds = serializers.ListField(  # noqa: N815
+        child=serializers.CharField(), required=False
+    )
+    leadIds = serializers.ListField(child=serializers.CharField(), required=False)  # noqa: N815
+    duplicateMessage = serializers.CharField(required=False)  # noqa: N815
+
+
+DUPLICATE_MESSAGE = "Lead was duplicate; message sent using existing lead."
+
+
+def send_reason(message: Message) -> str:
+    """Why the message has the status it answers with (nothing is sent in the request)."""
+    if message.status == Message.Status.SCHEDULED:
+        return f"Scheduled: the message is sent at {iso_utc(message.scheduled_date)}"
+    return "Queued: a worker sends it once the time window, line limits and gaps allow"
 
 
 class MessageListOutput(serializers.Serializer):
@@ -330,23 +352,49 @@ class MessagesApi(WorkspaceAPIView):
     def get_rate_limit_group(self, request) -> str:
         return "send" if request.method == "POST" else "default"
 
+    def acting_user(self):
+        """The signed-in user, or the user who created the API key used."""
+        user = self.request.user
+        if getattr(user, "is_authenticated", False):
+            return user
+        return getattr(self.request.auth, "created_by", None)
+
+    def handle_exception(self, exc):
+        # A body that is not JSON gets the published text, wherever it is read first
+        # (the idempotency check reads it before the operation does).
+        if isinstance(exc, ParseError):
+            exc = ServiceError(BODY_NOT_JSON)
+        return super().handle_exception(exc)
+
     @extend_schema(
         request=SendInput,
-        responses={201: SendOutput},
+        responses={201: SendOutput, 200: SendOutput},
         summary="Send an iMessage, SMS or email (queued; the worker sends it)",
     )
     def post(self, request):
         data = validated(SendInput, request.data)
-        message, lead_id = services.message_submit(workspace=self.workspace, **data)
-        return Response(
-            {
-                "success": True,
-                "status": message.status,
-                "message": message_body(message),
-                "leadId": lead_id,
-            },
-            status=status.HTTP_201_CREATED,
+        submitted = services.message_submit(
+            workspace=self.workspace, created_by=self.acting_user(), **data
         )
+        message = submitted.message
+        answer = {
+            "success": True,
+            "status": message.status,
+            "reason": send_reason(message),
+            "scheduledDate": iso_utc(message.scheduled_date),
+            "message": message_document(message),
+            "leadId": submitted.lead_id,
+            **integration_ids(message),
+        }
+        if submitted.lead_matched:
+            answer.update(
+                duplicateOnly=True,
+                existingLeadIds=[submitted.lead_id],
+                leadIds=[submitted.lead_id],
+                duplicateMessage=DUPLICATE_MESSAGE,
+            )
+            return Response(answer, status=status.HTTP_200_OK)
+        return Response(answer, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         parameters=[MessageListQuery],
@@ -368,7 +416,7 @@ class MessagesApi(WorkspaceAPIView):
         items = rows[(page - 1) * limit : page * limit]
         return Response(
             {
-                "messages": [message_body(m) for m in items],
+                "messages": [message_document(m) for m in items],
                 "pagination": {
                     "page": page,
                     "limit": limit,
@@ -383,26 +431,31 @@ class MessageDetailApi(WorkspaceAPIView):
     @extend_schema(responses=MessageOutput, summary="One message")
     def get(self, request, message_id):
         message = selectors.message_get(workspace=self.workspace, message_id=message_id)
-        return Response(message_body(message))
+        return Response(message_document(message))
 
 
 class CancelForLeadApi(WorkspaceAPIView):
     class InputSerializer(serializers.Serializer):
-        """At least one of the three. That error is raised as it is: its body carries
-        no `details`."""
+        """At least one of the three (cancel-for-lead.mdx's texts, as they are)."""
 
-        leadId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-        recipientPhone = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-        recipientEmail = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
+        leadId = StrictTextField()  # noqa: N815
+        recipientPhone = StrictTextField(numbers=True)  # noqa: N815
+        recipientEmail = StrictTextField()  # noqa: N815
+
+        def validate_leadId(self, value: str) -> str:  # noqa: N802
+            if value and not looks_like_id(value):
+                raise ServiceError("Invalid leadId")
+            return value
 
         def validate(self, attrs):
-            if not any(attrs.get(name) for name in ("leadId", "recipientPhone", "recipientEmail")):
-                raise ValidationFailed("Give leadId, recipientPhone or recipientEmail")
+            if not any(attrs[name] for name in ("leadId", "recipientPhone", "recipientEmail")):
+                raise ServiceError("Either leadId, recipientPhone, or recipientEmail is required")
             return attrs
 
     class OutputSerializer(serializers.Serializer):
         success = serializers.BooleanField()
         cancelledCount = serializers.IntegerField()  # noqa: N815
+        jobsRemovedFromQueue = serializers.IntegerField()  # noqa: N815
         leadId = serializers.CharField(allow_null=True)  # noqa: N815
         messageIds = serializers.ListField(child=serializers.CharField())  # noqa: N815
 
@@ -412,14 +465,22 @@ class CancelForLeadApi(WorkspaceAPIView):
         summary="Cancel a lead's pending and scheduled messages",
     )
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = validated(self.InputSerializer, request.data)
         ids, lead_id = services.message_cancel_for_lead(
             workspace=self.workspace,
-            lead_id=data.validated_data.get("leadId") or None,
-            phone=data.validated_data.get("recipientPhone") or "",
-            email=data.validated_data.get("recipientEmail") or "",
+            lead_id=data["leadId"] or None,
+            phone=str(data["recipientPhone"]),
+            email=data["recipientEmail"],
         )
         return Response(
-            {"success": True, "cancelledCount": len(ids), "leadId": lead_id, "messageIds": ids}
+            {
+                "success": True,
+                "cancelledCount": len(ids),
+                # The worker's queue is the outbox itself: it only ever claims waiting
+                # rows, so every message cancelled here has left the queue (a message
+                # already sending is not cancelled at all).
+                "jobsRemovedFromQueue": len(ids),
+                "leadId": lead_id,
+                "messageIds": ids,
+            }
         )

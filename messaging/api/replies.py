@@ -42,7 +42,6 @@ class RepliesApi(WorkspaceAPIView):
 
     class QueryInput(PageQuery):
         MAX_LIMIT = MAX_PAGE_SIZE
-        DEFAULT_LIMIT = 20
         leadId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         campaignId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         recipientPhone = serializers.CharField(required=False, allow_blank=True)  # noqa: N815

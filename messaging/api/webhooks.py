@@ -1,5 +1,7 @@
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.fields import empty
 from rest_framework.response import Response
 
 from messaging import webhooks
@@ -8,25 +10,54 @@ from messaging.models.webhooks import WEBHOOK_EVENTS
 from tuco.api.auth import CanManageWorkspace
 from tuco.api.fields import IsoDateTimeField
 from tuco.api.pagination import PageQuery
+from tuco.api.validation import StrictBooleanField, StrictTextField, validated
 from tuco.api.views import WorkspaceAPIView
 
 MAX_PAGE_SIZE = 100
 
 
 class EndpointOutput(serializers.Serializer):
-    _id = serializers.CharField(source="pk")
+    """The webhook object of get-webhook.mdx (plus ours: disabledReason)."""
+
+    id = serializers.CharField(source="pk")
     url = serializers.CharField()
-    name = serializers.CharField()
-    description = serializers.CharField()
     events = serializers.ListField(child=serializers.CharField())
+    name = serializers.CharField()
+    description = serializers.SerializerMethodField()
     isActive = serializers.BooleanField(source="is_active")  # noqa: N815
+    lastTriggeredAt = IsoDateTimeField(source="last_triggered_at", allow_null=True)  # noqa: N815
+    lastSuccessAt = IsoDateTimeField(source="last_success_at", allow_null=True)  # noqa: N815
+    lastFailureAt = IsoDateTimeField(source="last_failure_at", allow_null=True)  # noqa: N815
+    failureCount = serializers.IntegerField(source="failure_count")  # noqa: N815
     disabledReason = serializers.CharField(source="disabled_reason")  # noqa: N815
     createdAt = IsoDateTimeField(source="created_at")  # noqa: N815
     updatedAt = IsoDateTimeField(source="updated_at")  # noqa: N815
 
+    def get_description(self, endpoint) -> str | None:
+        return endpoint.description or None
 
-class EndpointWithSecretOutput(EndpointOutput):
+
+class EndpointCreatedOutput(serializers.Serializer):
+    """create-webhook.mdx's answer: the secret, shown this once, and a reminder."""
+
+    id = serializers.CharField(source="pk")
     secret = serializers.CharField()
+    url = serializers.CharField()
+    events = serializers.ListField(child=serializers.CharField())
+    name = serializers.CharField()
+    description = serializers.SerializerMethodField()
+    isActive = serializers.BooleanField(source="is_active")  # noqa: N815
+    createdAt = IsoDateTimeField(source="created_at")  # noqa: N815
+    warning = serializers.SerializerMethodField()
+
+    def get_description(self, endpoint) -> str | None:
+        return endpoint.description or None
+
+    def get_warning(self, endpoint) -> str:
+        return SECRET_WARNING
+
+
+SECRET_WARNING = "Save this secret now. You will not be able to see it again."
 
 
 class AttemptOutput(serializers.Serializer):
@@ -57,50 +88,96 @@ class DeliveryOutput(serializers.Serializer):
         return IsoDateTimeField().to_representation(delivery.next_attempt_at)
 
 
+class AsSentField(serializers.Field):
+    """A value taken as sent, None when left out: the service checks it, so the API
+    and the dashboard answer the published texts ("URL is required", "Invalid events:
+    ...") alike, in the published order. `required` is what the schema shows."""
+
+    def __init__(self, *, required: bool, **kwargs):
+        super().__init__(required=required, **kwargs)
+
+    def validate_empty_values(self, data):
+        if data is empty or data is None:
+            return True, None
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field(OpenApiTypes.URI)
+class UrlInput(AsSentField):
+    pass
+
+
+@extend_schema_field(
+    {"type": "array", "items": {"type": "string", "enum": list(WEBHOOK_EVENTS)}, "minItems": 1}
+)
+class EventsInput(AsSentField):
+    pass
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class NameInput(AsSentField):
+    pass
+
+
 class EndpointInput(serializers.Serializer):
-    url = serializers.URLField(max_length=2000)
-    events = serializers.ListField(
-        child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), allow_empty=False
-    )
-    name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    """create-webhook.mdx's body: url, events and name required, description optional."""
+
+    url = UrlInput(required=True, help_text="Endpoint URL that will receive webhook POSTs")
+    events = EventsInput(required=True, help_text="Event types to subscribe to")
+    name = NameInput(required=True, help_text="User-friendly name for this webhook")
+    description = StrictTextField(max_length=2000, default=None)
 
 
-class EndpointPatchInput(EndpointInput):
-    isActive = serializers.BooleanField(required=False)  # noqa: N815
+class EndpointPatchInput(serializers.Serializer):
+    """update-webhook.mdx's body: every field optional, `events` replaces the list."""
+
+    url = UrlInput(required=False)
+    events = EventsInput(required=False, help_text="Replaces the subscribed events")
+    name = NameInput(required=False)
+    description = StrictTextField(max_length=2000, default=None)
+    isActive = StrictBooleanField(default=None)  # noqa: N815
+
+
+SuccessOutput = inline_serializer("WebhookSuccess", {"success": serializers.BooleanField()})
 
 
 class WebhookListApi(WorkspaceAPIView):
-    """`/api/webhooks`: list and create endpoints. The secret is shown only at creation."""
+    """`/api/webhooks`: list (newest first) and create endpoints. The secret is shown
+    only at creation."""
 
     permission_classes = [CanManageWorkspace]
 
     @extend_schema(
-        summary="Webhook endpoints",
+        summary="Webhook endpoints, newest first",
         responses=inline_serializer("WebhookList", {"webhooks": EndpointOutput(many=True)}),
     )
     def get(self, request):
         rows = webhooks.WebhookEndpoint.objects.filter(workspace=self.workspace).order_by(
-            "created_at", "id"
+            "-created_at", "-id"
         )
         return Response({"webhooks": EndpointOutput(rows, many=True).data})
 
     @extend_schema(
         summary="Create a webhook endpoint",
         request=EndpointInput,
-        responses={201: EndpointWithSecretOutput},
+        responses={201: EndpointCreatedOutput},
     )
     def post(self, request):
-        body = EndpointInput(data=request.data)
-        body.is_valid(raise_exception=True)
+        data = validated(EndpointInput, request.data)
         endpoint = webhooks.webhook_endpoint_create(
             workspace=self.workspace,
-            url=body.validated_data["url"],
-            events=body.validated_data["events"],
-            name=body.validated_data["name"],
-            description=body.validated_data.get("description", ""),
+            url=data["url"],
+            events=data["events"],
+            name=data["name"],
+            description=data["description"] or "",
         )
-        return Response(EndpointWithSecretOutput(endpoint).data, status=status.HTTP_201_CREATED)
+        return Response(EndpointCreatedOutput(endpoint).data, status=status.HTTP_201_CREATED)
 
 
 class WebhookDetailApi(WorkspaceAPIView):
@@ -112,36 +189,32 @@ class WebhookDetailApi(WorkspaceAPIView):
         return Response(EndpointOutput(endpoint).data)
 
     @extend_schema(
-        summary="Change a webhook endpoint",
-        request=EndpointPatchInput(partial=True),
-        responses=EndpointOutput,
+        summary="Change a webhook endpoint (only the fields given)",
+        request=EndpointPatchInput,
+        responses=SuccessOutput,
     )
     def patch(self, request, endpoint_id):
-        body = EndpointPatchInput(data=request.data, partial=True)
-        body.is_valid(raise_exception=True)
-        values = body.validated_data
-        endpoint = webhooks.webhook_endpoint_update(
+        data = validated(EndpointPatchInput, request.data)
+        webhooks.webhook_endpoint_update(
             workspace=self.workspace,
             endpoint_id=endpoint_id,
-            url=values.get("url"),
-            events=values.get("events"),
-            name=values.get("name"),
-            description=values.get("description"),
-            is_active=values.get("isActive"),
+            url=data["url"],
+            events=data["events"],
+            name=data["name"],
+            description=data["description"],
+            is_active=data["isActive"],
         )
-        return Response(EndpointOutput(endpoint).data)
+        return Response({"success": True})
 
-    @extend_schema(
-        summary="Delete a webhook endpoint",
-        responses=inline_serializer("WebhookDeleted", {"success": serializers.BooleanField()}),
-    )
+    @extend_schema(summary="Delete a webhook endpoint", responses={200: SuccessOutput})
     def delete(self, request, endpoint_id):
         webhooks.webhook_endpoint_delete(workspace=self.workspace, endpoint_id=endpoint_id)
         return Response({"success": True})
 
 
 class WebhookHealthCheckApi(WorkspaceAPIView):
-    """Send a signed `webhook.test` event now and report the answer."""
+    """Send a signed test event (the endpoint's first subscribed event type, with
+    `data.test: true`) now and report the answer."""
 
     permission_classes = [CanManageWorkspace]
 
@@ -152,9 +225,12 @@ class WebhookHealthCheckApi(WorkspaceAPIView):
             "WebhookHealthCheck",
             {
                 "success": serializers.BooleanField(),
+                "message": serializers.CharField(required=False),
+                "statusCode": serializers.IntegerField(required=False),
+                "response": serializers.CharField(required=False),
+                "error": serializers.CharField(required=False),
+                "details": serializers.CharField(required=False),
                 "deliveryId": serializers.CharField(),
-                "statusCode": serializers.IntegerField(allow_null=True),
-                "error": serializers.CharField(allow_null=True),
                 "durationMs": serializers.IntegerField(),
             },
         ),

@@ -1,5 +1,6 @@
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone as dj_timezone
@@ -79,6 +80,8 @@ class Message(models.Model):
     body = models.TextField(blank=True, default="")
     subject = models.CharField(max_length=300, blank=True, default="")
     attachment_urls = models.JSONField(default=list, blank=True)
+    # Display names given with them (attachmentNames), in the same order.
+    attachment_names = models.JSONField(default=list, blank=True)
     recipient_phone = models.CharField(max_length=20, blank=True, default="")
     recipient_email = models.CharField(max_length=254, blank=True, default="")
     recipient_name = models.CharField(max_length=200, blank=True, default="")
@@ -89,6 +92,21 @@ class Message(models.Model):
     batch_id = models.CharField(max_length=100, blank=True, default="")
     stop_on_reply = models.BooleanField(default=False)
     sms_fallback_text = models.TextField(blank=True, default="")
+    # The CRM records the sender named (GoHighLevel, HubSpot): echoed in the API's
+    # answers and in this message's webhook events, so automations can find their own.
+    ghl_contact_id = models.CharField(max_length=100, blank=True, default="")
+    ghl_location_id = models.CharField(max_length=100, blank=True, default="")
+    hs_contact_id = models.CharField(max_length=100, blank=True, default="")
+    hs_portal_id = models.CharField(max_length=100, blank=True, default="")
+    # Who wrote it: the signed-in user, or the user who created the API key it came
+    # with (`createdByUserId`).
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     status = models.CharField(max_length=10, choices=Status, default=Status.PENDING)
     # A waiting row its owner keeps back (a campaign holds each step until its turn):

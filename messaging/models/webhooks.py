@@ -40,6 +40,12 @@ class WebhookEndpoint(models.Model):
     secret = EncryptedTextField(default=new_webhook_secret)
     is_active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=300, blank=True, default="")
+    # Delivery health, as the API shows it: the last event attempt, the last success
+    # and failure, and the failures since the last success.
+    last_triggered_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    failure_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=dj_timezone.now)
     updated_at = models.DateTimeField(default=dj_timezone.now)
 

@@ -131,15 +131,19 @@ def at(*args) -> datetime:
 
 
 class WebhookReceiver:
-    """A stdlib HTTP server on 127.0.0.1 that records requests and answers `status`."""
+    """A stdlib HTTP server on 127.0.0.1 that records requests and answers `status`
+    with the body `answer`, after `delay` seconds."""
 
     def __init__(self):
         import threading
+        import time
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         receiver = self
         self.requests: list[dict] = []
         self.status = 200
+        self.answer = b"ok"
+        self.delay = 0.0
         self._lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
@@ -149,11 +153,16 @@ class WebhookReceiver:
                     receiver.requests.append(
                         {"path": self.path, "headers": dict(self.headers.items()), "body": body}
                     )
-                    status = receiver.status
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                    status, answer, delay = receiver.status, receiver.answer, receiver.delay
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except OSError:
+                    pass  # the client gave up waiting
 
             def log_message(self, *args):
                 pass
@@ -202,7 +211,9 @@ def make_endpoint(allow_private):
 
 
 def verify_signature(secret: str, request: dict) -> bool:
-    """Check both signatures of a recorded request the way a customer would."""
+    """Check both signatures of a recorded request on its raw body, as a customer
+    would: `X-Tuco-Signature` keyed with the secret string as given, the Standard
+    Webhooks `webhook-signature` with its base64-decoded part."""
     import base64
     import hashlib
     import hmac
@@ -211,7 +222,7 @@ def verify_signature(secret: str, request: dict) -> bool:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + request["body"]
     expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    plain = hmac.new(key, request["body"], hashlib.sha256).hexdigest()
+    plain = hmac.new(secret.encode(), request["body"], hashlib.sha256).hexdigest()
     return hmac.compare_digest(headers["webhook-signature"], expected) and hmac.compare_digest(
         headers["x-tuco-signature"], plain
     )

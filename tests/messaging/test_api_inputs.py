@@ -26,8 +26,7 @@ def test_cancel_for_lead_needs_a_lead_or_an_address(api):
     response = api.post("/api/messages/cancel-for-lead", {"leadId": " "}, format="json")
     assert response.status_code == 400
     assert response.json() == {
-        "error": "Give leadId, recipientPhone or recipientEmail",
-        "code": "VALIDATION_ERROR",
+        "error": "Either leadId, recipientPhone, or recipientEmail is required"
     }
 
 

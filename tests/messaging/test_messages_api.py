@@ -43,14 +43,19 @@ def test_it_rejects_an_unknown_message_type(api, active_line):
 def test_it_rejects_imessage_without_any_active_line(api):
     response = send(api, message="Hi", recipientPhone="+14155550102")
     assert response.status_code == 400
-    assert response.json() == {"error": "No active lines in workspace..."}
+    assert response.json() == {
+        "error": "No active lines in workspace. Add and activate a line, or provide fromLineId."
+    }
     assert Message.objects.count() == 0
 
 
 def test_it_rejects_a_message_with_no_recipient(api, active_line):
     response = send(api, message="Hi")
     assert response.status_code == 400
-    assert response.json() == {"error": "Either recipientEmail or recipientPhone is required..."}
+    assert response.json() == {
+        "error": "Either recipientEmail or recipientPhone is required "
+        "(in body or on the lead when leadId is provided)."
+    }
 
 
 def test_it_rejects_fallback_without_twilio(api, active_line):
@@ -107,16 +112,18 @@ def test_a_past_due_workspace_is_read_only(api, acme, active_line):
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
-        ({"timezone": "Mars/Olympus"}, "timezone"),
-        ({"sendWindowStart": "9:00", "sendWindowEnd": "17:00"}, "sendWindowStart"),
-        ({"sendWindowStart": "09:00", "sendWindowEnd": "24:00"}, "sendWindowEnd"),
+        ({"timezone": "Mars/Olympus"}, "Invalid timezone or time window settings"),
+        ({"sendWindowStart": "9:00", "sendWindowEnd": "17:00"}, "Invalid time format"),
+        ({"sendWindowStart": "09:00", "sendWindowEnd": "24:00"}, "Invalid time format"),
         ({"sendWindowStart": "09:00"}, "sendWindowStart"),
         ({"allowedDaysOfWeek": [1, 7]}, "allowedDaysOfWeek"),
         ({"allowedDaysOfWeek": "weekdays"}, "allowedDaysOfWeek"),
-        ({"scheduledDate": "tomorrow"}, "scheduledDate"),
+        ({"scheduledDate": "tomorrow"}, "Invalid scheduledDate format"),
         ({"attachmentUrls": ["ftp://example.com/a.png"]}, "attachmentUrls"),
         ({"attachmentUrls": ["https://example.com/a.exe"]}, "attachmentUrls"),
-        ({"attachmentUrls": [f"https://e.com/{n}.png" for n in "abc"]}, "attachmentUrls"),
+        ({"attachmentUrls": [f"https://e.com/{n}.png" for n in "abc"]},
+         "Maximum 2 attachments per message"),
+        ({"attachmentUrls": "https://e.com/a.png"}, "attachmentUrls must be an array"),
         ({"recipientPhone": "12"}, "recipientPhone"),
     ],
 )  # fmt: skip
@@ -211,7 +218,7 @@ def test_a_national_number_is_read_in_the_leads_default_country(api, acme, activ
     lead, _ = lead_get_or_create(workspace=acme, data={"phone": "020 7946 0958"})
     assert lead.phone == "+442079460958"
     response = send(api, message="Hi", recipientPhone="020 7946 0958")
-    assert response.status_code == 201, response.json()
+    assert response.status_code == 200, response.json()
     assert response.json()["leadId"] == lead.pk
     assert response.json()["message"]["recipientPhone"] == "+442079460958"
     cancelled = api.post(
@@ -231,8 +238,12 @@ def test_it_links_an_existing_lead_and_merges_alt_fields(api, acme, active_line)
         api, message="Hi", recipientPhone="415-555-0102", altPhone1="+14155550104",
         recipientName="Someone Else",
     )  # fmt: skip
-    assert response.status_code == 201
-    assert response.json()["leadId"] == lead.pk
+    assert response.status_code == 200
+    body = response.json()
+    assert body["leadId"] == lead.pk
+    assert body["duplicateOnly"] is True
+    assert body["existingLeadIds"] == body["leadIds"] == [lead.pk]
+    assert body["message"]["recipientName"] == "Someone Else"
     lead.refresh_from_db()
     assert lead.alt_phone1 == "+14155550104"
     assert lead.first_name == "Dana"
@@ -358,6 +369,12 @@ def test_cancel_for_lead_cancels_waiting_messages(api, acme, active_line):
 
 
 def test_cancel_for_an_unknown_lead_is_404(api):
-    response = api.post("/api/messages/cancel-for-lead", {"leadId": "nope"}, format="json")
+    response = api.post("/api/messages/cancel-for-lead", {"leadId": "0" * 24}, format="json")
     assert response.status_code == 404
     assert response.json() == {"error": "Lead not found or access denied"}
+
+
+def test_cancel_for_a_malformed_lead_id_is_the_published_400(api):
+    response = api.post("/api/messages/cancel-for-lead", {"leadId": "nope"}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"error": "Invalid leadId"}

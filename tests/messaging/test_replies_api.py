@@ -73,7 +73,7 @@ def test_it_lists_one_item_per_lead_latest_first(api, acme, lead):
     reply(acme, "ann@icloud.com", "hi", minutes_ago=20)
 
     body = api.get("/api/replies").json()
-    assert body["total"] == 2 and body["totalPages"] == 1 and body["limit"] == 20
+    assert body["total"] == 2 and body["totalPages"] == 1 and body["limit"] == 50
     assert [r["leadId"] for r in body["replies"]] == [lead.pk, other.pk]
     item = body["replies"][0]
     assert item["messageId"] == latest.pk

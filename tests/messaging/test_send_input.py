@@ -8,7 +8,7 @@ from messaging.models import Message
 @pytest.mark.parametrize(
     "body,error",
     [
-        ([1, 2], "The body must be a JSON object"),
+        ([1, 2], "Request body must be a JSON object"),
         (
             {"messageType": 5, "message": "x", "recipientPhone": "+14155550102"},
             "Invalid messageType. Must be email, sms, or imessage",
@@ -36,11 +36,11 @@ from messaging.models import Message
         ),
         (
             {"message": "x", "recipientPhone": "+14155550102", "attachmentUrls": "x"},
-            "attachmentUrls: must be a list of URLs",
+            "attachmentUrls must be an array",
         ),
         (
             {"message": "x", "recipientPhone": "+14155550102", "attachmentUrls": ["a", "b", "c"]},
-            "attachmentUrls: at most 2 attachments per message",
+            "Maximum 2 attachments per message",
         ),
         (
             {"message": "x", "recipientPhone": "+14155550102", "sendFallbackSmsOnFailed": "yes"},
@@ -48,11 +48,14 @@ from messaging.models import Message
         ),
         (
             {"message": "x", "recipientPhone": "+14155550102", "scheduledDate": "soon"},
-            "scheduledDate: must be an ISO 8601 date-time, e.g. 2025-10-15T14:30:00Z",
+            "Invalid scheduledDate format",
         ),
         (
             {"message": "x", "recipientPhone": "+14155550102", "timezone": "Mars/Base"},
-            "timezone: 'Mars/Base' is not a valid IANA time zone",
+            (
+                "Invalid timezone or time window settings. Please check your timezone and "
+                "time format."
+            ),
         ),
         (
             {"message": "x", "recipientPhone": "+14155550102", "batchId": "x" * 101},

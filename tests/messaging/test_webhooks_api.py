@@ -39,24 +39,44 @@ def test_it_creates_an_endpoint_and_shows_the_secret_once(api, public_dns):
     assert body["description"] == "Sync replies"
 
     listed = api.get("/api/webhooks").json()["webhooks"]
-    assert [w["_id"] for w in listed] == [body["_id"]]
+    assert [w["id"] for w in listed] == [body["id"]]
     assert "secret" not in listed[0]
-    assert "secret" not in api.get(f"/api/webhooks/{body['_id']}").json()
+    assert "secret" not in api.get(f"/api/webhooks/{body['id']}").json()
 
 
 def test_it_rejects_unknown_events(api, public_dns):
-    response = create(api, events=["message.sent", "message.exploded"])
+    response = create(api, events=["message.sent", "message.exploded", "message.invalid"])
     assert response.status_code == 400
     assert response.json()["code"] == "VALIDATION_ERROR"
-    assert response.json()["error"].startswith("events")
+    assert response.json()["error"] == "Invalid events: message.exploded, message.invalid"
     assert not WebhookEndpoint.objects.exists()
 
 
-def test_it_rejects_an_empty_event_list_and_missing_fields(api, public_dns):
-    assert create(api, events=[]).status_code == 400
-    response = api.post("/api/webhooks", {"events": EVENTS, "name": "x"}, format="json")
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"url": None}, "URL is required"),
+        ({"url": ""}, "URL is required"),
+        ({"url": "not a url"}, "Invalid URL format"),
+        ({"url": 42}, "Invalid URL format"),
+        ({"events": []}, "At least one event must be selected"),
+        ({"events": None}, "At least one event must be selected"),
+        ({"events": "message.sent"}, "At least one event must be selected"),
+        ({"name": ""}, "Name is required"),
+        ({"name": None}, "Name is required"),
+        # The published order: the URL first, then the events, then the name.
+        ({"url": "", "events": [], "name": ""}, "URL is required"),
+        ({"events": ["message.nope"], "name": ""}, "Invalid events: message.nope"),
+    ],
+)
+def test_it_answers_the_published_validation_texts(api, public_dns, body, error):
+    payload = {"url": "https://hook.example.com/tuco", "events": EVENTS, "name": "CRM"}
+    payload.update(body)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    response = api.post("/api/webhooks", payload, format="json")
     assert response.status_code == 400
-    assert response.json()["error"] == "url: This field is required."
+    assert response.json()["error"] == error
+    assert not WebhookEndpoint.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -99,7 +119,7 @@ def test_it_refuses_non_http_urls(api, public_dns):
 
 
 def test_it_updates_and_reenables_an_endpoint(api, public_dns):
-    endpoint_id = create(api).json()["_id"]
+    endpoint_id = create(api).json()["id"]
     WebhookEndpoint.objects.filter(pk=endpoint_id).update(
         is_active=False, disabled_reason="The endpoint answered 410 Gone"
     )
@@ -109,28 +129,53 @@ def test_it_updates_and_reenables_an_endpoint(api, public_dns):
         format="json",
     )
     assert response.status_code == 200
-    body = response.json()
+    assert response.json() == {"success": True}
+    body = api.get(f"/api/webhooks/{endpoint_id}").json()
     assert body["isActive"] is True
     assert body["disabledReason"] == ""
     assert body["events"] == ["message.failed"]
     assert body["name"] == "Renamed"
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"url": "nope"}, "Invalid URL format"),
+        ({"url": ""}, "Invalid URL format"),
+        ({"events": []}, "At least one event must be selected"),
+        ({"events": ["message.sent", "x"]}, "Invalid events: x"),
+        ({"name": ""}, "Name is required"),
+        ({"isActive": "no"}, "isActive: must be true or false"),
+    ],
+)
+def test_patch_answers_the_published_validation_texts(api, public_dns, body, error):
+    endpoint_id = create(api).json()["id"]
+    response = api.patch(f"/api/webhooks/{endpoint_id}", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"] == error
+    endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)
+    assert (endpoint.url, endpoint.events, endpoint.name) == (
+        "https://hook.example.com/tuco",
+        EVENTS,
+        "CRM",
+    )
+
+
 def test_patch_refuses_a_private_url(api, public_dns):
-    endpoint_id = create(api).json()["_id"]
+    endpoint_id = create(api).json()["id"]
     response = api.patch(f"/api/webhooks/{endpoint_id}", {"url": "http://10.0.0.1/"}, format="json")
     assert response.status_code == 400
     assert WebhookEndpoint.objects.get(pk=endpoint_id).url == "https://hook.example.com/tuco"
 
 
 def test_it_deletes_an_endpoint(api, public_dns):
-    endpoint_id = create(api).json()["_id"]
+    endpoint_id = create(api).json()["id"]
     assert api.delete(f"/api/webhooks/{endpoint_id}").json() == {"success": True}
     assert api.get(f"/api/webhooks/{endpoint_id}").status_code == 404
 
 
 def test_other_workspaces_cannot_see_or_touch_an_endpoint(api, globex_api, public_dns):
-    endpoint_id = create(api).json()["_id"]
+    endpoint_id = create(api).json()["id"]
     assert globex_api.get("/api/webhooks").json() == {"webhooks": []}
     for response in (
         globex_api.get(f"/api/webhooks/{endpoint_id}"),
@@ -159,22 +204,30 @@ def test_members_cannot_manage_webhooks(client, bob, acme):
 
 def test_health_check_sends_a_signed_test_event(api, acme, allow_private, receiver):
     created = create(api, url=receiver.url).json()
-    response = api.post(f"/api/webhooks/{created['_id']}/health-check")
+    response = api.post(f"/api/webhooks/{created['id']}/health-check")
     assert response.status_code == 200
     body = response.json()
     assert body["success"] is True
+    assert body["message"] == "Health check passed"
     assert body["statusCode"] == 200
+    assert body["response"] == "ok"
+    assert "error" not in body
     assert len(receiver.requests) == 1
     request = receiver.requests[0]
     assert verify_signature(created["secret"], request)
-    assert request["headers"]["X-Tuco-Event"] == "webhook.test"
+    # The first subscribed event type, as test-webhook.mdx says.
+    assert request["headers"]["X-Tuco-Event"] == "message.sent"
     assert request["headers"]["webhook-id"] == body["deliveryId"]
     event = receiver.events()[0]
-    assert event["event"] == "webhook.test"
+    assert event["event"] == "message.sent"
     assert event["workspaceId"] == acme.pk
-    assert event["data"] == {"webhookId": created["_id"], "test": True}
+    assert event["data"] == {
+        "test": True,
+        "message": "This is a health check test webhook from Tuco AI",
+        "webhookId": created["id"],
+    }
 
-    deliveries = api.get(f"/api/webhooks/{created['_id']}/deliveries").json()
+    deliveries = api.get(f"/api/webhooks/{created['id']}/deliveries").json()
     assert deliveries["total"] == 1
     assert deliveries["deliveries"][0]["status"] == "delivered"
     assert deliveries["deliveries"][0]["attemptLog"][0]["statusCode"] == 200
@@ -183,10 +236,12 @@ def test_health_check_sends_a_signed_test_event(api, acme, allow_private, receiv
 def test_health_check_reports_a_failing_endpoint(api, allow_private, receiver):
     receiver.status = 500
     created = create(api, url=receiver.url).json()
-    body = api.post(f"/api/webhooks/{created['_id']}/health-check").json()
+    body = api.post(f"/api/webhooks/{created['id']}/health-check").json()
     assert body["success"] is False
     assert body["statusCode"] == 500
-    assert body["error"] == "HTTP 500"
+    assert body["error"] == "HTTP 500: Internal Server Error"
+    assert body["details"] == "ok"
+    assert "message" not in body
     delivery = WebhookDelivery.objects.get(pk=body["deliveryId"])
     assert delivery.status == "failed"
     assert WebhookAttempt.objects.filter(delivery=delivery).count() == 1

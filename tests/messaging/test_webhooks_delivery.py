@@ -38,6 +38,7 @@ def test_an_event_is_delivered_signed_after_commit(
     assert verify_signature(endpoint.secret, request)
     assert request["headers"]["webhook-id"] == ids[0]
     assert request["headers"]["X-Tuco-Event"] == "message.reply"
+    assert request["headers"]["X-Tuco-Timestamp"].endswith("Z")
     body = receiver.events()[0]
     assert set(body) == {
         "event",
@@ -47,12 +48,18 @@ def test_an_event_is_delivered_signed_after_commit(
         "message",
         "leadId",
         "lead",
+        "contactOwnerEmail",
         "campaignId",
         "campaignName",
+        "ghlContactId",
+        "ghlLocationId",
+        "hsPortalId",
+        "hsContactId",
         "data",
     }
     assert body["leadId"] == lead.pk
     assert body["lead"]["phone"] == "+14155550002"
+    assert body["contactOwnerEmail"] == "alice@acme.test"
     assert body["data"] == {"reply": {"x": 1}}
     delivery = WebhookDelivery.objects.get(pk=ids[0])
     assert delivery.status == "delivered"

@@ -94,7 +94,7 @@ def test_another_workspaces_message_is_404(acme, globex, alice_client, make_line
     make_line(globex)
     from messaging.services import message_submit
 
-    message, _ = message_submit(workspace=globex, body="x", recipient_phone="+12025550124")
+    message = message_submit(workspace=globex, body="x", recipient_phone="+12025550124").message
     assert alice_client.get(f"/quick-send/{message.pk}/").status_code == 404
 
 
