@@ -66,9 +66,11 @@ def lead_summary(lead) -> dict | None:
     }
 
 
-def contact_owner_email(workspace) -> str | None:
-    """The lead's contact owner. Leads have no owner of their own here, so every lead
-    has the published default: the workspace's first user."""
+def contact_owner_email(workspace, lead=None) -> str | None:
+    """The lead's contact owner: the one stored on the lead, else the published
+    default, the workspace's first user."""
+    if lead is not None and lead.contact_owner_email:
+        return lead.contact_owner_email
     return (
         Membership.objects.filter(workspace=workspace)
         .order_by("created_at", "pk")
@@ -155,7 +157,7 @@ def event_payload(
         "message": body,
         "leadId": lead.pk if lead is not None else None,
         "lead": lead_document(lead),
-        "contactOwnerEmail": contact_owner_email(workspace) if lead is not None else None,
+        "contactOwnerEmail": contact_owner_email(workspace, lead) if lead is not None else None,
         "campaignId": campaign_id,
         "campaignName": name,
         **integration_ids(message),

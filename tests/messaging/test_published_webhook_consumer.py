@@ -272,3 +272,26 @@ def test_non_ascii_text_is_sent_as_json_stringify_writes_it(
     # ...the published Python verifier, which escapes non-ASCII text, does not.
     assert not published_python_verifier()(body, signature, endpoint.secret)
     assert len(consumer("message.sent")) == 1
+
+
+@pytest.mark.django_db
+def test_contact_owner_is_the_leads_own_when_it_has_one(acme):
+    from leads.models import Lead
+    from messaging.webhooks import event_payload
+
+    owned = Lead.objects.create(
+        workspace=acme, first_name="Ada", contact_owner_email="owner@acme.test"
+    )
+    unowned = Lead.objects.create(workspace=acme, first_name="Bo")
+    assert (
+        event_payload(workspace=acme, event="message.sent", lead=owned, text="hi")[
+            "contactOwnerEmail"
+        ]
+        == "owner@acme.test"
+    )
+    assert (
+        event_payload(workspace=acme, event="message.sent", lead=unowned, text="hi")[
+            "contactOwnerEmail"
+        ]
+        == "alice@acme.test"
+    )
