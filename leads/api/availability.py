@@ -258,7 +258,7 @@ class JobDetailApi(AvailabilityView):
     def get(self, request, job_id):
         return Response(JobOutput(_job_or_404(self.workspace, job_id)).data)
 
-    @extend_schema(responses=JobOutput, summary="Cancel a background availability check")
+    @extend_schema(responses={200: JobOutput}, summary="Cancel a background availability check")
     def delete(self, request, job_id):
         _job_or_404(self.workspace, job_id)
         availability.availability_job_cancel(workspace=self.workspace, job_id=job_id)

@@ -135,7 +135,9 @@ class LeadsApi(WorkspaceAPIView):
 
     @extend_schema(
         request=DeleteInput,
-        responses=inline_serializer("LeadsDeleted", {"deletedCount": serializers.IntegerField()}),
+        responses={
+            200: inline_serializer("LeadsDeleted", {"deletedCount": serializers.IntegerField()})
+        },
         summary="Delete several leads",
     )
     def delete(self, request):
@@ -187,10 +189,12 @@ class LeadDetailApi(WorkspaceAPIView):
 
     @extend_schema(
         request=None,
-        responses=inline_serializer(
-            "LeadDeleted",
-            {"success": serializers.BooleanField(), "deletedCount": serializers.IntegerField()},
-        ),
+        responses={
+            200: inline_serializer(
+                "LeadDeleted",
+                {"success": serializers.BooleanField(), "deletedCount": serializers.IntegerField()},
+            )
+        },
     )
     def delete(self, request, lead_id):
         lead = selectors.lead_get(workspace=self.workspace, lead_id=lead_id)
@@ -261,10 +265,12 @@ class ListDetailApi(WorkspaceAPIView):
     @extend_schema(
         request=DeleteInput,
         parameters=[OpenApiParameter("deleteLeads", bool, required=False)],
-        responses=inline_serializer(
-            "LeadListDeleted",
-            {"success": serializers.BooleanField(), "deletedLeads": serializers.IntegerField()},
-        ),
+        responses={
+            200: inline_serializer(
+                "LeadListDeleted",
+                {"success": serializers.BooleanField(), "deletedLeads": serializers.IntegerField()},
+            )
+        },
     )
     def delete(self, request, list_id):
         lead_list = selectors.lead_list_get(workspace=self.workspace, list_id=list_id)

@@ -187,7 +187,7 @@ class LineDetailApi(WorkspaceAPIView):
     put = patch
 
     @extend_schema(
-        responses=inline_serializer("LineDeleted", {"success": serializers.BooleanField()}),
+        responses={200: inline_serializer("LineDeleted", {"success": serializers.BooleanField()})},
         summary="Remove a line",
     )
     def delete(self, request, line_id):

@@ -108,7 +108,7 @@ class DncApi(WorkspaceAPIView):
         )
 
     @extend_schema(
-        summary="Remove an entry (?id=)", parameters=[DeleteInput], responses=DeleteOutput
+        summary="Remove an entry (?id=)", parameters=[DeleteInput], responses={200: DeleteOutput}
     )
     def delete(self, request):
         params = self.DeleteInput(data=request.query_params)

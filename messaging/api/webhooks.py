@@ -133,7 +133,9 @@ class WebhookDetailApi(WorkspaceAPIView):
 
     @extend_schema(
         summary="Delete a webhook endpoint",
-        responses=inline_serializer("WebhookDeleted", {"success": serializers.BooleanField()}),
+        responses={
+            200: inline_serializer("WebhookDeleted", {"success": serializers.BooleanField()})
+        },
     )
     def delete(self, request, endpoint_id):
         webhooks.webhook_endpoint_delete(workspace=self.workspace, endpoint_id=endpoint_id)

@@ -15,7 +15,6 @@ HOSTILE_500S lists what still answers 5xx, as strict xfails per database.
 """
 
 import json
-from functools import cached_property
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -127,67 +126,6 @@ def own_schema(django_db_blocker):
     return schemathesis.openapi.from_dict(json.loads(response.content))
 
 
-class Objects:
-    """Real objects of the workspace for path parameters, made on first use."""
-
-    def __init__(self, acme, make_line, api):
-        self.workspace, self._make_line, self.api = acme, make_line, api
-
-    @cached_property
-    def line(self):
-        return self._make_line(self.workspace, phone="+14155550100", contact_gap_seconds=0)
-
-    @cached_property
-    def leads(self) -> dict:
-        body = {"leads": [{"firstName": "Ada", "phone": "+14155550102"}]}
-        return self.api.post("/api/leads", body, format="json").json()
-
-    def _campaign(self) -> str:
-        steps = [{"message": "Hi", "delay": 0, "delayUnit": "minutes"}]
-        body = {"name": "C", "steps": steps, "lineIds": [self.line.pk]}
-        return self.api.post("/api/campaigns", body, format="json").json()["_id"]
-
-    def _message(self) -> str:
-        self.line  # noqa: B018 - a send needs an active line
-        body = {"message": "Hi", "leadId": self.leads["leadIds"][0], "scheduledDate": "2099-01-01"}
-        return self.api.post("/api/messages", body, format="json").json()["message"]["_id"]
-
-    def _endpoint(self) -> str:
-        from messaging.webhooks import webhook_endpoint_create
-
-        return webhook_endpoint_create(
-            workspace=self.workspace, url="http://127.0.0.1:9/h", events=["message.sent"], name="W"
-        ).pk
-
-    def value(self, parameter: str) -> str:
-        makers = {
-            "lead_id": lambda: self.leads["leadIds"][0],
-            "list_id": lambda: self.leads["listId"],
-            "line_id": lambda: self.line.pk,
-            "campaign_id": self._campaign,
-            "message_id": self._message,
-            "endpoint_id": self._endpoint,
-            "conversation_id": lambda: "+14155550102",
-            "token": lambda: self.line.webhook_token,
-            "job_id": lambda: "0" * 24,  # no job: the lookup itself is what is tested
-        }
-        if parameter not in self._made:
-            self._made[parameter] = makers[parameter]()
-        return self._made[parameter]
-
-    @cached_property
-    def _made(self) -> dict:
-        return {}
-
-
-@pytest.fixture
-def objects(acme, make_line, api, settings):
-    settings.RATE_LIMITS_ENABLED = False
-    # Webhook URLs are not resolved (no DNS lookups for generated host names).
-    settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
-    return Objects(acme, make_line, api)
-
-
 def _resolve(schema: dict, root: dict) -> dict:
     while isinstance(schema, dict) and "$ref" in schema:
         node = root
@@ -216,7 +154,7 @@ def _slots(operation, root: dict) -> list[tuple]:
     return slots
 
 
-def _request(case, objects: Objects, slot: tuple, value) -> tuple[str, str, bytes | None]:
+def _request(case, objects, slot: tuple, value) -> tuple[str, str, bytes | None]:
     path_values = {name: objects.value(name) for name in case.path_parameters or {}}
     query = dict(case.query or {})
     body = case.body if isinstance(case.body, dict | list) else None
