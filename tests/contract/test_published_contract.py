@@ -175,6 +175,12 @@ class World:
     def delete(self, url, body=None, **kwargs):
         return self.call("DELETE", url, body, **kwargs)
 
+    def having(self, *names: str) -> "World":
+        """This world once the named objects exist (they are made on first use)."""
+        for name in names:
+            getattr(self, name)
+        return self
+
     def past_due(self) -> "World":
         self.workspace.billing_status = "past_due"
         self.workspace.save(update_fields=["billing_status"])
@@ -326,35 +332,33 @@ CASES: list[Case] = [
         MSG,
         201,
         "a message to a new phone number",
-        lambda w: (
-            w.line,
-            w.post(MSG, {"message": "Hi", "recipientPhone": "+14155550104", "recipientName": "Bo"}),
-        )[1],
+        lambda w: w.having("line").post(
+            MSG, {"message": "Hi", "recipientPhone": "+14155550104", "recipientName": "Bo"}
+        ),
     ),
     C(
         "POST",
         MSG,
         201,
         "a scheduled email",
-        lambda w: (
-            w.line,
-            w.post(
-                MSG,
-                {
-                    "message": "Hi",
-                    "messageType": "email",
-                    "recipientEmail": "cy@example.com",
-                    "scheduledDate": "2099-01-01T10:00:00Z",
-                },
-            ),
-        )[1],
+        lambda w: w.having("line").post(
+            MSG,
+            {
+                "message": "Hi",
+                "messageType": "email",
+                "recipientEmail": "cy@example.com",
+                "scheduledDate": "2099-01-01T10:00:00Z",
+            },
+        ),
     ),
     C(
         "POST",
         MSG,
         200,
         "a message to the phone of an existing lead",
-        lambda w: (w.lead_id, w.post(MSG, {"message": "Hi", "recipientPhone": "+14155550102"}))[1],
+        lambda w: w.having("lead_id").post(
+            MSG, {"message": "Hi", "recipientPhone": "+14155550102"}
+        ),
         "example",
     ),
     C(
@@ -464,7 +468,7 @@ CASES: list[Case] = [
         MSG,
         400,
         "no recipient",
-        lambda w: (w.line, w.post(MSG, {"message": "Hi"}))[1],
+        lambda w: w.having("line").post(MSG, {"message": "Hi"}),
         "noRecipient",
     ),
     C(
@@ -483,7 +487,7 @@ CASES: list[Case] = [
         MSG,
         402,
         "a past-due workspace",
-        lambda w: (w.lead_id, w.past_due().post(MSG, {"message": "Hi", "leadId": w.lead_id}))[1],
+        lambda w: w.having("lead_id").past_due().post(MSG, {"message": "Hi", "leadId": w.lead_id}),
         "example",
     ),
     C(
@@ -491,7 +495,7 @@ CASES: list[Case] = [
         MSG,
         404,
         "an unknown leadId",
-        lambda w: (w.line, w.post(MSG, {"message": "Hi", "leadId": UNKNOWN_ID}))[1],
+        lambda w: w.having("line").post(MSG, {"message": "Hi", "leadId": UNKNOWN_ID}),
         "example",
     ),
     # POST /api/messages/cancel-for-lead
@@ -500,7 +504,7 @@ CASES: list[Case] = [
         CANCEL,
         200,
         "by leadId, one message waiting",
-        lambda w: (w.scheduled_message_id, w.post(CANCEL, {"leadId": w.lead_id}))[1],
+        lambda w: w.having("scheduled_message_id").post(CANCEL, {"leadId": w.lead_id}),
         "cancelled",
     ),
     C(
@@ -508,7 +512,7 @@ CASES: list[Case] = [
         CANCEL,
         200,
         "by phone, nothing waiting",
-        lambda w: (w.lead_id, w.post(CANCEL, {"recipientPhone": "+14155550102"}))[1],
+        lambda w: w.having("lead_id").post(CANCEL, {"recipientPhone": "+14155550102"}),
     ),
     C(
         "POST",
@@ -533,16 +537,13 @@ CASES: list[Case] = [
         LEADS,
         201,
         "one new lead",
-        lambda w: (
-            w.line,
-            w.post(
-                LEADS,
-                {
-                    "leads": [{"firstName": "Bo", "phone": "(415) 555-0108"}],
-                    "defaultCountryCode": "+1",
-                },
-            ),
-        )[1],
+        lambda w: w.having("line").post(
+            LEADS,
+            {
+                "leads": [{"firstName": "Bo", "phone": "(415) 555-0108"}],
+                "defaultCountryCode": "+1",
+            },
+        ),
         "example",
     ),
     C(
@@ -601,7 +602,7 @@ CASES: list[Case] = [
         LEADS,
         200,
         "a page of leads",
-        lambda w: (w.lead_id, w.get(f"{LEADS}?page=1&limit=10"))[1],
+        lambda w: w.having("lead_id").get(f"{LEADS}?page=1&limit=10"),
     ),
     C(
         "GET",
@@ -657,7 +658,7 @@ CASES: list[Case] = [
         AVAIL,
         404,
         "an unknown lead",
-        lambda w: (w.line, w.get(f"{AVAIL}?id={UNKNOWN_ID}"))[1],
+        lambda w: w.having("line").get(f"{AVAIL}?id={UNKNOWN_ID}"),
         "example",
     ),
     C(
@@ -675,7 +676,7 @@ CASES: list[Case] = [
         AVAIL,
         200,
         "one address",
-        lambda w: (w.line, w.post(AVAIL, {"address": "+14155550112"}))[1],
+        lambda w: w.having("line").post(AVAIL, {"address": "+14155550112"}),
         "single",
     ),
     C("POST", AVAIL, 200, "a few leads", lambda w: w.post(AVAIL, {"leadIds": [w.lead_id]}), "bulk"),
@@ -691,7 +692,7 @@ CASES: list[Case] = [
         AVAIL,
         404,
         "no leads to check",
-        lambda w: (w.line, w.post(AVAIL, {"leadIds": [UNKNOWN_ID]}))[1],
+        lambda w: w.having("line").post(AVAIL, {"leadIds": [UNKNOWN_ID]}),
         "example",
     ),
     C(
@@ -777,13 +778,19 @@ CASES: list[Case] = [
         "POST", ENROLL, lambda w: f"/api/campaigns/{UNKNOWN_ID}/leads", {"leadId": UNKNOWN_ID}
     ),
     # GET /api/replies
-    C("GET", REPLIES, 200, "the replies of a workspace", lambda w: (w.reply_id, w.get(REPLIES))[1]),
+    C(
+        "GET",
+        REPLIES,
+        200,
+        "the replies of a workspace",
+        lambda w: w.having("reply_id").get(REPLIES),
+    ),
     C(
         "GET",
         REPLIES,
         200,
         "the replies of one lead",
-        lambda w: (w.reply_id, w.get(f"{REPLIES}?leadId={w.lead_id}&page=1&limit=5"))[1],
+        lambda w: w.having("reply_id").get(f"{REPLIES}?leadId={w.lead_id}&page=1&limit=5"),
     ),
     C(
         "GET",
@@ -831,7 +838,7 @@ CASES: list[Case] = [
         "/api/lines/by-user",
         200,
         "a workspace with a line",
-        lambda w: (w.line, w.get("/api/lines/by-user"))[1],
+        lambda w: w.having("line").get("/api/lines/by-user"),
         "example",
     ),
     C(
@@ -843,7 +850,7 @@ CASES: list[Case] = [
     ),
     *_unauthorized("GET", "/api/lines/by-user", lambda w: "/api/lines/by-user"),
     # /api/webhooks
-    C("GET", HOOKS, 200, "one endpoint", lambda w: (w.webhook_id, w.get(HOOKS))[1], "example"),
+    C("GET", HOOKS, 200, "one endpoint", lambda w: w.having("webhook_id").get(HOOKS), "example"),
     C("GET", HOOKS, 200, "no endpoints", lambda w: w.get(HOOKS)),
     *_unauthorized("GET", HOOKS, lambda w: HOOKS),
     C(
@@ -939,7 +946,7 @@ CASES: list[Case] = [
         HOOK,
         402,
         "a past-due workspace",
-        lambda w: (w.webhook_id, w.past_due().patch(_hook(w), {"name": "X"}))[1],
+        lambda w: w.having("webhook_id").past_due().patch(_hook(w), {"name": "X"}),
     ),
     C("DELETE", HOOK, 200, "an endpoint", lambda w: w.delete(_hook(w)), "example"),
     C(
@@ -955,7 +962,7 @@ CASES: list[Case] = [
         HOOK,
         402,
         "a past-due workspace",
-        lambda w: (w.webhook_id, w.past_due().delete(_hook(w)))[1],
+        lambda w: w.having("webhook_id").past_due().delete(_hook(w)),
     ),
     C(
         "POST",
