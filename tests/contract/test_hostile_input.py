@@ -170,8 +170,10 @@ def _request(case, objects, slot: tuple, value) -> tuple[str, str, bytes | None]
         body = value
     path = case.path
     for name, raw in path_values.items():
-        path = path.replace("{" + name + "}", quote(str(raw), safe=""))
-    url = path + ("?" + urlencode(query, doseq=True) if query else "")
+        # A lone surrogate goes out as the (invalid UTF-8) bytes it would be.
+        path = path.replace("{" + name + "}", quote(str(raw), safe="", errors="surrogatepass"))
+    query_string = urlencode(query, doseq=True, errors="surrogatepass")
+    url = path + ("?" + query_string if query else "")
     data = None if body is None and case.method.upper() not in BODY_METHODS else json.dumps(body)
     return case.method.upper(), url, None if data is None else data.encode("utf-8", "surrogatepass")
 
@@ -250,3 +252,7 @@ def test_hostile_values_land_where_they_are_aimed(own_schema, objects):
     assert url == f"/api/leads/{objects.value('lead_id')}?page=18446744073709551616"
     _, url, _ = _request(case, objects, ("path", "lead_id"), "a\x00/b")
     assert url == "/api/leads/a%00%2Fb"
+    _, url, _ = _request(case, objects, ("path", "lead_id"), "\ud800")
+    assert url == "/api/leads/%ED%A0%80"
+    _, url, _ = _request(case, objects, ("query", "page"), "\ud800")
+    assert url.endswith("?page=%ED%A0%80")
