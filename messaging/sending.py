@@ -35,6 +35,7 @@ from django.utils import timezone
 from lines import services as line_services
 from lines.relay import RelayError, address_from_chat_guid, chat_guid_for, get_client
 from messaging import attachments as attachment_fetch
+from messaging import templating
 from messaging.addresses import direct_chat_guid, normalize_address
 from messaging.channels.email import EmailError, send_email
 from messaging.channels.sms import SmsError, send_sms
@@ -46,6 +47,7 @@ from messaging.services import (
     fallback_sms_on_commit,
     status_changed_on_commit,
 )
+from messaging.signals import api_values_requested
 from tuco.errors import ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -213,6 +215,7 @@ class _Lookups:
 def _send_claimed(message: Message, now: datetime, lookups: _Lookups) -> str:
     try:
         _check_recipient_allowed(message, lookups=lookups)
+        _render_api_variables(message, now)
         if message.message_type == Message.Type.IMESSAGE:
             return _send_imessage(message, now, lookups)
         if message.message_type == Message.Type.SMS:
@@ -254,6 +257,36 @@ def _send_claimed(message: Message, now: datetime, lookups: _Lookups) -> str:
                 message, f"{reason}; not resent to avoid a duplicate", fallback_sms=False
             )
         return Message.objects.values_list("status", flat=True).get(pk=message.pk)
+
+
+def _render_api_variables(message: Message, now: datetime) -> None:
+    """Fill the text's `{api_<tool>}` variables with the tools' answers (asked of the
+    app that owns the tools), rendering it again with the sending line. A tool that
+    failed gives its fallback; one over its rate limit makes the send wait."""
+    names = templating.api_names(message.body)
+    if not names:
+        return
+    answers = {}
+    for _receiver, answer in api_values_requested.send(
+        sender=Message,
+        workspace_id=message.workspace_id,
+        lead=message.lead,
+        names=names,
+        campaign_id=message.campaign_id,
+        step_index=message.step_index,
+    ):
+        answers.update(answer or {})
+    waits = [value.retry_after for value in answers.values() if value.retry_after]
+    if waits:
+        raise _Wait(now + timedelta(seconds=max(waits)), "API tool rate limit")
+    text = templating.render_message(
+        message, message.line, {name: value.text for name, value in answers.items()}
+    )
+    if text != message.rendered_body:
+        message.rendered_body = text
+        Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            rendered_body=text
+        )
 
 
 class _Cancel(Exception):
