@@ -259,14 +259,13 @@ def _send_claimed(message: Message, now: datetime, lookups: _Lookups) -> str:
         return Message.objects.values_list("status", flat=True).get(pk=message.pk)
 
 
-def _render_api_variables(message: Message, now: datetime) -> None:
-    """Fill the text's `{api_<tool>}` variables with the tools' answers (asked of the
-    app that owns the tools), rendering it again with the sending line. A tool that
-    failed gives its fallback; one over its rate limit makes the send wait."""
-    names = templating.api_names(message.body)
-    if not names:
-        return
+def _api_answers(message: Message, text: str) -> dict:
+    """The answers of the API tools `text` uses ({name: ApiValue}), asked of the app
+    that owns the tools. Makes network calls: not inside a transaction."""
+    names = templating.api_names(text)
     answers = {}
+    if not names:
+        return answers
     for _receiver, answer in api_values_requested.send(
         sender=Message,
         workspace_id=message.workspace_id,
@@ -276,6 +275,16 @@ def _render_api_variables(message: Message, now: datetime) -> None:
         step_index=message.step_index,
     ):
         answers.update(answer or {})
+    return answers
+
+
+def _render_api_variables(message: Message, now: datetime) -> None:
+    """Fill the text's `{api_<tool>}` variables with the tools' answers, rendering it
+    again with the sending line. A tool that failed gives its fallback; one over its
+    rate limit makes the send wait."""
+    if not templating.api_names(message.body):
+        return
+    answers = _api_answers(message, message.body)
     waits = [value.retry_after for value in answers.values() if value.retry_after]
     if waits:
         raise _Wait(now + timedelta(seconds=max(waits)), "API tool rate limit")
@@ -287,6 +296,21 @@ def _render_api_variables(message: Message, now: datetime) -> None:
         Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
             rendered_body=text
         )
+
+
+def fallback_sms_text(message: Message) -> str:
+    """The fallback SMS's text: the step's own SMS text rendered like the message
+    (an API tool that cannot answer now gives its fallback), else what was sent."""
+    if not message.sms_fallback_text:
+        return message.rendered_body or message.body
+    answers = _api_answers(message, message.sms_fallback_text)
+    values = templating.context_for(
+        lead=message.lead,
+        line=message.line,
+        recipient_name=message.recipient_name,
+        api_values={name: value.text for name, value in answers.items()},
+    )
+    return templating.render(message.sms_fallback_text, values)
 
 
 class _Cancel(Exception):
@@ -746,7 +770,7 @@ def fallback_sms_send(*, message_id: str) -> str:
         )  # fmt: skip
         Message.objects.filter(pk=message_id).update(fallback_sms_status="skipped")
         return "skipped"
-    text = message.sms_fallback_text or message.rendered_body or message.body
+    text = fallback_sms_text(message)
     try:
         result = send_sms(config=config, to=to, body=text)
     except SmsError as exc:
