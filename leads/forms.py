@@ -27,6 +27,7 @@ MAPPABLE_FIELDS = [
     ("company_name", "Company"),
     ("job_title", "Job title"),
     ("notes", "Notes"),
+    ("tags", "Tags (names separated by commas)"),
 ]
 MAPPING_CHOICES = [
     (IGNORE, "Don't import"),
@@ -167,6 +168,7 @@ def guess_field(header: str) -> str:
         "organization": "company_name", "organisation": "company_name",
         "jobtitle": "job_title", "title": "job_title", "position": "job_title",
         "notes": "notes", "note": "notes",
+        "tags": "tags", "tag": "tags", "labels": "tags",
     }  # fmt: skip
     return aliases.get(key, CUSTOM if key else IGNORE)
 
