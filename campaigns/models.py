@@ -5,6 +5,7 @@ from django.utils import timezone as dj_timezone
 
 from leads.models import Lead, LeadList
 from lines.models import Line
+from tuco.crypto import EncryptedTextField
 from tuco.ids import new_id
 from tuco.models import Workspace
 
@@ -142,3 +143,72 @@ class Enrollment(models.Model):
 
     def __str__(self):
         return f"{self.lead_id} in {self.campaign_id} ({self.state})"
+
+
+class ApiTool(models.Model):
+    """A workspace's saved HTTP request, called for a lead during a campaign: as a
+    message variable (`{api_<variable_name>}`), a branch or a stop condition.
+
+    `headers` (a JSON object) is stored encrypted: it usually holds an API key.
+    """
+
+    class Method(models.TextChoices):
+        GET = "GET"
+        POST = "POST"
+        PUT = "PUT"
+        PATCH = "PATCH"
+        DELETE = "DELETE"
+
+    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_tools")
+    name = models.CharField(max_length=100)
+    # The name as a variable: "Check DNC Status" -> check_dnc_status.
+    variable_name = models.CharField(max_length=100)
+    method = models.CharField(max_length=6, choices=Method, default=Method.GET)
+    url = models.TextField()
+    headers = EncryptedTextField(blank=True, default="")
+    body = models.TextField(blank=True, default="")
+    response_mapping = models.CharField(max_length=500)
+    description = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=dj_timezone.now)
+    updated_at = models.DateTimeField(default=dj_timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "variable_name"], name="apitool_unique_variable"
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def variable(self) -> str:
+        return f"api_{self.variable_name}"
+
+
+class ApiToolRun(models.Model):
+    """The outcome of a tool's one call for a lead at a campaign step, so every use
+    of the tool at that step (its stop conditions, branch, message variables) sees
+    the same answer and the customer's API is asked once."""
+
+    tool = models.ForeignKey(ApiTool, on_delete=models.CASCADE, related_name="runs")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="+", db_index=False)
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="+", db_index=False)
+    ok = models.BooleanField()
+    value = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=dj_timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tool", "lead", "step"], name="apitoolrun_unique")
+        ]
+        indexes = [
+            # Deleting a lead or a step finds its runs.
+            models.Index(fields=["lead"], name="apitoolrun_lead"),
+            models.Index(fields=["step"], name="apitoolrun_step"),
+        ]

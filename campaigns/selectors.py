@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from campaigns.models import Campaign, Step
+from campaigns.models import ApiTool, Campaign, Step
 from campaigns.sequencing import AFTER_FAILURE
 from messaging.models import InboundMessage, Message
 from tuco.errors import NotFound
@@ -93,3 +93,7 @@ def campaign_stats(campaign_ids) -> dict[str, dict[str, int]]:
     for campaign_id, n in replied:
         stats[campaign_id]["replied"] = n
     return {campaign_id: stats[campaign_id] for campaign_id in ids}
+
+
+def api_tool_list(*, workspace) -> QuerySet[ApiTool]:
+    return ApiTool.objects.filter(workspace=workspace).order_by("name")

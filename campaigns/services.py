@@ -24,7 +24,7 @@ from campaigns.enrollment import (
     stop_reason,
     talking_lines,
 )
-from campaigns.models import Campaign, Enrollment, Step
+from campaigns.models import ApiTool, Campaign, Enrollment, Step
 from campaigns.sequencing import (
     AFTER_FAILURE,
     OPEN,
@@ -36,6 +36,7 @@ from campaigns.sequencing import (
 )
 from leads.models import Lead, LeadList, ListMembership
 from lines.models import Line
+from messaging import templating
 from messaging.models import FallbackConfig, Message
 from tuco.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from tuco.ids import looks_like_id, new_id
@@ -100,6 +101,40 @@ def _check_twilio(workspace, steps: list[StepSpec]) -> None:
         field=f"steps[{i}].{field}",
         code="FALLBACK_NOT_CONFIGURED",
     )
+
+
+def _check_variables(workspace, steps: list[StepSpec]) -> None:
+    """Every placeholder of a step's texts names a variable: a lead field, line_name,
+    custom.<key>, or api_<tool> of one of the workspace's API tools. A typo is refused
+    now rather than sent as its fallback (or nothing) to every lead."""
+    tool_names = None
+    for i, step in enumerate(steps):
+        for field, text in (
+            ("message", step.message),
+            ("smsFallbackMessage", step.sms_fallback_message),
+        ):
+            if "{" not in (text or ""):
+                continue
+            if tool_names is None:
+                tool_names = set(
+                    ApiTool.objects.filter(workspace=workspace).values_list(
+                        "variable_name", flat=True
+                    )
+                )
+            unknown = templating.unknown_placeholders(text, tool_names=tool_names)
+            if not unknown:
+                continue
+            name = unknown[0]
+            if name.startswith(templating.API_PREFIX):
+                hint = "no API tool of this workspace has that variable"
+            else:
+                hint = (
+                    "use firstName, lastName, companyName, jobTitle, email, phone, line_name, "
+                    f"custom.<key> (e.g. {{custom.{name}}}) or api_<tool>"
+                )
+            raise ValidationFailed(
+                f"Unknown variable {{{name}}}: {hint}", field=f"steps[{i}].{field}"
+            )
 
 
 def _check_window(campaign: Campaign) -> None:
@@ -193,6 +228,7 @@ def campaign_create(
         **settings.model_fields(),
     )
     _check_window(campaign)
+    _check_variables(workspace, steps)
     _check_twilio(workspace, steps)
     lines = _resolve_lines(workspace, line_ids or [])
     campaign.save(force_insert=True)
@@ -230,6 +266,7 @@ def campaign_update(
         setattr(campaign, field, value)
     _check_window(campaign)
     if steps is not None:
+        _check_variables(workspace, steps)
         _check_twilio(workspace, steps)
         if campaign.status != Campaign.Status.DRAFT or campaign.enrollments.exists():
             raise Conflict("Steps can only be changed before any lead is enrolled")

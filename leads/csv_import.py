@@ -60,6 +60,8 @@ HEADER_ALIASES = {
     **dict.fromkeys(["title", "jobtitle", "position", "role", "job"], "jobTitle"),
     **dict.fromkeys(["notes", "note", "comments", "comment", "description"], "notes"),
     **dict.fromkeys(["source", "leadsource"], "source"),
+    # One cell of names separated by commas or semicolons.
+    **dict.fromkeys(["tags", "tag", "labels", "label"], "tags"),
 }
 LINE_KEY = "_line"
 _NON_ALNUM = re.compile(r"[^a-z0-9]")

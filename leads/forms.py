@@ -27,6 +27,7 @@ MAPPABLE_FIELDS = [
     ("company_name", "Company"),
     ("job_title", "Job title"),
     ("notes", "Notes"),
+    ("tags", "Tags (names separated by commas)"),
 ]
 MAPPING_CHOICES = [
     (IGNORE, "Don't import"),
@@ -54,6 +55,7 @@ class LeadFilterForm(forms.Form):
     availability = forms.ChoiceField(
         label="Availability", required=False, choices=AVAILABILITY_FILTERS
     )
+    tag = forms.ChoiceField(label="Tag", required=False)
     page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     limit = forms.TypedChoiceField(
         label="Per page",
@@ -64,9 +66,10 @@ class LeadFilterForm(forms.Form):
         initial=PAGE_SIZES[1],
     )
 
-    def __init__(self, *args, lists=(), **kwargs):
+    def __init__(self, *args, lists=(), tags=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["list"].choices = [("", "All lists")] + [(x.pk, x.name) for x in lists]
+        self.fields["tag"].choices = [("", "Any tag")] + [(x.name, x.name) for x in tags]
 
     def filters(self) -> dict:
         # Fields that did not validate fall back to their defaults; the others still apply.
@@ -78,6 +81,7 @@ class LeadFilterForm(forms.Form):
             "search": data.get("search") or "",
             "list_id": data.get("list") or None,
             "availability": data.get("availability") or None,
+            "tag": data.get("tag") or None,
             "page": data.get("page") or 1,
             "limit": data.get("limit") or PAGE_SIZES[1],
         }
@@ -167,6 +171,7 @@ def guess_field(header: str) -> str:
         "organization": "company_name", "organisation": "company_name",
         "jobtitle": "job_title", "title": "job_title", "position": "job_title",
         "notes": "notes", "note": "notes",
+        "tags": "tags", "tag": "tags", "labels": "tags",
     }  # fmt: skip
     return aliases.get(key, CUSTOM if key else IGNORE)
 
@@ -217,3 +222,15 @@ class ImportMappingForm(forms.Form):
             )
         data["mapping"] = mapping
         return data
+
+
+class BulkTagForm(forms.Form):
+    """The Leads page's "Add Tag" bulk action."""
+
+    tag_name = forms.CharField(label="Tag", max_length=100, required=False)
+
+    def clean_tag_name(self):
+        name = " ".join(self.cleaned_data["tag_name"].split())
+        if not name:
+            raise forms.ValidationError("Type a tag to add.")
+        return name

@@ -222,6 +222,7 @@ def import_job_run(job_id: str) -> None:
             skip_invalid=True,
             collect_ids=False,
             progress=progress,
+            tag_source="import",
         )
     except ServiceError as exc:
         job.state.update(status="failed", error=str(exc))

@@ -5,8 +5,9 @@ import re
 from dataclasses import dataclass
 
 from django.db.models import Count, Q
+from django.db.models.functions import Lower
 
-from leads.models import PHONE_FIELDS, Lead, LeadList, ListMembership
+from leads.models import PHONE_FIELDS, Lead, LeadList, LeadTag, ListMembership, Tag
 from tuco.errors import NotFound
 from tuco.ids import looks_like_id
 
@@ -33,6 +34,7 @@ def lead_get(*, workspace, lead_id, message: str = LEAD_NOT_FOUND) -> Lead:
     if lead is None:
         raise NotFoundExact(message)
     attach_list_ids([lead])
+    attach_tags([lead])
     return lead
 
 
@@ -59,6 +61,32 @@ def attach_list_ids(leads: list[Lead]) -> list[Lead]:
     for lead in leads:
         lead.list_ids = by_lead[lead.pk]
     return leads
+
+
+def attach_tags(leads: list[Lead]) -> list[Lead]:
+    """Set `tag_names` (sorted, ignoring case) on each lead with one query for all."""
+    by_lead: dict[str, list[str]] = {lead.pk: [] for lead in leads}
+    if by_lead:
+        for lead_id, name in LeadTag.objects.filter(lead_id__in=list(by_lead)).values_list(
+            "lead_id", "tag__name"
+        ):
+            by_lead[lead_id].append(name)
+    for lead in leads:
+        lead.tag_names = sorted(by_lead[lead.pk], key=str.lower)
+    return leads
+
+
+def tag_list(*, workspace):
+    """The workspace's tags with `lead_count`, by name ignoring case."""
+    return (
+        Tag.objects.filter(workspace=workspace)
+        .annotate(lead_count=Count("lead_tags"))
+        .order_by(Lower("name"), "name")
+    )
+
+
+def tag_find(*, workspace, name: str) -> Tag | None:
+    return Tag.objects.filter(workspace=workspace, name__iexact=name.strip()).first()
 
 
 def _phone_match(digits: str) -> Q:
@@ -104,6 +132,7 @@ def lead_search(
     search: str = "",
     list_id: str | None = None,
     availability: str | None = None,
+    tag: str | None = None,
     page: int = 1,
     limit: int = 50,
 ) -> Page:
@@ -120,6 +149,13 @@ def lead_search(
         )
     if availability:
         queryset = queryset.filter(availability_status=availability)
+    if tag:
+        found = tag_find(workspace=workspace, name=tag)
+        queryset = (
+            queryset.filter(pk__in=LeadTag.objects.filter(tag=found).values("lead_id"))
+            if found
+            else queryset.none()
+        )
     search = (search or "").strip()
     if search:
         queryset = queryset.filter(_search_filter(search))
@@ -129,6 +165,7 @@ def lead_search(
     if offset < total:
         items = list(queryset.order_by("-created_at", "-id")[offset : offset + limit])
     attach_list_ids(items)
+    attach_tags(items)
     return Page(items=items, page=page, limit=limit, total_count=total)
 
 

@@ -36,6 +36,7 @@ from leads.models import (
 from leads.normalize import InvalidIdentifier, Normalizer
 from leads.selectors import LEAD_NOT_FOUND, LIST_NOT_FOUND, NotFoundExact
 from leads.signals import leads_created, leads_deleting
+from leads.tags import clean_tag_names, lead_tags_set, tags_insert
 from tuco.errors import Conflict, ValidationFailed
 from tuco.models import Membership
 
@@ -137,6 +138,11 @@ def _clean_lead(row, normalizer: Normalizer, index: int, partial: bool):
     for key, value in row.items():
         spec = specs.get(key)
         if spec is None:
+            if key == "tags":
+                try:
+                    cleaned["tags"] = clean_tag_names(value)
+                except ValueError as exc:
+                    raise RowError(index, "tags", str(exc)) from None
             continue
         name, api_name, kind, limit = spec
         if kind == _TEXT:
@@ -453,6 +459,7 @@ def lead_import(
     identifiers_locked: bool = False,
     to_quick_sends: bool = False,
     contact_owners: "ContactOwners | None" = None,
+    tag_source: str = "api",
 ) -> ImportResult:
     """Create leads from rows (API or model field names) and put them in a list.
 
@@ -496,14 +503,16 @@ def lead_import(
             if lead_list is None:
                 lead_list = _default_list(workspace, to_quick_sends)
             state = _ImportState(
-                workspace, lead_list, source, normalizer, skip_invalid, collect_ids
+                workspace, lead_list, source, normalizer, skip_invalid, collect_ids, tag_source
             )
             state.contact_owners = contact_owners
             _write_batches(state, rows, batch_size, progress, batch_transactions=False)
     else:
         if lead_list is None:
             lead_list = _default_list(workspace, to_quick_sends)
-        state = _ImportState(workspace, lead_list, source, normalizer, skip_invalid, collect_ids)
+        state = _ImportState(
+            workspace, lead_list, source, normalizer, skip_invalid, collect_ids, tag_source
+        )
         state.contact_owners = contact_owners
         _write_batches(state, rows, batch_size, progress, batch_transactions=True)
     return state.result
@@ -570,6 +579,9 @@ def _start_batch(state, cleaned, own_transaction: bool) -> ExitStack:
             batch.enter_context(transaction.atomic())
             _lock_workspace(state.workspace)
             state.writer.check_references_per_statement()
+        # Exit callbacks run last first: the batch's statements are waited for
+        # (finish), then its tags go in, then its transaction commits.
+        batch.push(state.tags_exit)
         batch.callback(state.writer.finish)
         state.write_batch(cleaned)
     except BaseException:
@@ -587,7 +599,9 @@ def _settle(batch: ExitStack | None, state, progress) -> None:
 
 
 class _ImportState:
-    def __init__(self, workspace, lead_list, source, normalizer, skip_invalid, collect_ids):
+    def __init__(
+        self, workspace, lead_list, source, normalizer, skip_invalid, collect_ids, tag_source
+    ):
         self.workspace = workspace
         self.lead_list = lead_list
         self.source = source
@@ -602,6 +616,16 @@ class _ImportState:
         self.unsaved_seen: dict[str, str] = {}
         writer = _CopyWriter if connection.vendor == "postgresql" else _OrmWriter
         self.writer = writer(workspace, lead_list, source)
+        self.tag_source = tag_source
+        # (lead id, tag names) of the batch being written, new and matched leads alike.
+        self.pending_tags: list[tuple[str, list[str]]] = []
+
+    def tags_exit(self, exc_type, exc, tb) -> bool:
+        """Add the batch's tags once its leads are written (an ExitStack exit)."""
+        pairs, self.pending_tags = self.pending_tags, []
+        if exc_type is None and pairs:
+            tags_insert(workspace=self.workspace, pairs=pairs, source=self.tag_source)
+        return False
 
     def clean_batch(self, batch: list) -> "_CleanedBatch":
         """Validate and normalize rows (no database work); invalid rows raise
@@ -655,7 +679,9 @@ class _ImportState:
         new_leads: list[tuple[str, dict, list]] = []
         link_ids: list[str] = []
         duplicates = result.duplicates if self.collect_ids else None
+        pending_tags = self.pending_tags
         for fields, idents, lead_id, index in cleaned_rows:
+            tags = fields.pop("tags", None)
             match = None
             for _, value in idents:
                 match = owner.get(value) or unsaved_seen.get(value)
@@ -668,10 +694,15 @@ class _ImportState:
                 for _, value in idents:
                     owner[value] = lead_id
                 in_list.add(lead_id)
+                if tags:
+                    pending_tags.append((lead_id, tags))
                 continue
             result.duplicate_count += 1
             if duplicates is not None:
                 duplicates.append((index, match))
+            # Tags add up: a duplicate row's tags go on the lead it matched.
+            if tags:
+                pending_tags.append((match, tags))
             if match not in in_list:
                 in_list.add(match)
                 link_ids.append(match)
@@ -1040,11 +1071,13 @@ def lead_update(
     workspace,
     lead: Lead,
     default_country_code: str | None = None,
+    tags: list[str] | None = None,
     **data: Unpack[LeadFields],
 ):
-    """Change the given fields. 409 when a new phone or email belongs to another lead
-    of the workspace; 400 for invalid values (a phone or email that does not
-    normalize, a text too long, no phone or email left)."""
+    """Change the given fields, and with `tags` make the lead's tags exactly those.
+    409 when a new phone or email belongs to another lead of the workspace; 400 for
+    invalid values (a phone or email that does not normalize, a text too long, no
+    phone or email left, a tag name too long)."""
     if lead.workspace_id != workspace.pk:
         raise NotFoundExact(LEAD_NOT_FOUND)
     try:
@@ -1055,8 +1088,11 @@ def lead_update(
         raise ValidationFailed(str(exc), field="defaultCountryCode") from None
     try:
         fields = clean_lead_fields(data, normalizer, partial=True)
+        tag_names = None if tags is None else clean_tag_names(tags)
     except RowError as exc:
         raise ValidationFailed(exc.message, field=exc.field) from None
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), field="tags") from None
     with transaction.atomic():
         _lock_workspace(workspace)
         # Re-read under a row lock: the caller's copy may predate an opt-out (STOP
@@ -1090,6 +1126,8 @@ def lead_update(
                 lead.save(update_fields=sorted(changed))
         except IntegrityError:
             raise Conflict("Another lead already has one of these phones or emails") from None
+        if tag_names is not None:
+            lead_tags_set(workspace=workspace, lead=lead, names=tag_names, source="api")
     return lead
 
 

@@ -10,9 +10,9 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from leads import availability, import_tasks, selectors
-from leads.forms import ImportMappingForm, ImportUploadForm, LeadFilterForm
-from leads.models import AvailabilityJob, Lead, LeadList, ListMembership
+from leads import availability, import_tasks, selectors, tags
+from leads.forms import BulkTagForm, ImportMappingForm, ImportUploadForm, LeadFilterForm
+from leads.models import AvailabilityJob, Lead, LeadList, LeadTag, ListMembership
 from tuco.errors import NotFound
 from tuco.views import workspace_required
 
@@ -33,6 +33,13 @@ def _matching(workspace, filters: dict):
         )
     if filters["availability"]:
         queryset = queryset.filter(availability_status=filters["availability"])
+    if filters.get("tag"):
+        tag = selectors.tag_find(workspace=workspace, name=filters["tag"])
+        queryset = (
+            queryset.filter(pk__in=LeadTag.objects.filter(tag=tag).values("lead_id"))
+            if tag
+            else queryset.none()
+        )
     if filters["search"]:
         queryset = queryset.filter(selectors._search_filter(filters["search"]))
     return queryset
@@ -94,7 +101,7 @@ def lead_page(*, workspace, filters: dict) -> LeadPage:
         return LeadPage([], page, limit, count, capped, estimate, False, too_deep=True)
     rows = list(queryset.order_by("-created_at", "-id")[offset : offset + limit + 1])
     has_next = len(rows) > limit
-    items = selectors.attach_list_ids(rows[:limit])
+    items = selectors.attach_tags(selectors.attach_list_ids(rows[:limit]))
     if offset == 0 and not has_next:
         # Everything that matches is on this page: no count needed (a search that
         # matches few rows would otherwise scan the table a second time).
@@ -112,6 +119,7 @@ def _page_links(filters: dict, page: LeadPage) -> dict:
             ("search", filters["search"]),
             ("list", filters["list_id"] or ""),
             ("availability", filters["availability"] or ""),
+            ("tag", filters.get("tag") or ""),
             ("limit", filters["limit"]),
         )
         if v
@@ -131,7 +139,8 @@ def _page_links(filters: dict, page: LeadPage) -> dict:
 def lead_list(request):
     workspace = request.workspace
     lists = _lists(workspace)
-    form = LeadFilterForm(request.GET or None, lists=lists)
+    tag_rows = selectors.tag_list(workspace=workspace)
+    form = LeadFilterForm(request.GET or None, lists=lists, tags=tag_rows)
     filters = form.filters()
     if filters["list_id"] and filters["list_id"] not in {x.pk for x in lists}:
         filters["list_id"] = None
@@ -152,6 +161,7 @@ def lead_list(request):
         "page": page,
         "links": _page_links(filters, page),
         "has_active_line": availability.workspace_has_active_line(workspace=workspace),
+        "tag_form": BulkTagForm(),
         "job": running_job,
     }
     return render(request, "leads/list.html", context)
@@ -163,6 +173,7 @@ def _row_response(request, lead: Lead, error: str = ""):
         .order_by("name")
         .values_list("name", flat=True)
     )
+    selectors.attach_tags([lead])
     return render(request, "leads/_row.html", {"lead": lead, "row_error": error})
 
 
@@ -191,7 +202,8 @@ def _selected_lead_ids(request) -> list[str]:
     workspace = request.workspace
     if request.POST.get("all_matching"):
         lists = _lists(workspace)
-        filters = LeadFilterForm(request.POST, lists=lists).filters()
+        tag_rows = selectors.tag_list(workspace=workspace)
+        filters = LeadFilterForm(request.POST, lists=lists, tags=tag_rows).filters()
         if filters["list_id"] and filters["list_id"] not in {x.pk for x in lists}:
             return []
         queryset = _matching(workspace, filters)
@@ -222,6 +234,29 @@ def lead_bulk_check(request):
         job.refresh_from_db()
         context = {"job": job}
     response = render(request, "leads/_job.html", context)
+    response["HX-Trigger"] = "leads-changed"
+    return response
+
+
+@require_POST
+@workspace_required
+def lead_bulk_tag(request):
+    """Add a tag to the selected leads (or every matching lead) and say how many."""
+    form = BulkTagForm(request.POST)
+    lead_ids = _selected_lead_ids(request)
+    if not lead_ids:
+        message = "Select at least one lead first."
+    elif not form.is_valid():
+        message = form.errors["tag_name"][0]
+    else:
+        name = form.cleaned_data["tag_name"]
+        added = tags.lead_tags_add(
+            workspace=request.workspace, pairs=[(i, [name]) for i in lead_ids], source="dashboard"
+        )
+        message = f"Tag “{name}” added to {added:,} lead{'s' if added != 1 else ''}."
+        if added < len(lead_ids):
+            message += f" {len(lead_ids) - added:,} already had it."
+    response = render(request, "leads/_job.html", {"message": message})
     response["HX-Trigger"] = "leads-changed"
     return response
 

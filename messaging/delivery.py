@@ -97,8 +97,16 @@ def _resolve(host: str, port: int) -> list[str]:
     return sorted({info[4][0] for info in infos})
 
 
-def target_check(url: str) -> None:
-    """Validate a webhook URL for saving: http(s), a host, and a public address."""
+def target_check(
+    url: str,
+    *,
+    allow_private: bool | None = None,
+    purpose: str = "webhooks",
+    code: str = "WEBHOOK_TARGET_NOT_ALLOWED",
+) -> None:
+    """Validate an outbound URL for saving: http(s), a host, and (unless private
+    targets are allowed: `allow_private`, else the webhooks setting) a public address.
+    `purpose` and `code` word the refusal ("webhooks can only reach ...")."""
     if not isinstance(url, str):
         raise ValidationFailed("Enter a valid URL", field="url")
     parts = urlsplit(url)
@@ -106,7 +114,7 @@ def target_check(url: str) -> None:
         raise ValidationFailed("Enter a valid http(s) URL", field="url")
     if parts.username or parts.password:
         raise ValidationFailed("Credentials in the URL are not allowed", field="url")
-    if private_targets_allowed():
+    if private_targets_allowed() if allow_private is None else allow_private:
         return
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -120,9 +128,9 @@ def target_check(url: str) -> None:
     if blocked:
         raise ValidationFailed(
             f"{parts.hostname} resolves to a private, loopback or link-local "
-            f"address ({blocked[0]}); webhooks can only reach public addresses",
+            f"address ({blocked[0]}); {purpose} can only reach public addresses",
             field="url",
-            code="WEBHOOK_TARGET_NOT_ALLOWED",
+            code=code,
         )
 
 

@@ -88,10 +88,10 @@ def recipient_key(message: Message) -> str:
 
 
 def render_for(message: Message, line: Line | None) -> str:
-    values = templating.context_for(
-        lead=message.lead, line=line, recipient_name=message.recipient_name
-    )
-    return templating.render(message.body, values)
+    """The text as far as the dispatcher can know it: API tool variables take their
+    fallback here (no network call under the batch's locks); the send task renders
+    them with the tools' answers right before the channel is called."""
+    return templating.render_message(message, line)
 
 
 def dispatch_due(

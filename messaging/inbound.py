@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from leads.models import Lead, LeadIdentifier
 from leads.normalize import InvalidIdentifier, normalize_email
+from leads.tags import lead_tags_add
 from lines.models import Line
 from lines.relay import WEBHOOK_EVENTS as RELAY_WEBHOOK_EVENTS
 from lines.relay import RelayError, get_client
@@ -53,6 +54,9 @@ OPT_OUT_KEYWORDS = frozenset(
 REPLY_PREVIEW_CHARS = 200
 RECENT_LIMIT = 10
 OPT_OUT_REASON = "Opted out by reply"
+# The tag a lead gets when a reply opts it out (source "rule"), so campaigns can
+# branch or stop on it like on any tag.
+OPT_OUT_TAG = "opted-out"
 
 
 def is_opt_out(text: str) -> bool:
@@ -295,6 +299,7 @@ def _opt_out(*, workspace, lead, address, text, now) -> None:
     if lead is not None:
         Lead.objects.filter(pk=lead.pk).update(opted_out=True, opted_out_at=now, updated_at=now)
         lead.opted_out, lead.opted_out_at = True, now
+        lead_tags_add(workspace=workspace, pairs=[(lead.pk, [OPT_OUT_TAG])], source="rule")
         message_cancel_waiting(workspace=workspace, lead=lead, reason=OPT_OUT_REASON)
 
 

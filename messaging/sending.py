@@ -36,6 +36,7 @@ from django.utils import timezone
 from lines import services as line_services
 from lines.relay import RelayError, address_from_chat_guid, chat_guid_for, get_client
 from messaging import attachments as attachment_fetch
+from messaging import templating
 from messaging.addresses import direct_chat_guid, normalize_address
 from messaging.channels.email import EmailError, send_email
 from messaging.channels.sms import SmsError, send_sms
@@ -47,6 +48,7 @@ from messaging.services import (
     fallback_sms_on_commit,
     status_changed_on_commit,
 )
+from messaging.signals import api_values_requested
 from tuco.errors import ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -214,6 +216,7 @@ class _Lookups:
 def _send_claimed(message: Message, now: datetime, lookups: _Lookups) -> str:
     try:
         _check_recipient_allowed(message, lookups=lookups)
+        _render_api_variables(message, now)
         if message.message_type == Message.Type.IMESSAGE:
             return _send_imessage(message, now, lookups)
         if message.message_type == Message.Type.SMS:
@@ -255,6 +258,60 @@ def _send_claimed(message: Message, now: datetime, lookups: _Lookups) -> str:
                 message, f"{reason}; not resent to avoid a duplicate", fallback_sms=False
             )
         return Message.objects.values_list("status", flat=True).get(pk=message.pk)
+
+
+def _api_answers(message: Message, text: str) -> dict:
+    """The answers of the API tools `text` uses ({name: ApiValue}), asked of the app
+    that owns the tools. Makes network calls: not inside a transaction."""
+    names = templating.api_names(text)
+    answers = {}
+    if not names:
+        return answers
+    for _receiver, answer in api_values_requested.send(
+        sender=Message,
+        workspace_id=message.workspace_id,
+        lead=message.lead,
+        names=names,
+        campaign_id=message.campaign_id,
+        step_index=message.step_index,
+    ):
+        answers.update(answer or {})
+    return answers
+
+
+def _render_api_variables(message: Message, now: datetime) -> None:
+    """Fill the text's `{api_<tool>}` variables with the tools' answers, rendering it
+    again with the sending line. A tool that failed gives its fallback; one over its
+    rate limit makes the send wait."""
+    if not templating.api_names(message.body):
+        return
+    answers = _api_answers(message, message.body)
+    waits = [value.retry_after for value in answers.values() if value.retry_after]
+    if waits:
+        raise _Wait(now + timedelta(seconds=max(waits)), "API tool rate limit")
+    text = templating.render_message(
+        message, message.line, {name: value.text for name, value in answers.items()}
+    )
+    if text != message.rendered_body:
+        message.rendered_body = text
+        Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            rendered_body=text
+        )
+
+
+def fallback_sms_text(message: Message) -> str:
+    """The fallback SMS's text: the step's own SMS text rendered like the message
+    (an API tool that cannot answer now gives its fallback), else what was sent."""
+    if not message.sms_fallback_text:
+        return message.rendered_body or message.body
+    answers = _api_answers(message, message.sms_fallback_text)
+    values = templating.context_for(
+        lead=message.lead,
+        line=message.line,
+        recipient_name=message.recipient_name,
+        api_values={name: value.text for name, value in answers.items()},
+    )
+    return templating.render(message.sms_fallback_text, values)
 
 
 class _Cancel(Exception):
@@ -722,7 +779,7 @@ def fallback_sms_send(*, message_id: str) -> str:
         )  # fmt: skip
         Message.objects.filter(pk=message_id).update(fallback_sms_status="skipped")
         return "skipped"
-    text = message.sms_fallback_text or message.rendered_body or message.body
+    text = fallback_sms_text(message)
     try:
         result = send_sms(config=config, to=to, body=text)
     except SmsError as exc:

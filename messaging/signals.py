@@ -13,3 +13,10 @@ message_status_changed = Signal()
 # kwargs workspace_id (str), campaign_ids (list[str]). A receiver returns
 # {campaign_id: name} for those of the ids that are campaigns of that workspace.
 campaign_names_requested = Signal()
+
+# Sent by the send task, outside any transaction, to ask for the answers of the API
+# tools a message's text uses (`{api_<name>}`): kwargs workspace_id (str), lead (the
+# message's lead or None), names (list[str], without `api_`), campaign_id (str, ""
+# outside campaigns), step_index (int or None). A receiver returns {name:
+# messaging.templating.ApiValue} for the names it knows; it may make network calls.
+api_values_requested = Signal()

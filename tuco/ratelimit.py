@@ -113,6 +113,15 @@ def take(workspace_id: str, group: str) -> Decision:
     return _store().take(f"{KEY_PREFIX}{workspace_id}:{group}", capacity, capacity / WINDOW_SECONDS)
 
 
+def take_per_minute(key: str, per_minute: int) -> Decision:
+    """One token from the bucket `key` (not a workspace's endpoint group: e.g. the
+    calls of one API tool), `per_minute` tokens a minute."""
+    if not settings.RATE_LIMITS_ENABLED:
+        return Decision(True, 0)
+    capacity = max(1, per_minute)
+    return _store().take(f"{KEY_PREFIX}{key}", capacity, capacity / WINDOW_SECONDS)
+
+
 def reset_all() -> None:
     """Forget every bucket (tests)."""
     _store().reset(KEY_PREFIX)

@@ -298,3 +298,8 @@ LINE_DOWN_AFTER_FAILURES = envint("LINE_DOWN_AFTER_FAILURES", 2)
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = envbool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
 # Attachment URLs may point at private, loopback and link-local addresses (the demo).
 MESSAGING_ALLOW_PRIVATE_ATTACHMENT_URLS = envbool("ATTACHMENTS_ALLOW_PRIVATE_URLS", False)
+# Workspace API tools may call private, loopback and link-local addresses (development).
+API_TOOLS_ALLOW_PRIVATE_TARGETS = envbool("API_TOOLS_ALLOW_PRIVATE_TARGETS", False)
+# How long one API tool call may take, and how many calls one tool makes per minute.
+API_TOOLS_TIMEOUT_SECONDS = envint("API_TOOLS_TIMEOUT_SECONDS", 5)
+API_TOOLS_CALLS_PER_MINUTE = envint("API_TOOLS_CALLS_PER_MINUTE", 120)

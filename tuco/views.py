@@ -34,6 +34,7 @@ NAV = [
     ("Quick Send", "messaging:quick_send", "quick_send"),
     ("Lines", "lines:index", "lines"),
     ("Campaigns", "campaigns:index", "campaigns"),
+    ("API Tools", "campaigns:tools", "tools"),
     ("Unibox", "unibox:index", "unibox"),
     ("Settings", "settings", "settings"),
 ]

@@ -1,8 +1,10 @@
 from django.urls import path
 
-from campaigns.api import views
+from campaigns.api import tools, views
 
 urlpatterns = [
+    path("campaign-tools", tools.CampaignToolsApi.as_view(), name="api-campaign-tools"),
+    path("campaign-tools/test", tools.CampaignToolTestApi.as_view(), name="api-campaign-tool-test"),
     path("campaigns", views.CampaignsApi.as_view(), name="api-campaigns"),
     path("campaigns/<str:campaign_id>", views.CampaignDetailApi.as_view(), name="api-campaign"),
     path(

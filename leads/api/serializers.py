@@ -2,6 +2,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from leads.models import Lead
+from leads.selectors import attach_tags
 from tuco.api.fields import IsoDateTimeField
 
 
@@ -50,6 +51,13 @@ class LeadInput(serializers.Serializer):
     )
     source = _text(100)
     optedOut = serializers.BooleanField(required=False, source="opted_out")  # noqa: N815
+    tags = serializers.ListField(
+        child=StrictCharField(max_length=100),
+        required=False,
+        allow_null=True,
+        max_length=50,
+        help_text="Tag names. On create they are added; on update they replace the lead's tags",
+    )
 
 
 @extend_schema_field(LeadInput(many=True))
@@ -105,6 +113,12 @@ class LeadOutput(serializers.Serializer):
     createdAt = IsoDateTimeField(source="created_at")  # noqa: N815
     updatedAt = IsoDateTimeField(source="updated_at")  # noqa: N815
     listIds = serializers.ListField(child=serializers.CharField(), source="list_ids")  # noqa: N815
+    tags = serializers.SerializerMethodField()
+
+    def get_tags(self, lead) -> list[str]:
+        if not hasattr(lead, "tag_names"):
+            attach_tags([lead])
+        return lead.tag_names
 
     def get_listId(self, lead) -> str | None:  # noqa: N802
         return lead.list_ids[0] if lead.list_ids else None

@@ -12,6 +12,8 @@ urlpatterns = [
     path("check-availability-rr", availability.RoundRobinCheckApi.as_view()),
     path("leads", views.LeadsApi.as_view(), name="api-leads"),
     path("leads/<str:lead_id>", views.LeadDetailApi.as_view(), name="api-lead-detail"),
+    path("leads/<str:lead_id>/tags", views.LeadTagsApi.as_view(), name="api-lead-tags"),
+    path("tags", views.TagsApi.as_view(), name="api-tags"),
     path("lists", views.ListsApi.as_view(), name="api-lists"),
     path("lists/<str:list_id>", views.ListDetailApi.as_view(), name="api-list-detail"),
 ]

@@ -4,9 +4,16 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from leads import selectors, services
-from leads.api.serializers import LeadInput, LeadListOutput, LeadOutput, LeadRowsField
+from leads.api.serializers import (
+    LeadInput,
+    LeadListOutput,
+    LeadOutput,
+    LeadRowsField,
+    StrictCharField,
+)
 from leads.models import Lead
 from leads.selectors import NotFoundExact
+from leads.tags import lead_tags_change
 from tuco.api.fields import PaginationOutput
 from tuco.api.pagination import PageQuery
 from tuco.api.validation import validated
@@ -41,8 +48,10 @@ def _duplicates(workspace, rows: list, duplicates: list[tuple[int, str]]) -> lis
     """{input, existingLead} for each duplicate row, the existing leads read at once."""
     existing = {
         lead.pk: lead
-        for lead in selectors.attach_list_ids(
-            list(Lead.objects.filter(workspace=workspace, pk__in={i for _, i in duplicates}))
+        for lead in selectors.attach_tags(
+            selectors.attach_list_ids(
+                list(Lead.objects.filter(workspace=workspace, pk__in={i for _, i in duplicates}))
+            )
         )
     }
     return [
@@ -124,6 +133,9 @@ class LeadsApi(WorkspaceAPIView):
         listId = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
         availabilityStatus = serializers.ChoiceField(  # noqa: N815
             choices=selectors.Lead.Availability.values, required=False
+        )
+        tag = serializers.CharField(
+            required=False, allow_blank=True, max_length=100, help_text="Leads with this tag"
         )
 
     class DeleteInput(serializers.Serializer):
@@ -238,6 +250,7 @@ class LeadsApi(WorkspaceAPIView):
             search=params.get("search", ""),
             list_id=params.get("listId") or None,
             availability=params.get("availabilityStatus"),
+            tag=params.get("tag") or None,
             page=params["page"],
             limit=params["limit"],
         )
@@ -302,6 +315,7 @@ class LeadDetailApi(WorkspaceAPIView):
             workspace=self.workspace, lead=lead, default_country_code=country, **values
         )
         selectors.attach_list_ids([lead])
+        selectors.attach_tags([lead])
         return Response({"lead": _lead_body(lead)})
 
     @extend_schema(
@@ -443,3 +457,51 @@ class ListDetailApi(WorkspaceAPIView):
     def delete(self, request, list_id):
         lead_list = selectors.lead_list_get(workspace=self.workspace, list_id=list_id)
         return _list_delete(self.workspace, lead_list, _delete_flag(request))
+
+
+class LeadTagsApi(WorkspaceAPIView):
+    """`/api/leads/{id}/tags` (ours): add and remove tags on one lead."""
+
+    class ChangeInput(serializers.Serializer):
+        add = serializers.ListField(
+            child=StrictCharField(max_length=100), required=False, default=list, max_length=50
+        )
+        remove = serializers.ListField(
+            child=StrictCharField(max_length=100), required=False, default=list, max_length=50
+        )
+
+        def validate(self, attrs):
+            if not attrs["add"] and not attrs["remove"]:
+                raise serializers.ValidationError("Give tags to add or remove")
+            return attrs
+
+    @extend_schema(
+        request=ChangeInput,
+        responses=inline_serializer("LeadTagsChanged", {"lead": LeadOutput()}),
+        summary="Add and remove tags on a lead (added first, then removed)",
+    )
+    def post(self, request, lead_id):
+        lead = selectors.lead_get(workspace=self.workspace, lead_id=lead_id)
+        data = validated(self.ChangeInput, request.data)
+        lead_tags_change(
+            workspace=self.workspace, lead=lead, add=data["add"], remove=data["remove"]
+        )
+        lead = selectors.lead_get(workspace=self.workspace, lead_id=lead.pk)
+        return Response({"lead": _lead_body(lead)})
+
+
+class TagsApi(WorkspaceAPIView):
+    """`/api/tags` (ours): the workspace's tags and how many leads have each."""
+
+    class TagOutput(serializers.Serializer):
+        _id = serializers.CharField(source="pk")
+        name = serializers.CharField()
+        leadCount = serializers.IntegerField(source="lead_count")  # noqa: N815
+
+    @extend_schema(
+        responses=inline_serializer("TagList", {"tags": TagOutput(many=True)}),
+        summary="The workspace's tags",
+    )
+    def get(self, request):
+        tags = selectors.tag_list(workspace=self.workspace)
+        return Response({"tags": self.TagOutput(tags, many=True).data})

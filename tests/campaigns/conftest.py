@@ -11,6 +11,7 @@ from leads.models import Lead, LeadIdentifier, LeadList, ListMembership
 from lines.services import line_create
 from lines.simulator import RelaySimulator
 from messaging.dispatch import dispatch_due
+from tests.campaigns.customer_api import CustomerApi
 
 SIM_PASSWORD = "sim-password"
 
@@ -141,3 +142,12 @@ def create_campaign(api):
         return response.json()["campaign"]
 
     return create
+
+
+@pytest.fixture
+def customer_api(settings):
+    """A local server standing in for a customer's API (API tools may reach it)."""
+    settings.API_TOOLS_ALLOW_PRIVATE_TARGETS = True
+    settings.API_TOOLS_TIMEOUT_SECONDS = 1
+    with CustomerApi() as api:
+        yield api

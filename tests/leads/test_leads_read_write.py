@@ -41,7 +41,7 @@ def test_get_by_query_id_and_by_path(api, lead):
         "altPhone3", "altEmail1", "altEmail2", "altEmail3", "companyName", "jobTitle",
         "notes", "customFields", "listId", "workspaceId", "source", "contactOwnerEmail",
         "availabilityStatus", "availabilityCheckedAt", "availabilityAddress",
-        "optedOut", "createdAt", "updatedAt", "listIds",
+        "optedOut", "createdAt", "updatedAt", "listIds", "tags",
     }  # fmt: skip
     assert body["_id"] == lead.pk
     assert body["workspaceId"] == lead.workspace_id

@@ -180,6 +180,8 @@ def test_stop_adds_to_dnc_opts_out_and_cancels_waiting(
     lead.refresh_from_db()
     assert lead.opted_out is True and lead.opted_out_at is not None
     assert Message.objects.get(pk=waiting.pk).status == "cancelled"
+    # The reply rule tags the lead, for campaign conditions on tags.
+    assert list(lead.lead_tags.values_list("tag__name", "source")) == [("opted-out", "rule")]
 
 
 def test_a_message_that_only_contains_stop_is_not_an_opt_out(
@@ -192,6 +194,7 @@ def test_a_message_that_only_contains_stop_is_not_an_opt_out(
     assert not DoNotContact.objects.exists()
     lead.refresh_from_db()
     assert lead.opted_out is False
+    assert not lead.tags.exists()
 
 
 def test_our_send_moves_to_sent_delivered_and_read_once_each(

@@ -75,15 +75,16 @@ def test_it_never_shows_another_workspaces_leads(acme, globex, alice_client):
 
 
 def test_list_page_runs_a_fixed_number_of_queries(acme, alice_client, django_assert_num_queries):
-    # session, user, memberships, lists, leads, their lists, count, active line, job
+    # session, user, memberships, lists, tags, leads, their lists, their tags, count,
+    # active line, job
     add_leads(acme, 30)
     alice_client.get("/leads/")
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(11):
         alice_client.get("/leads/?limit=25")
     add_leads(acme, 90, start=100, lead_list=lead_list_create(workspace=acme, name="More"))
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(11):
         alice_client.get("/leads/?limit=100&page=1")
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(11):
         alice_client.get("/leads/?limit=25&page=2&search=Person")
 
 
@@ -92,7 +93,7 @@ def test_a_page_that_holds_every_match_needs_no_count(
 ):
     add_leads(acme, 3)
     alice_client.get("/leads/")
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(10):
         html = alice_client.get("/leads/?search=Person1").content.decode()
     assert "1–1 of 1" in html
 

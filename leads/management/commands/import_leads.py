@@ -80,6 +80,7 @@ class Command(BaseCommand):
                     batch_size=options["batch_size"],
                     atomic=strict,
                     skip_invalid=not strict,
+                    tag_source="import",
                     collect_ids=False,
                     progress=progress,
                 )
