@@ -80,6 +80,9 @@ class Step(models.Model):
     delay_unit = models.CharField(max_length=8, choices=DelayUnit, default=DelayUnit.DAYS)
     message_type = models.CharField(max_length=8, choices=MessageType, default=MessageType.IMESSAGE)
     sms_fallback_message = models.TextField(blank=True, default="")
+    # Rule objects as the API shows them ({id, type, tag?, ...}, campaigns.conditions):
+    # judged when the step comes due; one that is true stops the lead's sequence here.
+    stop_rules = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["campaign", "position"]

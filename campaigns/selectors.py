@@ -9,7 +9,7 @@ from collections import defaultdict
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from campaigns.models import Campaign, Step
-from campaigns.sequencing import AFTER_FAILURE
+from campaigns.sequencing import AFTER_FAILURE, STOP_CONDITION
 from messaging.models import InboundMessage, Message
 from tuco.errors import NotFound
 from tuco.ids import looks_like_id
@@ -25,6 +25,7 @@ STAT_KEYS = (
     "fallback",
     "cancelled",
     "stalled",
+    "stopped",
 )
 # Message status -> the stats it counts towards (sent includes what went further).
 _COUNTS_AS = {
@@ -68,10 +69,14 @@ def campaign_stats(campaign_ids) -> dict[str, dict[str, int]]:
     rows = (
         Message.objects.filter(campaign_id__in=ids)
         .values_list("campaign_id", "status")
-        .annotate(n=Count("pk"), stalled=Count("pk", filter=Q(cancel_reason=AFTER_FAILURE)))
+        .annotate(
+            n=Count("pk"),
+            stalled=Count("pk", filter=Q(cancel_reason=AFTER_FAILURE)),
+            stopped=Count("pk", filter=Q(cancel_reason__startswith=STOP_CONDITION)),
+        )
         .order_by()
     )
-    for campaign_id, status, n, stalled in rows:
+    for campaign_id, status, n, stalled, stopped in rows:
         entry = stats[campaign_id]
         entry["total"] += n
         for key in _COUNTS_AS.get(status, ()):
@@ -81,6 +86,9 @@ def campaign_stats(campaign_ids) -> dict[str, dict[str, int]]:
             # they are reported as stalled rather than cancelled.
             entry["cancelled"] -= stalled
             entry["stalled"] += stalled
+        if status == "cancelled":
+            # Steps a stop condition stopped (counted in `cancelled` as well).
+            entry["stopped"] += stopped
     # A lead counts as replied in the campaign whose message its reply answers (the
     # latest message sent to it, see messaging.inbound): a lead in two campaigns
     # is credited to one, and a reply to anything else is not a campaign's reply.
@@ -93,3 +101,32 @@ def campaign_stats(campaign_ids) -> dict[str, dict[str, int]]:
     for campaign_id, n in replied:
         stats[campaign_id]["replied"] = n
     return {campaign_id: stats[campaign_id] for campaign_id in ids}
+
+
+def lead_timeline(*, campaign: Campaign, lead_id: str) -> list[dict]:
+    """A lead's way through the campaign: each step's message in order, with its
+    status, when it last moved and why it was not sent (a stop condition, a reply,
+    a failure)."""
+    steps = {step.position: step for step in campaign.steps.all()}
+    entries = []
+    for message in Message.objects.filter(campaign_id=campaign.pk, lead_id=lead_id).order_by(
+        "step_index", "created_at"
+    ):
+        step = steps.get(message.step_index)
+        entries.append(
+            {
+                "step": step,
+                "label": f"Step {message.step_index + 1}" if message.step_index is not None else "",
+                "status": message.status,
+                "text": message.rendered_body or message.body,
+                "channel": message.message_type,
+                "at": message.failed_at
+                or message.read_at
+                or message.delivered_at
+                or message.sent_at
+                or (message.updated_at if message.status == "cancelled" else None),
+                "due": message.scheduled_date if message.status in Message.WAITING else None,
+                "reason": message.cancel_reason or message.error_message,
+            }
+        )
+    return entries

@@ -9,6 +9,9 @@ conditional UPDATE whose WHERE clause still requires it scheduled and held:
   active, its first send time (`scheduled_date`) has come and its line has room;
 * step k > 0 is released when step k-1 reached sent / delivered / read /
   fallback: due at that send time plus step k's delay;
+* step k > 0 with stop conditions (campaigns.conditions) stays held until it is
+  due; then a true condition cancels it with `STOP_CONDITION` and what was found,
+  and none releases it;
 * step k > 0 is cancelled when step k-1 was cancelled (reply, opt-out,
   do-not-contact, cancel-for-lead), or when the lead replied (replyBehavior
   "stop"), opted out or went on the do-not-contact list meanwhile; the pacing
@@ -46,8 +49,9 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
-from campaigns.models import Campaign, Enrollment
-from leads.models import LeadIdentifier
+from campaigns.conditions import Context, Rule, first_true
+from campaigns.models import Campaign, Enrollment, Step
+from leads.models import Lead, LeadIdentifier
 from messaging.models import DoNotContact, Message
 
 WAITING = ("pending", "scheduled")
@@ -60,6 +64,10 @@ OPTED_OUT = "Lead opted out"
 DO_NOT_CONTACT = "Recipient is on the do-not-contact list"
 REPLIED = "The lead replied"
 SEQUENCE_STOPPED = "Sequence stopped"
+# A step's stop condition was true when it came due ("<this>: <what was found>").
+STOP_CONDITION = "Stop condition met"
+# Leads judged per step and round (campaigns_tick every few seconds).
+CONDITION_BATCH = 1000
 # The only cancel that `retry_failed` undoes.
 AFTER_FAILURE = "Not sent: an earlier step failed"
 
@@ -155,6 +163,7 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
             previous = previous.filter(lead_id__in=lead_ids)
         cancel: dict[str, list[str]] = {}
         release = []
+        sent_at_by_lead: dict[str, datetime] = {}
         for lead_id, status, reason, sent_at, updated_at in previous.values_list(
             "lead_id", "status", "cancel_reason", "sent_at", "updated_at"
         ).iterator(chunk_size=5000):
@@ -167,9 +176,12 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
                 cancel.setdefault(SEQUENCE_STOPPED, []).append(message_id)
             else:
                 release.append((message_id, (sent_at or updated_at) + step.delay_timedelta))
+                sent_at_by_lead[lead_id] = sent_at or updated_at
         for lead_id, reason in stopped.items():
             if lead_id in held:
                 cancel.setdefault(reason, []).append(held[lead_id])
+        if step.stop_rules:
+            release = _judge_stop_rules(campaign, step, release, held, sent_at_by_lead, cancel, now)
         for reason, ids in cancel.items():
             for chunk in _chunks(sorted(ids), 1000):
                 _held(campaign.pk).filter(pk__in=chunk).update(
@@ -177,6 +189,54 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
                 )
         released += _release(release, now=now)
     return released
+
+
+def _judge_stop_rules(
+    campaign: Campaign,
+    step: Step,
+    release: list[tuple[str, datetime]],
+    held: dict[str, str],
+    sent_at: dict[str, datetime],
+    cancel: dict[str, list[str]],
+    now: datetime,
+) -> list[tuple[str, datetime]]:
+    """Of a step's messages ready for release, those whose due time has come, once
+    none of its stop rules is true for their lead; a true rule cancels the message
+    with the rule's finding (the steps behind it follow as SEQUENCE_STOPPED). Rows
+    not due yet stay held: the rules are judged when the step comes due, not
+    before. At most CONDITION_BATCH leads per step and round; the rest wait for
+    the next round."""
+    lead_of = {message_id: lead_id for lead_id, message_id in held.items()}
+    due = [(message_id, at) for message_id, at in release if at <= now][:CONDITION_BATCH]
+    if not due:
+        return []
+    lead_ids = [lead_of[message_id] for message_id, _ in due]
+    leads = Lead.objects.in_bulk(lead_ids)
+    enrolled = dict(
+        Enrollment.objects.filter(campaign_id=campaign.pk, lead_id__in=lead_ids).values_list(
+            "lead_id", "enrolled_at"
+        )
+    )
+    rules = [Rule.from_dict(rule) for rule in step.stop_rules]
+    judged = []
+    for message_id, at in due:
+        lead_id = lead_of[message_id]
+        context = Context(
+            workspace=campaign.workspace,
+            lead=leads[lead_id],
+            now=now,
+            campaign_id=campaign.pk,
+            since=enrolled.get(lead_id),
+            last_sent_at=sent_at.get(lead_id),
+            step=step,
+        )
+        rule, outcome = first_true(rules, context)
+        if rule is None:
+            judged.append((message_id, at))
+        else:
+            reason = f"{STOP_CONDITION}: {outcome.detail}"[:200]
+            cancel.setdefault(reason, []).append(message_id)
+    return judged
 
 
 def _chunks(items: list, size: int):

@@ -6,7 +6,7 @@ campaigns.sequencing, line assignment and the per-line gate in campaigns.pacing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from types import EllipsisType
 from typing import Literal, get_args
@@ -15,6 +15,14 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from campaigns import pacing
+from campaigns.conditions import (
+    TOOLS_UNAVAILABLE,
+    Context,
+    Outcome,
+    Rule,
+    evaluate,
+    unknown_tool,
+)
 from campaigns.enrollment import (
     MessageRows,
     dnc_values,
@@ -43,6 +51,7 @@ from tuco.ids import looks_like_id, new_id
 CAMPAIGN_NOT_FOUND = "Campaign not found"
 LEAD_NOT_FOUND = "Lead not found or access denied"
 MAX_STEPS = 20
+MAX_RULES = 10
 MAX_DELAY = {"minutes": 60 * 24 * 365, "hours": 24 * 365, "days": 365}
 # Refresh planner statistics after a bulk enrollment of at least this many leads.
 ANALYZE_AFTER = 10_000
@@ -62,6 +71,8 @@ class StepSpec:
     delay_unit: str = Step.DelayUnit.DAYS
     message_type: str = "imessage"
     sms_fallback_message: str = ""
+    # Judged when the step comes due (steps 2 on): campaigns.conditions.Rule.
+    stop_rules: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,9 +176,32 @@ def _step_rows(campaign: Campaign, steps: list[StepSpec]) -> list[Step]:
             delay_unit=step.delay_unit,
             message_type=step.message_type,
             sms_fallback_message=step.sms_fallback_message,
+            stop_rules=[_stored(rule) for rule in step.stop_rules],
         )
         for i, step in enumerate(steps)
     ]
+
+
+def _stored(rule: Rule) -> dict:
+    """A rule as its step keeps it, with an id of its own (given or new)."""
+    return replace(rule, id=rule.id or new_id()).as_dict()
+
+
+def _check_conditions(workspace, steps: list[StepSpec]) -> None:
+    """Stop conditions apply from step 2 on, and name API tools of this workspace."""
+    for i, step in enumerate(steps):
+        if len(step.stop_rules) > MAX_RULES:
+            raise ValidationFailed(
+                f"At most {MAX_RULES} stop conditions per step", field=f"steps[{i}].stopRules"
+            )
+        if i == 0 and step.stop_rules:
+            raise ValidationFailed(
+                "Stop conditions apply from step 2 on: step 1 always sends",
+                field="steps[0].stopRules",
+            )
+        for j, rule in enumerate(step.stop_rules):
+            if rule.type == "api_tool" and (why := unknown_tool(workspace, rule.tool_id)):
+                raise ValidationFailed(why, field=f"steps[{i}].stopRules[{j}].toolId")
 
 
 @transaction.atomic
@@ -194,6 +228,7 @@ def campaign_create(
     )
     _check_window(campaign)
     _check_twilio(workspace, steps)
+    _check_conditions(workspace, steps)
     lines = _resolve_lines(workspace, line_ids or [])
     campaign.save(force_insert=True)
     Step.objects.bulk_create(_step_rows(campaign, steps))
@@ -231,6 +266,7 @@ def campaign_update(
     _check_window(campaign)
     if steps is not None:
         _check_twilio(workspace, steps)
+        _check_conditions(workspace, steps)
         if campaign.status != Campaign.Status.DRAFT or campaign.enrollments.exists():
             raise Conflict("Steps can only be changed before any lead is enrolled")
         campaign.steps.all().delete()
@@ -598,3 +634,46 @@ def campaigns_tick(*, now: datetime | None = None) -> list[str]:
             _complete_if_done(campaign, now)
         dispatch_on_commit(dict.fromkeys(released + due_now))
     return released
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+@dataclass
+class Evaluation:
+    """Each stop rule and each branch condition with its outcome, in the order given."""
+
+    stop: list[tuple[Rule, Outcome]]
+    branches: list[tuple[Rule, Outcome]]
+
+
+def conditions_evaluate(
+    *,
+    workspace,
+    lead_id: str,
+    stop_rules: list[Rule],
+    branch_conditions: list[Rule],
+    now: datetime | None = None,
+) -> Evaluation:
+    """Judge every rule and condition for the lead, now (API tools are called live),
+    outside any campaign: a reply counts whenever it came, any message that
+    reached the lead makes it "contacted before", and "no reply for" counts from
+    the last one. A "no reply for" that cannot answer yet is false, saying until when."""
+    lead = (
+        Lead.objects.filter(workspace=workspace, pk=lead_id).first()
+        if looks_like_id(lead_id)
+        else None
+    )
+    if lead is None:
+        raise NotFound(LEAD_NOT_FOUND)
+    for field, rules in (("stopRules", stop_rules), ("branchConditions", branch_conditions)):
+        for i, rule in enumerate(rules):
+            why = unknown_tool(workspace, rule.tool_id) if rule.type == "api_tool" else ""
+            # Without API tools the condition is judged, and not met, saying why.
+            if why and why != TOOLS_UNAVAILABLE:
+                raise ValidationFailed(why, field=f"{field}.{i}.toolId")
+    context = Context(workspace=workspace, lead=lead, now=now or timezone.now())
+    return Evaluation(
+        stop=[(rule, evaluate(rule, context)) for rule in stop_rules],
+        branches=[(rule, evaluate(rule, context)) for rule in branch_conditions],
+    )

@@ -172,10 +172,10 @@ def _lead_progress(campaign: Campaign, enrollments: list[Enrollment], step_count
     """Attach each enrollment's current step and that step's message status."""
     rows = Message.objects.filter(
         campaign_id=campaign.pk, lead_id__in=[e.lead_id for e in enrollments]
-    ).values_list("lead_id", "step_index", "status", "error_message")
+    ).values_list("lead_id", "step_index", "status", "error_message", "cancel_reason")
     by_lead: dict[str, list] = {}
-    for lead_id, step_index, status, error in rows:
-        by_lead.setdefault(lead_id, []).append((step_index or 0, status, error))
+    for lead_id, step_index, status, error, reason in rows:
+        by_lead.setdefault(lead_id, []).append((step_index or 0, status, error or reason))
     for enrollment in enrollments:
         steps = sorted(by_lead.get(enrollment.lead_id, []))
         moved = [s for s in steps if s[1] not in Message.WAITING]
@@ -241,6 +241,28 @@ def campaign_detail(request, campaign_id):
         "days": _days_label(campaign.allowed_days),
     }
     return render(request, "campaigns/detail.html", context)
+
+
+@require_GET
+@workspace_required
+def campaign_lead(request, campaign_id, lead_id):
+    """One lead's timeline in the campaign."""
+    campaign = _campaign(request, campaign_id)
+    enrollment = (
+        Enrollment.objects.filter(campaign=campaign, lead_id=lead_id)
+        .select_related("lead", "line")
+        .first()
+    )
+    if enrollment is None:
+        raise Http404("Lead not in this campaign")
+    context = {
+        "section": "campaigns",
+        "campaign": campaign,
+        "enrollment": enrollment,
+        "lead": enrollment.lead,
+        "timeline": selectors.lead_timeline(campaign=campaign, lead_id=enrollment.lead_id),
+    }
+    return render(request, "campaigns/lead.html", context)
 
 
 def _days_label(days) -> str:

@@ -1,9 +1,14 @@
 from django.urls import path
 
-from campaigns.api import views
+from campaigns.api import conditions, views
 
 urlpatterns = [
     path("campaigns", views.CampaignsApi.as_view(), name="api-campaigns"),
+    path(
+        "campaigns/evaluate-conditions",
+        conditions.EvaluateConditionsApi.as_view(),
+        name="api-campaign-evaluate-conditions",
+    ),
     path("campaigns/<str:campaign_id>", views.CampaignDetailApi.as_view(), name="api-campaign"),
     path(
         "campaigns/<str:campaign_id>/leads",

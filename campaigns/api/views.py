@@ -10,6 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from campaigns import selectors, services
+from campaigns.api.conditions import RuleInput
 from campaigns.services import MAX_DELAY, MAX_STEPS, CampaignSettings, StepSpec
 from messaging.schedule import get_zone, parse_hhmm
 from tuco.api.fields import IsoDateTimeField
@@ -34,6 +35,15 @@ class StepSerializer(serializers.Serializer):
         source="sms_fallback_message", required=False, allow_blank=True, allow_null=True,
         max_length=1600,
     )  # fmt: skip
+
+
+class StepOutput(StepSerializer):
+    stopRules = serializers.ListField(  # noqa: N815
+        source="stop_rules",
+        child=serializers.DictField(),
+        help_text="Rule objects judged when the step comes due: one that is true stops "
+        "the lead's sequence at this step",
+    )
 
 
 class SettingsSerializer(serializers.Serializer):
@@ -67,6 +77,9 @@ class StatsSerializer(serializers.Serializer):
     stalled = serializers.IntegerField(
         help_text="Not sent because an earlier step failed; retry_failed sends them"
     )
+    stopped = serializers.IntegerField(
+        help_text="Steps a stop condition stopped when they came due (also in cancelled)"
+    )
 
 
 class CampaignOutput(serializers.Serializer):
@@ -76,7 +89,7 @@ class CampaignOutput(serializers.Serializer):
     name = serializers.CharField()
     listId = serializers.CharField(source="lead_list_id", allow_null=True)  # noqa: N815
     status = serializers.CharField()
-    steps = StepSerializer(many=True, source="steps.all")
+    steps = StepOutput(many=True, source="steps.all")
     lineIds = serializers.SerializerMethodField()  # noqa: N815
     settings = SettingsSerializer(source="*")
     stats = serializers.SerializerMethodField()
@@ -101,6 +114,8 @@ def _output(campaign_or_list, many=False):
 
 
 class StepInput(StepSerializer):
+    stopRules = RuleInput(many=True, required=False, source="stop_rules")  # noqa: N815
+
     def validate(self, attrs) -> StepSpec:
         return StepSpec(
             message=attrs.get("message", ""),
@@ -108,6 +123,7 @@ class StepInput(StepSerializer):
             delay_unit=attrs.get("delay_unit", "days"),
             message_type=attrs.get("message_type", "imessage"),
             sms_fallback_message=attrs.get("sms_fallback_message") or "",
+            stop_rules=tuple(attrs.get("stop_rules", ())),
         )
 
 
