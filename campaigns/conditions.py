@@ -208,11 +208,12 @@ def _reached(context: Context):
 
 
 def _contacted_before(rule: Rule, context: Context) -> Outcome:
-    found = _reached(context).exclude(campaign_id=context.campaign_id or "\0").exists()
+    reached = _reached(context)
+    where = "before"
     if context.campaign_id:
+        reached = reached.exclude(campaign_id=context.campaign_id)
         where = "outside this campaign"
-    else:
-        where = "before"
+    found = reached.exists()
     if found:
         return Outcome(True, f"Lead was contacted {where}")
     return Outcome(False, f"Lead was not contacted {where}")

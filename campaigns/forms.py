@@ -4,7 +4,8 @@ import zoneinfo
 from django import forms
 
 from campaigns.models import Campaign, Step
-from campaigns.services import MAX_DELAY, MAX_STEPS, CampaignSettings, StepSpec
+from campaigns.services import CampaignSettings
+from campaigns.steps import MAX_DELAY, MAX_STEPS, StepSpec
 from tuco.errors import ServiceError
 from tuco.forms import add_service_error
 

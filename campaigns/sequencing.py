@@ -50,7 +50,7 @@ from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, Value,
 from django.utils import timezone
 
 from campaigns.conditions import Context, Rule, first_true
-from campaigns.models import Campaign, Enrollment, Step
+from campaigns.models import BranchDecision, Campaign, Enrollment, Step
 from leads.models import Lead, LeadIdentifier
 from messaging.models import DoNotContact, Message
 
@@ -141,10 +141,12 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
     whatever the planner's statistics say about freshly bulk-inserted rows.
     """
     now = now or timezone.now()
-    steps = list(campaign.steps.order_by("position"))
+    steps = [step for step in campaign.steps.order_by("position") if not step.is_branch]
     released = 0
     stopped = None
-    for step in steps[1:]:
+    for step in steps:
+        if step.position == 0:
+            continue
         held = dict(
             _held(campaign.pk, lead_ids)
             .filter(step_index=step.position)
@@ -154,19 +156,11 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
             continue
         if stopped is None:
             stopped = stop_reasons(campaign, lead_ids)
-        previous = Message.objects.filter(
-            campaign_id=campaign.pk,
-            step_index=step.position - 1,
-            status__in=(*DONE, "cancelled", "failed"),
-        )
-        if lead_ids is not None:
-            previous = previous.filter(lead_id__in=lead_ids)
+        previous = _previous(campaign, step, lead_ids)
         cancel: dict[str, list[str]] = {}
         release = []
         sent_at_by_lead: dict[str, datetime] = {}
-        for lead_id, status, reason, sent_at, updated_at in previous.values_list(
-            "lead_id", "status", "cancel_reason", "sent_at", "updated_at"
-        ).iterator(chunk_size=5000):
+        for lead_id, status, reason, sent_at, updated_at in previous:
             message_id = held.get(lead_id)
             if message_id is None or lead_id in stopped:
                 continue
@@ -189,6 +183,56 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
                 )
         released += _release(release, now=now)
     return released
+
+
+def _previous(campaign: Campaign, step: Step, lead_ids):
+    """(lead id, status, cancel reason, sent at, updated at) of what comes before
+    `step` for each lead that has an outcome there: the message of the step before
+    it, or for the first step of a branch path, the lead's decision for that path
+    (as if sent when it was taken)."""
+    if step.parent_id is not None and step.index_in_path == 0:
+        decisions = BranchDecision.objects.filter(step_id=step.parent_id, path=step.path)
+        if lead_ids is not None:
+            decisions = decisions.filter(lead_id__in=lead_ids)
+        return (
+            (lead_id, "sent", "", at, at)
+            for lead_id, at in decisions.values_list("lead_id", "decided_at").iterator(
+                chunk_size=5000
+            )
+        )
+    previous = Message.objects.filter(
+        campaign_id=campaign.pk,
+        step_index=step.position - 1,
+        status__in=(*DONE, "cancelled", "failed"),
+    )
+    if lead_ids is not None:
+        previous = previous.filter(lead_id__in=lead_ids)
+    return previous.values_list(
+        "lead_id", "status", "cancel_reason", "sent_at", "updated_at"
+    ).iterator(chunk_size=5000)
+
+
+def awaiting_branch(campaign: Campaign, enrollments=None):
+    """The campaign's active enrollments that reached its branch step and have no
+    path yet (a sequence that is not over, though nothing of it is waiting)."""
+    enrollments = (
+        enrollments
+        if enrollments is not None
+        else Enrollment.objects.filter(campaign_id=campaign.pk)
+    )
+    branch = campaign.steps.filter(kind=Step.Kind.BRANCH, parent__isnull=True).first()
+    if branch is None:
+        return enrollments.none()
+    reached = Message.objects.filter(
+        campaign_id=campaign.pk,
+        lead_id=OuterRef("lead_id"),
+        step_index=branch.position - 1,
+        status__in=DONE,
+    )
+    decided = BranchDecision.objects.filter(enrollment_id=OuterRef("pk"), step=branch)
+    return enrollments.filter(state=Enrollment.State.ACTIVE).filter(
+        Exists(reached), ~Exists(decided)
+    )
 
 
 def _judge_stop_rules(
@@ -277,7 +321,11 @@ def finish_enrollments(*, campaign: Campaign, lead_ids=None, now: datetime | Non
     enrollments.filter(Exists(stalled)).exclude(
         Exists(open_rows.filter(Q(held=False) | Q(step_index=0)))
     ).update(state="failed")
-    enrollments = enrollments.exclude(Exists(open_rows)).exclude(state="failed")
+    enrollments = (
+        enrollments.exclude(Exists(open_rows))
+        .exclude(state="failed")
+        .exclude(pk__in=awaiting_branch(campaign, enrollments).values("pk"))
+    )
     enrollments.filter(Exists(messages.filter(status="cancelled"))).update(
         state="stopped", finished_at=now
     )

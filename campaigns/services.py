@@ -6,7 +6,7 @@ campaigns.sequencing, line assignment and the per-line gate in campaigns.pacing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from types import EllipsisType
 from typing import Literal, get_args
@@ -14,14 +14,14 @@ from typing import Literal, get_args
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from campaigns import pacing
+from campaigns import conditions, pacing
+from campaigns.branching import decide_branches
 from campaigns.conditions import (
     TOOLS_UNAVAILABLE,
     Context,
     Outcome,
     Rule,
     evaluate,
-    unknown_tool,
 )
 from campaigns.enrollment import (
     MessageRows,
@@ -32,15 +32,24 @@ from campaigns.enrollment import (
     stop_reason,
     talking_lines,
 )
-from campaigns.models import Campaign, Enrollment, Step
+from campaigns.models import Campaign, Enrollment
 from campaigns.sequencing import (
     AFTER_FAILURE,
     OPEN,
     WAITING,
     advance_sequences,
+    awaiting_branch,
     finish_enrollments,
     stop_leads,
     stop_reasons,
+)
+from campaigns.steps import (
+    StepSpec,
+    check_steps,
+    message_steps,
+    sent_steps,
+    steps_apply_to_waiting,
+    steps_write,
 )
 from leads.models import Lead, LeadList, ListMembership
 from lines.models import Line
@@ -50,9 +59,6 @@ from tuco.ids import looks_like_id, new_id
 
 CAMPAIGN_NOT_FOUND = "Campaign not found"
 LEAD_NOT_FOUND = "Lead not found or access denied"
-MAX_STEPS = 20
-MAX_RULES = 10
-MAX_DELAY = {"minutes": 60 * 24 * 365, "hours": 24 * 365, "days": 365}
 # Refresh planner statistics after a bulk enrollment of at least this many leads.
 ANALYZE_AFTER = 10_000
 Action = Literal["start", "pause", "resume", "retry_failed"]
@@ -60,19 +66,6 @@ ACTIONS: tuple[Action, ...] = get_args(Action)
 
 
 # --------------------------------------------------------------------------- input
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """One step of a campaign's sequence, as given (validated by the caller)."""
-
-    message: str
-    delay: int = 0
-    delay_unit: str = Step.DelayUnit.DAYS
-    message_type: str = "imessage"
-    sms_fallback_message: str = ""
-    # Judged when the step comes due (steps 2 on): campaigns.conditions.Rule.
-    stop_rules: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,8 +88,8 @@ def _check_twilio(workspace, steps: list[StepSpec]) -> None:
     """SMS steps and SMS fallback texts need the workspace's Twilio setup, as
     `POST /api/messages` requires: refused now rather than failing at send time."""
     needs = [
-        (i, "smsFallbackMessage" if s.sms_fallback_message else "messageType")
-        for i, s in enumerate(steps)
+        (where, "smsFallbackMessage" if s.sms_fallback_message else "messageType")
+        for where, s in message_steps(steps)
         if s.sms_fallback_message or s.message_type == "sms"
     ]
     if not needs:
@@ -104,11 +97,11 @@ def _check_twilio(workspace, steps: list[StepSpec]) -> None:
     config = FallbackConfig.objects.filter(workspace=workspace).first()
     if config is not None and config.is_configured:
         return
-    i, field = needs[0]
+    where, field = needs[0]
     what = "An SMS fallback" if field == "smsFallbackMessage" else "An SMS step"
     raise ServiceError(
         f"{what} needs Twilio: configure it with PATCH /api/workspace/fallback-config",
-        field=f"steps[{i}].{field}",
+        field=f"{where}.{field}",
         code="FALLBACK_NOT_CONFIGURED",
     )
 
@@ -166,44 +159,6 @@ def campaign_get_locked(*, workspace, campaign_id) -> Campaign:
 # --------------------------------------------------------------------------- create / update
 
 
-def _step_rows(campaign: Campaign, steps: list[StepSpec]) -> list[Step]:
-    return [
-        Step(
-            campaign=campaign,
-            position=i,
-            message=step.message,
-            delay=step.delay,
-            delay_unit=step.delay_unit,
-            message_type=step.message_type,
-            sms_fallback_message=step.sms_fallback_message,
-            stop_rules=[_stored(rule) for rule in step.stop_rules],
-        )
-        for i, step in enumerate(steps)
-    ]
-
-
-def _stored(rule: Rule) -> dict:
-    """A rule as its step keeps it, with an id of its own (given or new)."""
-    return replace(rule, id=rule.id or new_id()).as_dict()
-
-
-def _check_conditions(workspace, steps: list[StepSpec]) -> None:
-    """Stop conditions apply from step 2 on, and name API tools of this workspace."""
-    for i, step in enumerate(steps):
-        if len(step.stop_rules) > MAX_RULES:
-            raise ValidationFailed(
-                f"At most {MAX_RULES} stop conditions per step", field=f"steps[{i}].stopRules"
-            )
-        if i == 0 and step.stop_rules:
-            raise ValidationFailed(
-                "Stop conditions apply from step 2 on: step 1 always sends",
-                field="steps[0].stopRules",
-            )
-        for j, rule in enumerate(step.stop_rules):
-            if rule.type == "api_tool" and (why := unknown_tool(workspace, rule.tool_id)):
-                raise ValidationFailed(why, field=f"steps[{i}].stopRules[{j}].toolId")
-
-
 @transaction.atomic
 def campaign_create(
     *,
@@ -227,11 +182,11 @@ def campaign_create(
         **settings.model_fields(),
     )
     _check_window(campaign)
+    check_steps(workspace, steps)
     _check_twilio(workspace, steps)
-    _check_conditions(workspace, steps)
     lines = _resolve_lines(workspace, line_ids or [])
     campaign.save(force_insert=True)
-    Step.objects.bulk_create(_step_rows(campaign, steps))
+    steps_write(campaign, steps)
     campaign.lines.set(lines)
     return campaign
 
@@ -265,12 +220,11 @@ def campaign_update(
         setattr(campaign, field, value)
     _check_window(campaign)
     if steps is not None:
+        check_steps(workspace, steps)
         _check_twilio(workspace, steps)
-        _check_conditions(workspace, steps)
-        if campaign.status != Campaign.Status.DRAFT or campaign.enrollments.exists():
-            raise Conflict("Steps can only be changed before any lead is enrolled")
-        campaign.steps.all().delete()
-        Step.objects.bulk_create(_step_rows(campaign, steps))
+        steps_write(campaign, steps)
+        if campaign.enrollments.exists():
+            steps_apply_to_waiting(campaign, now)
     if line_ids is not None:
         campaign.lines.set(_resolve_lines(workspace, line_ids))
     campaign.updated_at = now
@@ -324,7 +278,7 @@ def campaign_start(*, workspace, campaign_id, now: datetime | None = None) -> Ca
                 "No healthy line for this campaign: add an active line that is not down",
                 code="NO_HEALTHY_LINE",
             )
-        steps = list(campaign.steps.order_by("position"))
+        steps = sent_steps(campaign)
         campaign.status = Campaign.Status.ACTIVE
         campaign.started_at = now
         campaign.updated_at = now
@@ -520,7 +474,7 @@ def campaign_enroll_lead(
         lead = _lead_for_enrollment(
             workspace=workspace, campaign=campaign, lead_id=lead_id, lead_data=lead_data
         )
-        steps = list(campaign.steps.order_by("position"))
+        steps = sent_steps(campaign)
         if campaign.status == Campaign.Status.COMPLETED:
             campaign.status = Campaign.Status.ACTIVE
             campaign.completed_at = None
@@ -594,6 +548,8 @@ def _complete_if_done(campaign: Campaign, now: datetime) -> bool:
     messages = Message.objects.filter(campaign_id=campaign.pk)
     if messages.filter(status__in=OPEN).exists() or not messages.exists():
         return False
+    if awaiting_branch(campaign).exists():
+        return False
     finish_enrollments(campaign=campaign, now=now)
     campaign.status = Campaign.Status.COMPLETED
     campaign.completed_at = now
@@ -620,6 +576,7 @@ def campaigns_tick(*, now: datetime | None = None) -> list[str]:
     with transaction.atomic():
         campaigns = list(active.select_for_update().order_by("started_at", "created_at", "pk"))
         for campaign in campaigns:
+            decide_branches(campaign=campaign, now=now)
             advance_sequences(campaign=campaign, now=now)
         released = pacing.release_first_steps(campaigns=campaigns, now=now)
         due_now = list(
@@ -668,7 +625,9 @@ def conditions_evaluate(
         raise NotFound(LEAD_NOT_FOUND)
     for field, rules in (("stopRules", stop_rules), ("branchConditions", branch_conditions)):
         for i, rule in enumerate(rules):
-            why = unknown_tool(workspace, rule.tool_id) if rule.type == "api_tool" else ""
+            why = (
+                conditions.unknown_tool(workspace, rule.tool_id) if rule.type == "api_tool" else ""
+            )
             # Without API tools the condition is judged, and not met, saying why.
             if why and why != TOOLS_UNAVAILABLE:
                 raise ValidationFailed(why, field=f"{field}.{i}.toolId")

@@ -216,7 +216,7 @@ def _sends_per_day(campaign: Campaign, zone) -> list[dict]:
 @workspace_required
 def campaign_detail(request, campaign_id):
     campaign = _campaign(request, campaign_id)
-    steps = list(campaign.steps.all())
+    steps = [step for step in campaign.steps.all() if step.parent_id is None]
     stats = selectors.campaign_stats([campaign.pk])[campaign.pk]
     enrollments = (
         Enrollment.objects.filter(campaign=campaign)
@@ -239,6 +239,7 @@ def campaign_detail(request, campaign_id):
         "chart_total": sum(d["count"] for d in chart),
         "zone": zone.key,
         "days": _days_label(campaign.allowed_days),
+        "branches": selectors.branch_counts(campaign=campaign),
     }
     return render(request, "campaigns/detail.html", context)
 

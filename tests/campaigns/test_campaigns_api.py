@@ -52,7 +52,9 @@ def test_it_creates_a_campaign_with_steps_lines_and_settings(api, make_line, mak
         "delayUnit": "days",
         "messageType": "imessage",
         "smsFallbackMessage": "SMS",
+        "type": "message",
         "stopRules": [],
+        "branches": [],
     }
     assert body["settings"] == {
         "sendImmediately": False,

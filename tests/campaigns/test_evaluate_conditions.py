@@ -102,7 +102,7 @@ def test_a_no_reply_condition_still_waiting_is_false_and_says_until_when(api, ac
 def test_api_tools_are_called_live(api, lead):
     rule = {"type": "api_tool", "toolId": "t1", "operator": "gte", "value": 3}
     with (
-        mock.patch("campaigns.services.unknown_tool", return_value=""),
+        mock.patch("campaigns.conditions.unknown_tool", return_value=""),
         mock.patch("campaigns.conditions._tool_value", return_value=(True, "5", "")) as tool,
     ):
         body = evaluate(api, leadId=lead.pk, stopRules=[rule], branchConditions=[rule]).json()
@@ -121,7 +121,7 @@ def test_without_api_tools_the_condition_is_not_met(api, lead):
 
 def test_an_unknown_tool_is_a_400(api, lead):
     rule = {"type": "api_tool", "toolId": "gone", "operator": "exists"}
-    with mock.patch("campaigns.services.unknown_tool", return_value="API tool not found"):
+    with mock.patch("campaigns.conditions.unknown_tool", return_value="API tool not found"):
         response = evaluate(api, leadId=lead.pk, branchConditions=[{"type": "dnc"}, rule])
     assert response.status_code == 400
     assert response.json()["error"] == "branchConditions.1.toolId: API tool not found"

@@ -95,7 +95,7 @@ def test_bad_stop_rules_are_refused_and_nothing_is_saved(api, rules, at, error):
 
 def test_an_unknown_api_tool_is_refused(api):
     rule = {"type": "api_tool", "toolId": "nope", "operator": "exists"}
-    with mock.patch("campaigns.services.unknown_tool", return_value="API tool not found"):
+    with mock.patch("campaigns.conditions.unknown_tool", return_value="API tool not found"):
         response = api.post(
             "/api/campaigns", {"name": "x", "steps": with_rules(rule)}, format="json"
         )
@@ -194,7 +194,7 @@ def test_an_api_tool_answer_stops_the_step(api, clock, sim, make_line, make_list
     lead_list = make_list(2)
     churned, active = list_leads(lead_list)
     rule = {"type": "api_tool", "toolId": "status", "operator": "eq", "value": "churned"}
-    with mock.patch("campaigns.services.unknown_tool", return_value=""):
+    with mock.patch("campaigns.conditions.unknown_tool", return_value=""):
         campaign = create_campaign(listId=lead_list.pk, steps=with_rules(rule))
     answers = {churned.pk: "churned", active.pk: "active"}
     calls = []
