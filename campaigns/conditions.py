@@ -128,7 +128,16 @@ class Context:
     since: datetime | None = None
     last_sent_at: datetime | None = None
     step: object = None
+    # Replies a dry run plays as the lead: (received at, text), none of them stored.
+    played_replies: tuple = ()
     _tools: dict = field(default_factory=dict)
+
+    def last_reply_at(self) -> datetime | None:
+        """When the lead last replied, up to now (played replies included)."""
+        times = [at for at, _ in self.played_replies if at <= self.now]
+        if self.lead.replied_at is not None:
+            times.append(self.lead.replied_at)
+        return max(times, default=None)
 
 
 def evaluate(rule: Rule, context: Context) -> Outcome:
@@ -173,7 +182,7 @@ def _replies(context: Context):
 
 
 def _replied(rule: Rule, context: Context) -> Outcome:
-    replied_at = context.lead.replied_at
+    replied_at = context.last_reply_at()
     if replied_at is not None and (context.since is None or replied_at >= context.since):
         return Outcome(True, f"Lead replied at {_iso(replied_at)}")
     return Outcome(False, "Lead has not replied")
@@ -181,7 +190,13 @@ def _replied(rule: Rule, context: Context) -> Outcome:
 
 def _replied_keyword(rule: Rule, context: Context) -> Outcome:
     keyword = rule.keyword.strip().casefold()
-    for text in _replies(context).order_by("received_at").values_list("text", flat=True):
+    texts = list(_replies(context).order_by("received_at").values_list("text", flat=True))
+    texts += [
+        text
+        for at, text in context.played_replies
+        if at <= context.now and (context.since is None or at >= context.since)
+    ]
+    for text in texts:
         if keyword and keyword in text.casefold():
             return Outcome(True, f"Lead replied with “{rule.keyword}”")
     return Outcome(False, f"No reply contains “{rule.keyword}”")
@@ -242,7 +257,7 @@ def _dnc(rule: Rule, context: Context) -> Outcome:
 def _no_reply_for(rule: Rule, context: Context) -> Outcome:
     hours = rule.hours or 0
     start = context.last_sent_at or _last_reached(context)
-    replied_at = context.lead.replied_at
+    replied_at = context.last_reply_at()
     if start is None:
         return Outcome(False, "Nothing was sent to the lead yet")
     if replied_at is not None and replied_at >= start:

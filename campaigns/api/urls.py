@@ -1,6 +1,6 @@
 from django.urls import path
 
-from campaigns.api import conditions, views
+from campaigns.api import conditions, dryrun, views
 
 urlpatterns = [
     path("campaigns", views.CampaignsApi.as_view(), name="api-campaigns"),
@@ -14,6 +14,11 @@ urlpatterns = [
         "campaigns/<str:campaign_id>/leads",
         views.CampaignEnrollApi.as_view(),
         name="api-campaign-leads",
+    ),
+    path(
+        "campaigns/<str:campaign_id>/dry-run",
+        dryrun.CampaignDryRunApi.as_view(),
+        name="api-campaign-dry-run",
     ),
     path(
         "campaigns/<str:campaign_id>/enroll",
