@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from campaigns import selectors, services
+from campaigns.dryrun import PlayedReply, campaign_dry_run
 from campaigns.forms import (
     CampaignForm,
     add_campaign_error,
@@ -23,11 +24,13 @@ from campaigns.forms import (
     step_initial,
 )
 from campaigns.models import Campaign, Enrollment
-from leads.models import LeadList
+from leads.availability import normalize_address
+from leads.models import Lead, LeadIdentifier, LeadList
 from lines.models import Line
 from messaging.models import Message
 from messaging.schedule import get_zone
 from tuco.errors import NotFound, ServiceError
+from tuco.ids import looks_like_id
 from tuco.views import workspace_required
 
 PAGE_SIZE = 25
@@ -264,6 +267,76 @@ def campaign_lead(request, campaign_id, lead_id):
         "timeline": selectors.lead_timeline(campaign=campaign, lead_id=enrollment.lead_id),
     }
     return render(request, "campaigns/lead.html", context)
+
+
+MAX_PLAYED_REPLIES = 20
+
+
+@require_POST
+@workspace_required
+def campaign_test(request, campaign_id):
+    """The "Test with a lead" panel: the dry run's path, shown a step at a time
+    ("fast-forward" shows the next), with the replies the operator played as the
+    lead. Its state travels in the form: nothing is stored, nothing is sent."""
+    campaign = _campaign(request, campaign_id)
+    who = request.POST.get("lead", "").strip()
+    context = {"campaign": campaign, "who": who, "error": ""}
+    lead = _lead_for_test(request.workspace, who)
+    if lead is None:
+        context["error"] = "No lead with this phone number, email address or id."
+        return render(request, "campaigns/_test_panel.html", context)
+    replies = [
+        PlayedReply(int(after), text.strip())
+        for after, text in zip(
+            request.POST.getlist("reply_after"), request.POST.getlist("reply_text"), strict=False
+        )
+        if after.isdigit() and text.strip()
+    ][:MAX_PLAYED_REPLIES]
+    shown = _int(request.POST.get("shown"), 1)
+    action = request.POST.get("test_op", "")
+    if action == "restart":
+        replies, shown = [], 1
+    run = campaign_dry_run(campaign=campaign, lead=lead, replies=replies)
+    if action == "forward":
+        shown += 1
+    elif action == "reply" and request.POST.get("reply", "").strip():
+        sent = len([s for s in run.steps[:shown] if s.kind == "message" and not s.stopped])
+        if sent:
+            replies.append(PlayedReply(sent, request.POST["reply"].strip()))
+            run = campaign_dry_run(campaign=campaign, lead=lead, replies=replies)
+            shown += 1
+    shown = max(1, min(shown, len(run.steps)))
+    context.update(
+        lead=lead,
+        run=run,
+        steps=run.steps[:shown],
+        shown=shown,
+        more=shown < len(run.steps),
+        replies=replies[:MAX_PLAYED_REPLIES],
+    )
+    return render(request, "campaigns/_test_panel.html", context)
+
+
+def _int(value, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _lead_for_test(workspace, who: str) -> Lead | None:
+    if not who:
+        return None
+    if looks_like_id(who):
+        lead = Lead.objects.filter(workspace=workspace, pk=who).first()
+        if lead is not None:
+            return lead
+    try:
+        address = normalize_address(who)
+    except ServiceError:
+        return None
+    found = LeadIdentifier.objects.filter(workspace=workspace, value=address).first()
+    return found.lead if found else None
 
 
 def _days_label(days) -> str:
