@@ -13,11 +13,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from campaigns import selectors, services
+from campaigns.conditions import BRANCH_TYPES, OPERATORS, STOP_TYPES
 from campaigns.dryrun import PlayedReply, campaign_dry_run
 from campaigns.forms import (
     CampaignForm,
     add_campaign_error,
     apply_step_op,
+    nested_parts,
     new_step,
     posted_steps,
     step_formset,
@@ -97,23 +99,26 @@ def _edit_page(request, campaign: Campaign | None):
     }
     locked = _steps_locked(campaign)
     status = 200
+    typed: list[dict] = []
     if request.method == "POST":
         op = request.POST.get("step_op", "")
         if op and not locked:
-            steps = step_formset(initial=apply_step_op(posted_steps(request.POST), op))
+            typed = apply_step_op(posted_steps(request.POST), op)
+            steps = step_formset(initial=typed)
             form = _typed_form(request.POST, **choices)
         else:
             form = CampaignForm(request.POST, campaign=campaign, **choices)
             steps = None if locked else step_formset(request.POST)
+            typed = [] if locked else posted_steps(request.POST)
             steps_valid = steps is None or steps.is_valid()
             if form.is_valid() and steps_valid:
                 arguments = form.service_arguments()
-                if steps is not None:
-                    arguments["steps"] = steps.steps()
                 try:
+                    if steps is not None:
+                        arguments["steps"] = steps.steps(nested_parts(typed))
                     campaign = _save(workspace, campaign, arguments)
                 except ServiceError as exc:
-                    add_campaign_error(form, steps, exc)
+                    add_campaign_error(form, steps, exc, typed)
                 else:
                     messages.success(request, f"Campaign “{campaign.name}” saved.")
                     return redirect("campaigns:detail", campaign_id=campaign.pk)
@@ -121,21 +126,39 @@ def _edit_page(request, campaign: Campaign | None):
     else:
         form = CampaignForm(campaign=campaign, **choices)
         if campaign is None:
-            steps = step_formset(initial=[new_step(first=True)])
+            typed = [new_step(first=True)]
+            steps = step_formset(initial=typed)
         else:
-            steps = (
-                None
-                if locked
-                else step_formset(initial=[step_initial(s) for s in campaign.steps.all()])
-            )
+            main = [s for s in campaign.steps.all() if s.parent_id is None]
+            typed = [] if locked else [step_initial(s) for s in main]
+            steps = None if locked else step_formset(initial=typed)
     context = {
         "section": "campaigns",
         "campaign": campaign,
         "form": form,
         "steps": steps,
-        "locked_steps": campaign.steps.all() if locked else None,
+        "step_rows": list(zip(steps.forms, _padded(typed, len(steps.forms)), strict=True))
+        if steps is not None
+        else [],
+        "rule_types": STOP_TYPES,
+        "branch_types": BRANCH_TYPES,
+        "operators": OPERATORS,
+        "locked_steps": [s for s in campaign.steps.all() if s.parent_id is None]
+        if locked
+        else None,
     }
     return render(request, "campaigns/form.html", context, status=status)
+
+
+def _padded(typed: list[dict], count: int) -> list[dict]:
+    """The typed steps, one per step form, each nested part with its input names."""
+    typed = (typed + [new_step() for _ in range(count)])[:count]
+    for i, step in enumerate(typed):
+        for j, rule in enumerate(step.setdefault("rules", [])):
+            rule["prefix"] = f"steps-{i}-rule-{j}"
+        for j, path in enumerate(step.setdefault("paths", [])):
+            path["prefix"] = f"steps-{i}-path-{j}"
+    return typed
 
 
 def _save(workspace, campaign: Campaign | None, arguments: dict) -> Campaign:
