@@ -67,12 +67,6 @@ def campaign_list(request):
     return render(request, "campaigns/list.html", context)
 
 
-def _steps_locked(campaign: Campaign | None) -> bool:
-    return campaign is not None and (
-        campaign.status != Campaign.Status.DRAFT or campaign.enrollments.exists()
-    )
-
-
 def _typed_form(data, **kwargs) -> CampaignForm:
     """The campaign form showing what was typed, without judging it yet."""
     form = CampaignForm(**kwargs)
@@ -97,25 +91,23 @@ def _edit_page(request, campaign: Campaign | None):
         "lists": list(LeadList.objects.filter(workspace=workspace).order_by("name")),
         "lines": list(Line.objects.filter(workspace=workspace).order_by("created_at", "pk")),
     }
-    locked = _steps_locked(campaign)
     status = 200
     typed: list[dict] = []
     if request.method == "POST":
         op = request.POST.get("step_op", "")
-        if op and not locked:
+        if op:
             typed = apply_step_op(posted_steps(request.POST), op)
             steps = step_formset(initial=typed)
             form = _typed_form(request.POST, **choices)
         else:
             form = CampaignForm(request.POST, campaign=campaign, **choices)
-            steps = None if locked else step_formset(request.POST)
-            typed = [] if locked else posted_steps(request.POST)
-            steps_valid = steps is None or steps.is_valid()
+            steps = step_formset(request.POST)
+            typed = posted_steps(request.POST)
+            steps_valid = steps.is_valid()
             if form.is_valid() and steps_valid:
                 arguments = form.service_arguments()
                 try:
-                    if steps is not None:
-                        arguments["steps"] = steps.steps(nested_parts(typed))
+                    arguments["steps"] = steps.steps(nested_parts(typed))
                     campaign = _save(workspace, campaign, arguments)
                 except ServiceError as exc:
                     add_campaign_error(form, steps, exc, typed)
@@ -130,22 +122,18 @@ def _edit_page(request, campaign: Campaign | None):
             steps = step_formset(initial=typed)
         else:
             main = [s for s in campaign.steps.all() if s.parent_id is None]
-            typed = [] if locked else [step_initial(s) for s in main]
-            steps = None if locked else step_formset(initial=typed)
+            typed = [step_initial(s) for s in main]
+            steps = step_formset(initial=typed)
     context = {
         "section": "campaigns",
         "campaign": campaign,
         "form": form,
         "steps": steps,
-        "step_rows": list(zip(steps.forms, _padded(typed, len(steps.forms)), strict=True))
-        if steps is not None
-        else [],
+        "step_rows": list(zip(steps.forms, _padded(typed, len(steps.forms)), strict=True)),
+        "running": campaign is not None and campaign.enrollments.exists(),
         "rule_types": STOP_TYPES,
         "branch_types": BRANCH_TYPES,
         "operators": OPERATORS,
-        "locked_steps": [s for s in campaign.steps.all() if s.parent_id is None]
-        if locked
-        else None,
     }
     return render(request, "campaigns/form.html", context, status=status)
 
