@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -12,6 +12,7 @@ from tuco.api.validation import validated
 from tuco.api.views import WorkspaceAPIView
 
 
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]})
 class ConditionValueField(serializers.Field):
     """What an API tool's answer is compared with: text, a number or true / false,
     kept as text."""

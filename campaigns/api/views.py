@@ -149,8 +149,8 @@ class PathStepInput(StepSerializer):
     message = serializers.CharField(
         allow_blank=True, trim_whitespace=False, max_length=5000, required=False
     )
-    type = serializers.ChoiceField(
-        source="kind", choices=["message", "branch"], required=False, default="message"
+    type = serializers.CharField(
+        source="kind", required=False, default="message", help_text="message or branch"
     )
     stopRules = RuleInput(many=True, required=False, source="stop_rules")  # noqa: N815
 
@@ -165,6 +165,11 @@ class PathStepInput(StepSerializer):
             kind=attrs.get("kind", "message"),
             branches=tuple(attrs.get("branches", ())),
         )
+
+    def validate_type(self, value: str) -> str:
+        if value not in ("message", "branch"):
+            raise serializers.ValidationError("Must be message or branch")
+        return value
 
 
 class BranchInput(BranchConditionInput):
