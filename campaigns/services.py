@@ -43,6 +43,10 @@ from campaigns.sequencing import (
     stop_leads,
     stop_reasons,
 )
+
+# The step limits, re-exported: they used to live here.
+from campaigns.steps import MAX_DELAY as MAX_DELAY
+from campaigns.steps import MAX_STEPS as MAX_STEPS
 from campaigns.steps import (
     StepSpec,
     check_steps,
