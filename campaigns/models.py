@@ -61,7 +61,17 @@ class Campaign(models.Model):
         return self.reply_behavior == self.ReplyBehavior.STOP
 
 
+# Steps of branch path j sit at positions PATH_BASE * (j + 1) + i (i = 0, 1, ...), so a
+# path step keeps its position, and its messages their step_index, whatever the
+# main sequence or the other paths become.
+PATH_BASE = 100
+
+
 class Step(models.Model):
+    class Kind(models.TextChoices):
+        MESSAGE = "message", "Message"
+        BRANCH = "branch", "Branch"
+
     class DelayUnit(models.TextChoices):
         MINUTES = "minutes", "Minutes"
         HOURS = "hours", "Hours"
@@ -74,13 +84,27 @@ class Step(models.Model):
         EMAIL = "email", "Email"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="steps")
-    # 0-based position in the sequence; the message's step_index.
+    # 0-based position in the main sequence, or in a branch path (see PATH_BASE); the
+    # message's step_index.
     position = models.PositiveSmallIntegerField()
-    message = models.TextField()
+    kind = models.CharField(max_length=8, choices=Kind, default=Kind.MESSAGE)
+    # A step of a branch path: the branch step and the index of its condition.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="path_steps"
+    )
+    path = models.PositiveSmallIntegerField(null=True, blank=True)
+    # A message step's text ("" for a branch step).
+    message = models.TextField(blank=True, default="")
     delay = models.PositiveIntegerField(default=0)
     delay_unit = models.CharField(max_length=8, choices=DelayUnit, default=DelayUnit.DAYS)
     message_type = models.CharField(max_length=8, choices=MessageType, default=MessageType.IMESSAGE)
     sms_fallback_message = models.TextField(blank=True, default="")
+    # Rule objects as the API shows them ({id, type, tag?, ...}, campaigns.conditions):
+    # judged when the step comes due; one that is true stops the lead's sequence here.
+    stop_rules = models.JSONField(default=list, blank=True)
+    # A branch step's conditions, one per path, in the order they are tried; the last
+    # is `default`.
+    branch_conditions = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["campaign", "position"]
@@ -94,6 +118,15 @@ class Step(models.Model):
     @property
     def delay_timedelta(self) -> timedelta:
         return timedelta(**{self.delay_unit: self.delay})
+
+    @property
+    def is_branch(self) -> bool:
+        return self.kind == self.Kind.BRANCH
+
+    @property
+    def index_in_path(self) -> int:
+        """0-based place in its sequence (main or path)."""
+        return self.position if self.path is None else self.position - PATH_BASE * (self.path + 1)
 
 
 class Enrollment(models.Model):
@@ -212,3 +245,32 @@ class ApiToolRun(models.Model):
             models.Index(fields=["lead"], name="apitoolrun_lead"),
             models.Index(fields=["step"], name="apitoolrun_step"),
         ]
+
+
+class BranchDecision(models.Model):
+    """The path one lead took at a branch step: decided once (the unique constraint
+    makes a second decision, from a retry or another worker, fail), with the
+    condition that chose it."""
+
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="branches")
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="decisions")
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="+", db_index=False)
+    path = models.PositiveSmallIntegerField()
+    condition_type = models.CharField(max_length=24)
+    detail = models.CharField(max_length=300, blank=True, default="")
+    decided_at = models.DateTimeField(default=dj_timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["enrollment", "step"], name="branchdecision_unique")
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "lead"], name="branchdecision_campaign_lead"),
+            models.Index(fields=["step", "path"], name="branchdecision_step_path"),
+        ]
+
+    def __str__(self):
+        return f"{self.lead_id} took path {self.path + 1} at {self.step}"

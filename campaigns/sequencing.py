@@ -9,6 +9,9 @@ conditional UPDATE whose WHERE clause still requires it scheduled and held:
   active, its first send time (`scheduled_date`) has come and its line has room;
 * step k > 0 is released when step k-1 reached sent / delivered / read /
   fallback: due at that send time plus step k's delay;
+* step k > 0 with stop conditions (campaigns.conditions) stays held until it is
+  due; then a true condition cancels it with `STOP_CONDITION` and what was found,
+  and none releases it;
 * step k > 0 is cancelled when step k-1 was cancelled (reply, opt-out,
   do-not-contact, cancel-for-lead), or when the lead replied (replyBehavior
   "stop"), opted out or went on the do-not-contact list meanwhile; the pacing
@@ -46,8 +49,9 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
-from campaigns.models import Campaign, Enrollment
-from leads.models import LeadIdentifier
+from campaigns.conditions import Context, Rule, first_true
+from campaigns.models import BranchDecision, Campaign, Enrollment, Step
+from leads.models import Lead, LeadIdentifier
 from messaging.models import DoNotContact, Message
 
 WAITING = ("pending", "scheduled")
@@ -60,6 +64,10 @@ OPTED_OUT = "Lead opted out"
 DO_NOT_CONTACT = "Recipient is on the do-not-contact list"
 REPLIED = "The lead replied"
 SEQUENCE_STOPPED = "Sequence stopped"
+# A step's stop condition was true when it came due ("<this>: <what was found>").
+STOP_CONDITION = "Stop condition met"
+# Leads judged per step and round (campaigns_tick every few seconds).
+CONDITION_BATCH = 1000
 # The only cancel that `retry_failed` undoes.
 AFTER_FAILURE = "Not sent: an earlier step failed"
 
@@ -133,10 +141,12 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
     whatever the planner's statistics say about freshly bulk-inserted rows.
     """
     now = now or timezone.now()
-    steps = list(campaign.steps.order_by("position"))
+    steps = [step for step in campaign.steps.order_by("position") if not step.is_branch]
     released = 0
     stopped = None
-    for step in steps[1:]:
+    for step in steps:
+        if step.position == 0:
+            continue
         held = dict(
             _held(campaign.pk, lead_ids)
             .filter(step_index=step.position)
@@ -146,18 +156,11 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
             continue
         if stopped is None:
             stopped = stop_reasons(campaign, lead_ids)
-        previous = Message.objects.filter(
-            campaign_id=campaign.pk,
-            step_index=step.position - 1,
-            status__in=(*DONE, "cancelled", "failed"),
-        )
-        if lead_ids is not None:
-            previous = previous.filter(lead_id__in=lead_ids)
+        previous = _previous(campaign, step, lead_ids)
         cancel: dict[str, list[str]] = {}
         release = []
-        for lead_id, status, reason, sent_at, updated_at in previous.values_list(
-            "lead_id", "status", "cancel_reason", "sent_at", "updated_at"
-        ).iterator(chunk_size=5000):
+        sent_at_by_lead: dict[str, datetime] = {}
+        for lead_id, status, reason, sent_at, updated_at in previous:
             message_id = held.get(lead_id)
             if message_id is None or lead_id in stopped:
                 continue
@@ -167,9 +170,12 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
                 cancel.setdefault(SEQUENCE_STOPPED, []).append(message_id)
             else:
                 release.append((message_id, (sent_at or updated_at) + step.delay_timedelta))
+                sent_at_by_lead[lead_id] = sent_at or updated_at
         for lead_id, reason in stopped.items():
             if lead_id in held:
                 cancel.setdefault(reason, []).append(held[lead_id])
+        if step.stop_rules:
+            release = _judge_stop_rules(campaign, step, release, held, sent_at_by_lead, cancel, now)
         for reason, ids in cancel.items():
             for chunk in _chunks(sorted(ids), 1000):
                 _held(campaign.pk).filter(pk__in=chunk).update(
@@ -177,6 +183,104 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
                 )
         released += _release(release, now=now)
     return released
+
+
+def _previous(campaign: Campaign, step: Step, lead_ids):
+    """(lead id, status, cancel reason, sent at, updated at) of what comes before
+    `step` for each lead that has an outcome there: the message of the step before
+    it, or for the first step of a branch path, the lead's decision for that path
+    (as if sent when it was taken)."""
+    if step.parent_id is not None and step.index_in_path == 0:
+        decisions = BranchDecision.objects.filter(step_id=step.parent_id, path=step.path)
+        if lead_ids is not None:
+            decisions = decisions.filter(lead_id__in=lead_ids)
+        return (
+            (lead_id, "sent", "", at, at)
+            for lead_id, at in decisions.values_list("lead_id", "decided_at").iterator(
+                chunk_size=5000
+            )
+        )
+    previous = Message.objects.filter(
+        campaign_id=campaign.pk,
+        step_index=step.position - 1,
+        status__in=(*DONE, "cancelled", "failed"),
+    )
+    if lead_ids is not None:
+        previous = previous.filter(lead_id__in=lead_ids)
+    return previous.values_list(
+        "lead_id", "status", "cancel_reason", "sent_at", "updated_at"
+    ).iterator(chunk_size=5000)
+
+
+def awaiting_branch(campaign: Campaign, enrollments=None):
+    """The campaign's active enrollments that reached its branch step and have no
+    path yet (a sequence that is not over, though nothing of it is waiting)."""
+    enrollments = (
+        enrollments
+        if enrollments is not None
+        else Enrollment.objects.filter(campaign_id=campaign.pk)
+    )
+    branch = campaign.steps.filter(kind=Step.Kind.BRANCH, parent__isnull=True).first()
+    if branch is None:
+        return enrollments.none()
+    reached = Message.objects.filter(
+        campaign_id=campaign.pk,
+        lead_id=OuterRef("lead_id"),
+        step_index=branch.position - 1,
+        status__in=DONE,
+    )
+    decided = BranchDecision.objects.filter(enrollment_id=OuterRef("pk"), step=branch)
+    return enrollments.filter(state=Enrollment.State.ACTIVE).filter(
+        Exists(reached), ~Exists(decided)
+    )
+
+
+def _judge_stop_rules(
+    campaign: Campaign,
+    step: Step,
+    release: list[tuple[str, datetime]],
+    held: dict[str, str],
+    sent_at: dict[str, datetime],
+    cancel: dict[str, list[str]],
+    now: datetime,
+) -> list[tuple[str, datetime]]:
+    """Of a step's messages ready for release, those whose due time has come, once
+    none of its stop rules is true for their lead; a true rule cancels the message
+    with the rule's finding (the steps behind it follow as SEQUENCE_STOPPED). Rows
+    not due yet stay held: the rules are judged when the step comes due, not
+    before. At most CONDITION_BATCH leads per step and round; the rest wait for
+    the next round."""
+    lead_of = {message_id: lead_id for lead_id, message_id in held.items()}
+    due = [(message_id, at) for message_id, at in release if at <= now][:CONDITION_BATCH]
+    if not due:
+        return []
+    lead_ids = [lead_of[message_id] for message_id, _ in due]
+    leads = Lead.objects.in_bulk(lead_ids)
+    enrolled = dict(
+        Enrollment.objects.filter(campaign_id=campaign.pk, lead_id__in=lead_ids).values_list(
+            "lead_id", "enrolled_at"
+        )
+    )
+    rules = [Rule.from_dict(rule) for rule in step.stop_rules]
+    judged = []
+    for message_id, at in due:
+        lead_id = lead_of[message_id]
+        context = Context(
+            workspace=campaign.workspace,
+            lead=leads[lead_id],
+            now=now,
+            campaign_id=campaign.pk,
+            since=enrolled.get(lead_id),
+            last_sent_at=sent_at.get(lead_id),
+            step=step,
+        )
+        rule, outcome = first_true(rules, context)
+        if rule is None:
+            judged.append((message_id, at))
+        else:
+            reason = f"{STOP_CONDITION}: {outcome.detail}"[:200]
+            cancel.setdefault(reason, []).append(message_id)
+    return judged
 
 
 def _chunks(items: list, size: int):
@@ -217,7 +321,11 @@ def finish_enrollments(*, campaign: Campaign, lead_ids=None, now: datetime | Non
     enrollments.filter(Exists(stalled)).exclude(
         Exists(open_rows.filter(Q(held=False) | Q(step_index=0)))
     ).update(state="failed")
-    enrollments = enrollments.exclude(Exists(open_rows)).exclude(state="failed")
+    enrollments = (
+        enrollments.exclude(Exists(open_rows))
+        .exclude(state="failed")
+        .exclude(pk__in=awaiting_branch(campaign, enrollments).values("pk"))
+    )
     enrollments.filter(Exists(messages.filter(status="cancelled"))).update(
         state="stopped", finished_at=now
     )

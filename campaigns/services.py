@@ -14,7 +14,15 @@ from typing import Literal, get_args
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from campaigns import pacing
+from campaigns import conditions, pacing
+from campaigns.branching import decide_branches
+from campaigns.conditions import (
+    TOOLS_UNAVAILABLE,
+    Context,
+    Outcome,
+    Rule,
+    evaluate,
+)
 from campaigns.enrollment import (
     MessageRows,
     dnc_values,
@@ -24,15 +32,28 @@ from campaigns.enrollment import (
     stop_reason,
     talking_lines,
 )
-from campaigns.models import ApiTool, Campaign, Enrollment, Step
+from campaigns.models import ApiTool, Campaign, Enrollment
 from campaigns.sequencing import (
     AFTER_FAILURE,
     OPEN,
     WAITING,
     advance_sequences,
+    awaiting_branch,
     finish_enrollments,
     stop_leads,
     stop_reasons,
+)
+
+# The step limits, re-exported: they used to live here.
+from campaigns.steps import MAX_DELAY as MAX_DELAY
+from campaigns.steps import MAX_STEPS as MAX_STEPS
+from campaigns.steps import (
+    StepSpec,
+    check_steps,
+    message_steps,
+    sent_steps,
+    steps_apply_to_waiting,
+    steps_write,
 )
 from leads.models import Lead, LeadList, ListMembership
 from lines.models import Line
@@ -43,8 +64,6 @@ from tuco.ids import looks_like_id, new_id
 
 CAMPAIGN_NOT_FOUND = "Campaign not found"
 LEAD_NOT_FOUND = "Lead not found"
-MAX_STEPS = 20
-MAX_DELAY = {"minutes": 60 * 24 * 365, "hours": 24 * 365, "days": 365}
 # Refresh planner statistics after a bulk enrollment of at least this many leads.
 ANALYZE_AFTER = 10_000
 Action = Literal["start", "pause", "resume", "retry_failed"]
@@ -52,17 +71,6 @@ ACTIONS: tuple[Action, ...] = get_args(Action)
 
 
 # --------------------------------------------------------------------------- input
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """One step of a campaign's sequence, as given (validated by the caller)."""
-
-    message: str
-    delay: int = 0
-    delay_unit: str = Step.DelayUnit.DAYS
-    message_type: str = "imessage"
-    sms_fallback_message: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,8 @@ def _check_twilio(workspace, steps: list[StepSpec]) -> None:
     """SMS steps and SMS fallback texts need the workspace's Twilio setup, as
     `POST /api/messages` requires: refused now rather than failing at send time."""
     needs = [
-        (i, "smsFallbackMessage" if s.sms_fallback_message else "messageType")
-        for i, s in enumerate(steps)
+        (where, "smsFallbackMessage" if s.sms_fallback_message else "messageType")
+        for where, s in message_steps(steps)
         if s.sms_fallback_message or s.message_type == "sms"
     ]
     if not needs:
@@ -94,11 +102,11 @@ def _check_twilio(workspace, steps: list[StepSpec]) -> None:
     config = FallbackConfig.objects.filter(workspace=workspace).first()
     if config is not None and config.is_configured:
         return
-    i, field = needs[0]
+    where, field = needs[0]
     what = "An SMS fallback" if field == "smsFallbackMessage" else "An SMS step"
     raise ServiceError(
         f"{what} needs Twilio: configure it with PATCH /api/workspace/fallback-config",
-        field=f"steps[{i}].{field}",
+        field=f"{where}.{field}",
         code="FALLBACK_NOT_CONFIGURED",
     )
 
@@ -108,7 +116,7 @@ def _check_variables(workspace, steps: list[StepSpec]) -> None:
     custom.<key>, or api_<tool> of one of the workspace's API tools. A typo is refused
     now rather than sent as its fallback (or nothing) to every lead."""
     tool_names = None
-    for i, step in enumerate(steps):
+    for where, step in message_steps(steps):
         for field, text in (
             ("message", step.message),
             ("smsFallbackMessage", step.sms_fallback_message),
@@ -132,9 +140,7 @@ def _check_variables(workspace, steps: list[StepSpec]) -> None:
                     "use firstName, lastName, companyName, jobTitle, email, phone, line_name, "
                     f"custom.<key> (e.g. {{custom.{name}}}) or api_<tool>"
                 )
-            raise ValidationFailed(
-                f"Unknown variable {{{name}}}: {hint}", field=f"steps[{i}].{field}"
-            )
+            raise ValidationFailed(f"Unknown variable {{{name}}}: {hint}", field=f"{where}.{field}")
 
 
 def _check_window(campaign: Campaign) -> None:
@@ -190,21 +196,6 @@ def campaign_get_locked(*, workspace, campaign_id) -> Campaign:
 # --------------------------------------------------------------------------- create / update
 
 
-def _step_rows(campaign: Campaign, steps: list[StepSpec]) -> list[Step]:
-    return [
-        Step(
-            campaign=campaign,
-            position=i,
-            message=step.message,
-            delay=step.delay,
-            delay_unit=step.delay_unit,
-            message_type=step.message_type,
-            sms_fallback_message=step.sms_fallback_message,
-        )
-        for i, step in enumerate(steps)
-    ]
-
-
 @transaction.atomic
 def campaign_create(
     *,
@@ -228,11 +219,12 @@ def campaign_create(
         **settings.model_fields(),
     )
     _check_window(campaign)
+    check_steps(workspace, steps)
     _check_variables(workspace, steps)
     _check_twilio(workspace, steps)
     lines = _resolve_lines(workspace, line_ids or [])
     campaign.save(force_insert=True)
-    Step.objects.bulk_create(_step_rows(campaign, steps))
+    steps_write(campaign, steps)
     campaign.lines.set(lines)
     return campaign
 
@@ -266,12 +258,12 @@ def campaign_update(
         setattr(campaign, field, value)
     _check_window(campaign)
     if steps is not None:
+        check_steps(workspace, steps)
         _check_variables(workspace, steps)
         _check_twilio(workspace, steps)
-        if campaign.status != Campaign.Status.DRAFT or campaign.enrollments.exists():
-            raise Conflict("Steps can only be changed before any lead is enrolled")
-        campaign.steps.all().delete()
-        Step.objects.bulk_create(_step_rows(campaign, steps))
+        steps_write(campaign, steps)
+        if campaign.enrollments.exists():
+            steps_apply_to_waiting(campaign, now)
     if line_ids is not None:
         campaign.lines.set(_resolve_lines(workspace, line_ids))
     campaign.updated_at = now
@@ -325,7 +317,7 @@ def campaign_start(*, workspace, campaign_id, now: datetime | None = None) -> Ca
                 "No healthy line for this campaign: add an active line that is not down",
                 code="NO_HEALTHY_LINE",
             )
-        steps = list(campaign.steps.order_by("position"))
+        steps = sent_steps(campaign)
         campaign.status = Campaign.Status.ACTIVE
         campaign.started_at = now
         campaign.updated_at = now
@@ -526,7 +518,7 @@ def campaign_enroll_lead(
         lead = _lead_for_enrollment(
             workspace=workspace, campaign=campaign, lead_id=lead_id, lead_data=lead_data
         )
-        steps = list(campaign.steps.order_by("position"))
+        steps = sent_steps(campaign)
         if campaign.status == Campaign.Status.COMPLETED:
             campaign.status = Campaign.Status.ACTIVE
             campaign.completed_at = None
@@ -600,6 +592,8 @@ def _complete_if_done(campaign: Campaign, now: datetime) -> bool:
     messages = Message.objects.filter(campaign_id=campaign.pk)
     if messages.filter(status__in=OPEN).exists() or not messages.exists():
         return False
+    if awaiting_branch(campaign).exists():
+        return False
     finish_enrollments(campaign=campaign, now=now)
     campaign.status = Campaign.Status.COMPLETED
     campaign.completed_at = now
@@ -626,6 +620,7 @@ def campaigns_tick(*, now: datetime | None = None) -> list[str]:
     with transaction.atomic():
         campaigns = list(active.select_for_update().order_by("started_at", "created_at", "pk"))
         for campaign in campaigns:
+            decide_branches(campaign=campaign, now=now)
             advance_sequences(campaign=campaign, now=now)
         released = pacing.release_first_steps(campaigns=campaigns, now=now)
         due_now = list(
@@ -640,3 +635,48 @@ def campaigns_tick(*, now: datetime | None = None) -> list[str]:
             _complete_if_done(campaign, now)
         dispatch_on_commit(dict.fromkeys(released + due_now))
     return released
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+@dataclass
+class Evaluation:
+    """Each stop rule and each branch condition with its outcome, in the order given."""
+
+    stop: list[tuple[Rule, Outcome]]
+    branches: list[tuple[Rule, Outcome]]
+
+
+def conditions_evaluate(
+    *,
+    workspace,
+    lead_id: str,
+    stop_rules: list[Rule],
+    branch_conditions: list[Rule],
+    now: datetime | None = None,
+) -> Evaluation:
+    """Judge every rule and condition for the lead, now (API tools are called live),
+    outside any campaign: a reply counts whenever it came, any message that
+    reached the lead makes it "contacted before", and "no reply for" counts from
+    the last one. A "no reply for" that cannot answer yet is false, saying until when."""
+    lead = (
+        Lead.objects.filter(workspace=workspace, pk=lead_id).first()
+        if looks_like_id(lead_id)
+        else None
+    )
+    if lead is None:
+        raise NotFound(LEAD_NOT_FOUND)
+    for field, rules in (("stopRules", stop_rules), ("branchConditions", branch_conditions)):
+        for i, rule in enumerate(rules):
+            why = (
+                conditions.unknown_tool(workspace, rule.tool_id) if rule.type == "api_tool" else ""
+            )
+            # Without API tools the condition is judged, and not met, saying why.
+            if why and why != TOOLS_UNAVAILABLE:
+                raise ValidationFailed(why, field=f"{field}.{i}.toolId")
+    context = Context(workspace=workspace, lead=lead, now=now or timezone.now())
+    return Evaluation(
+        stop=[(rule, evaluate(rule, context)) for rule in stop_rules],
+        branches=[(rule, evaluate(rule, context)) for rule in branch_conditions],
+    )

@@ -15,5 +15,7 @@ urlpatterns = [
     path("campaigns/tools/<str:tool_id>/test/", tool_views.tool_test, name="tool_test"),
     path("campaigns/<str:campaign_id>/", views.campaign_detail, name="detail"),
     path("campaigns/<str:campaign_id>/edit/", views.campaign_edit, name="edit"),
+    path("campaigns/<str:campaign_id>/test/", views.campaign_test, name="test"),
+    path("campaigns/<str:campaign_id>/leads/<str:lead_id>/", views.campaign_lead, name="lead"),
     path("campaigns/<str:campaign_id>/<str:action>/", views.campaign_action, name="action"),
 ]

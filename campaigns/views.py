@@ -13,21 +13,26 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from campaigns import selectors, services
+from campaigns.conditions import BRANCH_TYPES, OPERATORS, STOP_TYPES
+from campaigns.dryrun import PlayedReply, campaign_dry_run
 from campaigns.forms import (
     CampaignForm,
     add_campaign_error,
     apply_step_op,
+    nested_parts,
     new_step,
     posted_steps,
     step_formset,
     step_initial,
 )
 from campaigns.models import Campaign, Enrollment
-from leads.models import LeadList
+from leads.availability import normalize_address
+from leads.models import Lead, LeadIdentifier, LeadList
 from lines.models import Line
 from messaging.models import Message
 from messaging.schedule import get_zone
 from tuco.errors import NotFound, ServiceError
+from tuco.ids import looks_like_id
 from tuco.views import workspace_required
 
 PAGE_SIZE = 25
@@ -62,12 +67,6 @@ def campaign_list(request):
     return render(request, "campaigns/list.html", context)
 
 
-def _steps_locked(campaign: Campaign | None) -> bool:
-    return campaign is not None and (
-        campaign.status != Campaign.Status.DRAFT or campaign.enrollments.exists()
-    )
-
-
 def _typed_form(data, **kwargs) -> CampaignForm:
     """The campaign form showing what was typed, without judging it yet."""
     form = CampaignForm(**kwargs)
@@ -92,25 +91,26 @@ def _edit_page(request, campaign: Campaign | None):
         "lists": list(LeadList.objects.filter(workspace=workspace).order_by("name")),
         "lines": list(Line.objects.filter(workspace=workspace).order_by("created_at", "pk")),
     }
-    locked = _steps_locked(campaign)
     status = 200
+    typed: list[dict] = []
     if request.method == "POST":
         op = request.POST.get("step_op", "")
-        if op and not locked:
-            steps = step_formset(initial=apply_step_op(posted_steps(request.POST), op))
+        if op:
+            typed = apply_step_op(posted_steps(request.POST), op)
+            steps = step_formset(initial=typed)
             form = _typed_form(request.POST, **choices)
         else:
             form = CampaignForm(request.POST, campaign=campaign, **choices)
-            steps = None if locked else step_formset(request.POST)
-            steps_valid = steps is None or steps.is_valid()
+            steps = step_formset(request.POST)
+            typed = posted_steps(request.POST)
+            steps_valid = steps.is_valid()
             if form.is_valid() and steps_valid:
                 arguments = form.service_arguments()
-                if steps is not None:
-                    arguments["steps"] = steps.steps()
                 try:
+                    arguments["steps"] = steps.steps(nested_parts(typed))
                     campaign = _save(workspace, campaign, arguments)
                 except ServiceError as exc:
-                    add_campaign_error(form, steps, exc)
+                    add_campaign_error(form, steps, exc, typed)
                 else:
                     messages.success(request, f"Campaign “{campaign.name}” saved.")
                     return redirect("campaigns:detail", campaign_id=campaign.pk)
@@ -118,21 +118,35 @@ def _edit_page(request, campaign: Campaign | None):
     else:
         form = CampaignForm(campaign=campaign, **choices)
         if campaign is None:
-            steps = step_formset(initial=[new_step(first=True)])
+            typed = [new_step(first=True)]
+            steps = step_formset(initial=typed)
         else:
-            steps = (
-                None
-                if locked
-                else step_formset(initial=[step_initial(s) for s in campaign.steps.all()])
-            )
+            main = [s for s in campaign.steps.all() if s.parent_id is None]
+            typed = [step_initial(s) for s in main]
+            steps = step_formset(initial=typed)
     context = {
         "section": "campaigns",
         "campaign": campaign,
         "form": form,
         "steps": steps,
-        "locked_steps": campaign.steps.all() if locked else None,
+        "step_rows": list(zip(steps.forms, _padded(typed, len(steps.forms)), strict=True)),
+        "running": campaign is not None and campaign.enrollments.exists(),
+        "rule_types": STOP_TYPES,
+        "branch_types": BRANCH_TYPES,
+        "operators": OPERATORS,
     }
     return render(request, "campaigns/form.html", context, status=status)
+
+
+def _padded(typed: list[dict], count: int) -> list[dict]:
+    """The typed steps, one per step form, each nested part with its input names."""
+    typed = (typed + [new_step() for _ in range(count)])[:count]
+    for i, step in enumerate(typed):
+        for j, rule in enumerate(step.setdefault("rules", [])):
+            rule["prefix"] = f"steps-{i}-rule-{j}"
+        for j, path in enumerate(step.setdefault("paths", [])):
+            path["prefix"] = f"steps-{i}-path-{j}"
+    return typed
 
 
 def _save(workspace, campaign: Campaign | None, arguments: dict) -> Campaign:
@@ -172,10 +186,10 @@ def _lead_progress(campaign: Campaign, enrollments: list[Enrollment], step_count
     """Attach each enrollment's current step and that step's message status."""
     rows = Message.objects.filter(
         campaign_id=campaign.pk, lead_id__in=[e.lead_id for e in enrollments]
-    ).values_list("lead_id", "step_index", "status", "error_message")
+    ).values_list("lead_id", "step_index", "status", "error_message", "cancel_reason")
     by_lead: dict[str, list] = {}
-    for lead_id, step_index, status, error in rows:
-        by_lead.setdefault(lead_id, []).append((step_index or 0, status, error))
+    for lead_id, step_index, status, error, reason in rows:
+        by_lead.setdefault(lead_id, []).append((step_index or 0, status, error or reason))
     for enrollment in enrollments:
         steps = sorted(by_lead.get(enrollment.lead_id, []))
         moved = [s for s in steps if s[1] not in Message.WAITING]
@@ -216,7 +230,7 @@ def _sends_per_day(campaign: Campaign, zone) -> list[dict]:
 @workspace_required
 def campaign_detail(request, campaign_id):
     campaign = _campaign(request, campaign_id)
-    steps = list(campaign.steps.all())
+    steps = [step for step in campaign.steps.all() if step.parent_id is None]
     stats = selectors.campaign_stats([campaign.pk])[campaign.pk]
     enrollments = (
         Enrollment.objects.filter(campaign=campaign)
@@ -239,8 +253,101 @@ def campaign_detail(request, campaign_id):
         "chart_total": sum(d["count"] for d in chart),
         "zone": zone.key,
         "days": _days_label(campaign.allowed_days),
+        "branches": selectors.branch_counts(campaign=campaign),
     }
     return render(request, "campaigns/detail.html", context)
+
+
+@require_GET
+@workspace_required
+def campaign_lead(request, campaign_id, lead_id):
+    """One lead's timeline in the campaign."""
+    campaign = _campaign(request, campaign_id)
+    enrollment = (
+        Enrollment.objects.filter(campaign=campaign, lead_id=lead_id)
+        .select_related("lead", "line")
+        .first()
+    )
+    if enrollment is None:
+        raise Http404("Lead not in this campaign")
+    context = {
+        "section": "campaigns",
+        "campaign": campaign,
+        "enrollment": enrollment,
+        "lead": enrollment.lead,
+        "timeline": selectors.lead_timeline(campaign=campaign, lead_id=enrollment.lead_id),
+    }
+    return render(request, "campaigns/lead.html", context)
+
+
+MAX_PLAYED_REPLIES = 20
+
+
+@require_POST
+@workspace_required
+def campaign_test(request, campaign_id):
+    """The "Test with a lead" panel: the dry run's path, shown a step at a time
+    ("fast-forward" shows the next), with the replies the operator played as the
+    lead. Its state travels in the form: nothing is stored, nothing is sent."""
+    campaign = _campaign(request, campaign_id)
+    who = request.POST.get("lead", "").strip()
+    context = {"campaign": campaign, "who": who, "error": ""}
+    lead = _lead_for_test(request.workspace, who)
+    if lead is None:
+        context["error"] = "No lead with this phone number, email address or id."
+        return render(request, "campaigns/_test_panel.html", context)
+    replies = [
+        PlayedReply(int(after), text.strip())
+        for after, text in zip(
+            request.POST.getlist("reply_after"), request.POST.getlist("reply_text"), strict=False
+        )
+        if after.isdigit() and text.strip()
+    ][:MAX_PLAYED_REPLIES]
+    shown = _int(request.POST.get("shown"), 1)
+    action = request.POST.get("test_op", "")
+    if action == "restart":
+        replies, shown = [], 1
+    run = campaign_dry_run(campaign=campaign, lead=lead, replies=replies)
+    if action == "forward":
+        shown += 1
+    elif action == "reply" and request.POST.get("reply", "").strip():
+        sent = len([s for s in run.steps[:shown] if s.kind == "message" and not s.stopped])
+        if sent:
+            replies.append(PlayedReply(sent, request.POST["reply"].strip()))
+            run = campaign_dry_run(campaign=campaign, lead=lead, replies=replies)
+            shown += 1
+    shown = max(1, min(shown, len(run.steps)))
+    context.update(
+        lead=lead,
+        run=run,
+        steps=run.steps[:shown],
+        shown=shown,
+        more=shown < len(run.steps),
+        replies=replies[:MAX_PLAYED_REPLIES],
+    )
+    return render(request, "campaigns/_test_panel.html", context)
+
+
+def _int(value, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _lead_for_test(workspace, who: str) -> Lead | None:
+    if not who:
+        return None
+    if looks_like_id(who):
+        lead = Lead.objects.filter(workspace=workspace, pk=who).first()
+        if lead is not None:
+            return lead
+    try:
+        address = normalize_address(who)
+    except ServiceError:
+        return None
+    found = LeadIdentifier.objects.filter(workspace=workspace, value=address).first()
+    return found.lead if found else None
 
 
 def _days_label(days) -> str:

@@ -10,13 +10,15 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from campaigns import selectors, services
-from campaigns.services import MAX_DELAY, MAX_STEPS, CampaignSettings, StepSpec
+from campaigns.api.conditions import BranchConditionInput, RuleInput
+from campaigns.services import CampaignSettings
+from campaigns.steps import BranchSpec, StepSpec, check_steps
 from messaging.schedule import get_zone, parse_hhmm
 from tuco.api.fields import IsoDateTimeField
 from tuco.api.pagination import PageQuery
 from tuco.api.validation import validated
 from tuco.api.views import WorkspaceAPIView
-from tuco.errors import ServiceError
+from tuco.errors import ServiceError, ValidationFailed
 
 MAX_PAGE_SIZE = 100
 CAMPAIGN_CREATED = "Campaign created successfully"
@@ -36,6 +38,33 @@ class StepSerializer(serializers.Serializer):
         source="sms_fallback_message", required=False, allow_blank=True, allow_null=True,
         max_length=1600,
     )  # fmt: skip
+
+
+class PathStepOutput(StepSerializer):
+    type = serializers.CharField(source="kind")
+    stopRules = serializers.ListField(  # noqa: N815
+        source="stop_rules",
+        child=serializers.DictField(),
+        help_text="Rule objects judged when the step comes due: one that is true stops "
+        "the lead's sequence at this step",
+    )
+
+
+class StepOutput(PathStepOutput):
+    """A step of the main sequence; a branch step (`type: "branch"`) carries its
+    paths: each its condition (a rule object) and its own steps."""
+
+    branches = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_branches(self, step) -> list[dict]:
+        if not step.is_branch:
+            return []
+        paths = self.context.get("paths", {}).get(step.pk, {})
+        return [
+            {**condition, "steps": PathStepOutput(paths.get(j, []), many=True).data}
+            for j, condition in enumerate(step.branch_conditions)
+        ]
 
 
 class SettingsSerializer(serializers.Serializer):
@@ -69,6 +98,9 @@ class StatsSerializer(serializers.Serializer):
     stalled = serializers.IntegerField(
         help_text="Not sent because an earlier step failed; retry_failed sends them"
     )
+    stopped = serializers.IntegerField(
+        help_text="Steps a stop condition stopped when they came due (also in cancelled)"
+    )
 
 
 class CampaignOutput(serializers.Serializer):
@@ -78,7 +110,7 @@ class CampaignOutput(serializers.Serializer):
     name = serializers.CharField()
     listId = serializers.CharField(source="lead_list_id", allow_null=True)  # noqa: N815
     status = serializers.CharField()
-    steps = StepSerializer(many=True, source="steps.all")
+    steps = serializers.SerializerMethodField()
     lineIds = serializers.SerializerMethodField()  # noqa: N815
     settings = SettingsSerializer(source="*")
     stats = serializers.SerializerMethodField()
@@ -86,6 +118,16 @@ class CampaignOutput(serializers.Serializer):
     updatedAt = IsoDateTimeField(source="updated_at")  # noqa: N815
     startedAt = IsoDateTimeField(source="started_at", allow_null=True)  # noqa: N815
     completedAt = IsoDateTimeField(source="completed_at", allow_null=True)  # noqa: N815
+
+    @extend_schema_field(StepOutput(many=True))
+    def get_steps(self, campaign) -> list[dict]:
+        steps = list(campaign.steps.all())
+        paths: dict = {}
+        for step in steps:
+            if step.parent_id is not None:
+                paths.setdefault(step.parent_id, {}).setdefault(step.path, []).append(step)
+        main = [step for step in steps if step.parent_id is None]
+        return StepOutput(main, many=True, context={"paths": paths}).data
 
     def get_lineIds(self, campaign) -> list[str]:  # noqa: N802
         return [line.pk for line in campaign.lines.all()]
@@ -102,7 +144,17 @@ def _output(campaign_or_list, many=False):
     return data if many else data[0]
 
 
-class StepInput(StepSerializer):
+class PathStepInput(StepSerializer):
+    """A message step (the only kind a branch path holds)."""
+
+    message = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, max_length=5000, required=False
+    )
+    type = serializers.CharField(
+        source="kind", required=False, default="message", help_text="message or branch"
+    )
+    stopRules = RuleInput(many=True, required=False, source="stop_rules")  # noqa: N815
+
     def validate(self, attrs) -> StepSpec:
         return StepSpec(
             message=attrs.get("message", ""),
@@ -110,7 +162,29 @@ class StepInput(StepSerializer):
             delay_unit=attrs.get("delay_unit", "days"),
             message_type=attrs.get("message_type", "imessage"),
             sms_fallback_message=attrs.get("sms_fallback_message") or "",
+            stop_rules=tuple(attrs.get("stop_rules", ())),
+            kind=attrs.get("kind", "message"),
+            branches=tuple(attrs.get("branches", ())),
         )
+
+    def validate_type(self, value: str) -> str:
+        if value not in ("message", "branch"):
+            raise serializers.ValidationError("Must be message or branch")
+        return value
+
+
+class BranchInput(BranchConditionInput):
+    """One path of a branch step: its condition (a rule object) and its steps."""
+
+    steps = PathStepInput(many=True, required=False)
+
+    def validate(self, attrs) -> BranchSpec:
+        steps = tuple(attrs.pop("steps", ()))
+        return BranchSpec(condition=super().validate(attrs), steps=steps)
+
+
+class StepInput(PathStepInput):
+    branches = BranchInput(many=True, required=False)
 
 
 class SettingsInput(SettingsSerializer):
@@ -170,22 +244,12 @@ class CampaignInput(serializers.Serializer):
 
     @staticmethod
     def _check_steps(steps: list[StepSpec]) -> None:
-        if not steps:
-            raise serializers.ValidationError({"steps": "At least one step is required"})
-        if len(steps) > MAX_STEPS:
-            raise serializers.ValidationError({"steps": f"At most {MAX_STEPS} steps are allowed"})
-        for i, step in enumerate(steps):
-            if not step.message.strip():
-                raise serializers.ValidationError({f"steps[{i}].message": "A step needs a message"})
-            limit = MAX_DELAY[step.delay_unit]
-            if step.delay < 0:
-                raise serializers.ValidationError(
-                    {f"steps[{i}].delay": "Must be a whole number, 0 or more"}
-                )
-            if step.delay > limit:
-                raise serializers.ValidationError(
-                    {f"steps[{i}].delay": f"At most {limit} {step.delay_unit}"}
-                )
+        # The shape and limits; the API tools the conditions name are checked by
+        # the service, which knows the workspace.
+        try:
+            check_steps(None, steps)
+        except ValidationFailed as exc:
+            raise serializers.ValidationError({exc.field: exc.message}) from None
 
 
 class ActionInput(serializers.Serializer):

@@ -53,6 +53,9 @@ def test_it_creates_a_campaign_with_steps_lines_and_settings(api, make_line, mak
         "delayUnit": "days",
         "messageType": "imessage",
         "smsFallbackMessage": "SMS",
+        "type": "message",
+        "stopRules": [],
+        "branches": [],
     }
     assert body["settings"] == {
         "sendImmediately": False,
@@ -66,6 +69,7 @@ def test_it_creates_a_campaign_with_steps_lines_and_settings(api, make_line, mak
     assert body["stats"] == {
         "total": 0, "pending": 0, "sent": 0, "delivered": 0, "opened": 0,
         "replied": 0, "failed": 0, "fallback": 0, "cancelled": 0, "stalled": 0,
+        "stopped": 0,
     }  # fmt: skip
     assert body["createdAt"].endswith("Z")
     assert body["startedAt"] is None

@@ -235,20 +235,26 @@ def test_it_edits_a_draft_campaign_including_its_steps(acme, alice_client):
     assert [s.message for s in campaign.steps.order_by("position")] == ["New one", "New two"]
 
 
-def test_steps_are_read_only_once_leads_are_enrolled(acme, alice_client):
+def test_a_running_campaigns_steps_can_be_edited(acme, alice_client):
     lead_list = make_list(acme, count=1)
     make_line(acme)
     campaign = make_campaign(acme, list_id=lead_list.pk)
     alice_client.post(f"/campaigns/{campaign.pk}/start/")
     page = alice_client.get(f"/campaigns/{campaign.pk}/edit/").content.decode()
-    assert "Steps can only be changed before any lead is enrolled." in page
-    assert "steps-TOTAL_FORMS" not in page
-    data = campaign_data([], name="Renamed")
+    assert "changes apply to each lead from the first step it has not reached yet" in page
+    assert "Hi {firstName}</textarea>" in page
+    data = campaign_data([step("Hi {firstName}"), step("Added", delay="1")], name="Renamed")
     response = alice_client.post(f"/campaigns/{campaign.pk}/edit/", data)
     assert response.status_code == 302
     campaign.refresh_from_db()
     assert campaign.name == "Renamed"
-    assert campaign.steps.count() == 1
+    assert [s.message for s in campaign.steps.order_by("position")] == ["Hi {firstName}", "Added"]
+    # The lead in the sequence gets the added step.
+    assert list(
+        Message.objects.filter(campaign_id=campaign.pk)
+        .order_by("step_index")
+        .values_list("body", flat=True)
+    ) == ["Hi {firstName}", "Added"]
 
 
 # Actions

@@ -1,0 +1,163 @@
+"""Branch steps at run time: which path each lead takes, decided once.
+
+A lead reaches a branch step when the step before it reached the lead (sent,
+delivered, read or fallback) and the branch step's own delay has passed. Its
+conditions are tried in order (campaigns.conditions.choose_branch); a "no reply
+for" that cannot answer yet keeps the lead waiting there until it can. The
+decision is a BranchDecision row, unique per enrollment and step: a second
+decision for the same lead (the tick run twice, two workers, a retry) fails on
+that constraint and writes nothing, so a lead is never on two paths. With the
+decision, in the same transaction, the path's messages are written held; the
+sequence rules (campaigns.sequencing) release the first one at the decision time
+plus its delay, and the rest one after the other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+
+from campaigns.conditions import Context, Rule, choose_branch
+from campaigns.enrollment import MessageRows, insert_messages
+from campaigns.models import BranchDecision, Campaign, Enrollment, Step
+from campaigns.sequencing import CONDITION_BATCH, DONE, stop_leads, stop_reasons
+from leads.models import Lead
+from messaging.models import Message
+
+
+def branch_step(campaign: Campaign) -> Step | None:
+    return campaign.steps.filter(kind=Step.Kind.BRANCH, parent__isnull=True).first()
+
+
+def decide_branches(*, campaign: Campaign, now: datetime, lead_ids=None) -> int:
+    """Send the leads that reached the campaign's branch step down their paths;
+    returns how many were decided. Call with the campaign active (and its row
+    locked, as the tick does: the unique decision guards even without it)."""
+    branch = branch_step(campaign)
+    if branch is None:
+        return 0
+    reached = (
+        Message.objects.filter(
+            campaign_id=campaign.pk, step_index=branch.position - 1, status__in=DONE
+        )
+        .filter(
+            Exists(
+                Enrollment.objects.filter(
+                    campaign_id=campaign.pk,
+                    lead_id=OuterRef("lead_id"),
+                    state=Enrollment.State.ACTIVE,
+                )
+            )
+        )
+        .exclude(
+            Exists(
+                BranchDecision.objects.filter(
+                    campaign_id=campaign.pk, lead_id=OuterRef("lead_id"), step=branch
+                )
+            )
+        )
+    )
+    if lead_ids is not None:
+        reached = reached.filter(lead_id__in=list(lead_ids))
+    due = []
+    for lead_id, sent_at, updated_at in reached.values_list("lead_id", "sent_at", "updated_at"):
+        at = sent_at or updated_at
+        if at + branch.delay_timedelta <= now:
+            due.append((lead_id, at))
+        if len(due) >= CONDITION_BATCH:
+            break
+    if not due:
+        return 0
+    stopped = stop_reasons(campaign, [lead_id for lead_id, _ in due])
+    if stopped:
+        # Nothing of theirs is waiting: this marks their enrollments stopped.
+        stop_leads(campaign=campaign, reasons=stopped, now=now)
+    conditions = [Rule.from_dict(rule) for rule in branch.branch_conditions]
+    paths = _paths(branch)
+    leads = Lead.objects.in_bulk([lead_id for lead_id, _ in due])
+    enrollments = {
+        e.lead_id: e
+        for e in Enrollment.objects.filter(
+            campaign_id=campaign.pk, lead_id__in=[lead_id for lead_id, _ in due]
+        )
+    }
+    decided = 0
+    for lead_id, sent_at in due:
+        if lead_id in stopped:
+            continue
+        enrollment = enrollments[lead_id]
+        context = Context(
+            workspace=campaign.workspace,
+            lead=leads[lead_id],
+            now=now,
+            campaign_id=campaign.pk,
+            since=enrollment.enrolled_at,
+            last_sent_at=sent_at,
+            step=branch,
+        )
+        index, outcome = choose_branch(conditions, context)
+        if index is None:
+            continue
+        if branch_record(
+            campaign=campaign,
+            branch=branch,
+            enrollment=enrollment,
+            lead=leads[lead_id],
+            path=index,
+            condition_type=conditions[index].type,
+            detail=outcome.detail,
+            path_steps=paths.get(index, []),
+            now=now,
+        ):
+            decided += 1
+    return decided
+
+
+def _paths(branch: Step) -> dict[int, list[Step]]:
+    paths: dict[int, list[Step]] = {}
+    for step in branch.path_steps.order_by("position"):
+        paths.setdefault(step.path, []).append(step)
+    return paths
+
+
+def branch_record(
+    *,
+    campaign: Campaign,
+    branch: Step,
+    enrollment: Enrollment,
+    lead: Lead,
+    path: int,
+    condition_type: str,
+    detail: str,
+    path_steps: list[Step],
+    now: datetime,
+) -> bool:
+    """Record the lead's path and write its messages, held; False (and nothing
+    written) when the lead already has a path at this branch."""
+    try:
+        with transaction.atomic():
+            BranchDecision.objects.create(
+                enrollment=enrollment,
+                step=branch,
+                campaign=campaign,
+                lead=lead,
+                path=path,
+                condition_type=condition_type,
+                detail=detail[:300],
+                decided_at=now,
+            )
+            if path_steps:
+                insert_messages(
+                    MessageRows(campaign, path_steps).for_lead(
+                        lead=lead,
+                        line_id=enrollment.line_id,
+                        batch_id=enrollment.batch_id,
+                        first_due=None,
+                        now=now,
+                    )
+                )
+    except IntegrityError:
+        return False
+    return True
