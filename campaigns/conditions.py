@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from campaigns.models import ApiTool
+from campaigns.tools import run_tool
 from leads.models import Lead, LeadTag
 from messaging.models import DoNotContact, InboundMessage, Message
 
@@ -56,7 +58,6 @@ UNARY = ("exists", "not_exists")
 # A step's outcome that reached the lead one way or another (campaigns.sequencing.DONE).
 REACHED = ("sent", "delivered", "read", "fallback")
 MAX_HOURS = 24 * 365
-TOOLS_UNAVAILABLE = "API tools are not available"
 
 
 @dataclass(frozen=True)
@@ -317,11 +318,6 @@ _JUDGES = {
 def _tool_value(workspace, tool_id: str, lead: Lead, step) -> tuple[bool, object, str]:
     """(ok, value, error) of the workspace's tool `tool_id` run for this lead at
     this step (its answer is cached per lead and step by the tools themselves)."""
-    try:
-        from campaigns.models import ApiTool  # type: ignore[attr-defined]
-        from campaigns.tools import run_tool  # type: ignore[import-not-found]
-    except ImportError:
-        return False, None, TOOLS_UNAVAILABLE
     tool = ApiTool.objects.filter(workspace=workspace, pk=tool_id).first()
     if tool is None:
         return False, None, "API tool not found"
@@ -331,10 +327,6 @@ def _tool_value(workspace, tool_id: str, lead: Lead, step) -> tuple[bool, object
 
 def unknown_tool(workspace, tool_id: str) -> str:
     """Why `tool_id` cannot be used in a condition ("" when it can)."""
-    try:
-        from campaigns.models import ApiTool  # type: ignore[attr-defined]
-    except ImportError:
-        return TOOLS_UNAVAILABLE
     if not ApiTool.objects.filter(workspace=workspace, pk=tool_id).exists():
         return "API tool not found"
     return ""

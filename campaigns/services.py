@@ -17,7 +17,6 @@ from django.utils import timezone
 from campaigns import conditions, pacing
 from campaigns.branching import decide_branches
 from campaigns.conditions import (
-    TOOLS_UNAVAILABLE,
     Context,
     Outcome,
     Rule,
@@ -672,8 +671,7 @@ def conditions_evaluate(
             why = (
                 conditions.unknown_tool(workspace, rule.tool_id) if rule.type == "api_tool" else ""
             )
-            # Without API tools the condition is judged, and not met, saying why.
-            if why and why != TOOLS_UNAVAILABLE:
+            if why:
                 raise ValidationFailed(why, field=f"{field}.{i}.toolId")
     context = Context(workspace=workspace, lead=lead, now=now or timezone.now())
     return Evaluation(

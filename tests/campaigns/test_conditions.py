@@ -6,7 +6,6 @@ from unittest import mock
 import pytest
 
 from campaigns.conditions import (
-    TOOLS_UNAVAILABLE,
     Context,
     Rule,
     choose_branch,
@@ -186,10 +185,10 @@ def test_api_tool_is_not_met_when_the_tool_fails(lead):
     assert (outcome.result, outcome.detail) == (False, "API tool failed: HTTP 500")
 
 
-def test_api_tool_without_tools_installed_is_not_met(lead):
+def test_api_tool_that_does_not_exist_is_not_met(lead):
     outcome = judge(lead, type="api_tool", tool_id="t1", operator="eq", value="x")
     assert outcome.result is False
-    assert outcome.detail == f"API tool failed: {TOOLS_UNAVAILABLE}"
+    assert outcome.detail == "API tool failed: API tool not found"
 
 
 def test_one_tool_is_asked_once_per_evaluation(lead):

@@ -112,11 +112,35 @@ def test_api_tools_are_called_live(api, lead):
     assert tool.call_args.args[1:] == ("t1", lead, None)
 
 
-def test_without_api_tools_the_condition_is_not_met(api, lead):
-    rule = {"type": "api_tool", "toolId": "t1", "operator": "exists"}
-    body = evaluate(api, leadId=lead.pk, stopRules=[rule]).json()
-    assert body["stopResults"][0]["result"] is False
-    assert body["stopResults"][0]["detail"] == "API tool failed: API tools are not available"
+def test_a_real_tool_is_called_and_its_failure_is_not_met(api, acme, lead, customer_api):
+    from campaigns.models import ApiTool
+
+    good = ApiTool.objects.create(
+        workspace=acme,
+        name="Status",
+        variable_name="status",
+        url=customer_api.url + "/status?status=vip",
+        response_mapping="data.status",
+    )
+    broken = ApiTool.objects.create(
+        workspace=acme,
+        name="Broken",
+        variable_name="broken",
+        url=customer_api.url + "/error",
+        response_mapping="data.status",
+    )
+    body = evaluate(
+        api,
+        leadId=lead.pk,
+        stopRules=[
+            {"type": "api_tool", "toolId": good.pk, "operator": "eq", "value": "VIP"},
+            {"type": "api_tool", "toolId": broken.pk, "operator": "exists"},
+        ],
+    ).json()
+    assert body["stopResults"][0]["result"] is True
+    assert body["stopResults"][1]["result"] is False
+    assert body["stopResults"][1]["detail"].startswith("API tool failed:")
+    assert [r["path"] for r in customer_api.requests] == ["/status?status=vip", "/error"]
 
 
 def test_an_unknown_tool_is_a_400(api, lead):
@@ -151,5 +175,5 @@ def test_bad_input_is_a_400_naming_the_field(api, lead, body, error):
 def test_another_workspaces_lead_is_not_found(globex_api, lead):
     response = evaluate(globex_api, leadId=lead.pk, stopRules=[{"type": "dnc"}])
     assert response.status_code == 404
-    assert response.json()["error"] == "Lead not found or access denied"
+    assert response.json()["error"] == "Lead not found"
     assert evaluate(globex_api, leadId="nope").status_code == 404

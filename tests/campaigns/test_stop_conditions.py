@@ -77,7 +77,7 @@ def test_stop_rules_can_be_changed_with_patch(api, create_campaign):
         (
             [{"type": "api_tool", "toolId": "t1", "operator": "eq", "value": "x"}],
             1,
-            "steps[1].stopRules[0].toolId: API tools are not available",
+            "steps[1].stopRules[0].toolId: API tool not found",
         ),
         ([{"type": "no_reply_for", "hours": 4}], 1, "steps.1.stopRules.0.type"),
         ([{"type": "dnc"}] * 11, 1, "steps[1].stopRules: At most 10 stop conditions per step"),
