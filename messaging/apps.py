@@ -7,7 +7,8 @@ class MessagingConfig(AppConfig):
     # webhook and relay tasks keep the names they were first scheduled under.
     periodic_tasks = [
         ("Dispatch due messages", "messaging.tasks.dispatch_due_messages", 3),
-        ("Reconcile messages stuck in sending", "messaging.tasks.reconcile_stuck_messages", 60),
+        # Every messaging.leases.SWEEP_EVERY: a dead worker's rows are back within a minute.
+        ("Reconcile messages stuck in sending", "messaging.tasks.reconcile_stuck_messages", 15),
         ("Deliver due webhooks", "messaging.inbound_tasks.webhook_deliver_due", 5),
         ("Poll line relays for missed events", "messaging.inbound_tasks.relay_poll_lines", 60),
     ]

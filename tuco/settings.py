@@ -140,7 +140,15 @@ if REDIS_URL:
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }
     CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    # A task a worker took but has not acknowledged (acks_late, below) goes back to
+    # the queue after this long. It must outlast the longest task, or a task still
+    # running is handed to a second worker: a send task of SEND_CHUNK rows whose
+    # relay keeps timing out runs about ten times (check + send) 4 minutes. A dead
+    # worker's rows do not wait for it: their leases bring them back within a minute
+    # (messaging.leases).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 2 * 3600)
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     _broker_dir = DATA_DIR / "broker"
@@ -158,8 +166,12 @@ else:
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged when it ends, so one its worker never finished is run
+# again (the send tasks guard their rows with claims). Tasks wait
+# on relays for minutes: a worker process takes one at a time, so a long one never
+# holds others back that another process could run.
 CELERY_TASK_ACKS_LATE = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
