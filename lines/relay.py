@@ -161,6 +161,13 @@ class RelayClient:
     def register_webhook(self, url: str, events: list[str] | tuple[str, ...]) -> dict:
         raise NotImplementedError
 
+    def list_webhooks(self) -> list[dict]:
+        """The relay's webhook registrations, each `{"id", "url", "events"}`."""
+        raise NotImplementedError
+
+    def delete_webhook(self, webhook_id) -> None:
+        raise NotImplementedError
+
     def query_messages(self, after_ms: int, limit: int = 1000) -> list[dict]:
         """Messages (sent and received) created at or after `after_ms`, oldest first."""
         raise NotImplementedError
@@ -313,6 +320,19 @@ class BlueBubblesClient(RelayClient):
         self, url: str, events: list[str] | tuple[str, ...] = WEBHOOK_EVENTS
     ) -> dict:
         return self._call("POST", "/api/v1/webhook", json={"url": url, "events": list(events)})
+
+    def list_webhooks(self) -> list[dict]:
+        data = self._call("GET", "/api/v1/webhook")
+        if not isinstance(data, list):
+            raise RelayError("The relay's webhook list is not a list", permanent=False)
+        return [
+            hook
+            for hook in data
+            if isinstance(hook, dict) and isinstance(hook.get("url"), str) and "id" in hook
+        ]
+
+    def delete_webhook(self, webhook_id) -> None:
+        self._call("DELETE", f"/api/v1/webhook/{quote(str(webhook_id), safe='')}")
 
     def query_messages(self, after_ms: int, limit: int = 1000) -> list[dict]:
         data = self._call(

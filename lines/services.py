@@ -23,8 +23,9 @@ from django.utils import timezone
 
 from lines.models import Line, LineUsage
 from lines.relay import RelayError, get_client
-from lines.signals import line_capacity_changed, line_saved
+from lines.signals import line_capacity_changed, line_deleted, line_saved
 from lines.validators import clean_email, clean_phone, clean_server_url
+from tuco.crypto import encrypt
 from tuco.errors import NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -99,10 +100,19 @@ def _apply(line: Line, fields: dict) -> list[str]:
     return changed
 
 
-def _send_line_saved(line: Line, created: bool) -> None:
+def _sealed_relay(server_url: str, relay_password: str) -> tuple[str, str]:
+    """A relay's address and password for a signal or a task, the password encrypted."""
+    return (server_url, encrypt(relay_password))
+
+
+def _send_line_saved(line: Line, created: bool, left_relay: tuple[str, str] | None = None) -> None:
     transaction.on_commit(
         lambda: line_saved.send(
-            sender=Line, line_id=line.pk, created=created, workspace_id=line.workspace_id
+            sender=Line,
+            line_id=line.pk,
+            created=created,
+            workspace_id=line.workspace_id,
+            left_relay=left_relay,
         ),
         robust=True,
     )
@@ -174,8 +184,12 @@ def line_update(
     changed = _apply(line, {"server_url": server_url, **fields})
     if changed:
         line.save(update_fields=[*changed, "updated_at"])
-        _send_line_saved(line, created=False)
-        if any(getattr(line, name) != before[name] for name in _RELAY_FIELDS):
+        relay_changed = any(getattr(line, name) != before[name] for name in _RELAY_FIELDS)
+        left_relay = (
+            _sealed_relay(before["server_url"], before["relay_password"]) if relay_changed else None
+        )
+        _send_line_saved(line, created=False, left_relay=left_relay)
+        if relay_changed:
             _queue_health_check(line)
         if line.is_active and not before["is_active"]:
             _send_capacity_changed(line, "activated")
@@ -190,7 +204,14 @@ def line_update(
 @transaction.atomic
 def line_delete(*, workspace, line_id: str) -> None:
     line = _locked_line(workspace=workspace, line_id=line_id)
+    left_relay = _sealed_relay(line.server_url, line.relay_password)
     line.delete()
+    transaction.on_commit(
+        lambda: line_deleted.send(
+            sender=Line, line_id=line_id, workspace_id=workspace.pk, left_relay=left_relay
+        ),
+        robust=True,
+    )
 
 
 def _locked_line(*, workspace, line_id: str) -> Line:

@@ -15,13 +15,14 @@ class MessagingConfig(AppConfig):
 
     def ready(self):
         from leads.signals import lead_availability_updated
-        from lines.signals import line_saved
-        from messaging.inbound_tasks import on_line_saved
+        from lines.signals import line_deleted, line_saved
+        from messaging.inbound_tasks import on_line_deleted, on_line_saved
         from messaging.settings_views import SETTINGS_SECTION
         from messaging.webhooks import on_lead_availability_updated
         from tuco.settings_sections import settings_section_register
 
         line_saved.connect(on_line_saved, dispatch_uid="messaging.relay_register_webhook")
+        line_deleted.connect(on_line_deleted, dispatch_uid="messaging.relay_remove_webhook")
         lead_availability_updated.connect(
             on_lead_availability_updated, dispatch_uid="messaging.lead_availability_webhook"
         )
