@@ -183,8 +183,13 @@ def line_update(
     before = {name: getattr(line, name) for name in EDITABLE_FIELDS}
     changed = _apply(line, {"server_url": server_url, **fields})
     if changed:
-        line.save(update_fields=[*changed, "updated_at"])
         relay_changed = any(getattr(line, name) != before[name] for name in _RELAY_FIELDS)
+        if relay_changed:
+            # Whoever ran the old relay (or knew its password) may know the old callback
+            # URL: the line gets a new one, and the old one stops working.
+            line.rotate_webhook_token()
+            changed += ["webhook_token", "webhook_token_hash"]
+        line.save(update_fields=[*changed, "updated_at"])
         left_relay = (
             _sealed_relay(before["server_url"], before["relay_password"]) if relay_changed else None
         )
@@ -198,6 +203,17 @@ def line_update(
             and line.daily_availability_checks_limit > before["daily_availability_checks_limit"]
         ):
             _send_capacity_changed(line, "limit_raised")
+    return line
+
+
+@transaction.atomic
+def line_webhook_token_rotate(*, workspace, line_id: str) -> Line:
+    """Give the line a new relay callback token: the old callback URL stops working
+    at once, and the relay's registration moves to the new one (line_saved)."""
+    line = _locked_line(workspace=workspace, line_id=line_id)
+    line.rotate_webhook_token()
+    line.save(update_fields=["webhook_token", "webhook_token_hash", "updated_at"])
+    _send_line_saved(line, created=False)
     return line
 
 

@@ -363,9 +363,9 @@ def relay_webhooks_sync(*, server_url: str, relay_password: str) -> list[str]:
             client.delete_webhook(hook["id"])  # a gone line's, or a second one
     for url in wanted.keys() - held:
         client.register_webhook(url, list(RELAY_WEBHOOK_EVENTS))
-    for url, line in wanted.items():
-        if line.webhook_registered_url != url:
-            Line.objects.filter(pk=line.pk).update(webhook_registered_url=url)
+    Line.objects.filter(pk__in=[line.pk for line in lines]).update(
+        webhook_registered_at=timezone.now()
+    )
     return sorted(wanted)
 
 

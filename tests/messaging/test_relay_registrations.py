@@ -90,3 +90,25 @@ def test_a_relay_that_lost_its_registrations_gets_them_back_from_the_poll(
         client.delete_webhook(hook["id"])
     relay_poll_line(line.pk)
     assert registrations(sim) == urls(line)
+
+
+def test_rotating_the_token_moves_the_registration(acme, api, make_line, sim, committed):
+    line = committed(make_line, acme)
+    other = committed(make_line, acme)
+    old_url = relay_webhook_url(line)
+    response = committed(api.post, f"/api/lines/{line.pk}/rotate-callback-token")
+    assert response.status_code == 200
+    assert old_url not in registrations(sim)
+    assert registrations(sim) == urls(line, other)
+
+
+def test_a_new_password_or_relay_gives_the_line_a_new_token(acme, make_line, sim, committed):
+    line = committed(make_line, acme)
+    token = line.webhook_token
+    committed(line_update, workspace=acme, line_id=line.pk, first_name="Ava")
+    line.refresh_from_db()
+    assert line.webhook_token == token
+    committed(line_update, workspace=acme, line_id=line.pk, server_url=sim.url + "/")
+    committed(line_update, workspace=acme, line_id=line.pk, relay_password="new-secret")
+    line.refresh_from_db()
+    assert line.webhook_token != token
