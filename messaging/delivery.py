@@ -7,8 +7,8 @@ Both use the same key: the endpoint secret is `whsec_<base64>`, and the HMAC key
 the base64-decoded part, as Standard Webhooks libraries expect.
 
 SSRF: a URL whose host resolves to a private, loopback, link-local, multicast or
-reserved address (also inside an IPv4-mapped, NAT64 or 6to4 IPv6 address, judged by
-the IPv4 address it carries) is refused when the endpoint is saved, and again when
+reserved address (also inside an IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64
+or 6to4 IPv6 address, judged by the IPv4 address it carries) is refused when the endpoint is saved, and again when
 each request connects: the peer address of the actual socket is checked, so a DNS answer
 that changes between the two checks (rebinding) cannot reach an internal host.
 `WEBHOOKS_ALLOW_PRIVATE_TARGETS` turns both checks off (local development, tests).
@@ -55,6 +55,11 @@ def private_targets_allowed() -> bool:
 # (RFC 3056, the IPv4 address in bits 16-48). Such an address is as public as the
 # IPv4 address inside it.
 NAT64_NETWORK = ipaddress.IPv6Network("64:ff9b::/96")
+# IPv4-compatible addresses (::a.b.c.d, RFC 4291, deprecated but still routed by some
+# stacks and tunnels) and IPv4-translated ones (::ffff:0:a.b.c.d, RFC 2765): the IPv4
+# address in the last 32 bits too.
+IPV4_COMPATIBLE_NETWORK = ipaddress.IPv6Network("::/96")
+IPV4_TRANSLATED_NETWORK = ipaddress.IPv6Network("::ffff:0:0:0/96")
 # The local-use NAT64 prefix (RFC 8215) translates inside one network only.
 LOCAL_NAT64_NETWORK = ipaddress.IPv6Network("64:ff9b:1::/48")
 
@@ -62,7 +67,7 @@ LOCAL_NAT64_NETWORK = ipaddress.IPv6Network("64:ff9b:1::/48")
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
-    if ip in NAT64_NETWORK:
+    if ip in NAT64_NETWORK or ip in IPV4_COMPATIBLE_NETWORK or ip in IPV4_TRANSLATED_NETWORK:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.sixtofour
 
