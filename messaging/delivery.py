@@ -9,8 +9,9 @@ the base64-decoded part, as Standard Webhooks libraries expect.
 SSRF: a URL whose host resolves to a private, loopback, link-local, multicast or
 reserved address (also inside an IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64
 or 6to4 IPv6 address, judged by the IPv4 address it carries) is refused when the
-endpoint is saved, and again when each request connects: the peer address of the actual socket is checked, so a DNS answer
-that changes between the two checks (rebinding) cannot reach an internal host.
+endpoint is saved, and again when each request connects: the peer address of the
+actual socket is checked, so a DNS answer that changes between the two checks
+(rebinding) cannot reach an internal host.
 `WEBHOOKS_ALLOW_PRIVATE_TARGETS` turns both checks off (local development, tests).
 `guarded_session` is the same transport for other URLs API callers give us
 (attachments).
