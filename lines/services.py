@@ -22,7 +22,7 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from lines.models import Line, LineUsage
-from lines.relay import RelayError, get_client
+from lines.relay import RelayError, get_client, relay_host_check
 from lines.signals import line_capacity_changed, line_deleted, line_saved
 from lines.validators import clean_email, clean_phone, clean_server_url
 from tuco.crypto import encrypt
@@ -69,10 +69,17 @@ def next_utc_midnight(now: datetime | None = None) -> datetime:
 # Create, update, delete
 
 
+def _clean_relay_url(value: str) -> str:
+    """A server URL, also refused when its host is outside RELAY_ALLOWED_NETWORKS."""
+    value = clean_server_url(value)
+    relay_host_check(value)
+    return value
+
+
 # Model field -> (normalizer, the API's name for the field), for the values a line
 # stores normalized.
 _NORMALIZED = {
-    "server_url": (clean_server_url, "serverUrl"),
+    "server_url": (_clean_relay_url, "serverUrl"),
     "phone": (clean_phone, "phone"),
     "email": (clean_email, "email"),
 }

@@ -32,11 +32,10 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from messaging.models.webhooks import SECRET_PREFIX
 from tuco.errors import ValidationFailed
+from tuco.netguard import PeerCheckedAdapter
 
 TIMEOUT_SECONDS = 10
 RESPONSE_EXCERPT = 500
@@ -126,37 +125,6 @@ def _check_peer(sock) -> None:
         raise BlockedTarget(f"Refused to deliver to the non-public address {peer}")
 
 
-class _GuardedHTTPConnection(HTTPConnection):
-    def _new_conn(self):
-        sock = super()._new_conn()
-        _check_peer(sock)
-        return sock
-
-
-class _GuardedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self):
-        sock = super()._new_conn()
-        _check_peer(sock)
-        return sock
-
-
-class _GuardedHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class _GuardedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _GuardedHTTPConnectionPool,
-            "https": _GuardedHTTPSConnectionPool,
-        }
-
-
 def guarded_session(*, allow_private: bool = False) -> requests.Session:
     """A session for a URL an API caller gave us: no proxy or settings from the
     environment, no retries, and unless `allow_private` every connection is refused
@@ -165,7 +133,11 @@ def guarded_session(*, allow_private: bool = False) -> requests.Session:
     session = requests.Session()
     # An environment proxy would make the proxy the peer and hide the real target.
     session.trust_env = False
-    adapter = HTTPAdapter(max_retries=0) if allow_private else _GuardedAdapter(max_retries=0)
+    adapter = (
+        HTTPAdapter(max_retries=0)
+        if allow_private
+        else PeerCheckedAdapter(_check_peer, max_retries=0)
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

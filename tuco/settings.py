@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from tuco.env import envbool, envint, envlist, envstr
+from tuco.env import envbool, envint, envlist, envnetworks, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("TUCO_DATA_DIR", str(BASE_DIR / "var")))
@@ -305,6 +305,10 @@ AVAILABILITY_CACHE_SECONDS = envint("AVAILABILITY_CACHE_SECONDS", 7 * 24 * 3600)
 AVAILABILITY_NEGATIVE_CACHE_SECONDS = envint("AVAILABILITY_NEGATIVE_CACHE_SECONDS", 24 * 3600)
 AVAILABILITY_SYNC_MAX_LEADS = envint("AVAILABILITY_SYNC_MAX_LEADS", 5)
 LINE_DOWN_AFTER_FAILURES = envint("LINE_DOWN_AFTER_FAILURES", 2)
+
+# Relays may only be reached at these networks (CIDRs, e.g. "10.8.0.0/16,2001:db8::/32");
+# empty: anywhere. Checked on the connected socket, so DNS cannot route around it.
+RELAY_ALLOWED_NETWORKS = envnetworks("RELAY_ALLOWED_NETWORKS")
 
 # Webhooks may target private, loopback and link-local addresses (development, tests).
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = envbool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
