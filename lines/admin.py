@@ -5,7 +5,14 @@ from lines.forms import LineHandlesMixin
 from lines.models import Line, LineUsage
 from lines.relay import RelayError
 from lines.selectors import line_today_usage
-from lines.services import EDITABLE_FIELDS, line_health_check, line_update, utc_today
+from lines.services import (
+    EDITABLE_FIELDS,
+    line_delete,
+    line_health_check,
+    line_update,
+    line_webhook_token_rotate,
+    utc_today,
+)
 
 
 class LineUsageInline(admin.TabularInline):
@@ -68,12 +75,12 @@ class LineAdmin(admin.ModelAdmin):
         "health_detail",
         "last_check_at",
         "last_sent_at",
-        "webhook_registered_url",
+        "webhook_registered_at",
         "created_at",
         "updated_at",
     ]
     inlines = [LineUsageInline]
-    actions = ["check_health_now"]
+    actions = ["check_health_now", "rotate_callback_token"]
 
     def has_add_permission(self, request):
         return False
@@ -83,6 +90,14 @@ class LineAdmin(admin.ModelAdmin):
         fields = {name: value for name, value in fields.items() if name in EDITABLE_FIELDS}
         if fields:
             line_update(workspace=obj.workspace, line_id=obj.pk, **fields)
+
+    # Through the service, so the relay's registration for the line is removed too.
+    def delete_model(self, request, obj):
+        line_delete(workspace=obj.workspace, line_id=obj.pk)
+
+    def delete_queryset(self, request, queryset):
+        for line in queryset:
+            line_delete(workspace=line.workspace, line_id=line.pk)
 
     def get_queryset(self, request):
         from django.db.models import Prefetch
@@ -103,6 +118,14 @@ class LineAdmin(admin.ModelAdmin):
     def messages_today(self, line):
         usage = line_today_usage(line)
         return f"{usage.total_messages_count}/{line.daily_total_messages_limit}"
+
+    @admin.action(description="Give a new relay callback URL")
+    def rotate_callback_token(self, request, queryset):
+        for line in queryset:
+            line_webhook_token_rotate(workspace=line.workspace, line_id=line.pk)
+        self.message_user(
+            request, f"{queryset.count()} line(s) have a new relay callback URL", messages.SUCCESS
+        )
 
     @admin.action(description="Check health now")
     def check_health_now(self, request, queryset):

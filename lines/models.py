@@ -1,3 +1,5 @@
+import hashlib
+import hmac
 import secrets
 
 from django.db import models
@@ -10,6 +12,10 @@ from tuco.models import Workspace
 
 def new_webhook_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+def webhook_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Line(models.Model):
@@ -48,8 +54,12 @@ class Line(models.Model):
     last_sent_at = models.DateTimeField(null=True, blank=True)
 
     # Unguessable part of this line's relay callback URL: the relay signs nothing.
-    webhook_token = models.CharField(max_length=64, unique=True, default=new_webhook_token)
-    webhook_registered_url = models.URLField(max_length=500, blank=True, default="")
+    # Kept encrypted (it is needed to register the URL on the relay); callbacks are
+    # looked up by its hash, so the database is never searched by the secret itself.
+    webhook_token = EncryptedTextField(default=new_webhook_token)
+    webhook_token_hash = models.CharField(max_length=64, unique=True)
+    # When the relay last confirmed our registration for this line.
+    webhook_registered_at = models.DateTimeField(null=True, blank=True)
     last_polled_ms = models.BigIntegerField(default=0)
 
     created_at = models.DateTimeField(default=timezone.now)
@@ -61,6 +71,18 @@ class Line(models.Model):
 
     def __str__(self):
         return self.display_name
+
+    def save(self, *args, **kwargs):
+        self.webhook_token_hash = webhook_token_hash(self.webhook_token)
+        super().save(*args, **kwargs)
+
+    def rotate_webhook_token(self) -> None:
+        """A new callback token (saved by the caller, with webhook_token_hash)."""
+        self.webhook_token = new_webhook_token()
+        self.webhook_token_hash = webhook_token_hash(self.webhook_token)
+
+    def webhook_token_matches(self, token: str) -> bool:
+        return hmac.compare_digest(self.webhook_token.encode(), token.encode())
 
     @property
     def display_name(self) -> str:

@@ -8,21 +8,24 @@ this machine need not count against a line's caps.
 
 from __future__ import annotations
 
+import ipaddress
 import mimetypes
 import os
 import re
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+from django.conf import settings
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from tuco.logging import redact_password_params
+from tuco.netguard import PeerCheckedAdapter
 
 IMESSAGE_PREFIX = "iMessage;-;"
 # macOS 26 hands back direct chats as "any;-;<address>"; both name the same chat.
@@ -124,6 +127,66 @@ class HealthResult:
     info: dict = field(default_factory=dict)
 
 
+class RelayAddressRefused(Exception):
+    """A connection landed on an address outside RELAY_ALLOWED_NETWORKS."""
+
+    def __init__(self, address: str):
+        super().__init__(address)
+        self.address = address
+
+
+def relay_address_allowed(address: str) -> bool:
+    """Whether RELAY_ALLOWED_NETWORKS lets relays be reached at this IP address
+    (anywhere when it is empty). An IPv4-mapped IPv6 address counts as its IPv4."""
+    networks = settings.RELAY_ALLOWED_NETWORKS
+    if not networks:
+        return True
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+ACCOUNT_NAME_MAX = 100
+
+
+def _account_name(value) -> str:
+    """The account a relay says it is signed in to, as one line of printable text of at
+    most ACCOUNT_NAME_MAX characters (HTML is escaped where it is shown)."""
+    text = value if isinstance(value, str) else str(value)
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    if len(text) > ACCOUNT_NAME_MAX:
+        text = text[: ACCOUNT_NAME_MAX - 1] + "…"
+    return text
+
+
+def _check_relay_peer(sock) -> None:
+    peer = sock.getpeername()[0]
+    if not relay_address_allowed(peer):
+        sock.close()
+        raise RelayAddressRefused(peer)
+
+
+def relay_host_check(server_url: str) -> None:
+    """Raise ValueError when RELAY_ALLOWED_NETWORKS is set and the URL's host resolves
+    to an address outside it (or does not resolve): for saving a line's server URL.
+    Connections are checked again when they are made."""
+    if not settings.RELAY_ALLOWED_NETWORKS:
+        return
+    parts = urlsplit(server_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        raise ValueError(f"The host {parts.hostname!r} cannot be resolved") from None
+    outside = sorted({i[4][0] for i in infos if not relay_address_allowed(i[4][0])})
+    if outside:
+        raise ValueError(
+            f"{parts.hostname} resolves to {outside[0]}, outside the networks relays may "
+            "be reached at (RELAY_ALLOWED_NETWORKS)"
+        )
+
+
 class RelayClient:
     """What the rest of Tuco needs from a line's relay."""
 
@@ -159,6 +222,13 @@ class RelayClient:
         raise NotImplementedError
 
     def register_webhook(self, url: str, events: list[str] | tuple[str, ...]) -> dict:
+        raise NotImplementedError
+
+    def list_webhooks(self) -> list[dict]:
+        """The relay's webhook registrations, each `{"id", "url", "events"}`."""
+        raise NotImplementedError
+
+    def delete_webhook(self, webhook_id) -> None:
         raise NotImplementedError
 
     def query_messages(self, after_ms: int, limit: int = 1000) -> list[dict]:
@@ -197,7 +267,9 @@ class BlueBubblesClient(RelayClient):
         self.session.verify = (
             os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         )
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_maxsize)
+        adapter = PeerCheckedAdapter(
+            _check_relay_peer, pool_connections=1, pool_maxsize=pool_maxsize
+        )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -307,12 +379,27 @@ class BlueBubblesClient(RelayClient):
             return HealthResult(False, "Private API helper is not connected", info)
         if info.get("detected_imessage") is None:
             return HealthResult(False, "The Mac is not signed in to iMessage", info)
-        return HealthResult(True, f"Signed in as {info['detected_imessage']}", info)
+        # Only now is the server known to be a relay; what it calls its account is
+        # still its own words, so it is shown as plain text of a bounded length.
+        return HealthResult(True, f"Signed in as {_account_name(info['detected_imessage'])}", info)
 
     def register_webhook(
         self, url: str, events: list[str] | tuple[str, ...] = WEBHOOK_EVENTS
     ) -> dict:
         return self._call("POST", "/api/v1/webhook", json={"url": url, "events": list(events)})
+
+    def list_webhooks(self) -> list[dict]:
+        data = self._call("GET", "/api/v1/webhook")
+        if not isinstance(data, list):
+            raise RelayError("The relay's webhook list is not a list", permanent=False)
+        return [
+            hook
+            for hook in data
+            if isinstance(hook, dict) and isinstance(hook.get("url"), str) and "id" in hook
+        ]
+
+    def delete_webhook(self, webhook_id) -> None:
+        self._call("DELETE", f"/api/v1/webhook/{quote(str(webhook_id), safe='')}")
 
     def query_messages(self, after_ms: int, limit: int = 1000) -> list[dict]:
         data = self._call(
@@ -353,6 +440,13 @@ class BlueBubblesClient(RelayClient):
             # exceptions' messages: take it out before anything can show or log them.
             _redact_exception_chain(exc)
             raise self._transport_error(exc, method, path) from exc
+        except RelayAddressRefused as exc:
+            raise RelayError(
+                f"The relay at {self.server_url} is at {exc.address}, outside "
+                "RELAY_ALLOWED_NETWORKS",
+                permanent=True,
+                reached=False,
+            ) from None
         return _unwrap(response)
 
     def _transport_error(

@@ -22,9 +22,10 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from lines.models import Line, LineUsage
-from lines.relay import RelayError, get_client
-from lines.signals import line_capacity_changed, line_saved
+from lines.relay import RelayError, get_client, relay_host_check
+from lines.signals import line_capacity_changed, line_deleted, line_saved
 from lines.validators import clean_email, clean_phone, clean_server_url
+from tuco.crypto import encrypt
 from tuco.errors import NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -68,10 +69,17 @@ def next_utc_midnight(now: datetime | None = None) -> datetime:
 # Create, update, delete
 
 
+def _clean_relay_url(value: str) -> str:
+    """A server URL, also refused when its host is outside RELAY_ALLOWED_NETWORKS."""
+    value = clean_server_url(value)
+    relay_host_check(value)
+    return value
+
+
 # Model field -> (normalizer, the API's name for the field), for the values a line
 # stores normalized.
 _NORMALIZED = {
-    "server_url": (clean_server_url, "serverUrl"),
+    "server_url": (_clean_relay_url, "serverUrl"),
     "phone": (clean_phone, "phone"),
     "email": (clean_email, "email"),
 }
@@ -99,10 +107,19 @@ def _apply(line: Line, fields: dict) -> list[str]:
     return changed
 
 
-def _send_line_saved(line: Line, created: bool) -> None:
+def _sealed_relay(server_url: str, relay_password: str) -> tuple[str, str]:
+    """A relay's address and password for a signal or a task, the password encrypted."""
+    return (server_url, encrypt(relay_password))
+
+
+def _send_line_saved(line: Line, created: bool, left_relay: tuple[str, str] | None = None) -> None:
     transaction.on_commit(
         lambda: line_saved.send(
-            sender=Line, line_id=line.pk, created=created, workspace_id=line.workspace_id
+            sender=Line,
+            line_id=line.pk,
+            created=created,
+            workspace_id=line.workspace_id,
+            left_relay=left_relay,
         ),
         robust=True,
     )
@@ -173,9 +190,18 @@ def line_update(
     before = {name: getattr(line, name) for name in EDITABLE_FIELDS}
     changed = _apply(line, {"server_url": server_url, **fields})
     if changed:
+        relay_changed = any(getattr(line, name) != before[name] for name in _RELAY_FIELDS)
+        if relay_changed:
+            # Whoever ran the old relay (or knew its password) may know the old callback
+            # URL: the line gets a new one, and the old one stops working.
+            line.rotate_webhook_token()
+            changed += ["webhook_token", "webhook_token_hash"]
         line.save(update_fields=[*changed, "updated_at"])
-        _send_line_saved(line, created=False)
-        if any(getattr(line, name) != before[name] for name in _RELAY_FIELDS):
+        left_relay = (
+            _sealed_relay(before["server_url"], before["relay_password"]) if relay_changed else None
+        )
+        _send_line_saved(line, created=False, left_relay=left_relay)
+        if relay_changed:
             _queue_health_check(line)
         if line.is_active and not before["is_active"]:
             _send_capacity_changed(line, "activated")
@@ -188,9 +214,27 @@ def line_update(
 
 
 @transaction.atomic
+def line_webhook_token_rotate(*, workspace, line_id: str) -> Line:
+    """Give the line a new relay callback token: the old callback URL stops working
+    at once, and the relay's registration moves to the new one (line_saved)."""
+    line = _locked_line(workspace=workspace, line_id=line_id)
+    line.rotate_webhook_token()
+    line.save(update_fields=["webhook_token", "webhook_token_hash", "updated_at"])
+    _send_line_saved(line, created=False)
+    return line
+
+
+@transaction.atomic
 def line_delete(*, workspace, line_id: str) -> None:
     line = _locked_line(workspace=workspace, line_id=line_id)
+    left_relay = _sealed_relay(line.server_url, line.relay_password)
     line.delete()
+    transaction.on_commit(
+        lambda: line_deleted.send(
+            sender=Line, line_id=line_id, workspace_id=workspace.pk, left_relay=left_relay
+        ),
+        robust=True,
+    )
 
 
 def _locked_line(*, workspace, line_id: str) -> Line:

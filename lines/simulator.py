@@ -30,7 +30,10 @@ Switches (constructor arguments, plain attributes, or `POST /sim/config` JSON):
 - chat_prefix: the prefix of chat guids the simulator creates ("any;-;" mimics
   macOS 26).
 
-Webhooks: registered with POST /api/v1/webhook, posted one at a time by a background
+Webhooks: registered with POST /api/v1/webhook {"url", "events"} (a URL already
+registered keeps its one registration), listed with GET /api/v1/webhook (each
+`{"id", "url", "events"}`), removed with DELETE /api/v1/webhook/{id}; posted one at a
+time by a background
 thread (5 s timeout, no retry), in the order they were caused. A successful send
 emits `new-message` twice (the first carrying the tempGuid), then `updated-message`
 with dateDelivered; a send to an address not on iMessage answers 200 and later emits
@@ -237,6 +240,7 @@ _ROUTES = [
     ("GET", r"/api/v1/message/(?P<guid>[^/]+)", "message_get"),
     ("GET", r"/api/v1/webhook", "webhook_list"),
     ("POST", r"/api/v1/webhook", "webhook_create"),
+    ("DELETE", r"/api/v1/webhook/(?P<webhook_id>[^/]+)", "webhook_delete"),
     ("POST", r"/sim/inbound", "sim_inbound"),
     ("POST", r"/sim/read", "sim_read"),
     ("GET", r"/sim/config", "sim_config_get"),
@@ -294,7 +298,9 @@ class RelaySimulator:
         self._sent: list[dict] = []
         self._in_flight: set[str] = set()
         self._send_times: deque[float] = deque()
-        self._webhooks: dict[str, list[str]] = {}
+        # url -> (id, events): one registration per URL, as the real relay keeps them.
+        self._webhooks: dict[str, tuple[int, list[str]]] = {}
+        self._webhook_ids = itertools.count(1)
         self._requests: Counter[str] = Counter()
         # (time.monotonic() at arrival, route name) of the latest requests, oldest first.
         self._request_log: deque[tuple[float, str]] = deque(maxlen=REQUEST_LOG_SIZE)
@@ -410,7 +416,7 @@ class RelaySimulator:
     @property
     def webhooks(self) -> dict[str, list[str]]:
         with self._lock:
-            return {url: list(events) for url, events in self._webhooks.items()}
+            return {url: list(events) for url, (_, events) in self._webhooks.items()}
 
     def reset(self) -> None:
         """Forget messages, sends and stats; keep webhooks and switches."""
@@ -656,7 +662,12 @@ class RelaySimulator:
         return _ok(page, "Successfully fetched messages!", metadata=metadata)
 
     def _route_webhook_list(self, request: _Request) -> dict:
-        return _ok([{"url": url, "events": events} for url, events in self.webhooks.items()])
+        with self._lock:
+            hooks = [
+                {"id": hook_id, "url": url, "events": list(events)}
+                for url, (hook_id, events) in self._webhooks.items()
+            ]
+        return _ok(hooks, "Successfully fetched webhooks!")
 
     def _route_webhook_create(self, request: _Request) -> dict:
         body = request.json()
@@ -667,8 +678,17 @@ class RelaySimulator:
         if not (isinstance(events, list) and events and all(isinstance(e, str) for e in events)):
             raise _ApiError.bad_request("'events' must be a non-empty list of event names")
         with self._lock:
-            self._webhooks[url] = list(events)
-        return _ok({"url": url, "events": events}, "Successfully created webhook!")
+            hook_id = self._webhooks[url][0] if url in self._webhooks else next(self._webhook_ids)
+            self._webhooks[url] = (hook_id, list(events))
+        return _ok({"id": hook_id, "url": url, "events": events}, "Successfully created webhook!")
+
+    def _route_webhook_delete(self, request: _Request, webhook_id: str) -> dict:
+        with self._lock:
+            url = next((u for u, (i, _) in self._webhooks.items() if str(i) == webhook_id), None)
+            if url is None:
+                raise _ApiError.not_found("Webhook does not exist!")
+            del self._webhooks[url]
+        return _ok(None, "Successfully deleted webhook!")
 
     # /sim routes
 
@@ -883,7 +903,7 @@ class RelaySimulator:
         with self._lock:
             targets = [
                 url
-                for url, events in self._webhooks.items()
+                for url, (_, events) in self._webhooks.items()
                 if event_type in events or "*" in events
             ]
         if not targets:

@@ -7,21 +7,23 @@ class MessagingConfig(AppConfig):
     # webhook and relay tasks keep the names they were first scheduled under.
     periodic_tasks = [
         ("Dispatch due messages", "messaging.tasks.dispatch_due_messages", 3),
-        ("Reconcile messages stuck in sending", "messaging.tasks.reconcile_stuck_messages", 60),
+        # Every messaging.leases.SWEEP_EVERY: a dead worker's rows are back within a minute.
+        ("Reconcile messages stuck in sending", "messaging.tasks.reconcile_stuck_messages", 15),
         ("Deliver due webhooks", "messaging.inbound_tasks.webhook_deliver_due", 5),
         ("Poll line relays for missed events", "messaging.inbound_tasks.relay_poll_lines", 60),
     ]
 
     def ready(self):
         from leads.signals import lead_availability_updated, leads_deleting
-        from lines.signals import line_saved
-        from messaging.inbound_tasks import on_line_saved
+        from lines.signals import line_deleted, line_saved
+        from messaging.inbound_tasks import on_line_deleted, on_line_saved
         from messaging.lead_cleanup import on_leads_deleting
         from messaging.settings_views import SETTINGS_SECTION
         from messaging.webhooks import on_lead_availability_updated
         from tuco.settings_sections import settings_section_register
 
         line_saved.connect(on_line_saved, dispatch_uid="messaging.relay_register_webhook")
+        line_deleted.connect(on_line_deleted, dispatch_uid="messaging.relay_remove_webhook")
         lead_availability_updated.connect(
             on_lead_availability_updated, dispatch_uid="messaging.lead_availability_webhook"
         )

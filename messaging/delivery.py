@@ -16,10 +16,11 @@ non-ASCII text only (Node keeps it, Python escapes it): we send it unescaped, as
 and the Python one every ASCII-only event; verifying the raw body works for both.
 
 SSRF: a URL whose host resolves to a private, loopback, link-local, multicast or
-reserved address (also inside an IPv4-mapped, NAT64 or 6to4 IPv6 address, judged by
-the IPv4 address it carries) is refused when the endpoint is saved, and again when
-each request connects: the peer address of the actual socket is checked, so a DNS answer
-that changes between the two checks (rebinding) cannot reach an internal host.
+reserved address (also inside an IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64
+or 6to4 IPv6 address, judged by the IPv4 address it carries) is refused when the
+endpoint is saved, and again when each request connects: the peer address of the
+actual socket is checked, so a DNS answer that changes between the two checks
+(rebinding) cannot reach an internal host.
 `WEBHOOKS_ALLOW_PRIVATE_TARGETS` turns both checks off (local development, tests).
 `guarded_session` is the same transport for other URLs API callers give us
 (attachments).
@@ -43,12 +44,11 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from messaging.models.webhooks import SECRET_PREFIX
 from tuco.api.fields import iso_utc
 from tuco.errors import ValidationFailed
+from tuco.netguard import PeerCheckedAdapter
 
 TIMEOUT_SECONDS = 10
 RESPONSE_EXCERPT = 500
@@ -68,6 +68,11 @@ def private_targets_allowed() -> bool:
 # (RFC 3056, the IPv4 address in bits 16-48). Such an address is as public as the
 # IPv4 address inside it.
 NAT64_NETWORK = ipaddress.IPv6Network("64:ff9b::/96")
+# IPv4-compatible addresses (::a.b.c.d, RFC 4291, deprecated but still routed by some
+# stacks and tunnels) and IPv4-translated ones (::ffff:0:a.b.c.d, RFC 2765): the IPv4
+# address in the last 32 bits too.
+IPV4_COMPATIBLE_NETWORK = ipaddress.IPv6Network("::/96")
+IPV4_TRANSLATED_NETWORK = ipaddress.IPv6Network("::ffff:0:0:0/96")
 # The local-use NAT64 prefix (RFC 8215) translates inside one network only.
 LOCAL_NAT64_NETWORK = ipaddress.IPv6Network("64:ff9b:1::/48")
 
@@ -75,7 +80,7 @@ LOCAL_NAT64_NETWORK = ipaddress.IPv6Network("64:ff9b:1::/48")
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
-    if ip in NAT64_NETWORK:
+    if ip in NAT64_NETWORK or ip in IPV4_COMPATIBLE_NETWORK or ip in IPV4_TRANSLATED_NETWORK:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.sixtofour
 
@@ -141,37 +146,6 @@ def _check_peer(sock) -> None:
         raise BlockedTarget(f"Refused to deliver to the non-public address {peer}")
 
 
-class _GuardedHTTPConnection(HTTPConnection):
-    def _new_conn(self):
-        sock = super()._new_conn()
-        _check_peer(sock)
-        return sock
-
-
-class _GuardedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self):
-        sock = super()._new_conn()
-        _check_peer(sock)
-        return sock
-
-
-class _GuardedHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class _GuardedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _GuardedHTTPConnectionPool,
-            "https": _GuardedHTTPSConnectionPool,
-        }
-
-
 def guarded_session(*, allow_private: bool = False) -> requests.Session:
     """A session for a URL an API caller gave us: no proxy or settings from the
     environment, no retries, and unless `allow_private` every connection is refused
@@ -180,7 +154,11 @@ def guarded_session(*, allow_private: bool = False) -> requests.Session:
     session = requests.Session()
     # An environment proxy would make the proxy the peer and hide the real target.
     session.trust_env = False
-    adapter = HTTPAdapter(max_retries=0) if allow_private else _GuardedAdapter(max_retries=0)
+    adapter = (
+        HTTPAdapter(max_retries=0)
+        if allow_private
+        else PeerCheckedAdapter(_check_peer, max_retries=0)
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

@@ -44,6 +44,7 @@ from lines import services as line_services
 from lines.budget import SendBudget
 from lines.models import Line
 from messaging import schedule, templating
+from messaging.leases import QUEUED_LEASE
 from messaging.models import Conversation, DoNotContact, Message, RecipientGate
 from messaging.services import status_changed_on_commit
 
@@ -144,6 +145,7 @@ def _apply(message: Message, decision: _Decision, now: datetime, result: Dispatc
         message.is_new_conversation = decision.new_conversation
         message.send_claimed_at = None
         message.channel_called_at = None
+        message.lease_expires_at = now + QUEUED_LEASE
         result.sending.append(message.pk)
     elif decision.action == "wait":
         message.status = Message.Status.SCHEDULED
@@ -161,7 +163,8 @@ def _apply(message: Message, decision: _Decision, now: datetime, result: Dispatc
 
 SENDING_FIELDS = [
     "status", "line", "rendered_body", "sending_started_at", "usage_taken_at",
-    "is_new_conversation", "send_claimed_at", "channel_called_at", "updated_at",
+    "is_new_conversation", "send_claimed_at", "channel_called_at", "lease_expires_at",
+    "updated_at",
 ]  # fmt: skip
 WAITING_FIELDS = ["status", "due_at", "scheduled_date", "updated_at"]
 CANCELLED_FIELDS = ["status", "cancel_reason", "updated_at"]

@@ -13,6 +13,7 @@ import logging
 import math
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -395,20 +396,42 @@ def _relay_outgoing(line: Line, data: dict, *, announce_sent: bool = True) -> No
         message_advance(message_id=message.pk, new_status=Message.Status.READ, at=read)
 
 
+def relay_webhook_prefix() -> str:
+    """Where every line's callback URL starts: what on a relay is ours."""
+    return f"{settings.SITE_URL}/api/relay/"
+
+
 def relay_webhook_url(line: Line) -> str:
-    return f"{settings.SITE_URL}/api/relay/{line.webhook_token}"
+    return f"{relay_webhook_prefix()}{line.webhook_token}"
 
 
-def relay_webhook_register(*, line: Line) -> str:
-    """Ask the line's relay to post our events to the line's callback URL.
+def relay_webhooks_sync(*, server_url: str, relay_password: str) -> list[str]:
+    """Make the relay at `server_url` hold exactly one registration of ours for each
+    active line on it, and none for a line deleted, deactivated or whose callback
+    token changed. Registrations that are not ours (another URL) are left alone.
+    Returns the callback URLs the relay now holds for our lines.
 
-    Makes a network call: not to be used inside a transaction. Raises RelayError.
+    Makes network calls: not to be used inside a transaction. Raises RelayError.
     """
-    url = relay_webhook_url(line)
-    get_client(line).register_webhook(url, list(RELAY_WEBHOOK_EVENTS))
-    Line.objects.filter(pk=line.pk).update(webhook_registered_url=url)
-    line.webhook_registered_url = url
-    return url
+    lines = list(Line.objects.filter(server_url=server_url, is_active=True))
+    wanted = {relay_webhook_url(line): line for line in lines}
+    client = get_client(SimpleNamespace(server_url=server_url, relay_password=relay_password))
+    prefix = relay_webhook_prefix()
+    held: set[str] = set()
+    for hook in client.list_webhooks():
+        url = hook["url"]
+        if not url.startswith(prefix):
+            continue
+        if url in wanted and url not in held:
+            held.add(url)
+        else:
+            client.delete_webhook(hook["id"])  # a gone line's, or a second one
+    for url in wanted.keys() - held:
+        client.register_webhook(url, list(RELAY_WEBHOOK_EVENTS))
+    Line.objects.filter(pk__in=[line.pk for line in lines]).update(
+        webhook_registered_at=timezone.now()
+    )
+    return sorted(wanted)
 
 
 # The poll re-reads a little before the last message it saw: a message written on the
@@ -426,12 +449,12 @@ def relay_poll_line(*, line: Line, now: datetime | None = None) -> int:
     Makes network calls: not to be used inside a transaction. Raises RelayError.
     """
     now = now or timezone.now()
-    if line.webhook_registered_url != relay_webhook_url(line):
-        try:
-            relay_webhook_register(line=line)
-        except RelayError as exc:
-            # Polling still works without the webhook; the next poll tries again.
-            logger.warning("Could not register the relay webhook of line %s: %s", line.pk, exc)
+    try:
+        # A relay that restarted or was reset may have lost our registration.
+        relay_webhooks_sync(server_url=line.server_url, relay_password=line.relay_password)
+    except RelayError as exc:
+        # Polling still works without the webhook; the next poll tries again.
+        logger.warning("Could not register the relay webhook of line %s: %s", line.pk, exc)
     # A line's history before it joined Tuco is not ours to import.
     floor = int(line.created_at.timestamp() * 1000)
     after = max(line.last_polled_ms - POLL_OVERLAP_MS, floor)

@@ -4,11 +4,13 @@ Guarantees:
 - Only one run of the task sends a row: it first sets `send_claimed_at` with a
   conditional UPDATE; a second delivery of the same task finds it set and stops.
 - No channel call happens inside a database transaction.
-- Right before the channel is called `channel_called_at` is set. A row that is
-  still `sending` later (the worker died, or the relay's answer left the outcome
-  unknown: no answer, a gateway / transaction timeout, "tempGuid already in
-  flight") is reconciled by the sweeper against the relay's history (by our
-  tempGuid, else by address and content), never resent blindly.
+- The run holds its rows under a lease it renews while it lives (messaging.leases);
+  it calls the channel only while the row still carries its claim.
+- Right before the channel is called `channel_called_at` is set. A row whose lease
+  ran out while still `sending` (the worker died, or the relay's answer left the
+  outcome unknown: no answer, a gateway / transaction timeout, "tempGuid already
+  in flight") is taken back by the sweeper and reconciled against the relay's
+  history (by our tempGuid, else by address and content), never resent blindly.
 - Outcomes are recorded with `UPDATE ... WHERE status = 'sending'` together with
   their webhook outbox row, so a late duplicate cannot overwrite them.
 - Line usage taken by the dispatcher is given back (exactly once, guarded by
@@ -31,6 +33,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from lines import services as line_services
@@ -41,6 +44,7 @@ from messaging.addresses import direct_chat_guid, normalize_address
 from messaging.channels.email import EmailError, send_email
 from messaging.channels.sms import SmsError, send_sms
 from messaging.dnc import dnc_blocked_address, dnc_blocked_values
+from messaging.leases import LEASE, LeaseKeeper
 from messaging.models import Conversation, FallbackConfig, Message
 from messaging.services import (
     UNKNOWN_OUTCOME,
@@ -112,38 +116,30 @@ def messages_send(*, message_ids: list[str], now: datetime | None = None) -> dic
     }
     lookups = _Lookups(list(messages.values()), now)
     outcomes = {}
-    for message_id in message_ids:
-        message = messages.get(message_id)
-        if message is None or not _still_claimed(message, now):
-            outcomes[message_id] = "skipped"
-            continue
-        outcomes[message_id] = _send_claimed(message, now, lookups)
+    with LeaseKeeper(claimed, claimed_at=now):
+        for message_id in message_ids:
+            message = messages.get(message_id)
+            if message is None or not _still_claimed(message, now):
+                outcomes[message_id] = "skipped"
+                continue
+            outcomes[message_id] = _send_claimed(message, now, lookups)
     return outcomes
 
 
-# A row waiting its turn in a slow run (relays timing out) has its claim renewed
-# once the run is older than this, well before the sweeper would take it back
-# (STUCK_AFTER): the sweeper only requeues rows whose claim is old.
-CLAIM_RENEW_AFTER = timedelta(seconds=60)
-
-
 def _still_claimed(message: Message, claimed_at: datetime) -> bool:
-    """Renew the claim of a row whose turn comes late in its run; False when the row
-    is no longer this run's (the sweeper took it back meanwhile)."""
-    current = timezone.now()
-    if current - claimed_at < CLAIM_RENEW_AFTER:
+    """False when the row is no longer this run's: its lease ran out (the renewals
+    did not get through) and the sweeper took it back. Only asked once the run is
+    old enough for that to have happened."""
+    if timezone.now() - claimed_at < LEASE:
         return True
-    renewed = Message.objects.filter(
+    return Message.objects.filter(
         pk=message.pk, status=Message.Status.SENDING, send_claimed_at=claimed_at
-    ).update(send_claimed_at=current)
-    if renewed:
-        message.send_claimed_at = current
-    return bool(renewed)
+    ).exists()
 
 
 def _claim_rows(message_ids: list[str], now: datetime) -> list[str]:
-    """Mark these `sending` rows as taken by this run (send_claimed_at); the ids it got.
-    A second delivery of the same task gets none of them."""
+    """Mark these `sending` rows as taken by this run (send_claimed_at, its lease);
+    the ids it got. A second delivery of the same task gets none of them."""
     ids = list(dict.fromkeys(str(i) for i in message_ids))
     # The rows still unclaimed, locked until the claim commits: a second run waits
     # for the lock and then finds them claimed.
@@ -153,7 +149,9 @@ def _claim_rows(message_ids: list[str], now: datetime) -> list[str]:
             .filter(pk__in=ids, status=Message.Status.SENDING, send_claimed_at__isnull=True)
             .values_list("pk", flat=True)
         )
-        Message.objects.filter(pk__in=claimed).update(send_claimed_at=now)
+        Message.objects.filter(pk__in=claimed).update(
+            send_claimed_at=now, lease_expires_at=timezone.now() + LEASE
+        )
     return [message_id for message_id in ids if message_id in claimed]
 
 
@@ -516,9 +514,13 @@ def attachment_temp_guid(message: Message, index: int) -> str:
 def _mark_channel_called(message: Message, address: str, checked: list) -> bool:
     now = timezone.now()
     # The error of an earlier attempt is cleared: what this attempt leaves there is
-    # what the sweeper reports if the row gets stuck.
+    # what the sweeper reports if the row gets stuck. Only under this run's claim: a
+    # row the sweeper took back is not this run's to send.
     updated = Message.objects.filter(
-        pk=message.pk, status=Message.Status.SENDING, channel_called_at__isnull=True
+        pk=message.pk,
+        status=Message.Status.SENDING,
+        channel_called_at__isnull=True,
+        send_claimed_at=message.send_claimed_at,
     ).update(channel_called_at=now, sent_address=address, checked_addresses=checked,
              error_message="")  # fmt: skip
     message.channel_called_at = now
@@ -795,7 +797,13 @@ def fallback_sms_send(*, message_id: str) -> str:
 # Sweeper
 
 
+# A row in `sending` without a lease (written before leases existed) is taken back
+# this long after the dispatcher moved it.
 STUCK_AFTER = timedelta(minutes=5)
+# A send can still land on the relay this long after its call started: the relay
+# client's read timeout (lines.relay, 130 s) plus a margin. Until then, a send the
+# relay has no record of may yet be written, so it is not retried.
+SEND_SETTLE = timedelta(seconds=150)
 # How far before `channel_called_at` to look in the relay's history (clock skew).
 RECONCILE_SLACK = timedelta(seconds=30)
 RECONCILE_PAGE = 1000
@@ -811,38 +819,46 @@ class _Undetermined(Exception):
     """The relay's history cannot tell whether this send went out."""
 
 
-def messages_reconcile_stuck(*, now: datetime | None = None, stuck_after=STUCK_AFTER) -> dict:
-    """Settle rows left in `sending` by a worker that died or a send whose outcome
-    was unknown.
+def messages_reconcile_stuck(*, now: datetime | None = None) -> dict:
+    """Take back the rows in `sending` whose lease ran out (a worker that died, a
+    send whose outcome was unknown, a send task that was lost) and settle them.
+
+    Each row is first taken with a conditional update that gives it a claim and a
+    lease of the sweeper's, so two sweeps never settle one row and the run that
+    lost it can no longer call the channel. Then:
 
     - the channel was never called: nothing went out, so back to `pending`;
     - already has a relay guid (a webhook saw the send): `sent`;
     - iMessage: look the send up in the relay's history since the call, by our
       tempGuid (the message's, or its attachments'), else by address and content
       (text, or attachment file names) among messages no other row claims:
-      found -> `sent`; certainly not there -> nothing went out (the relay's send
-      timeout is well under `stuck_after`), so a retry with backoff (one attempt);
-      cannot tell -> left alone, and after RECONCILE_GIVE_UP `failed` without a
-      fallback SMS, since the text may have arrived;
+      found -> `sent`; not there -> once SEND_SETTLE has passed since the call,
+      nothing went out, so a retry with backoff (one attempt), and before that it
+      is looked at again on a later sweep; cannot tell -> left alone, and after
+      RECONCILE_GIVE_UP `failed` without a fallback SMS, since the text may have
+      arrived;
     - SMS / email: the provider cannot be asked cheaply, so the row fails with
       an explanation instead of risking a duplicate.
+
+    Makes network calls: not to be used inside a transaction.
     """
     now = now or timezone.now()
     outcome = {"requeued": 0, "sent": 0, "failed": 0}
+    expired = Q(lease_expires_at__lt=now) | Q(
+        lease_expires_at__isnull=True, sending_started_at__lt=now - STUCK_AFTER
+    )
     stuck = list(
-        Message.objects.filter(
-            status=Message.Status.SENDING, sending_started_at__lt=now - stuck_after
-        ).select_related("workspace", "lead", "line")[:500]
+        Message.objects.filter(expired, status=Message.Status.SENDING).select_related(
+            "workspace", "lead", "line"
+        )[:500]
     )
     for message in stuck:
+        if not _take_back(message, now):
+            continue  # renewed, settled or taken by another sweep meanwhile
         if message.channel_called_at is None:
-            if message.send_claimed_at is not None and message.send_claimed_at > now - stuck_after:
-                continue  # a run is still checking availability
             _release_usage(message)
             _requeue(message, now)
             outcome["requeued"] += 1
-            continue
-        if message.channel_called_at > now - stuck_after:
             continue
         if message.external_message_id:
             _record_sent(message, external_id=message.external_message_id,
@@ -877,6 +893,8 @@ def messages_reconcile_stuck(*, now: datetime | None = None, stuck_after=STUCK_A
                          address=message.sent_address, at=message.channel_called_at,
                          chat_guid=chat_guid, line=message.line)  # fmt: skip
             outcome["sent"] += 1
+        elif message.channel_called_at > now - SEND_SETTLE:
+            continue  # the relay may still be writing it: look again on a later sweep
         else:
             _release_usage(message)
             error = INTERRUPTED
@@ -886,6 +904,19 @@ def messages_reconcile_stuck(*, now: datetime | None = None, stuck_after=STUCK_A
             status = _record_transient(message, error, now)
             outcome["failed" if status == Message.Status.FAILED else "requeued"] += 1
     return outcome
+
+
+def _take_back(message: Message, now: datetime) -> bool:
+    """Give the row a claim and a lease of this sweep's, if nobody renewed, settled
+    or took it since it was read."""
+    taken = Message.objects.filter(
+        pk=message.pk,
+        status=Message.Status.SENDING,
+        send_claimed_at=message.send_claimed_at,
+        lease_expires_at=message.lease_expires_at,
+    ).update(send_claimed_at=now, lease_expires_at=now + LEASE)
+    message.send_claimed_at, message.lease_expires_at = now, now + LEASE
+    return bool(taken)
 
 
 def _temp_guids(message: Message) -> set[str]:

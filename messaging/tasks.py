@@ -47,14 +47,17 @@ def _drain() -> int:
     return total
 
 
-@shared_task(acks_late=True)
+# The send tasks go back to the queue when their worker process dies under them
+# (killed, out of memory): a run finds the rows it cannot claim and skips them, and
+# the ones its dead predecessor claimed come back through their leases.
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def send_message(message_id):
     """One row: what earlier versions queued (such tasks may still wait in the broker
     during an upgrade); the dispatcher now queues send_messages."""
     return message_send(message_id=message_id)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def send_messages(message_ids):
     """Send claimed rows together (one claim, shared lookups). Should the run fail
     unexpectedly, the rows it had not claimed yet are sent one by one; the rows it
@@ -73,7 +76,7 @@ def send_messages(message_ids):
     return outcomes
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def send_fallback_sms(message_id):
     return fallback_sms_send(message_id=message_id)
 

@@ -1,9 +1,14 @@
 """Idempotency-Key handling for POSTs that create things.
 
-The first request with a key inserts a row (the unique constraint decides who
-is first, across processes), runs, and stores its response; a repeat with the
-same body gets the stored response back, with another body a 422, and while
-the first still runs a 409.
+The first request with a key inserts a row in a transaction of its own (the unique
+constraint decides who is first, across processes), so that a repeat arriving
+while it runs sees it and gets a 409. The request's work then runs in one
+transaction that also stores its answer on that row: the rows it created and the
+answer it gave are committed together or not at all. A repeat therefore replays
+the first answer whenever the work committed, even if what came after the commit
+failed (an on-commit hook raising, the response lost on the way); and when the
+work rolled back, the row is released so the client can simply try again. A repeat
+with another body gets a 422.
 """
 
 import hashlib
@@ -35,7 +40,23 @@ def request_fingerprint(method: str, path: str, data) -> str:
     return hashlib.sha256(f"{method} {path} {canonical}".encode()).hexdigest()
 
 
+def _in_progress() -> ServiceError:
+    return ServiceError(
+        "A request with this Idempotency-Key is still being processed",
+        code="IDEMPOTENCY_IN_PROGRESS",
+        status=409,
+    )
+
+
+def is_replayable(status: int) -> bool:
+    """Whether an answer is stored and replayed. A 5xx, 409 or 429 says nothing was
+    done, or that trying again may go otherwise: the key is released instead."""
+    return status < 500 and status not in (409, 429)
+
+
 def idempotency_begin(*, workspace, key: str, fingerprint: str) -> IdempotencyRecord | Replay:
+    """Claim the key (committed at once, so must run outside any transaction) or
+    answer from the request that claimed it first."""
     if len(key) > MAX_KEY_LENGTH:
         raise ServiceError(
             "Idempotency-Key is too long (255 characters at most)", code="VALIDATION_ERROR"
@@ -66,24 +87,34 @@ def idempotency_begin(*, workspace, key: str, fingerprint: str) -> IdempotencyRe
                 status=422,
             )
         if not existing.completed:
-            raise ServiceError(
-                "A request with this Idempotency-Key is still being processed",
-                code="IDEMPOTENCY_IN_PROGRESS",
-                status=409,
-            )
+            raise _in_progress()
         return Replay(existing.response_status, existing.response_body)
-    raise ServiceError(
-        "A request with this Idempotency-Key is still being processed",
-        code="IDEMPOTENCY_IN_PROGRESS",
-        status=409,
-    )
+    raise _in_progress()
 
 
-def idempotency_finish(*, record: IdempotencyRecord, status: int, body) -> None:
-    if status >= 500 or status in (409, 429):
-        # Nothing was done (or we cannot tell): let the client try again with the same key.
-        IdempotencyRecord.objects.filter(pk=record.pk).delete()
-        return
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        completed=True, response_status=status, response_body=body
+def idempotency_complete(*, record: IdempotencyRecord, status: int, body) -> None:
+    """Store the answer, inside the transaction of the work it answers for.
+
+    The key may have been taken over meanwhile (this request ran past
+    ABANDONED_AFTER): the work must then not commit, so this raises the 409 that
+    rolls it back."""
+    stored = IdempotencyRecord.objects.filter(
+        pk=record.pk, created_at=record.created_at, completed=False
+    ).update(completed=True, response_status=status, response_body=body)
+    if not stored:
+        raise _in_progress()
+
+
+def idempotency_settle(*, record: IdempotencyRecord, status: int, body) -> None:
+    """After a request whose work did not commit with its answer (it raised, or its
+    answer is not replayed): store a replayable refusal, or release the key.
+
+    A record that did commit with its work is left alone: this also runs when
+    something failed after that commit, and the stored answer is then the true one."""
+    pending = IdempotencyRecord.objects.filter(
+        pk=record.pk, created_at=record.created_at, completed=False
     )
+    if is_replayable(status):
+        pending.update(completed=True, response_status=status, response_body=body)
+    else:
+        pending.delete()

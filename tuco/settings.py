@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from tuco.env import envbool, envint, envlist, envstr
+from tuco.env import envbool, envint, envlist, envnetworks, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("TUCO_DATA_DIR", str(BASE_DIR / "var")))
@@ -140,7 +140,15 @@ if REDIS_URL:
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }
     CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    # A task a worker took but has not acknowledged (acks_late, below) goes back to
+    # the queue after this long. It must outlast the longest task, or a task still
+    # running is handed to a second worker: a send task of SEND_CHUNK rows whose
+    # relay keeps timing out runs about ten times (check + send) 4 minutes. A dead
+    # worker's rows do not wait for it: their leases bring them back within a minute
+    # (messaging.leases).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 2 * 3600)
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     _broker_dir = DATA_DIR / "broker"
@@ -158,8 +166,12 @@ else:
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged when it ends, so one its worker never finished is run
+# again (the send tasks guard their rows with claims). Tasks wait
+# on relays for minutes: a worker process takes one at a time, so a long one never
+# holds others back that another process could run.
 CELERY_TASK_ACKS_LATE = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -293,6 +305,10 @@ AVAILABILITY_CACHE_SECONDS = envint("AVAILABILITY_CACHE_SECONDS", 7 * 24 * 3600)
 AVAILABILITY_NEGATIVE_CACHE_SECONDS = envint("AVAILABILITY_NEGATIVE_CACHE_SECONDS", 24 * 3600)
 AVAILABILITY_SYNC_MAX_LEADS = envint("AVAILABILITY_SYNC_MAX_LEADS", 5)
 LINE_DOWN_AFTER_FAILURES = envint("LINE_DOWN_AFTER_FAILURES", 2)
+
+# Relays may only be reached at these networks (CIDRs, e.g. "10.8.0.0/16,2001:db8::/32");
+# empty: anywhere. Checked on the connected socket, so DNS cannot route around it.
+RELAY_ALLOWED_NETWORKS = envnetworks("RELAY_ALLOWED_NETWORKS")
 
 # Webhooks may target private, loopback and link-local addresses (development, tests).
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = envbool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)

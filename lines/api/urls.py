@@ -9,4 +9,9 @@ urlpatterns = [
     path("health-check", views.LinesHealthCheckApi.as_view(), name="api-health-check"),
     path("lines", views.LineListApi.as_view(), name="api-lines"),
     path("lines/<str:line_id>", views.LineDetailApi.as_view(), name="api-line"),
+    path(
+        "lines/<str:line_id>/rotate-callback-token",
+        views.LineWebhookTokenRotateApi.as_view(),
+        name="api-line-rotate-callback-token",
+    ),
 ]

@@ -312,3 +312,20 @@ class LinesHealthCheckApi(WorkspaceAPIView):
     )
     def post(self, request):
         return self.get(request)
+
+
+class LineWebhookTokenRotateApi(WorkspaceAPIView):
+    """`POST /api/lines/{id}/rotate-callback-token`: a new relay callback URL."""
+
+    permission_classes = [CanManageWorkspace]
+
+    @extend_schema(
+        request=None,
+        responses=LineOutput,
+        summary="Give a line a new relay callback URL (the old one stops working)",
+    )
+    def post(self, request, line_id):
+        selectors.line_get(workspace=self.workspace, line_id=line_id)
+        services.line_webhook_token_rotate(workspace=self.workspace, line_id=line_id)
+        line = selectors.line_get(workspace=self.workspace, line_id=line_id)
+        return Response(LineOutput(line).data)

@@ -150,6 +150,10 @@ class Message(models.Model):
     # Set right before the channel is called: a row stuck in `sending` with this
     # set may have been sent and is reconciled with the relay, never resent blindly.
     channel_called_at = models.DateTimeField(null=True, blank=True)
+    # Until when the row's `sending` is held by whoever has it: the dispatcher's
+    # queued send task, then the run that claimed it, which renews it while it lives
+    # (messaging.sending.LeaseKeeper). Past it, the sweeper takes the row back.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     sending_started_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)

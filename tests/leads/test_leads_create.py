@@ -1,5 +1,7 @@
 """POST /api/leads: the upload endpoint."""
 
+from unittest import mock
+
 import pytest
 from django.test import override_settings
 
@@ -274,6 +276,26 @@ class TestIdempotency:
         assert response.status_code == 409
         assert response.json()["code"] == "IDEMPOTENCY_IN_PROGRESS"
         assert Lead.objects.count() == 0
+
+    def test_a_crash_after_the_import_saves_nothing_and_frees_the_key(self, api):
+        from leads import services
+
+        real_import = services.lead_import
+
+        def import_then_crash(**kwargs):
+            real_import(**kwargs)
+            raise RuntimeError("bug after the import")
+
+        api.raise_request_exception = False
+        body = {"leads": [{"phone": "+12025551234"}]}
+        with mock.patch.object(services, "lead_import", import_then_crash):
+            first = api.post("/api/leads", body, format="json", HTTP_IDEMPOTENCY_KEY="k5")
+        assert first.status_code == 500
+        assert Lead.objects.count() == LeadList.objects.count() == 0
+        assert not IdempotencyRecord.objects.exists()
+        again = api.post("/api/leads", body, format="json", HTTP_IDEMPOTENCY_KEY="k5")
+        assert again.status_code == 201
+        assert Lead.objects.count() == 1
 
     def test_a_rejected_request_is_replayed_as_rejected(self, api):
         body = {"leads": [{"phone": "123"}]}

@@ -217,7 +217,7 @@ def test_line_saved_is_sent_on_commit(acme, django_capture_on_commit_callbacks):
         with django_capture_on_commit_callbacks(execute=True):
             line = make(acme)
         assert seen == [{"signal": line_saved, "line_id": line.pk, "created": True,
-                         "workspace_id": acme.pk}]  # fmt: skip
+                         "workspace_id": acme.pk, "left_relay": None}]  # fmt: skip
     finally:
         line_saved.disconnect(receiver)
 

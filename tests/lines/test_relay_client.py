@@ -299,6 +299,23 @@ def test_it_queries_sent_and_inbound_messages_after_a_time(sim, client):
     assert len(client.query_messages(0, limit=1)) == 1
 
 
+def test_webhooks_are_kept_once_per_url_listed_and_deleted(sim, client):
+    first = client.register_webhook("http://tuco.test/hooks/relay/a", ["new-message"])
+    again = client.register_webhook("http://tuco.test/hooks/relay/a", ["new-message"])
+    client.register_webhook("http://tuco.test/hooks/relay/b", ["new-message"])
+    assert first["id"] == again["id"]
+    hooks = client.list_webhooks()
+    assert sorted(h["url"] for h in hooks) == [
+        "http://tuco.test/hooks/relay/a",
+        "http://tuco.test/hooks/relay/b",
+    ]
+    client.delete_webhook(first["id"])
+    assert [h["url"] for h in client.list_webhooks()] == ["http://tuco.test/hooks/relay/b"]
+    with pytest.raises(RelayError) as caught:
+        client.delete_webhook(first["id"])
+    assert caught.value.status == 404
+
+
 def test_it_registers_a_webhook(sim, client):
     client.register_webhook("http://tuco.test/hooks/relay/tok")
     assert sim.webhooks == {

@@ -95,6 +95,39 @@ def test_an_inactive_lines_events_are_acknowledged_and_ignored(anon, acme, line)
     assert InboundMessage.objects.count() == 1
 
 
+def test_the_token_is_stored_encrypted_and_found_by_its_hash(anon, acme, line, lead):
+    import hashlib
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT webhook_token FROM lines_line WHERE id = %s", [line.pk])
+        stored = cursor.fetchone()[0]
+    assert line.webhook_token not in stored
+    assert line.webhook_token_hash == hashlib.sha256(line.webhook_token.encode()).hexdigest()
+    relay(anon, line, "new-message", inbound_event())
+    assert InboundMessage.objects.count() == 1
+
+
+def test_an_old_token_stops_working_when_it_is_rotated(anon, acme, line, lead):
+    from lines.services import line_webhook_token_rotate
+
+    old = Line.objects.get(pk=line.pk)
+    line_webhook_token_rotate(workspace=acme, line_id=line.pk)
+    relay(anon, old, "new-message", inbound_event())
+    assert not InboundMessage.objects.exists()
+    relay(anon, Line.objects.get(pk=line.pk), "new-message", inbound_event())
+    assert InboundMessage.objects.count() == 1
+
+
+def test_events_for_a_deleted_line_are_acknowledged_and_ignored(anon, acme, line, lead):
+    from lines.services import line_delete
+
+    line_delete(workspace=acme, line_id=line.pk)
+    relay(anon, line, "new-message", inbound_event())
+    assert not InboundMessage.objects.exists()
+
+
 def test_garbage_events_are_acknowledged(anon, line):
     for body in ({}, {"type": "new-message"}, {"type": "new-message", "data": [1]},
                  {"type": "typing-indicator", "data": {}}):  # fmt: skip

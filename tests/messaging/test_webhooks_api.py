@@ -96,6 +96,15 @@ def test_it_answers_the_published_validation_texts(api, public_dns, body, error)
         "http://[2002:a00:1::1]/hook",
         "http://[2002:7f00:1::]/hook",
         "http://[2002:a9fe:a9fe::1]/latest/meta-data",
+        # IPv4-compatible (::a.b.c.d), IPv4-mapped and IPv4-translated addresses of
+        # private IPv4 addresses
+        "http://[::127.0.0.1]/hook",
+        "http://[::10.0.0.1]/hook",
+        "http://[::a9fe:a9fe]/latest/meta-data",
+        "http://[::ffff:192.168.1.10]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::ffff:0:10.0.0.1]/hook",
+        "http://[::ffff:0:7f00:1]/hook",
     ],
 )
 def test_it_refuses_private_targets(api, public_dns, url):

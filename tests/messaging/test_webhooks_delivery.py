@@ -287,7 +287,16 @@ def test_a_failed_delivery_can_be_resent_with_the_same_id(
         ("2002:7f00:1::1", False),  # 127.0.0.1
         ("2002:a9fe:a9fe::", False),  # 169.254.169.254
         ("::ffff:10.0.0.1", False),
+        ("::ffff:127.0.0.1", False),
         ("::ffff:8.8.8.8", True),
+        ("::127.0.0.1", False),  # IPv4-compatible
+        ("::10.0.0.1", False),
+        ("::169.254.169.254", False),
+        ("::8.8.8.8", True),
+        ("::ffff:0:10.0.0.1", False),  # IPv4-translated
+        ("::ffff:0:8.8.8.8", True),
+        ("::", False),
+        ("::1", False),
         ("2606:4700:4700::1111", True),
         ("8.8.8.8", True),
         ("10.0.0.1", False),

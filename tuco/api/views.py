@@ -1,27 +1,77 @@
+import functools
+
+from django.db import transaction
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tuco import ratelimit
 from tuco.api.errors import RateLimited, ReadOnlyWorkspace
-from tuco.idempotency import Replay, idempotency_begin, idempotency_finish, request_fingerprint
+from tuco.idempotency import (
+    Replay,
+    idempotency_begin,
+    idempotency_complete,
+    idempotency_settle,
+    is_replayable,
+    request_fingerprint,
+)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class _ReplayResponse(Exception):
-    def __init__(self, response):
-        self.response = response
+def _idempotent(handler):
+    """Run a POST handler under its Idempotency-Key, when the request carries one.
+
+    The key is claimed first, in a transaction of its own, so a repeat arriving
+    meanwhile is told the first is still running. The handler then runs in one
+    transaction together with the storing of its answer (tuco.idempotency): its
+    rows and its answer commit together or not at all. An exception from the
+    handler, or from on-commit work after the commit, is answered here as DRF
+    would, and the key is then settled by what actually committed."""
+
+    @functools.wraps(handler)
+    def run(view, request, *args, **kwargs):
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            return handler(view, request, *args, **kwargs)
+        fingerprint = request_fingerprint(request.method, request.path, request.data)
+        outcome = idempotency_begin(workspace=view.workspace, key=key, fingerprint=fingerprint)
+        if isinstance(outcome, Replay):
+            response = Response(outcome.body, status=outcome.status)
+            response["Idempotent-Replayed"] = "true"
+            return response
+        try:
+            with transaction.atomic():
+                response = handler(view, request, *args, **kwargs)
+                if is_replayable(response.status_code):
+                    idempotency_complete(
+                        record=outcome, status=response.status_code, body=response.data
+                    )
+                    return response
+                transaction.set_rollback(True)
+        except Exception as exc:  # noqa: BLE001 - answered as DRF answers it, below
+            response = view.handle_exception(exc)
+        idempotency_settle(record=outcome, status=response.status_code, body=response.data)
+        return response
+
+    return run
 
 
 class WorkspaceAPIView(APIView):
     """Base for every API view: workspace auth, read-only billing, rate limit, idempotency.
 
     Order matters: a request that is rate limited or read-only changes nothing, and
-    a rate-limited request does not consume its idempotency key.
+    a rate-limited request does not consume its idempotency key. A view with
+    `idempotent_post = True` has its `post` run under the request's Idempotency-Key
+    (see _idempotent).
     """
 
     rate_limit_group = "default"
     idempotent_post = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.idempotent_post and "post" in cls.__dict__:
+            cls.post = _idempotent(cls.__dict__["post"])
 
     @property
     def workspace(self):
@@ -35,29 +85,6 @@ class WorkspaceAPIView(APIView):
         decision = ratelimit.take(workspace.pk, self.get_rate_limit_group(request))
         if not decision.allowed:
             raise RateLimited(decision.retry_after)
-        self._idempotency_record = None
-        key = request.headers.get("Idempotency-Key")
-        if self.idempotent_post and request.method == "POST" and key:
-            fingerprint = request_fingerprint(request.method, request.path, request.data)
-            outcome = idempotency_begin(workspace=workspace, key=key, fingerprint=fingerprint)
-            if isinstance(outcome, Replay):
-                response = Response(outcome.body, status=outcome.status)
-                response["Idempotent-Replayed"] = "true"
-                raise _ReplayResponse(response)
-            self._idempotency_record = outcome
 
     def get_rate_limit_group(self, request) -> str:
         return self.rate_limit_group
-
-    def handle_exception(self, exc):
-        if isinstance(exc, _ReplayResponse):
-            return exc.response
-        return super().handle_exception(exc)
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        record = getattr(self, "_idempotency_record", None)
-        if record is not None:
-            self._idempotency_record = None
-            idempotency_finish(record=record, status=response.status_code, body=response.data)
-        return response
