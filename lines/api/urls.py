@@ -4,6 +4,12 @@ from lines.api import views
 
 urlpatterns = [
     path("lines/by-user", views.LinesByUserApi.as_view(), name="api-lines-by-user"),
+    path("lines/spam-monitor", views.SpamMonitorApi.as_view(), name="api-lines-spam-monitor"),
     path("lines", views.LineListApi.as_view(), name="api-lines"),
+    path(
+        "lines/<str:line_id>/safety-override",
+        views.LineSafetyOverrideApi.as_view(),
+        name="api-line-safety-override",
+    ),
     path("lines/<str:line_id>", views.LineDetailApi.as_view(), name="api-line"),
 ]

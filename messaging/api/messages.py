@@ -44,6 +44,8 @@ class MessageOutput(serializers.Serializer):
     sentAt = serializers.CharField(allow_null=True)  # noqa: N815
     deliveredAt = serializers.CharField(allow_null=True)  # noqa: N815
     readAt = serializers.CharField(allow_null=True)  # noqa: N815
+    undelivered = serializers.BooleanField()
+    undeliveredAt = serializers.CharField(allow_null=True)  # noqa: N815
     externalMessageId = serializers.CharField(allow_null=True)  # noqa: N815
     errorMessage = serializers.CharField(allow_null=True)  # noqa: N815
     checkedAddresses = serializers.ListField(child=serializers.CharField())  # noqa: N815
@@ -82,6 +84,8 @@ def message_body(message: Message) -> dict:
         "sentAt": iso_utc(message.sent_at),
         "deliveredAt": iso_utc(message.delivered_at),
         "readAt": iso_utc(message.read_at),
+        "undelivered": message.undelivered_at is not None and message.delivered_at is None,
+        "undeliveredAt": iso_utc(message.undelivered_at),
         "externalMessageId": message.external_message_id or None,
         "errorMessage": message.error_message or None,
         "checkedAddresses": [
