@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from lines import safety as line_safety
 from lines import services as line_services
-from lines.relay import RelayError, address_from_chat_guid, chat_guid_for, get_client
+from lines.relay import NOT_SIGNED_IN, RelayError, address_from_chat_guid, chat_guid_for, get_client
 from messaging import attachments as attachment_fetch
 from messaging.addresses import direct_chat_guid, normalize_address
 from messaging.channels.email import EmailError, send_email
@@ -359,6 +359,8 @@ def _choose_imessage_address(
         if result.status == "error":
             errors.append(result.detail or "availability check failed")
     if errors:
+        if any(NOT_SIGNED_IN in error for error in errors):
+            line_safety.line_probe_soon(line_id=line.pk)
         raise _Retry(f"Availability check failed: {errors[0]}")
     if whole_lead and checked:
         _record_lead_answer(message, checked[-1]["address"], False, checked)

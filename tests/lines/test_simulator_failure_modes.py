@@ -46,7 +46,15 @@ def test_a_signed_out_mac_answers_but_cannot_send_or_check(sim, client):
     health = client.health()
     assert not health.healthy
     assert health.info.get("detected_imessage") is None
-    assert client.check(ON_IMESSAGE) is False
+    answer = requests.get(
+        f"{sim.url}/api/v1/handle/availability/imessage",
+        params={"password": "secret", "address": ON_IMESSAGE},
+        timeout=5,
+    )
+    assert answer.json()["data"] == {"available": False}
+    # Our client does not take a signed-out Mac's "no" for an answer.
+    with pytest.raises(RelayError, match="not signed in"):
+        client.check(ON_IMESSAGE)
     with pytest.raises(RelayError) as caught:
         client.send_text(address=ON_IMESSAGE, text="Hello", temp_guid="t-1")
     assert caught.value.status == 500
@@ -96,7 +104,7 @@ def test_silent_undelivered_accepts_sends_and_never_reports_an_outcome(sim, clie
 def test_the_other_switches_still_work_with_the_new_ones(sim, client):
     data = configure(sim, silent_undelivered=True, throttle_per_hour=1, false_negative_rate=1.0)
     assert data["delivery_delay"] == 0.05
-    assert client.check(ON_IMESSAGE) is False
+    assert client.check(ON_IMESSAGE) is False  # signed in: a "no" is an answer
     client.send_text(address=ON_IMESSAGE, text="one", temp_guid="t-1")
     with pytest.raises(RelayError):
         client.send_text(address=ON_IMESSAGE, text="two", temp_guid="t-2")
