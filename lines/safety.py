@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -231,25 +231,76 @@ def line_stats(*, line: Line, now: datetime | None = None) -> LineStats:
     return line_stats_many(lines=[line], now=now)[line.pk]
 
 
-def line_activity_days(*, line: Line, days: int = 14, now: datetime | None = None) -> list[dict]:
-    """Per UTC day, oldest first, the last `days` days (today included) of activity."""
+def line_activity_days(*, lines, days: int = 14, now: datetime | None = None) -> dict:
+    """Per line, per UTC day (oldest first, today last) over the last `days` days:
+    {line_id: [{"date", "sent", "delivered", "failed", "undelivered", "replies"}]}.
+    One query for all the lines."""
     now = now or timezone.now()
-    first = (now - timedelta(days=days - 1)).date()
-    totals = {first + timedelta(days=i): dict.fromkeys(LineActivity.KINDS, 0) for i in range(days)}
-    for row in LineActivity.objects.filter(
-        line=line, hour__gte=datetime(first.year, first.month, first.day, tzinfo=now.tzinfo)
-    ).values("hour", *LineActivity.KINDS):
-        day = row["hour"].astimezone(now.tzinfo).date()
-        if day in totals:
+    today = now.astimezone(UTC).date()
+    first = today - timedelta(days=days - 1)
+    dates = [first + timedelta(days=i) for i in range(days)]
+    totals = {
+        line.pk: {day: dict.fromkeys(LineActivity.KINDS, 0) for day in dates} for line in lines
+    }
+    rows = LineActivity.objects.filter(
+        line_id__in=list(totals),
+        hour__gte=datetime(first.year, first.month, first.day, tzinfo=UTC),
+    ).values("line_id", "hour", *LineActivity.KINDS)
+    for row in rows:
+        day = row["hour"].astimezone(UTC).date()
+        counts = totals[row["line_id"]].get(day)
+        if counts is not None:
             for kind in LineActivity.KINDS:
-                totals[day][kind] += row[kind]
-    return [{"date": day, **counts} for day, counts in totals.items()]
+                counts[kind] += row[kind]
+    return {
+        line_id: [{"date": day, **counts} for day, counts in by_day.items()]
+        for line_id, by_day in totals.items()
+    }
 
 
 # Actions
 
 
+BANNER_KEY = "lines:out-of-rotation:{}"
+BANNER_SECONDS = 30
+
+
+def lines_out_of_rotation(*, workspace_id: str) -> list[dict]:
+    """The workspace's active lines that are quarantined or down, for the dashboard
+    banner on every page: cached (a page view costs no query), forgotten whenever a
+    line changes state, and at most BANNER_SECONDS old otherwise."""
+    from django.core.cache import cache
+
+    key = BANNER_KEY.format(workspace_id)
+    lines = cache.get(key)
+    if lines is None:
+        lines = [
+            {
+                "pk": line.pk,
+                "name": line.display_name,
+                "status": line.health_status,
+                "status_display": line.get_health_status_display(),
+                "detail": line.health_detail,
+                "until": line.safety_action_until,
+            }
+            for line in Line.objects.filter(
+                workspace_id=workspace_id,
+                is_active=True,
+                health_status__in=Line.OUT_OF_ROTATION,
+            )
+        ]
+        cache.set(key, lines, BANNER_SECONDS)
+    return lines
+
+
+def _forget_banner(workspace_id: str) -> None:
+    from django.core.cache import cache
+
+    transaction.on_commit(lambda: cache.delete(BANNER_KEY.format(workspace_id)), robust=True)
+
+
 def _announce(line: Line, event: str, reason: str, **data) -> None:
+    _forget_banner(line.workspace_id)
     line_safety_changed.send(
         sender=Line,
         line_id=line.pk,
