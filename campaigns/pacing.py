@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Enrollment
 from campaigns.sequencing import WAITING, stop_leads, stop_reasons
+from lines.budget import halve
 from lines.models import Line
 from lines.services import usage_for
 from messaging.models import Conversation, Message
@@ -118,9 +119,10 @@ class _Room:
 
     def __init__(self, line: Line, now: datetime):
         usage = usage_for(line=line, now=now)
+        halved = line.caps_halved(now)  # line safety's answer to a medium spam risk
         left = min(
-            line.daily_new_conversations_limit - usage.new_conversations_count,
-            line.daily_total_messages_limit - usage.total_messages_count,
+            halve(line.daily_new_conversations_limit, halved) - usage.new_conversations_count,
+            halve(line.daily_total_messages_limit, halved) - usage.total_messages_count,
         )
         in_flight = Message.objects.filter(
             line_id=line.pk,

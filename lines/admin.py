@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from lines.forms import LineHandlesMixin
 from lines.models import Line, LineUsage
 from lines.relay import RelayError
+from lines.safety import line_safety_override
 from lines.selectors import line_today_usage
 from lines.services import (
     EDITABLE_FIELDS,
@@ -61,10 +62,11 @@ class LineAdmin(admin.ModelAdmin):
         "health_status",
         "health_consecutive_failures",
         "health_checked_at",
+        "safety_action",
         "checks_today",
         "messages_today",
     ]
-    list_filter = ["is_active", "health_status"]
+    list_filter = ["is_active", "health_status", "safety_action"]
     search_fields = ["phone", "email", "first_name", "last_name", "server_url", "workspace__name"]
     list_select_related = ["workspace"]
     readonly_fields = [
@@ -73,6 +75,13 @@ class LineAdmin(admin.ModelAdmin):
         "health_checked_at",
         "health_consecutive_failures",
         "health_detail",
+        "safety_action",
+        "safety_action_reason",
+        "safety_action_since",
+        "safety_action_until",
+        "safety_override_until",
+        "send_consecutive_failures",
+        "canary_consecutive_failures",
         "last_check_at",
         "last_sent_at",
         "webhook_registered_at",
@@ -80,7 +89,7 @@ class LineAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     inlines = [LineUsageInline]
-    actions = ["check_health_now", "rotate_callback_token"]
+    actions = ["check_health_now", "rotate_callback_token", "lift_safety_action"]
 
     def has_add_permission(self, request):
         return False
@@ -141,3 +150,9 @@ class LineAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"{line}: {line.health_status} ({line.health_detail})", level
             )
+
+    @admin.action(description="Lift the automatic safety action (no action on risk for 24h)")
+    def lift_safety_action(self, request, queryset):
+        for line in queryset:
+            line_safety_override(workspace=line.workspace, line_id=line.pk)
+            self.message_user(request, f"{line}: automatic action lifted", messages.SUCCESS)

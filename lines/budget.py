@@ -46,6 +46,11 @@ class _Account:
     taken_new: int = 0
 
 
+def halve(limit: int, halved: bool) -> int:
+    """A daily cap as line safety lets it be used today (lines.safety: medium risk)."""
+    return limit // 2 if halved else limit
+
+
 class SendBudget:
     def __init__(self, line_ids, now: datetime):
         assert transaction.get_connection().in_atomic_block, "a SendBudget needs a transaction"
@@ -78,15 +83,21 @@ class SendBudget:
             "daily_new_conversations_limit",
             "device_gap_seconds",
             "last_sent_at",
+            "safety_action",
+            "safety_action_until",
         ):
             row = counters.get(line["pk"])
             if row is None:  # the line was deleted meanwhile
                 continue
+            halved = Line(
+                safety_action=line["safety_action"],
+                safety_action_until=line["safety_action_until"],
+            ).caps_halved(now)
             self._accounts[line["pk"]] = _Account(
                 total=row["total_messages_count"],
                 new=row["new_conversations_count"],
-                total_limit=line["daily_total_messages_limit"],
-                new_limit=line["daily_new_conversations_limit"],
+                total_limit=halve(line["daily_total_messages_limit"], halved),
+                new_limit=halve(line["daily_new_conversations_limit"], halved),
                 device_gap=line["device_gap_seconds"],
                 last_sent_at=line["last_sent_at"],
             )

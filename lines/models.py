@@ -24,7 +24,19 @@ class Line(models.Model):
     class Health(models.TextChoices):
         UNKNOWN = "unknown", "Unknown"
         HEALTHY = "healthy", "Healthy"
+        # Sends go on, with evidence against the line (failures, missing receipts,
+        # a canary that did not answer once).
+        DEGRADED = "degraded", "Degraded"
+        # Taken out of rotation by line safety: the relay answers, but iMessage is
+        # proven dead or the spam risk is high. Released after a cool-down once the
+        # probes pass, or by an owner.
+        QUARANTINED = "quarantined", "Quarantined"
         DOWN = "down", "Down"
+
+    class SafetyAction(models.TextChoices):
+        NONE = "", "None"
+        CAPS_HALVED = "caps_halved", "Caps halved"
+        QUARANTINED = "quarantined", "Quarantined"
 
     id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="lines")
@@ -44,10 +56,28 @@ class Line(models.Model):
     contact_gap_seconds = models.PositiveIntegerField(default=45)
     check_gap_seconds = models.PositiveIntegerField(default=3)
 
-    health_status = models.CharField(max_length=8, choices=Health, default=Health.UNKNOWN)
+    health_status = models.CharField(max_length=12, choices=Health, default=Health.UNKNOWN)
     health_checked_at = models.DateTimeField(null=True, blank=True)
     health_consecutive_failures = models.PositiveIntegerField(default=0)
     health_detail = models.CharField(max_length=500, blank=True, default="")
+
+    # Line safety (lines.safety): the evidence beyond the ping, and the automatic
+    # action in force with its reason. An address known to be on iMessage, checked
+    # with each health check (empty: the LINE_CANARY_ADDRESS setting).
+    canary_address = models.CharField(max_length=254, blank=True, default="")
+    canary_consecutive_failures = models.PositiveIntegerField(default=0)
+    # Sends that failed at the relay or got no delivery receipt, since the last receipt.
+    send_consecutive_failures = models.PositiveIntegerField(default=0)
+    safety_action = models.CharField(
+        max_length=12, choices=SafetyAction, blank=True, default=SafetyAction.NONE
+    )
+    safety_action_reason = models.CharField(max_length=500, blank=True, default="")
+    safety_action_since = models.DateTimeField(null=True, blank=True)
+    # Caps halved: until then. Quarantined: the cool-down ends then (released once the
+    # probes pass after it).
+    safety_action_until = models.DateTimeField(null=True, blank=True)
+    # An owner overrode the automatic actions: none is taken on risk until then.
+    safety_override_until = models.DateTimeField(null=True, blank=True)
 
     # Gap bookkeeping, advanced only by conditional updates (see lines.services).
     last_check_at = models.DateTimeField(null=True, blank=True)
@@ -91,7 +121,36 @@ class Line(models.Model):
 
     @property
     def is_usable(self) -> bool:
-        return self.is_active and self.health_status != self.Health.DOWN
+        return self.is_active and self.health_status not in self.OUT_OF_ROTATION
+
+    OUT_OF_ROTATION = (Health.DOWN, Health.QUARANTINED)
+
+    def caps_halved(self, now) -> bool:
+        return (
+            self.safety_action == self.SafetyAction.CAPS_HALVED
+            and self.safety_action_until is not None
+            and self.safety_action_until > now
+        )
+
+
+class LineActivity(models.Model):
+    """What happened on a line in one UTC hour: the evidence behind its spam risk and
+    its chart. Counters are raised with relative UPDATEs by lines.safety."""
+
+    line = models.ForeignKey(Line, on_delete=models.CASCADE, related_name="activity_hours")
+    hour = models.DateTimeField()
+    sent = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    undelivered = models.PositiveIntegerField(default=0)
+    replies = models.PositiveIntegerField(default=0)
+
+    KINDS = ("sent", "delivered", "failed", "undelivered", "replies")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["line", "hour"], name="lineactivity_unique_hour")
+        ]
 
 
 class LineUsage(models.Model):

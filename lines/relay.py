@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,6 +52,11 @@ def address_from_chat_guid(chat_guid: str) -> str | None:
         if chat_guid.startswith(prefix):
             return chat_guid[len(prefix) :] or None
     return None
+
+
+# How long a relay's signed-in account is trusted before a "not on iMessage" answer.
+SIGNED_IN_TRUST_SECONDS = 2.0
+NOT_SIGNED_IN = "The Mac is not signed in to iMessage"
 
 
 class RelayError(Exception):
@@ -256,6 +262,7 @@ class BlueBubblesClient(RelayClient):
         self.password = password
         self.timeout = timeout
         self.send_method = send_method
+        self._signed_in_seen = -SIGNED_IN_TRUST_SECONDS
         # Health checks run from the UI and the scheduler; they must not hang for the
         # two minutes a send is allowed.
         self.health_timeout = (timeout[0], min(timeout[1], 15))
@@ -295,7 +302,23 @@ class BlueBubblesClient(RelayClient):
             raise RelayError(
                 f"Relay answered availability without a boolean: {data!r:.200}", permanent=False
             )
+        if not data["available"]:
+            self._confirm_signed_in()
         return data["available"]
+
+    def _confirm_signed_in(self) -> None:
+        """A Mac signed out of iMessage answers "no" for every address: before a "no"
+        is believed, make sure an account is signed in (asked at most every
+        SIGNED_IN_TRUST_SECONDS), or report the line's failure instead of an answer."""
+        now = time.monotonic()
+        if now - self._signed_in_seen < SIGNED_IN_TRUST_SECONDS:
+            return
+        info = self._call("GET", "/api/v1/server/info", timeout=self.health_timeout)
+        if isinstance(info, dict) and info.get("detected_imessage") is None:
+            raise RelayError(
+                NOT_SIGNED_IN, permanent=False, status=500, error_type="iMessage Error"
+            )
+        self._signed_in_seen = now
 
     def send_text(
         self,
@@ -378,7 +401,7 @@ class BlueBubblesClient(RelayClient):
         if not info.get("helper_connected"):
             return HealthResult(False, "Private API helper is not connected", info)
         if info.get("detected_imessage") is None:
-            return HealthResult(False, "The Mac is not signed in to iMessage", info)
+            return HealthResult(False, NOT_SIGNED_IN, info)
         # Only now is the server known to be a relay; what it calls its account is
         # still its own words, so it is shown as plain text of a bounded length.
         return HealthResult(True, f"Signed in as {_account_name(info['detected_imessage'])}", info)

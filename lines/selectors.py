@@ -4,6 +4,7 @@ from datetime import datetime
 
 from django.db.models import Prefetch, QuerySet
 
+from lines import safety
 from lines.models import Line, LineUsage
 from lines.services import utc_today
 from tuco.errors import NotFound
@@ -34,3 +35,42 @@ def line_today_usage(line: Line, now: datetime | None = None) -> LineUsage:
     if rows is None:
         rows = list(LineUsage.objects.filter(line=line, date=utc_today(now)))
     return rows[0] if rows else LineUsage(line=line, date=utc_today(now))
+
+
+def spam_monitor(*, workspace, now: datetime | None = None) -> list[dict]:
+    """Each line's figures for GET /api/lines/spam-monitor (published shape first)."""
+    from tuco.api.fields import iso_utc
+
+    lines = list(Line.objects.filter(workspace=workspace).order_by("created_at", "pk"))
+    stats = safety.line_stats_many(lines=lines, now=now)
+    items = []
+    for line in lines:
+        figures = stats[line.pk]
+        risk = figures.risk
+        recommendation = safety.RECOMMENDATIONS[risk]
+        if line.safety_action:
+            recommendation = f"{recommendation} In force: {line.get_safety_action_display()}."
+        items.append(
+            {
+                "lineId": line.pk,
+                "linePhone": line.phone or None,
+                "lineType": "phone" if line.phone else ("email" if line.email else line.line_type),
+                "totalSentLast24h": figures.sent_24h,
+                "failedLast24h": figures.failed_24h,
+                "failureRate": figures.failure_rate,
+                "consecutiveFailures": figures.consecutive_failures,
+                "spamRisk": risk,
+                "recommendation": recommendation,
+                "deliveredLast24h": figures.delivered_24h,
+                "deliveryRate": figures.delivery_rate,
+                "repliesLast7d": figures.replies_7d,
+                "sentLast7d": figures.sent_7d,
+                "replyRate": figures.reply_rate,
+                "state": line.health_status,
+                "reason": line.health_detail,
+                "action": line.safety_action or None,
+                "actionReason": line.safety_action_reason or None,
+                "actionUntil": iso_utc(line.safety_action_until),
+            }
+        )
+    return items

@@ -21,6 +21,7 @@ from django.db.models import DateTimeField, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from lines import safety
 from lines.models import Line, LineUsage
 from lines.relay import RelayError, get_client, relay_host_check
 from lines.signals import line_capacity_changed, line_deleted, line_saved
@@ -53,6 +54,7 @@ EDITABLE_FIELDS = (
     "device_gap_seconds",
     "contact_gap_seconds",
     "check_gap_seconds",
+    "canary_address",
 )
 
 
@@ -166,6 +168,7 @@ class LineFields(TypedDict, total=False):
     device_gap_seconds: int | None
     contact_gap_seconds: int | None
     check_gap_seconds: int | None
+    canary_address: str | None
 
 
 @transaction.atomic
@@ -478,7 +481,7 @@ def _check_candidates(
 
 def _usable_for_check(line: Line, current: datetime) -> bool:
     return not (
-        line.health_status == Line.Health.DOWN
+        line.health_status in Line.OUT_OF_ROTATION
         or line.checks_today >= line.daily_availability_checks_limit
         or (
             line.check_gap_seconds
@@ -496,7 +499,9 @@ def _claim_one_check(*, line: Line, now: datetime | None, day: datetime) -> bool
         candidate = candidate.filter(_gap_elapsed("last_check_at", line.check_gap_seconds, now))
     with transaction.atomic():
         locked = (
-            candidate.exclude(health_status=Line.Health.DOWN).values_list("pk", flat=True).first()
+            candidate.exclude(health_status__in=Line.OUT_OF_ROTATION)
+            .values_list("pk", flat=True)
+            .first()
         )
         if locked is None:
             return False
@@ -526,7 +531,7 @@ def _claim_checks_without_gap(
         locked = list(
             Line.objects.select_for_update(skip_locked=True)
             .filter(pk__in=list(wanted), is_active=True, check_gap_seconds=0)
-            .exclude(health_status=Line.Health.DOWN)
+            .exclude(health_status__in=Line.OUT_OF_ROTATION)
             .order_by("pk")
             .values_list("pk", flat=True)
         )
@@ -581,7 +586,7 @@ def _checks_today(now: datetime):
 def _why_no_line(lines: list[Line], now: datetime) -> LinePick:
     if not lines:
         return LinePick(None, NO_ACTIVE_LINE)
-    up = [line for line in lines if line.health_status != Line.Health.DOWN]
+    up = [line for line in lines if line.health_status not in Line.OUT_OF_ROTATION]
     if not up:
         return LinePick(None, ALL_DOWN)
     with_quota = [line for line in up if line.checks_today < line.daily_availability_checks_limit]
@@ -602,45 +607,69 @@ def _down_after() -> int:
 
 
 def _mark_healthy(line: Line, *, now: datetime, detail: str) -> None:
+    """The relay answers and iMessage works. A quarantined line stays quarantined
+    (lines.safety releases it); a down one comes back (to quarantine, if it was)."""
     fields = {
         "health_status": Line.Health.HEALTHY,
         "health_consecutive_failures": 0,
         "health_checked_at": now,
         "health_detail": detail[:500],
     }
-    if Line.objects.filter(pk=line.pk).exclude(health_status=Line.Health.DOWN).update(**fields):
-        return
-    # Only the update that brings a down line back announces it (round robin had
-    # been skipping it, so it may have quota for jobs waiting for tomorrow).
-    if Line.objects.filter(pk=line.pk, health_status=Line.Health.DOWN).update(**fields):
-        _send_capacity_changed(line, "healthy")
+    with transaction.atomic():
+        if (
+            Line.objects.filter(pk=line.pk)
+            .exclude(health_status__in=Line.OUT_OF_ROTATION)
+            .exclude(health_status=Line.Health.DEGRADED)
+            .update(**fields)
+        ):
+            return
+        if Line.objects.filter(
+            pk=line.pk, health_status__in=[Line.Health.QUARANTINED, Line.Health.DEGRADED]
+        ).update(health_consecutive_failures=0, health_checked_at=now):
+            return
+        back = {**fields}
+        if line.safety_action == Line.SafetyAction.QUARANTINED:
+            back["health_status"] = Line.Health.QUARANTINED
+            back["health_detail"] = line.safety_action_reason
+        # Only the update that brings a down line back announces it (round robin had
+        # been skipping it, so it may have quota for jobs waiting for tomorrow).
+        came_back = Line.objects.filter(pk=line.pk, health_status=Line.Health.DOWN).update(**back)
+        if came_back and back["health_status"] == Line.Health.HEALTHY:
+            safety._announce(line, "line.recovered", detail)
+            _send_capacity_changed(line, "healthy")
 
 
 def line_record_success(*, line: Line, now: datetime | None = None, detail: str = "") -> None:
     """The relay answered: the line is healthy again. Writes only on a change."""
-    if line.health_status == Line.Health.HEALTHY and not line.health_consecutive_failures:
+    if line.health_status != Line.Health.UNKNOWN and not line.health_consecutive_failures:
         return
     now = now or timezone.now()
     _mark_healthy(line, now=now, detail=detail)
-    line.health_status = Line.Health.HEALTHY
-    line.health_consecutive_failures = 0
-    line.health_checked_at = now
+    line.refresh_from_db(
+        fields=["health_status", "health_consecutive_failures", "health_checked_at"]
+    )
 
 
 def line_record_failure(*, line: Line, detail: str, now: datetime | None = None) -> None:
     """One more consecutive failure; the line goes down after LINE_DOWN_AFTER_FAILURES."""
     now = now or timezone.now()
     threshold = _down_after()
-    Line.objects.filter(pk=line.pk).update(
-        health_consecutive_failures=F("health_consecutive_failures") + 1,
-        health_checked_at=now,
-        health_detail=detail[:500],
-    )
-    # The status follows the counter in a second conditional update so concurrent
-    # failures cannot leave a line "healthy" with a counter above the threshold.
-    Line.objects.filter(pk=line.pk, health_consecutive_failures__gte=threshold).update(
-        health_status=Line.Health.DOWN
-    )
+    with transaction.atomic():
+        Line.objects.filter(pk=line.pk).update(
+            health_consecutive_failures=F("health_consecutive_failures") + 1,
+            health_checked_at=now,
+            health_detail=detail[:500],
+        )
+        # The status follows the counter in a second conditional update so concurrent
+        # failures cannot leave a line "healthy" with a counter above the threshold.
+        went_down = (
+            Line.objects.filter(pk=line.pk, health_consecutive_failures__gte=threshold)
+            .exclude(health_status=Line.Health.DOWN)
+            .update(health_status=Line.Health.DOWN)
+        )
+        if went_down:
+            line.refresh_from_db()
+            safety._announce(line, "line.down", detail)
     line.refresh_from_db(
         fields=["health_status", "health_consecutive_failures", "health_checked_at"]
     )
@@ -658,21 +687,69 @@ def relay_failure_is_line_fault(exc: RelayError) -> bool:
 
 
 def line_health_check(*, line: Line, now: datetime | None = None) -> Line:
-    """Ping the relay and read its server info; record healthy or one more failure."""
-    result = get_client(line).health()
+    """Ping the relay, read its server info and check the canary address.
+
+    The relay not answering (or its helper disconnected) is one more failure towards
+    down. A relay that answers with no iMessage account is iMessage proven dead:
+    quarantine. A canary not confirmed on iMessage degrades the line, twice in a row
+    quarantines it. All passing: healthy (or degraded on the send evidence), and a
+    quarantined line whose cool-down is over is released.
+    """
+    client = get_client(line)
+    result = client.health()
     now = now or timezone.now()
-    if result.healthy:
+    signed_out = (
+        bool(result.info)
+        and result.info.get("helper_connected")
+        and (result.info.get("detected_imessage") is None)
+    )
+    if signed_out and safety.safety_enabled():
         _mark_healthy(line, now=now, detail=result.detail)
-        line.refresh_from_db(
-            fields=[
-                "health_status",
-                "health_consecutive_failures",
-                "health_checked_at",
-                "health_detail",
-            ]
-        )
-    else:
+        line.refresh_from_db()
+        safety.line_quarantine(line=line, reason=f"iMessage is dead: {result.detail}", now=now)
+        return line
+    if not result.healthy:
         logger.warning("Line %s failed its health check: %s", line.pk, result.detail)
         line_record_failure(line=line, detail=result.detail, now=now)
-        line.refresh_from_db(fields=["health_detail"])
+        line.refresh_from_db()
+        return line
+    canary_ok, canary_detail = _canary_check(line, client, now)
+    _mark_healthy(line, now=now, detail=result.detail)
+    line.refresh_from_db()
+    if canary_ok is False:
+        failures = line.canary_consecutive_failures + 1
+        Line.objects.filter(pk=line.pk).update(canary_consecutive_failures=failures)
+        line.canary_consecutive_failures = failures
+        if failures >= getattr(settings, "LINE_CANARY_FAILURES_TO_QUARANTINE", 2):
+            safety.line_quarantine(line=line, reason=f"iMessage is dead: {canary_detail}", now=now)
+            return line
+    elif canary_ok and line.canary_consecutive_failures:
+        Line.objects.filter(pk=line.pk).update(canary_consecutive_failures=0)
+        line.canary_consecutive_failures = 0
+    if (
+        line.safety_action == Line.SafetyAction.QUARANTINED
+        and line.safety_action_until is not None
+        and line.safety_action_until <= now
+        and not line.canary_consecutive_failures
+    ):
+        with transaction.atomic():
+            safety.line_release(
+                line=line, reason=f"Cool-down over and probes pass ({result.detail})", now=now
+            )
+    safety.line_safety_evaluate(line_id=line.pk, now=now)
+    line.refresh_from_db()
     return line
+
+
+def _canary_check(line: Line, client, now: datetime) -> tuple[bool | None, str]:
+    """Is the canary address on iMessage, as this line sees it? None when there is no
+    canary or no check left in the line's budget today (the check counts against it)."""
+    address = safety.canary_for(line)
+    if not address or not usage_try_consume(line=line, kind="availability_checks", now=now):
+        return None, ""
+    try:
+        if client.check(address):
+            return True, ""
+        return False, f"the canary {address} is not on iMessage as this line sees it"
+    except RelayError as exc:
+        return False, f"checking the canary {address} failed: {exc.message}"

@@ -17,3 +17,9 @@ line_deleted = Signal()
 # raised. Kwargs: line_id, workspace_id, reason. The availability engine re-queues
 # jobs that wait for tomorrow's quota from here.
 line_capacity_changed = Signal()
+
+# Sent inside the transaction that changed a line's safety state, so receivers write
+# their outbox rows with it. Kwargs: line_id, workspace_id, event ("line.down",
+# "line.recovered", "line.quarantined", "line.spam_risk"), reason (text), data (dict).
+# Messaging turns it into webhook events and emails to the workspace's owners.
+line_safety_changed = Signal()

@@ -18,7 +18,11 @@ Switches (constructor arguments, plain attributes, or `POST /sim/config` JSON):
   for that long, so a second send with the same tempGuid gets a 400);
 - helper_connected: False makes availability checks and private-api sends fail with
   "iMessage Private API Helper is not connected!" and server/info report it;
-- imessage_signed_in: False makes server/info report detected_imessage = null;
+- imessage_signed_in: False is a Mac signed out of iMessage: the relay still answers,
+  server/info reports detected_imessage = null, availability checks answer false
+  and sends fail with 500 "Message Send Error" (data.error = 39);
+- silent_undelivered: sends are accepted (200, both new-message webhooks) but no
+  delivery receipt and no send error ever follow, as on a line Apple quietly filters;
 - false_negative_rate: share of available addresses answered `false` anyway;
 - send_timeout: sends sleep `timeout_delay` seconds, then 504 "Transaction timeout"
   (the message is not sent);
@@ -85,6 +89,7 @@ ERROR = "error"
 # an address that is not on iMessage.
 NOT_REGISTERED_ERROR = 22
 THROTTLED_ERROR = 1
+SIGNED_OUT_ERROR = 39
 
 WEBHOOK_TIMEOUT = 5
 REQUEST_LOG_SIZE = 10_000
@@ -219,6 +224,7 @@ SWITCHES: dict[str, Callable[[Any], Any]] = {
     "latency": _seconds,
     "helper_connected": _bool,
     "imessage_signed_in": _bool,
+    "silent_undelivered": _bool,
     "false_negative_rate": _rate,
     "send_timeout": _bool,
     "timeout_delay": _seconds,
@@ -270,6 +276,7 @@ class RelaySimulator:
         seed: int = 0,
         *,
         imessage_signed_in: bool = True,
+        silent_undelivered: bool = False,
         timeout_delay: float = 1.0,
         chat_prefix: str = "iMessage;-;",
         verbose: bool = False,
@@ -283,6 +290,7 @@ class RelaySimulator:
             latency=latency,
             helper_connected=helper_connected,
             imessage_signed_in=imessage_signed_in,
+            silent_undelivered=silent_undelivered,
             false_negative_rate=false_negative_rate,
             send_timeout=send_timeout,
             timeout_delay=timeout_delay,
@@ -541,6 +549,9 @@ class RelaySimulator:
             raise _ApiError.bad_request("The address parameter is required")
         if not self.helper_connected:
             raise _ApiError.imessage("iMessage has encountered an error", HELPER_DISCONNECTED)
+        if not self.imessage_signed_in:
+            # No account to look the address up with: every answer is "no".
+            return _ok({"available": False}, "Successfully determined iMessage availability")
         verdict = self.availability_of(address)
         if verdict == ERROR:
             raise _ApiError.imessage(
@@ -803,6 +814,12 @@ class RelaySimulator:
         verdict = self.availability_of(address)
         if verdict == ERROR:
             raise _ApiError.imessage("Message Send Error", f"Failed to send message to {address}")
+        if not self.imessage_signed_in:
+            raise _ApiError.imessage(
+                "Message Send Error",
+                "Failed to send message! iMessage is not signed in.",
+                data={"error": SIGNED_OUT_ERROR, "tempGuid": temp_guid},
+            )
 
         message = self._new_message(
             address=address,
@@ -832,6 +849,8 @@ class RelaySimulator:
         self._emit(0, "new-message", with_temp_guid)
         self._emit(0, "new-message", public)
         guid = message["guid"]
+        if self.silent_undelivered:
+            return with_temp_guid
         if verdict:
             self._schedule(self.delivery_delay, lambda: self._delivered(guid))
         else:

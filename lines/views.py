@@ -5,7 +5,8 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from lines import selectors, services
+from lines import safety, selectors, services
+from lines.charts import activity_chart
 from lines.forms import LineForm
 from lines.models import Line
 from tuco.errors import NotFound, ServiceError
@@ -30,6 +31,21 @@ def _with_usage(line: Line) -> Line:
     return line
 
 
+RISK_BADGES = {"low": "badge-success", "medium": "badge-warning", "high": "badge-danger"}
+
+
+def _with_safety(lines: list[Line]) -> list[Line]:
+    """Attach each line's spam risk, figures and 14-day chart (three queries in all)."""
+    stats = safety.line_stats_many(lines=lines)
+    days = safety.line_activity_days(lines=lines)
+    for line in lines:
+        line.stats = stats[line.pk]
+        line.risk = line.stats.risk
+        line.risk_badge = RISK_BADGES[line.risk]
+        line.chart = activity_chart(days[line.pk])
+    return lines
+
+
 def _line(request, line_id) -> Line:
     try:
         return selectors.line_get(workspace=request.workspace, line_id=line_id)
@@ -41,6 +57,7 @@ def _line(request, line_id) -> Line:
 @workspace_required
 def line_list(request):
     lines = [_with_usage(line) for line in selectors.line_list(workspace=request.workspace)]
+    _with_safety(lines)
     return render(request, "lines/list.html", {"section": "lines", "lines": lines})
 
 
@@ -51,7 +68,21 @@ def line_check(request, line_id):
     line = _line(request, line_id)
     services.line_health_check(line=line)
     line = _with_usage(_line(request, line_id))
+    _with_safety([line])
     return render(request, "lines/_row.html", {"line": line})
+
+
+@require_POST
+@workspace_required(manage=True)
+def line_override(request, line_id):
+    """An owner lifts the automatic safety action on the line."""
+    line = _line(request, line_id)
+    safety.line_safety_override(workspace=request.workspace, line_id=line.pk)
+    messages.success(
+        request,
+        f"Line {line.display_name}: automatic action lifted; none is taken on risk for 24h.",
+    )
+    return redirect("lines:index")
 
 
 def _form_page(request, form, line=None):

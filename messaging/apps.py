@@ -11,13 +11,19 @@ class MessagingConfig(AppConfig):
         ("Reconcile messages stuck in sending", "messaging.tasks.reconcile_stuck_messages", 15),
         ("Deliver due webhooks", "messaging.inbound_tasks.webhook_deliver_due", 5),
         ("Poll line relays for missed events", "messaging.inbound_tasks.relay_poll_lines", 60),
+        (
+            "Flag iMessages with no delivery receipt",
+            "messaging.tasks.mark_undelivered_messages",
+            60,
+        ),
     ]
 
     def ready(self):
         from leads.signals import lead_availability_updated, leads_deleting
-        from lines.signals import line_deleted, line_saved
+        from lines.signals import line_deleted, line_safety_changed, line_saved
         from messaging.inbound_tasks import on_line_deleted, on_line_saved
         from messaging.lead_cleanup import on_leads_deleting
+        from messaging.safety import on_line_safety_changed
         from messaging.settings_views import SETTINGS_SECTION
         from messaging.webhooks import on_lead_availability_updated
         from tuco.settings_sections import settings_section_register
@@ -28,4 +34,5 @@ class MessagingConfig(AppConfig):
             on_lead_availability_updated, dispatch_uid="messaging.lead_availability_webhook"
         )
         leads_deleting.connect(on_leads_deleting, dispatch_uid="messaging.lead_cleanup")
+        line_safety_changed.connect(on_line_safety_changed, dispatch_uid="messaging.line_alerts")
         settings_section_register(SETTINGS_SECTION)

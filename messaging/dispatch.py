@@ -395,7 +395,7 @@ class _Batch:
         if lines is None:
             lines = list(
                 Line.objects.filter(workspace_id=workspace_id, is_active=True)
-                .exclude(health_status=Line.Health.DOWN)
+                .exclude(health_status__in=Line.OUT_OF_ROTATION)
                 .order_by(F("last_sent_at").asc(nulls_first=True), "created_at")
             )
             self._lines[workspace_id] = lines

@@ -56,6 +56,8 @@ def message_document(message: Message) -> dict:
         "sentAt": iso_utc(message.sent_at),
         "deliveredAt": iso_utc(message.delivered_at),
         "readAt": iso_utc(message.read_at),
+        "undelivered": message.undelivered_at is not None and message.delivered_at is None,
+        "undeliveredAt": iso_utc(message.undelivered_at),
         "externalMessageId": message.external_message_id or None,
         "errorMessage": message.error_message or None,
         "checkedAddresses": [

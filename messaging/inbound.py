@@ -24,6 +24,7 @@ from django.utils import timezone
 from leads.models import Lead, LeadIdentifier
 from leads.normalize import InvalidIdentifier, normalize_email
 from leads.tags import lead_tags_add
+from lines import safety as line_safety
 from lines.models import Line
 from lines.relay import WEBHOOK_EVENTS as RELAY_WEBHOOK_EVENTS
 from lines.relay import RelayError, get_client
@@ -180,6 +181,8 @@ def inbound_record(
             _cancel_stop_on_reply(workspace=workspace, lead=lead, now=now)
         if opt_out:
             _opt_out(workspace=workspace, lead=lead, address=address, text=text, now=now)
+        if line is not None:
+            line_safety.line_evidence_record(line_id=line.pk, kind="replies", at=received_at)
         if lead is not None:
             event_emit(
                 workspace=workspace,

@@ -36,8 +36,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from lines import safety as line_safety
 from lines import services as line_services
-from lines.relay import RelayError, address_from_chat_guid, chat_guid_for, get_client
+from lines.relay import NOT_SIGNED_IN, RelayError, address_from_chat_guid, chat_guid_for, get_client
 from messaging import attachments as attachment_fetch
 from messaging import templating
 from messaging.addresses import direct_chat_guid, normalize_address
@@ -414,6 +415,8 @@ def _choose_imessage_address(
         if result.status == "error":
             errors.append(result.detail or "availability check failed")
     if errors:
+        if any(NOT_SIGNED_IN in error for error in errors):
+            line_safety.line_probe_soon(line_id=line.pk)
         raise _Retry(f"Availability check failed: {errors[0]}")
     if whole_lead and checked:
         _record_lead_answer(message, checked[-1]["address"], False, checked)
@@ -440,6 +443,8 @@ def _send_imessage(message: Message, now: datetime, lookups: _Lookups) -> str:
     line = message.line
     if line is None:
         raise _Retry("No line was assigned")
+    if not line_safety.line_confirm_signed_in(line=line, now=now):
+        raise _Wait(now + timedelta(seconds=30), "line quarantined")
     address, checked = _choose_imessage_address(message, line, now, lookups)
     if address is None:
         _release_usage(message)
@@ -484,6 +489,12 @@ def _send_imessage(message: Message, now: datetime, lookups: _Lookups) -> str:
     except RelayError as exc:
         if line_services.relay_failure_is_line_fault(exc):
             line_services.line_record_failure(line=line, detail=exc.message, now=now)
+        if sent is None and not exc.send_outcome_unknown:
+            # An attempt the relay refused counts as sent and failed: the failure rate
+            # is over attempts. Probe the line now rather than at the next round.
+            line_safety.line_evidence_record(line_id=line.pk, kind="sent", at=now)
+            line_safety.line_evidence_record(line_id=line.pk, kind="failed", at=now)
+            line_safety.line_probe_soon(line_id=line.pk)
         if sent is not None:
             # The text went out, an attachment did not: the message was sent.
             logger.warning("Message %s: attachment failed after the text: %s", message.pk, exc)
@@ -494,6 +505,7 @@ def _send_imessage(message: Message, now: datetime, lookups: _Lookups) -> str:
         else:
             raise _Retry(exc.message) from None
     line_services.line_record_success(line=line, now=now, detail="Sent a message")
+    line_safety.line_evidence_record(line_id=line.pk, kind="sent", at=now)
     lookups.thread_written(message, address)
     return _record_sent(
         message,

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from leads import services as lead_services
 from leads.models import Lead, LeadIdentifier
+from lines import safety as line_safety
 from lines.models import Line
 from messaging.addresses import InvalidRecipient, recipient_normalize
 from messaging.dnc import dnc_address, dnc_blocked_address, dnc_entry_add
@@ -359,7 +360,19 @@ def message_advance(
         )
         if new_status == "failed":
             fallback_sms_on_commit(message, reason="failed")
+        _line_evidence(message, new_status, at)
     return True
+
+
+def _line_evidence(message: Message, new_status: str, at: datetime) -> None:
+    """Tell line safety what the relay reported about one of the line's iMessages."""
+    if not message.line_id or message.message_type != Message.Type.IMESSAGE:
+        return
+    kind = {"delivered": "delivered", "failed": "failed"}.get(new_status)
+    if new_status == "read" and message.delivered_at is None:
+        kind = "delivered"  # a read receipt that came without its delivery receipt
+    if kind:
+        line_safety.line_evidence_record(line_id=message.line_id, kind=kind, at=at)
 
 
 # Fallback SMS

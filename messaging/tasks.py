@@ -82,6 +82,13 @@ def send_fallback_sms(message_id):
 
 
 @shared_task
+def mark_undelivered_messages():
+    from messaging.safety import messages_mark_undelivered
+
+    return messages_mark_undelivered()
+
+
+@shared_task
 def reconcile_stuck_messages():
     return messages_reconcile_stuck()
 

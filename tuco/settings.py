@@ -309,6 +309,23 @@ LINE_DOWN_AFTER_FAILURES = envint("LINE_DOWN_AFTER_FAILURES", 2)
 # Relays may only be reached at these networks (CIDRs, e.g. "10.8.0.0/16,2001:db8::/32");
 # empty: anywhere. Checked on the connected socket, so DNS cannot route around it.
 RELAY_ALLOWED_NETWORKS = envnetworks("RELAY_ALLOWED_NETWORKS")
+# Line safety (lines.safety). An iMessage with no delivery receipt this long after it
+# was sent is flagged undelivered and counts against its line.
+UNDELIVERED_AFTER_MINUTES = envint("UNDELIVERED_AFTER_MINUTES", 30)
+# An address known to be on iMessage, checked by every health check (a line's own
+# canary address wins). Empty: no canary.
+LINE_CANARY_ADDRESS = envstr("LINE_CANARY_ADDRESS", "")
+LINE_SAFETY_ENABLED = envbool("LINE_SAFETY_ENABLED", True)
+# Sends in a row that failed or went undelivered before a line is quarantined.
+LINE_QUARANTINE_AFTER_FAILURES = envint("LINE_QUARANTINE_AFTER_FAILURES", 5)
+LINE_QUARANTINE_COOLDOWN_MINUTES = envint("LINE_QUARANTINE_COOLDOWN_MINUTES", 24 * 60)
+LINE_CANARY_FAILURES_TO_QUARANTINE = envint("LINE_CANARY_FAILURES_TO_QUARANTINE", 2)
+LINE_CAPS_HALVED_HOURS = envint("LINE_CAPS_HALVED_HOURS", 24)
+LINE_OVERRIDE_HOURS = envint("LINE_OVERRIDE_HOURS", 24)
+# Fewer sends than this in 24 hours give no failure rate worth acting on.
+LINE_RISK_MIN_SENT = envint("LINE_RISK_MIN_SENT", 20)
+LINE_SILENCE_MIN_SENT = envint("LINE_SILENCE_MIN_SENT", 100)
+LINE_PROBE_INTERVAL_SECONDS = envint("LINE_PROBE_INTERVAL_SECONDS", 30)
 
 # Webhooks may target private, loopback and link-local addresses (development, tests).
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = envbool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)

@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from lines import selectors, services, validators
+from lines import safety, selectors, services, validators
 from lines.models import Line
 from tuco.api.auth import CanManageWorkspace
 from tuco.api.fields import IsoDateTimeField
@@ -28,13 +28,18 @@ class HealthStatusField(serializers.ChoiceField):
     treated: round robin skips only down lines, so calling it "down" would say the
     line is not used while it is. `lastCheckedAt: null` tells the two apart. A new or
     re-pointed line is checked as soon as it is saved, so this lasts seconds.
+
+    A quarantined line is shown as down (round robin skips it); a degraded one as
+    healthy (it is used). `safety.state` tells them apart.
     """
 
     def __init__(self, **kwargs):
         super().__init__(choices=[Line.Health.HEALTHY, Line.Health.DOWN], **kwargs)
 
     def to_representation(self, value):
-        return Line.Health.DOWN.value if value == Line.Health.DOWN else Line.Health.HEALTHY.value
+        if value in Line.OUT_OF_ROTATION:
+            return Line.Health.DOWN.value
+        return Line.Health.HEALTHY.value
 
 
 class HealthOutput(serializers.Serializer):
@@ -44,6 +49,29 @@ class HealthOutput(serializers.Serializer):
         source="health_consecutive_failures"
     )
     detail = serializers.CharField(source="health_detail")
+
+
+class SafetyOutput(serializers.Serializer):
+    """Line safety: the state with its reason, and the automatic action in force."""
+
+    state = serializers.CharField(source="health_status")
+    reason = serializers.CharField(source="health_detail")
+    action = serializers.CharField(source="safety_action", allow_null=True)
+    actionReason = serializers.CharField(source="safety_action_reason")  # noqa: N815
+    actionSince = IsoDateTimeField(source="safety_action_since", allow_null=True)  # noqa: N815
+    actionUntil = IsoDateTimeField(source="safety_action_until", allow_null=True)  # noqa: N815
+    overrideUntil = IsoDateTimeField(  # noqa: N815
+        source="safety_override_until", allow_null=True
+    )
+    canaryAddress = serializers.CharField(source="canary_address")  # noqa: N815
+    consecutiveSendFailures = serializers.IntegerField(  # noqa: N815
+        source="send_consecutive_failures"
+    )
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["action"] = data["action"] or None
+        return data
 
 
 class LineOutput(serializers.Serializer):
@@ -71,6 +99,7 @@ class LineOutput(serializers.Serializer):
     checkGapSeconds = serializers.IntegerField(source="check_gap_seconds")  # noqa: N815
     usage = serializers.SerializerMethodField()
     healthCheck = HealthOutput(source="*")  # noqa: N815
+    safety = SafetyOutput(source="*")
     createdAt = IsoDateTimeField(source="created_at")  # noqa: N815
     updatedAt = IsoDateTimeField(source="updated_at")  # noqa: N815
 
@@ -116,6 +145,17 @@ class LineInput(serializers.Serializer):
     deviceGapSeconds = _gap("device_gap_seconds")  # noqa: N815
     contactGapSeconds = _gap("contact_gap_seconds")  # noqa: N815
     checkGapSeconds = _gap("check_gap_seconds")  # noqa: N815
+    canaryAddress = serializers.CharField(  # noqa: N815
+        source="canary_address", required=False, allow_blank=True, max_length=254
+    )
+
+    def validate_canaryAddress(self, value: str) -> str:  # noqa: N802
+        if not value.strip():
+            return ""
+        try:
+            return validators.clean_email(value) if "@" in value else validators.clean_phone(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate_phone(self, value: str) -> str:
         return _normalized(validators.clean_phone, value)
@@ -329,3 +369,50 @@ class LineWebhookTokenRotateApi(WorkspaceAPIView):
         services.line_webhook_token_rotate(workspace=self.workspace, line_id=line_id)
         line = selectors.line_get(workspace=self.workspace, line_id=line_id)
         return Response(LineOutput(line).data)
+
+
+class SpamMonitorLineOutput(serializers.Serializer):
+    lineId = serializers.CharField()  # noqa: N815
+    linePhone = serializers.CharField(allow_null=True)  # noqa: N815
+    lineType = serializers.CharField()  # noqa: N815
+    totalSentLast24h = serializers.IntegerField()  # noqa: N815
+    failedLast24h = serializers.IntegerField()  # noqa: N815
+    failureRate = serializers.FloatField()  # noqa: N815
+    consecutiveFailures = serializers.IntegerField()  # noqa: N815
+    spamRisk = serializers.ChoiceField(choices=["low", "medium", "high"])  # noqa: N815
+    recommendation = serializers.CharField()
+    deliveredLast24h = serializers.IntegerField()  # noqa: N815
+    deliveryRate = serializers.FloatField(allow_null=True)  # noqa: N815
+    repliesLast7d = serializers.IntegerField()  # noqa: N815
+    sentLast7d = serializers.IntegerField()  # noqa: N815
+    replyRate = serializers.FloatField(allow_null=True)  # noqa: N815
+    state = serializers.CharField()
+    reason = serializers.CharField()
+    action = serializers.CharField(allow_null=True)
+    actionReason = serializers.CharField(allow_null=True)  # noqa: N815
+    actionUntil = serializers.CharField(allow_null=True)  # noqa: N815
+
+
+class SpamMonitorApi(WorkspaceAPIView):
+    @extend_schema(
+        responses=inline_serializer("SpamMonitor", {"lines": SpamMonitorLineOutput(many=True)}),
+        summary="Failure rates and spam risk of every line, with the action in force",
+    )
+    def get(self, request):
+        return Response({"lines": selectors.spam_monitor(workspace=self.workspace)})
+
+
+class LineSafetyOverrideApi(WorkspaceAPIView):
+    permission_classes = [CanManageWorkspace]
+
+    @extend_schema(
+        request=None,
+        responses=LineOutput,
+        summary="Lift the automatic safety action on a line (owners and admins)",
+    )
+    def post(self, request, line_id):
+        selectors.line_get(workspace=self.workspace, line_id=line_id)
+        safety.line_safety_override(workspace=self.workspace, line_id=line_id)
+        return Response(
+            LineOutput(selectors.line_get(workspace=self.workspace, line_id=line_id)).data
+        )

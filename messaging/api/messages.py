@@ -52,6 +52,8 @@ class MessageOutput(serializers.Serializer):
     sentAt = serializers.CharField(allow_null=True)  # noqa: N815
     deliveredAt = serializers.CharField(allow_null=True)  # noqa: N815
     readAt = serializers.CharField(allow_null=True)  # noqa: N815
+    undelivered = serializers.BooleanField()
+    undeliveredAt = serializers.CharField(allow_null=True)  # noqa: N815
     externalMessageId = serializers.CharField(allow_null=True)  # noqa: N815
     errorMessage = serializers.CharField(allow_null=True)  # noqa: N815
     checkedAddresses = serializers.ListField(child=serializers.CharField())  # noqa: N815

@@ -160,6 +160,9 @@ class Message(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
+    # An iMessage still without a delivery receipt UNDELIVERED_AFTER_MINUTES after it
+    # was sent (set once by messaging.safety; a late receipt still moves it on).
+    undelivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=dj_timezone.now)
     updated_at = models.DateTimeField(default=dj_timezone.now)
 

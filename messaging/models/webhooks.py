@@ -16,8 +16,14 @@ WEBHOOK_EVENTS = (
     "message.fallback",
     "message.opened",
     "message.reply",
+    "message.undelivered",
     "lead.availability_updated",
+    "line.down",
+    "line.recovered",
+    "line.quarantined",
+    "line.spam_risk",
 )
+LINE_EVENTS = ("line.down", "line.recovered", "line.quarantined", "line.spam_risk")
 TEST_EVENT = "webhook.test"
 SECRET_PREFIX = "whsec_"
 

@@ -59,3 +59,21 @@ def test_a_change_is_saved_through_the_service_and_health_checked(
 
 def test_lines_are_not_added_here(operator, acme):
     assert operator.get("/admin/lines/line/add/").status_code == 403
+
+
+def test_the_safety_state_shows_and_an_operator_lifts_the_action(operator, acme):
+    from lines import safety
+    from tests.lines.helpers import offline_line
+
+    line = offline_line(acme)
+    safety.line_quarantine(line=line, reason="iMessage is dead: test")
+    page = operator.get(f"/admin/lines/line/{line.pk}/change/").content.decode()
+    assert "iMessage is dead: test" in page
+
+    response = operator.post(
+        "/admin/lines/line/",
+        {"action": "lift_safety_action", "_selected_action": [line.pk]},
+    )
+    assert response.status_code == 302
+    line.refresh_from_db()
+    assert line.safety_action == "" and line.health_status == "healthy"

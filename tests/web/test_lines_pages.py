@@ -170,3 +170,60 @@ def test_anonymous_visitors_are_sent_to_login(db):
     from django.test import Client
 
     assert Client().get("/lines/")["Location"] == "/login/?next=/lines/"
+
+
+# Line safety on the page
+
+
+def test_it_shows_risk_action_and_a_fourteen_day_chart(acme, alice_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from lines import safety
+
+    line = make_line(acme, first_name="Ava")
+    now = timezone.now()
+    for _ in range(10):
+        safety.line_evidence_record(line_id=line.pk, kind="sent", at=now)
+    safety.line_evidence_record(line_id=line.pk, kind="delivered", at=now, amount=8)
+    safety.line_evidence_record(line_id=line.pk, kind="sent", at=now - timedelta(days=3), amount=4)
+    safety.line_quarantine(line=Line.objects.get(pk=line.pk), reason="iMessage is dead: test")
+
+    page = alice_client.get("/lines/").content.decode()
+    assert "Low risk" in page
+    assert "8" in page and "80.0% delivered" in page
+    assert "Quarantined</strong> until" in page
+    assert "iMessage is dead: test" in page
+    assert "Lift action" in page
+    assert page.count('<svg class="line-chart"') == 1
+    assert "Sent 14" in page  # the legend's 14-day total
+    assert "cdn" not in page.lower()
+    # The banner names the line on every dashboard page.
+    assert "line-banner" in page and "is quarantined" in page
+
+
+def test_an_owner_lifts_the_action_from_the_page(acme, alice_client):
+    from lines import safety
+
+    line = make_line(acme, first_name="Ava")
+    safety.line_quarantine(line=Line.objects.get(pk=line.pk), reason="iMessage is dead: test")
+
+    response = alice_client.post(f"/lines/{line.pk}/override/")
+
+    assert response.status_code == 302
+    line.refresh_from_db()
+    assert line.safety_action == "" and line.health_status == "healthy"
+    assert line.safety_override_until is not None
+    page = alice_client.get("/lines/").content.decode()
+    assert "line-banner" not in page
+    assert "Automatic actions overridden until" in page
+
+
+def test_a_member_cannot_lift_an_action(acme, bob_client):
+    from lines import safety
+
+    line = make_line(acme, first_name="Ava")
+    safety.line_quarantine(line=Line.objects.get(pk=line.pk), reason="iMessage is dead: test")
+    assert bob_client.post(f"/lines/{line.pk}/override/").status_code == 403
+    assert Line.objects.get(pk=line.pk).safety_action == "quarantined"

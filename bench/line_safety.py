@@ -1,0 +1,216 @@
+"""Line safety under a campaign: two lines go bad half-way, how fast are they out?
+
+Ten lines, each on its own relay simulator over real HTTP, send a one-step
+campaign to BENCH_LINE_SAFETY_LEADS leads (5,000). The clock is injected
+(django.utils.timezone.now is patched) and moves one minute per round, so a day
+of sending passes in seconds. Each round does what the workers do in that minute:
+the campaign tick, the dispatcher and its sends, a poll of every relay for
+receipts, the undelivered sweep and a health check of every line.
+
+Half-way through the sends, one line's relay starts accepting sends that are never
+delivered (`silent_undelivered`) and another's Mac is signed out of iMessage. The
+run is done twice, with line safety on and off. Reported per run:
+
+- bad_sends_silent / bad_sends_signed_out: messages the relay accepted (or was
+  asked to send) on each bad line after it went bad, before it was out of rotation
+  (goal: at most 10 silent, at most 3 signed out);
+- detect_min_silent / detect_min_signed_out: simulated minutes from going bad to
+  quarantine;
+- leads_moved: campaign leads taken off the two bad lines;
+- duplicates: recipients who got the same text twice (must be 0);
+- delivered: messages delivered at the end.
+
+The run uses UNDELIVERED_AFTER_MINUTES=5 and LINE_QUARANTINE_AFTER_FAILURES=3
+(shown in the table), each line sending at most one message a minute.
+Postgres (DATABASE_URL, default the bench database); the workspace is deleted
+afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from unittest import mock
+
+LEADS = int(os.environ.get("BENCH_LINE_SAFETY_LEADS", "5000"))
+LINES = 10
+PASSWORD = "bench-secret"
+UNDELIVERED_AFTER = 5
+QUARANTINE_AFTER = 3
+START = datetime(2026, 3, 4, 14, 0, tzinfo=UTC)
+
+
+class _Clock:
+    def __init__(self, start: datetime):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def run() -> list[dict]:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return [{"note": "needs Postgres (DATABASE_URL)"}]
+    return [_run(safety_on=True), _run(safety_on=False)]
+
+
+def _run(*, safety_on: bool) -> dict:
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from bench._seed import bench_workspace, copy_leads, delete_workspace_rows
+    from campaigns import services as campaign_services
+    from campaigns.models import Enrollment
+    from campaigns.services import campaigns_tick
+    from leads.models import LeadList
+    from lines.models import Line
+    from lines.relay import clear_client_cache
+    from lines.services import line_create, line_health_check
+    from lines.simulator import RelaySimulator
+    from messaging.dispatch import dispatch_due
+    from messaging.inbound import relay_poll_line
+    from messaging.models import Message
+    from messaging.safety import messages_mark_undelivered
+    from tuco.celery import app as celery_app
+
+    overrides = {
+        "LINE_SAFETY_ENABLED": safety_on,
+        "UNDELIVERED_AFTER_MINUTES": UNDELIVERED_AFTER,
+        "LINE_QUARANTINE_AFTER_FAILURES": QUARANTINE_AFTER,
+    }
+    saved = {name: getattr(settings, name) for name in overrides}
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    celery_app.conf.task_always_eager = True
+    cache.clear()
+    clock = _Clock(START)
+    sims = [RelaySimulator(password=PASSWORD, delivery_delay=0).start() for _ in range(LINES)]
+    workspace, _ = bench_workspace(f"line safety {'on' if safety_on else 'off'}")
+    try:
+        with mock.patch("django.utils.timezone.now", clock):
+            lead_list = LeadList.objects.create(workspace=workspace, name="Bench list")
+            copy_leads(workspace, lead_list, LEADS)
+            lines = [
+                line_create(
+                    workspace=workspace,
+                    server_url=sim.url,
+                    relay_password=PASSWORD,
+                    phone=f"+1415555{1000 + i:04d}",
+                    daily_new_conversations_limit=10_000,
+                    daily_total_messages_limit=10_000,
+                    daily_availability_checks_limit=100_000,
+                    device_gap_seconds=60,
+                    contact_gap_seconds=0,
+                    check_gap_seconds=0,
+                )
+                for i, sim in enumerate(sims)
+            ]
+            Line.objects.filter(workspace=workspace).update(health_status="healthy")
+            campaign = campaign_services.campaign_create(
+                workspace=workspace,
+                name="Bench",
+                steps=[campaign_services.StepSpec("Hi {firstName|there}", delay=0)],
+                list_id=lead_list.pk,
+                settings=campaign_services.CampaignSettings(
+                    send_window_start="00:00",
+                    send_window_end="23:59",
+                    allowed_days=[0, 1, 2, 3, 4, 5, 6],
+                ),
+            )
+            campaign_services.campaign_start(workspace=workspace, campaign_id=campaign.pk)
+            silent, signed_out = lines[0], lines[1]
+            went_bad_at = None
+            bad_sent = {}
+            out_at: dict[str, datetime] = {}
+            bad_enrollments: set[str] = set()
+            started = time.perf_counter()
+            for _ in range(LEADS * 2):
+                campaigns_tick()
+                while dispatch_due(limit=100).claimed:
+                    pass
+                for line in lines:
+                    relay_poll_line(line=Line.objects.get(pk=line.pk))
+                messages_mark_undelivered()
+                for line in lines:
+                    line_health_check(line=Line.objects.get(pk=line.pk))
+                total_sent = sum(len(sim.sent) for sim in sims)
+                if went_bad_at is None and total_sent >= LEADS // 4:
+                    # Half-way through the sends (about half the leads are on iMessage).
+                    went_bad_at = clock.now
+                    bad_enrollments = set(
+                        Enrollment.objects.filter(
+                            campaign_id=campaign.pk, line_id__in=[silent.pk, signed_out.pk]
+                        ).values_list("lead_id", flat=True)
+                    )
+                    bad_sent = {silent.pk: len(sims[0].sent), signed_out.pk: _attempts(sims[1])}
+                    sims[0].configure(silent_undelivered=True)
+                    sims[1].configure(imessage_signed_in=False)
+                if went_bad_at is not None:
+                    for line, sim in ((silent, sims[0]), (signed_out, sims[1])):
+                        if line.pk not in out_at and not Line.objects.get(pk=line.pk).is_usable:
+                            out_at[line.pk] = clock.now
+                            bad_sent[line.pk] = (
+                                len(sim.sent) if line is silent else _attempts(sim)
+                            ) - bad_sent[line.pk]
+                waiting = Message.objects.filter(
+                    workspace=workspace, status__in=["pending", "scheduled", "sending"]
+                ).exclude(line_id__in=[silent.pk, signed_out.pk] if not safety_on else [])
+                if went_bad_at is not None and not waiting.exists():
+                    break
+                clock.now += timedelta(minutes=1)
+            elapsed = time.perf_counter() - started
+            for line, sim in ((silent, sims[0]), (signed_out, sims[1])):
+                if line.pk not in out_at and bad_sent:
+                    bad_sent[line.pk] = (
+                        len(sim.sent) if line is silent else _attempts(sim)
+                    ) - bad_sent[line.pk]
+            moved = Enrollment.objects.filter(
+                campaign_id=campaign.pk, lead_id__in=bad_enrollments
+            ).exclude(line_id__in=[silent.pk, signed_out.pk])
+            texts = Counter((m["handle"]["address"], m["text"]) for sim in sims for m in sim.sent)
+
+            def minutes(line) -> int | None:
+                if line.pk not in out_at or went_bad_at is None:
+                    return None
+                return int((out_at[line.pk] - went_bad_at).total_seconds() // 60)
+
+            return {
+                "safety": "on" if safety_on else "off",
+                "leads": LEADS,
+                "sim_minutes": int(
+                    (clock.now - datetime(2026, 3, 4, 14, 0, tzinfo=UTC)).total_seconds() // 60
+                ),
+                "bad_sends_silent": bad_sent.get(silent.pk),
+                "bad_sends_signed_out": bad_sent.get(signed_out.pk),
+                "detect_min_silent": minutes(silent),
+                "detect_min_signed_out": minutes(signed_out),
+                "leads_moved": moved.count(),
+                "duplicates": sum(1 for n in texts.values() if n > 1),
+                "delivered": Message.objects.filter(
+                    workspace=workspace, status__in=["delivered", "read"]
+                ).count(),
+                "undelivered_after_min": UNDELIVERED_AFTER,
+                "quarantine_after": QUARANTINE_AFTER,
+                "seconds": round(elapsed, 1),
+            }
+    finally:
+        for sim in sims:
+            sim.stop()
+        clear_client_cache()
+        for name, value in saved.items():
+            setattr(settings, name, value)
+        from messaging.models import Conversation
+
+        # Sending made conversations, which the shared clean-up does not expect.
+        Conversation.objects.filter(workspace=workspace).delete()
+        delete_workspace_rows(workspace)
+
+
+def _attempts(sim) -> int:
+    """Sends the relay was asked for (a signed-out Mac accepts none of them)."""
+    by_endpoint = sim.stats["by_endpoint"]
+    return by_endpoint.get("chat_new", 0) + by_endpoint.get("message_text", 0)
