@@ -274,7 +274,11 @@ class LineCheckOutput(serializers.Serializer):
         return True
 
     def get_failures(self, line) -> list[str]:
-        return [line.health_detail] if line.health_consecutive_failures else []
+        failing = line.health_consecutive_failures or line.health_status not in (
+            Line.Health.HEALTHY,
+            Line.Health.UNKNOWN,
+        )
+        return [line.health_detail] if failing and line.health_detail else []
 
 
 def _checked(workspace, line) -> Line:

@@ -104,10 +104,13 @@ def test_health_check_checks_every_active_line(api, acme, globex, make_line, rel
     body = response.json()
     assert (body["success"], body["checked"]) == (True, 2)
     assert {result["lineId"] for result in body["lines"]} == {first.pk, second.pk}
-    assert all(
-        result["failures"] == ["The Mac is not signed in to iMessage"] for result in body["lines"]
-    )
+    for result in body["lines"]:
+        assert result["status"] == "down"
+        assert len(result["failures"]) == 1
+        assert "The Mac is not signed in to iMessage" in result["failures"][0]
+    # Signed in again, the lines stay quarantined until their cool-down has passed.
     relay.configure(imessage_signed_in=True)
     body = api.post("/api/health-check").json()
-    assert (body["checked"], body["healthy"], body["down"]) == (2, 2, 0)
-    assert all(result["failures"] == [] for result in body["lines"])
+    assert (body["checked"], body["healthy"], body["down"]) == (2, 0, 2)
+    first.refresh_from_db()
+    assert first.health_status == "quarantined"

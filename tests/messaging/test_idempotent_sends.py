@@ -91,7 +91,7 @@ def test_a_failure_before_the_commit_saves_nothing_and_frees_the_key(acme, activ
     api = api_client(acme.raw_key)
     api.raise_request_exception = False
     with mock.patch(
-        "messaging.api.messages.message_body", side_effect=RuntimeError("bug after the insert")
+        "messaging.api.messages.message_document", side_effect=RuntimeError("bug after the insert")
     ):
         first = post(api)
     assert first.status_code == 500

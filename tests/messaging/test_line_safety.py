@@ -29,7 +29,8 @@ def send(api, capture, phone, text="Hello", **extra):
         response = api.post(
             "/api/messages", {"message": text, "recipientPhone": phone, **extra}, format="json"
         )
-    assert response.status_code == 201, response.json()
+    # 200 when the recipient is a lead already (an earlier send made it), else 201.
+    assert response.status_code in (200, 201), response.json()
     return Message.objects.get(pk=response.json()["message"]["_id"])
 
 
