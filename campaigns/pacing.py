@@ -39,6 +39,7 @@ from campaigns.models import Campaign, Enrollment
 from campaigns.sequencing import WAITING, stop_leads, stop_reasons
 from lines.models import Line
 from lines.services import usage_for
+from lines.warmup import new_conversations_cap
 from messaging.models import Conversation, Message
 
 # At most this many first steps leave the gate per line and tick.
@@ -119,7 +120,7 @@ class _Room:
     def __init__(self, line: Line, now: datetime):
         usage = usage_for(line=line, now=now)
         left = min(
-            line.daily_new_conversations_limit - usage.new_conversations_count,
+            new_conversations_cap(line, now=now) - usage.new_conversations_count,
             line.daily_total_messages_limit - usage.total_messages_count,
         )
         in_flight = Message.objects.filter(

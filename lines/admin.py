@@ -1,11 +1,17 @@
 from django import forms
 from django.contrib import admin, messages
 
-from lines.forms import LineHandlesMixin
-from lines.models import Line, LineUsage
+from lines.forms import LineHandlesMixin, LinePolicyForm
+from lines.models import Line, LinePolicy, LineUsage
 from lines.relay import RelayError
 from lines.selectors import line_today_usage
-from lines.services import EDITABLE_FIELDS, line_health_check, line_update, utc_today
+from lines.services import (
+    EDITABLE_FIELDS,
+    line_health_check,
+    line_policy_update,
+    line_update,
+    utc_today,
+)
 
 
 class LineUsageInline(admin.TabularInline):
@@ -68,6 +74,7 @@ class LineAdmin(admin.ModelAdmin):
         "health_detail",
         "last_check_at",
         "last_sent_at",
+        "warmup_started_at",
         "webhook_registered_url",
         "created_at",
         "updated_at",
@@ -118,3 +125,38 @@ class LineAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"{line}: {line.health_status} ({line.health_detail})", level
             )
+
+
+class LinePolicyAdminForm(forms.ModelForm):
+    """The bounds of the Settings page's form, so the admin cannot store what the
+    dashboard and the services refuse."""
+
+    warmup_start_cap = LinePolicyForm.base_fields["warmup_start_cap"]
+    warmup_days = LinePolicyForm.base_fields["warmup_days"]
+    gap_jitter_percent = LinePolicyForm.base_fields["gap_jitter_percent"]
+
+    class Meta:
+        model = LinePolicy
+        fields = ["workspace", "warmup_start_cap", "warmup_days", "gap_jitter_percent"]
+
+
+@admin.register(LinePolicy)
+class LinePolicyAdmin(admin.ModelAdmin):
+    """A workspace's warm-up curve and gap jitter; saved through line_policy_update."""
+
+    form = LinePolicyAdminForm
+    list_display = ["workspace", "warmup_start_cap", "warmup_days", "gap_jitter_percent"]
+    search_fields = ["workspace__name"]
+    list_select_related = ["workspace"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["workspace"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        line_policy_update(
+            workspace=data.get("workspace") or obj.workspace,
+            warmup_start_cap=data["warmup_start_cap"],
+            warmup_days=data["warmup_days"],
+            gap_jitter_percent=data["gap_jitter_percent"],
+        )

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import F
 
+from lines import warmup
 from lines.models import Line, LineUsage
 from lines.services import utc_today
 
@@ -72,21 +73,39 @@ class SendBudget:
                 [LineUsage(line_id=i, date=self.day) for i in missing], ignore_conflicts=True
             )
             counters.update(self._counters(missing))
-        for line in Line.objects.filter(pk__in=ids).values(
-            "pk",
-            "daily_total_messages_limit",
-            "daily_new_conversations_limit",
-            "device_gap_seconds",
-            "last_sent_at",
-        ):
+        lines = list(
+            Line.objects.filter(pk__in=ids).values(
+                "pk",
+                "workspace_id",
+                "daily_total_messages_limit",
+                "daily_new_conversations_limit",
+                "device_gap_seconds",
+                "last_sent_at",
+                "warmup_started_at",
+            )
+        )
+        # Only warming lines need their workspace's curve.
+        policies = warmup.policies_for(
+            line["workspace_id"] for line in lines if line["warmup_started_at"] is not None
+        )
+        for line in lines:
             row = counters.get(line["pk"])
             if row is None:  # the line was deleted meanwhile
                 continue
+            new_limit = line["daily_new_conversations_limit"]
+            if line["warmup_started_at"] is not None:
+                state = warmup.warmup_state(
+                    started_at=line["warmup_started_at"],
+                    line_cap=new_limit,
+                    policy=policies[line["workspace_id"]],
+                    now=now,
+                )
+                new_limit = new_limit if state is None else state.cap_today
             self._accounts[line["pk"]] = _Account(
                 total=row["total_messages_count"],
                 new=row["new_conversations_count"],
                 total_limit=line["daily_total_messages_limit"],
-                new_limit=line["daily_new_conversations_limit"],
+                new_limit=new_limit,
                 device_gap=line["device_gap_seconds"],
                 last_sent_at=line["last_sent_at"],
             )

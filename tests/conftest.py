@@ -30,6 +30,11 @@ celery_app.conf.task_eager_propagates = True
 # (PBKDF2, a million rounds) is what makes that slow, and no test is about it.
 settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# Lines as most tests want them: exact gaps and no warm-up. The tests of warm-up and
+# jitter turn them on (the `settings` fixture, or a workspace's LinePolicy).
+settings.LINE_WARMUP_DAYS = 0
+settings.SEND_GAP_JITTER_PERCENT = 0
+
 
 class WorkerRedisCache(RedisCache):
     """The Redis cache of one xdist worker: clear() deletes this worker's keys only."""

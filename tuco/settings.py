@@ -225,6 +225,14 @@ RATE_LIMITS = {
 }
 RATE_LIMITS_ENABLED = envbool("RATE_LIMITS_ENABLED", True)
 
+# Line pacing defaults, for workspaces that have not set their own (Settings page).
+# A new line, or one back from quarantine, warms up: its new-conversation cap climbs
+# from LINE_WARMUP_START_CAP on day 1 to its own cap on day LINE_WARMUP_DAYS (0: no
+# warm-up). Device and contact gaps vary randomly by up to SEND_GAP_JITTER_PERCENT.
+LINE_WARMUP_START_CAP = envint("LINE_WARMUP_START_CAP", 10)
+LINE_WARMUP_DAYS = envint("LINE_WARMUP_DAYS", 14)
+SEND_GAP_JITTER_PERCENT = envint("SEND_GAP_JITTER_PERCENT", 30)
+
 IDEMPOTENCY_TTL_SECONDS = envint("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
 LEADS_MAX_PER_REQUEST = envint("LEADS_MAX_PER_REQUEST", 10_000)
 # Room for LEADS_MAX_PER_REQUEST leads with notes and custom fields in one JSON body.
