@@ -10,8 +10,9 @@ One short transaction claims a batch with `SELECT ... FOR UPDATE SKIP LOCKED`
 - the same message (rendered text, subject and attachments) to the same
   recipient less than DUPLICATE_WINDOW ago -> `cancelled` ("duplicate"): the
   later of two identical sends is dropped;
-- contact gap: two sends to one recipient address (per workspace) are at least
-  the sending line's `contact_gap_seconds` apart; the earlier send's dispatch
+- contact gap: two sends to one recipient address (per workspace) are about
+  the sending line's `contact_gap_seconds` apart (± the workspace's gap jitter,
+  lines.jitter; the device gap carries it too); the earlier send's dispatch
   time counts. Otherwise `scheduled` for when the gap ends;
 - a line (iMessage): the pinned line (`fromLineId` / a campaign's choice), else
   the line the lead's conversation already uses, else round robin over active,
@@ -42,6 +43,7 @@ from django.utils import timezone
 
 from lines import services as line_services
 from lines.budget import SendBudget
+from lines.jitter import gap_end
 from lines.models import Line
 from messaging import schedule, templating
 from messaging.models import Conversation, DoNotContact, Message, RecipientGate
@@ -436,8 +438,15 @@ class _Batch:
 
         waits: list[datetime] = []
         for line in candidates:
-            if gate is not None and gate.last_sent_at is not None:
-                gap_ends = gate.last_sent_at + timedelta(seconds=line.contact_gap_seconds)
+            if gate is not None and gate.last_sent_at is not None and line.contact_gap_seconds:
+                gap_ends = gap_end(
+                    gate.last_sent_at,
+                    line.contact_gap_seconds,
+                    self.budget.jitter_percent(message.workspace_id),
+                    "recipient",
+                    message.workspace_id,
+                    gate.address,
+                )
                 if gap_ends > now:
                     waits.append(gap_ends)
                     continue
