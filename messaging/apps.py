@@ -15,6 +15,7 @@ class MessagingConfig(AppConfig):
     def ready(self):
         from leads.signals import lead_availability_updated
         from lines.signals import line_saved
+        from messaging.frequency_views import SETTINGS_SECTION as FREQUENCY_SECTION
         from messaging.inbound_tasks import on_line_saved
         from messaging.settings_views import SETTINGS_SECTION
         from messaging.webhooks import on_lead_availability_updated
@@ -25,3 +26,4 @@ class MessagingConfig(AppConfig):
             on_lead_availability_updated, dispatch_uid="messaging.lead_availability_webhook"
         )
         settings_section_register(SETTINGS_SECTION)
+        settings_section_register(FREQUENCY_SECTION)

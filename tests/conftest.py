@@ -34,6 +34,9 @@ settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # jitter turn them on (the `settings` fixture, or a workspace's LinePolicy).
 settings.LINE_WARMUP_DAYS = 0
 settings.SEND_GAP_JITTER_PERCENT = 0
+# No frequency cap unless a test sets one (tests/messaging/test_frequency_cap.py).
+settings.FREQUENCY_CAP_PER_DAY = 0
+settings.FREQUENCY_CAP_PER_WEEK = 0
 
 
 class WorkerRedisCache(RedisCache):

@@ -233,6 +233,11 @@ LINE_WARMUP_START_CAP = envint("LINE_WARMUP_START_CAP", 10)
 LINE_WARMUP_DAYS = envint("LINE_WARMUP_DAYS", 14)
 SEND_GAP_JITTER_PERCENT = envint("SEND_GAP_JITTER_PERCENT", 30)
 
+# Frequency cap defaults: messages per lead per 24 h and per 7 days, across every
+# campaign and send of a workspace (0: no cap), for workspaces without their own.
+FREQUENCY_CAP_PER_DAY = envint("FREQUENCY_CAP_PER_DAY", 2)
+FREQUENCY_CAP_PER_WEEK = envint("FREQUENCY_CAP_PER_WEEK", 5)
+
 IDEMPOTENCY_TTL_SECONDS = envint("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
 LEADS_MAX_PER_REQUEST = envint("LEADS_MAX_PER_REQUEST", 10_000)
 # Room for LEADS_MAX_PER_REQUEST leads with notes and custom fields in one JSON body.

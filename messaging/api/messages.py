@@ -24,7 +24,7 @@ class MessageSettingsOutput(serializers.Serializer):
 
 
 class MessageOutput(serializers.Serializer):
-    """The message object of API.md (plus subject, cancelReason and attempts)."""
+    """The message object of API.md (plus subject, cancelReason, holdReason and attempts)."""
 
     _id = serializers.CharField()
     message = serializers.CharField()
@@ -51,6 +51,11 @@ class MessageOutput(serializers.Serializer):
     attachmentUrls = serializers.ListField(child=serializers.CharField())  # noqa: N815
     subject = serializers.CharField(allow_null=True)
     cancelReason = serializers.CharField(allow_null=True)  # noqa: N815
+    holdReason = serializers.CharField(  # noqa: N815
+        allow_null=True,
+        help_text="Why a waiting message is held back until scheduledDate (the frequency "
+        "cap), or null",
+    )
     attempts = serializers.IntegerField()
     createdAt = serializers.CharField()  # noqa: N815
     updatedAt = serializers.CharField()  # noqa: N815
@@ -92,6 +97,7 @@ def message_body(message: Message) -> dict:
         "attachmentUrls": list(message.attachment_urls or []),
         "subject": message.subject or None,
         "cancelReason": message.cancel_reason or None,
+        "holdReason": (message.hold_reason or None) if message.status in Message.WAITING else None,
         "attempts": message.attempts,
         "createdAt": iso_utc(message.created_at),
         "updatedAt": iso_utc(message.updated_at),
