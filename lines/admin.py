@@ -137,7 +137,10 @@ class LinePolicyAdminForm(forms.ModelForm):
 
     class Meta:
         model = LinePolicy
-        fields = ["workspace", "warmup_start_cap", "warmup_days", "gap_jitter_percent"]
+        fields = [
+            "workspace", "warmup_start_cap", "warmup_days", "gap_jitter_percent",
+            "spread_over_window",
+        ]  # fmt: skip
 
 
 @admin.register(LinePolicy)
@@ -145,7 +148,10 @@ class LinePolicyAdmin(admin.ModelAdmin):
     """A workspace's warm-up curve and gap jitter; saved through line_policy_update."""
 
     form = LinePolicyAdminForm
-    list_display = ["workspace", "warmup_start_cap", "warmup_days", "gap_jitter_percent"]
+    list_display = [
+        "workspace", "warmup_start_cap", "warmup_days", "gap_jitter_percent",
+        "spread_over_window",
+    ]  # fmt: skip
     search_fields = ["workspace__name"]
     list_select_related = ["workspace"]
 
@@ -159,4 +165,5 @@ class LinePolicyAdmin(admin.ModelAdmin):
             warmup_start_cap=data["warmup_start_cap"],
             warmup_days=data["warmup_days"],
             gap_jitter_percent=data["gap_jitter_percent"],
+            spread_over_window=data["spread_over_window"],
         )

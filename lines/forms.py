@@ -116,6 +116,12 @@ class LinePolicyForm(forms.Form):
         help_text="Device and contact gaps vary randomly by up to this much either way.",
     )
 
+    spread_over_window = forms.BooleanField(
+        label="Spread campaign sends over their send window",
+        required=False,
+        help_text="Instead of sending back to back as the window opens.",
+    )
+
     SERVICE_FIELDS = {
         "warmupStartCap": "warmup_start_cap",
         "warmupDays": "warmup_days",

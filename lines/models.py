@@ -95,7 +95,7 @@ class LineUsage(models.Model):
 class LinePolicy(models.Model):
     """A workspace's pacing settings for its lines. A workspace without a row uses the
     global defaults (settings.LINE_WARMUP_START_CAP, LINE_WARMUP_DAYS,
-    SEND_GAP_JITTER_PERCENT); see lines.warmup and lines.pacing."""
+    SEND_GAP_JITTER_PERCENT, SEND_SPREAD_OVER_WINDOW); see lines.warmup and lines.pacing."""
 
     workspace = models.OneToOneField(
         Workspace, on_delete=models.CASCADE, primary_key=True, related_name="line_policy"
@@ -106,6 +106,9 @@ class LinePolicy(models.Model):
     warmup_days = models.PositiveSmallIntegerField()
     # Device and contact gaps vary by up to this share either way (0: exact gaps).
     gap_jitter_percent = models.PositiveSmallIntegerField()
+    # Campaign first messages released for a window are spread over it instead of
+    # all going at its opening (campaigns.pacing).
+    spread_over_window = models.BooleanField()
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):

@@ -256,6 +256,7 @@ def line_policy_update(
     warmup_start_cap: int | None = None,
     warmup_days: int | None = None,
     gap_jitter_percent: int | None = None,
+    spread_over_window: bool | None = None,
 ) -> warmup.Policy:
     """Change the workspace's line policy (None: unchanged, the default when unset)."""
     current = warmup.policy_for(workspace.pk)
@@ -263,6 +264,7 @@ def line_policy_update(
         "warmup_start_cap": current.warmup_start_cap,
         "warmup_days": current.warmup_days,
         "gap_jitter_percent": current.gap_jitter_percent,
+        "spread_over_window": current.spread_over_window,
     }
     given = {
         "warmup_start_cap": (warmup_start_cap, WARMUP_START_CAP_MAX, "warmupStartCap"),
@@ -275,6 +277,8 @@ def line_policy_update(
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= highest:
             raise ValidationFailed(f"Must be a whole number from 0 to {highest}", field=api_name)
         values[name] = value
+    if spread_over_window is not None:
+        values["spread_over_window"] = bool(spread_over_window)
     LinePolicy.objects.update_or_create(workspace=workspace, defaults=values)
     return warmup.Policy(**values)
 

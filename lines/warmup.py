@@ -29,6 +29,7 @@ class Policy:
     warmup_start_cap: int
     warmup_days: int
     gap_jitter_percent: int
+    spread_over_window: bool = True
 
 
 def default_policy() -> Policy:
@@ -36,11 +37,14 @@ def default_policy() -> Policy:
         warmup_start_cap=max(0, settings.LINE_WARMUP_START_CAP),
         warmup_days=max(0, settings.LINE_WARMUP_DAYS),
         gap_jitter_percent=min(100, max(0, settings.SEND_GAP_JITTER_PERCENT)),
+        spread_over_window=settings.SEND_SPREAD_OVER_WINDOW,
     )
 
 
 def _from_row(row: LinePolicy) -> Policy:
-    return Policy(row.warmup_start_cap, row.warmup_days, row.gap_jitter_percent)
+    return Policy(
+        row.warmup_start_cap, row.warmup_days, row.gap_jitter_percent, row.spread_over_window
+    )
 
 
 def policy_for(workspace_id: str) -> Policy:

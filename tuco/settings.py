@@ -232,6 +232,9 @@ RATE_LIMITS_ENABLED = envbool("RATE_LIMITS_ENABLED", True)
 LINE_WARMUP_START_CAP = envint("LINE_WARMUP_START_CAP", 10)
 LINE_WARMUP_DAYS = envint("LINE_WARMUP_DAYS", 14)
 SEND_GAP_JITTER_PERCENT = envint("SEND_GAP_JITTER_PERCENT", 30)
+# Campaign first messages are spread over their send window (or the rest of the day)
+# instead of going out back to back when it opens.
+SEND_SPREAD_OVER_WINDOW = envbool("SEND_SPREAD_OVER_WINDOW", True)
 
 # Frequency cap defaults: messages per lead per 24 h and per 7 days, across every
 # campaign and send of a workspace (0: no cap), for workspaces without their own.

@@ -181,9 +181,7 @@ def test_the_api_ends_and_restarts_a_warmup(api, acme):
 
 def test_restarting_with_warmup_off_is_refused(api, acme):
     line = make_line(acme)
-    LinePolicy.objects.create(
-        workspace=acme, warmup_start_cap=10, warmup_days=0, gap_jitter_percent=0
-    )
+    services.line_policy_update(workspace=acme, warmup_days=0)
     response = api.post(f"/api/lines/{line.pk}/warmup")
     assert response.status_code == 409
     assert response.json()["code"] == "WARMUP_OFF"
@@ -251,7 +249,7 @@ def test_the_settings_page_edits_the_policy(acme, alice_client):
         {"warmup_start_cap": "5", "warmup_days": "7", "gap_jitter_percent": "20"},
     )
     assert response.status_code == 302
-    assert warmup.policy_for(acme.pk) == warmup.Policy(5, 7, 20)
+    assert warmup.policy_for(acme.pk) == warmup.Policy(5, 7, 20, spread_over_window=False)
 
 
 def test_a_bad_policy_value_is_a_form_error_and_nothing_is_saved(acme, alice_client):
