@@ -115,3 +115,21 @@ def test_with_spreading_off_they_are_due_at_once(acme, clock, make_line, make_li
     due = Message.objects.filter(campaign_id=body["_id"], step_index=0, held=False)
     assert due.count() == 5
     assert all(m.due_at <= clock.now for m in due)
+
+
+def test_the_campaign_gate_releases_no_more_than_a_warming_lines_cap(
+    acme, clock, make_line, make_list, create_campaign, settings
+):
+    settings.SEND_SPREAD_OVER_WINDOW = False
+    settings.LINE_WARMUP_START_CAP = 4
+    settings.LINE_WARMUP_DAYS = 14
+    make_line(daily_new_conversations_limit=50)  # warming: day 1, cap 4
+    body = create_campaign(
+        listId=make_list(10).pk,
+        steps=[{"message": "Hi {firstName}", "delay": 0, "delayUnit": "minutes"}],
+    )
+    campaign_start(workspace=acme, campaign_id=body["_id"])
+    campaigns_tick()
+    firsts = Message.objects.filter(campaign_id=body["_id"], step_index=0)
+    assert firsts.filter(held=False).count() == 4
+    assert firsts.filter(held=True).count() == 6
