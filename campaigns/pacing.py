@@ -37,7 +37,7 @@ import random
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -258,15 +258,32 @@ def _release(
     )
     due_at = dict(zip(ids, times, strict=True))
     with transaction.atomic():
-        # Only rows still held are released (the guard of every release).
-        rows = list(held.select_for_update(of=("self",)).only("pk"))
-        for row in rows:
-            row.status, row.held, row.updated_at = "scheduled", False, now
-            row.due_at = row.scheduled_date = due_at[row.pk]
-        Message.objects.bulk_update(
-            rows, ["status", "held", "due_at", "scheduled_date", "updated_at"], batch_size=250
-        )
-    return len(rows)
+        # Only rows still held are released (the guard of every release); locked, so
+        # the per-row updates below need no guard of their own.
+        locked = list(held.select_for_update(of=("self",)).values_list("pk", flat=True))
+        _set_due_times([(pk, due_at[pk]) for pk in locked], now)
+    return len(locked)
+
+
+def _set_due_times(rows: list[tuple[str, datetime]], now: datetime) -> None:
+    """Release these locked rows, each due at its own time: one UPDATE by primary key
+    per row, sent together (the driver pipelines them), cheaper than bulk_update's
+    CASE expressions for a tick's hundreds of rows."""
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    meta = Message._meta
+    columns = {name: quote(meta.get_field(name).column) for name in
+               ("status", "held", "due_at", "scheduled_date", "updated_at")}  # fmt: skip
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {columns['status']} = %s, "  # noqa: S608
+        f"{columns['held']} = %s, {columns['due_at']} = %s, {columns['scheduled_date']} = %s, "
+        f"{columns['updated_at']} = %s WHERE {quote(meta.pk.column)} = %s"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [("scheduled", False, adapt(due), adapt(due), adapt(now), pk) for pk, due in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def spread_times(
