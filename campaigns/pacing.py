@@ -15,6 +15,11 @@
   line's remaining daily room (new conversations and total messages, minus
   first steps already released and not yet sent), oldest campaign first. That
   is how older campaigns get first claim on shared lines.
+* Released first steps are spread over the campaign's send window (the rest of
+  today's, or the next one when it is closed): the window is cut into as many
+  slots as the line can send today and each release takes the next slot, at a
+  random point within it, so a line's sends cover its window instead of
+  bursting at the opening (a workspace setting, LinePolicy.spread_over_window).
 * Round robin deals leads out evenly, but lines have different limits: once a
   line has no room left today, its leads not contacted yet (first step still
   held) move to a line of the campaign that has room, so the campaign runs at
@@ -28,18 +33,22 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign, Enrollment
 from campaigns.sequencing import WAITING, stop_leads, stop_reasons
+from lines import warmup
 from lines.budget import halve
 from lines.models import Line
 from lines.services import usage_for
+from lines.warmup import new_conversations_cap
+from messaging import schedule
 from messaging.models import Conversation, Message
 
 # At most this many first steps leave the gate per line and tick.
@@ -48,6 +57,12 @@ RELEASE_BATCH = 500
 # order; the gate treats the whole spread as due.
 ORDER_SPREAD = timedelta(seconds=1)
 ASSIGN_BATCH = 2000
+# Spread sends end this long (at most a tenth of the window) before it closes: one
+# due in the last seconds could be pushed past the close by a device gap or a busy
+# worker, and would then wait for the next window.
+SPREAD_END_MARGIN = timedelta(minutes=10)
+# Where the spread draws from (tests seed it).
+SPREAD_RNG = random.Random()
 
 
 def campaign_line_pool(campaign: Campaign) -> list[Line]:
@@ -121,7 +136,7 @@ class _Room:
         usage = usage_for(line=line, now=now)
         halved = line.caps_halved(now)  # line safety's answer to a medium spam risk
         left = min(
-            halve(line.daily_new_conversations_limit, halved) - usage.new_conversations_count,
+            halve(new_conversations_cap(line, now=now), halved) - usage.new_conversations_count,
             halve(line.daily_total_messages_limit, halved) - usage.total_messages_count,
         )
         in_flight = Message.objects.filter(
@@ -132,6 +147,9 @@ class _Room:
         ).exclude(campaign_id="")
         self.today = max(0, left - in_flight.count())
         self.tick = RELEASE_BATCH
+        # What the line could send today, before this tick: the slots a window's
+        # sends are spread over (spread_times).
+        self.capacity = self.today
 
     @property
     def free(self) -> int:
@@ -142,7 +160,9 @@ class _Room:
         self.tick -= count
 
 
-def release_first_steps(*, campaigns: list[Campaign], now: datetime | None = None) -> list[str]:
+def release_first_steps(
+    *, campaigns: list[Campaign], now: datetime | None = None, rng: random.Random | None = None
+) -> list[str]:
     """Let first steps through the gate, oldest campaign first; returns the released ids.
 
     `campaigns` must be locked and active, in priority order. A lead who replied
@@ -159,12 +179,14 @@ def release_first_steps(*, campaigns: list[Campaign], now: datetime | None = Non
         for line in lines:
             if line.pk not in rooms:
                 rooms[line.pk] = _Room(line, now)
-            released.extend(_release_on_line(campaign, line, rooms[line.pk], now))
-        released.extend(_spill_over(campaign, lines, rooms, now))
+            released.extend(_release_on_line(campaign, line, rooms[line.pk], now, rng))
+        released.extend(_spill_over(campaign, lines, rooms, now, rng))
     return released
 
 
-def _spill_over(campaign: Campaign, lines: list[Line], rooms: dict, now: datetime) -> list[str]:
+def _spill_over(
+    campaign: Campaign, lines: list[Line], rooms: dict, now: datetime, rng=None
+) -> list[str]:
     """Move first steps waiting on lines with no room left today to the campaign's
     lines that still have some, and release them there."""
     full = [line.pk for line in lines if rooms[line.pk].today <= 0]
@@ -191,7 +213,7 @@ def _spill_over(campaign: Campaign, lines: list[Line], rooms: dict, now: datetim
             if not lead_ids:
                 return released
             _move_leads(campaign, lead_ids, target.pk)
-            released.extend(_release_on_line(campaign, target, room, now))
+            released.extend(_release_on_line(campaign, target, room, now, rng))
     return released
 
 
@@ -213,7 +235,85 @@ def _due_firsts(campaign: Campaign, now: datetime):
     )
 
 
-def _release_on_line(campaign: Campaign, line: Line, room: _Room, now: datetime) -> list[str]:
+def _release(
+    campaign: Campaign, line: Line, room: _Room, ids: list[str], now: datetime, rng
+) -> int:
+    """Let these first steps go: due now, or, with the workspace's spreading on, each
+    at its own time across the send window (spread_times). Returns how many went."""
+    held = Message.objects.filter(pk__in=ids, status="scheduled", held=True)
+    if not warmup.policy_for(campaign.workspace_id).spread_over_window:
+        return held.update(status="pending", held=False, due_at=now, updated_at=now)
+    try:
+        opens, closes = schedule.allowed_span(
+            now,
+            campaign.timezone or campaign.workspace.timezone or "UTC",
+            campaign.send_window_start or None,
+            campaign.send_window_end or None,
+            campaign.allowed_days or None,
+        )
+    except ValueError:
+        return held.update(status="pending", held=False, due_at=now, updated_at=now)
+    # The slots already given out today on this line come first.
+    first_slot = room.capacity - room.today
+    times = spread_times(
+        opens, closes, count=len(ids), slots=room.capacity, first_slot=first_slot, rng=rng
+    )
+    due_at = dict(zip(ids, times, strict=True))
+    with transaction.atomic():
+        # Only rows still held are released (the guard of every release); locked, so
+        # the per-row updates below need no guard of their own.
+        locked = list(held.select_for_update(of=("self",)).values_list("pk", flat=True))
+        _set_due_times([(pk, due_at[pk]) for pk in locked], now)
+    return len(locked)
+
+
+def _set_due_times(rows: list[tuple[str, datetime]], now: datetime) -> None:
+    """Release these locked rows, each due at its own time: one UPDATE by primary key
+    per row, sent together (the driver pipelines them), cheaper than bulk_update's
+    CASE expressions for a tick's hundreds of rows."""
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    meta = Message._meta
+    columns = {name: quote(meta.get_field(name).column) for name in
+               ("status", "held", "due_at", "scheduled_date", "updated_at")}  # fmt: skip
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {columns['status']} = %s, "  # noqa: S608
+        f"{columns['held']} = %s, {columns['due_at']} = %s, {columns['scheduled_date']} = %s, "
+        f"{columns['updated_at']} = %s WHERE {quote(meta.pk.column)} = %s"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [("scheduled", False, adapt(due), adapt(due), adapt(now), pk) for pk, due in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def spread_times(
+    opens: datetime,
+    closes: datetime,
+    *,
+    count: int,
+    slots: int,
+    first_slot: int = 0,
+    rng: random.Random | None = None,
+) -> list[datetime]:
+    """`count` send times in [opens, closes): the window (less its end margin) cut
+    into `slots` equal slots (what the line can send in it), one send per slot from
+    `first_slot` on, at a random point of its slot. So a line's day of sends covers
+    its window evenly whether few or many are due, and never bunches at the opening."""
+    rng = rng or SPREAD_RNG
+    slots = max(slots, first_slot + count, 1)
+    closes -= min(SPREAD_END_MARGIN, (closes - opens) / 10)
+    width = (closes - opens) / slots
+    times = []
+    for index in range(first_slot, first_slot + count):
+        times.append(min(opens + width * (index + rng.random()), closes - timedelta(seconds=1)))
+    return [max(t, opens) for t in times]
+
+
+def _release_on_line(
+    campaign: Campaign, line: Line, room: _Room, now: datetime, rng=None
+) -> list[str]:
     released: list[str] = []
     # Each pass either releases rows or cancels stopped ones, so a few passes fill
     # the room; the bound only guards against a surprise.
@@ -234,9 +334,7 @@ def _release_on_line(campaign: Campaign, line: Line, room: _Room, now: datetime)
             stop_leads(campaign=campaign, reasons=reasons, now=now)
         ids = [pk for pk, lead_id in rows if lead_id not in reasons]
         if ids:
-            count = Message.objects.filter(pk__in=ids, status="scheduled", held=True).update(
-                status="pending", held=False, due_at=now, updated_at=now
-            )
+            count = _release(campaign, line, room, ids, now, rng)
             room.take(count)
             released.extend(ids)
         if len(rows) < want:

@@ -186,10 +186,20 @@ def _lead_progress(campaign: Campaign, enrollments: list[Enrollment], step_count
     """Attach each enrollment's current step and that step's message status."""
     rows = Message.objects.filter(
         campaign_id=campaign.pk, lead_id__in=[e.lead_id for e in enrollments]
-    ).values_list("lead_id", "step_index", "status", "error_message", "cancel_reason")
+    ).values_list(
+        "lead_id",
+        "step_index",
+        "status",
+        "error_message",
+        "cancel_reason",
+        "hold_reason",
+        "scheduled_date",
+    )
     by_lead: dict[str, list] = {}
-    for lead_id, step_index, status, error, reason in rows:
-        by_lead.setdefault(lead_id, []).append((step_index or 0, status, error or reason))
+    for lead_id, step_index, status, error, reason, hold, scheduled in rows:
+        by_lead.setdefault(lead_id, []).append(
+            (step_index or 0, status, error or reason, hold, scheduled)
+        )
     for enrollment in enrollments:
         steps = sorted(by_lead.get(enrollment.lead_id, []))
         moved = [s for s in steps if s[1] not in Message.WAITING]
@@ -198,6 +208,10 @@ def _lead_progress(campaign: Campaign, enrollments: list[Enrollment], step_count
         enrollment.step_status = current[1] if current else ""
         enrollment.step_error = current[2] if current else ""
         enrollment.step_count = step_count
+        # A waiting step the dispatcher holds back (the frequency cap), and until when.
+        held = [s for s in steps if s[1] in Message.WAITING and s[3]]
+        enrollment.step_hold = held[0][3] if held else ""
+        enrollment.step_hold_until = held[0][4] if held else None
 
 
 def _sends_per_day(campaign: Campaign, zone) -> list[dict]:

@@ -1,8 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
 
-from lines.forms import LineHandlesMixin
-from lines.models import Line, LineUsage
+from lines.forms import LineHandlesMixin, LinePolicyForm
+from lines.models import Line, LinePolicy, LineUsage
 from lines.relay import RelayError
 from lines.safety import line_safety_override
 from lines.selectors import line_today_usage
@@ -10,6 +10,7 @@ from lines.services import (
     EDITABLE_FIELDS,
     line_delete,
     line_health_check,
+    line_policy_update,
     line_update,
     line_webhook_token_rotate,
     utc_today,
@@ -84,6 +85,7 @@ class LineAdmin(admin.ModelAdmin):
         "canary_consecutive_failures",
         "last_check_at",
         "last_sent_at",
+        "warmup_started_at",
         "webhook_registered_at",
         "created_at",
         "updated_at",
@@ -156,3 +158,45 @@ class LineAdmin(admin.ModelAdmin):
         for line in queryset:
             line_safety_override(workspace=line.workspace, line_id=line.pk)
             self.message_user(request, f"{line}: automatic action lifted", messages.SUCCESS)
+
+
+class LinePolicyAdminForm(forms.ModelForm):
+    """The bounds of the Settings page's form, so the admin cannot store what the
+    dashboard and the services refuse."""
+
+    warmup_start_cap = LinePolicyForm.base_fields["warmup_start_cap"]
+    warmup_days = LinePolicyForm.base_fields["warmup_days"]
+    gap_jitter_percent = LinePolicyForm.base_fields["gap_jitter_percent"]
+
+    class Meta:
+        model = LinePolicy
+        fields = [
+            "workspace", "warmup_start_cap", "warmup_days", "gap_jitter_percent",
+            "spread_over_window",
+        ]  # fmt: skip
+
+
+@admin.register(LinePolicy)
+class LinePolicyAdmin(admin.ModelAdmin):
+    """A workspace's warm-up curve and gap jitter; saved through line_policy_update."""
+
+    form = LinePolicyAdminForm
+    list_display = [
+        "workspace", "warmup_start_cap", "warmup_days", "gap_jitter_percent",
+        "spread_over_window",
+    ]  # fmt: skip
+    search_fields = ["workspace__name"]
+    list_select_related = ["workspace"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["workspace"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        line_policy_update(
+            workspace=data.get("workspace") or obj.workspace,
+            warmup_start_cap=data["warmup_start_cap"],
+            warmup_days=data["warmup_days"],
+            gap_jitter_percent=data["gap_jitter_percent"],
+            spread_over_window=data["spread_over_window"],
+        )

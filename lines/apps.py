@@ -7,3 +7,9 @@ class LinesConfig(AppConfig):
     periodic_tasks = [
         ("Check the health of every line", "lines.tasks.lines_health_check_all", 60),
     ]
+
+    def ready(self):
+        from lines.settings_views import SETTINGS_SECTION
+        from tuco.settings_sections import settings_section_register
+
+        settings_section_register(SETTINGS_SECTION)

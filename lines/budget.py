@@ -27,6 +27,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import F
 
+from lines import warmup
+from lines.jitter import gap_end
 from lines.models import Line, LineUsage
 from lines.services import utc_today
 
@@ -41,6 +43,7 @@ class _Account:
     total_limit: int
     new_limit: int
     device_gap: int
+    jitter_percent: int
     last_sent_at: datetime | None
     taken_total: int = 0
     taken_new: int = 0
@@ -58,6 +61,7 @@ class SendBudget:
         self.day = utc_today(now)
         self._busy: set[str] = set()
         self._accounts: dict[str, _Account] = {}
+        self._policies: dict[str, warmup.Policy] = {}
         wanted = sorted(set(line_ids))
         if not wanted:
             return
@@ -77,18 +81,33 @@ class SendBudget:
                 [LineUsage(line_id=i, date=self.day) for i in missing], ignore_conflicts=True
             )
             counters.update(self._counters(missing))
-        for line in Line.objects.filter(pk__in=ids).values(
-            "pk",
-            "daily_total_messages_limit",
-            "daily_new_conversations_limit",
-            "device_gap_seconds",
-            "last_sent_at",
-            "safety_action",
-            "safety_action_until",
-        ):
+        lines = list(
+            Line.objects.filter(pk__in=ids).values(
+                "pk",
+                "workspace_id",
+                "daily_total_messages_limit",
+                "daily_new_conversations_limit",
+                "device_gap_seconds",
+                "last_sent_at",
+                "warmup_started_at",
+                "safety_action",
+                "safety_action_until",
+            )
+        )
+        self._policies = warmup.policies_for(line["workspace_id"] for line in lines)
+        for line in lines:
             row = counters.get(line["pk"])
             if row is None:  # the line was deleted meanwhile
                 continue
+            new_limit = line["daily_new_conversations_limit"]
+            if line["warmup_started_at"] is not None:
+                state = warmup.warmup_state(
+                    started_at=line["warmup_started_at"],
+                    line_cap=new_limit,
+                    policy=self._policies[line["workspace_id"]],
+                    now=now,
+                )
+                new_limit = new_limit if state is None else state.cap_today
             halved = Line(
                 safety_action=line["safety_action"],
                 safety_action_until=line["safety_action_until"],
@@ -97,10 +116,17 @@ class SendBudget:
                 total=row["total_messages_count"],
                 new=row["new_conversations_count"],
                 total_limit=halve(line["daily_total_messages_limit"], halved),
-                new_limit=halve(line["daily_new_conversations_limit"], halved),
+                new_limit=halve(new_limit, halved),
                 device_gap=line["device_gap_seconds"],
+                jitter_percent=self._policies[line["workspace_id"]].gap_jitter_percent,
                 last_sent_at=line["last_sent_at"],
             )
+
+    def jitter_percent(self, workspace_id: str) -> int:
+        """The workspace's gap jitter (for the contact gap), as this budget read it."""
+        policy = self._policies.get(workspace_id) or warmup.policy_for(workspace_id)
+        self._policies[workspace_id] = policy
+        return policy.gap_jitter_percent
 
     def _counters(self, ids: list[str]) -> dict[str, dict]:
         return {
@@ -123,7 +149,9 @@ class SendBudget:
         if new_conversation and account.new + account.taken_new + 1 > account.new_limit:
             return False
         if account.device_gap and account.last_sent_at is not None:
-            gap_ends = account.last_sent_at + timedelta(seconds=account.device_gap)
+            gap_ends = gap_end(
+                account.last_sent_at, account.device_gap, account.jitter_percent, "line", line.pk
+            )
             if gap_ends > self.now:
                 return gap_ends
         account.taken_total += 1

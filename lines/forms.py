@@ -1,6 +1,6 @@
 from django import forms
 
-from lines import validators
+from lines import services, validators
 
 LIMIT = {"min_value": 0, "max_value": 100_000}
 GAP = {"min_value": 0, "max_value": 86_400}
@@ -93,3 +93,37 @@ class LineForm(LineHandlesMixin, forms.Form):
         data = dict(self.cleaned_data)
         data["relay_password"] = data.pop("password") or None
         return data
+
+
+class LinePolicyForm(forms.Form):
+    """The workspace's line pacing settings (lines.services.line_policy_update)."""
+
+    warmup_start_cap = forms.IntegerField(
+        label="Warm-up: new conversations on day 1",
+        min_value=0,
+        max_value=services.WARMUP_START_CAP_MAX,
+    )
+    warmup_days = forms.IntegerField(
+        label="Warm-up: days to reach the line's own cap",
+        min_value=0,
+        max_value=services.WARMUP_DAYS_MAX,
+        help_text="New lines, and lines back from quarantine, warm up. 0 turns warm-up off.",
+    )
+    gap_jitter_percent = forms.IntegerField(
+        label="Gap jitter (± %)",
+        min_value=0,
+        max_value=services.GAP_JITTER_PERCENT_MAX,
+        help_text="Device and contact gaps vary randomly by up to this much either way.",
+    )
+
+    spread_over_window = forms.BooleanField(
+        label="Spread campaign sends over their send window",
+        required=False,
+        help_text="Instead of sending back to back as the window opens.",
+    )
+
+    SERVICE_FIELDS = {
+        "warmupStartCap": "warmup_start_cap",
+        "warmupDays": "warmup_days",
+        "gapJitterPercent": "gap_jitter_percent",
+    }

@@ -83,6 +83,11 @@ class Line(models.Model):
     last_check_at = models.DateTimeField(null=True, blank=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
 
+    # When the line's current warm-up began (None: not warming). Its new-conversation
+    # cap climbs from the workspace's start cap to its own over the warm-up days,
+    # counted in UTC days like its usage (see lines.warmup).
+    warmup_started_at = models.DateTimeField(null=True, blank=True)
+
     # Unguessable part of this line's relay callback URL: the relay signs nothing.
     # Kept encrypted (it is needed to register the URL on the relay); callbacks are
     # looked up by its hash, so the database is never searched by the secret itself.
@@ -166,3 +171,26 @@ class LineUsage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["line", "date"], name="lineusage_unique_day")
         ]
+
+
+class LinePolicy(models.Model):
+    """A workspace's pacing settings for its lines. A workspace without a row uses the
+    global defaults (settings.LINE_WARMUP_START_CAP, LINE_WARMUP_DAYS,
+    SEND_GAP_JITTER_PERCENT, SEND_SPREAD_OVER_WINDOW); see lines.warmup and lines.pacing."""
+
+    workspace = models.OneToOneField(
+        Workspace, on_delete=models.CASCADE, primary_key=True, related_name="line_policy"
+    )
+    # New-conversation cap on a warming line's first day.
+    warmup_start_cap = models.PositiveIntegerField()
+    # Days the cap takes to reach the line's own; 0: lines do not warm up.
+    warmup_days = models.PositiveSmallIntegerField()
+    # Device and contact gaps vary by up to this share either way (0: exact gaps).
+    gap_jitter_percent = models.PositiveSmallIntegerField()
+    # Campaign first messages released for a window are spread over it instead of
+    # all going at its opening (campaigns.pacing).
+    spread_over_window = models.BooleanField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"Line policy of {self.workspace}"

@@ -32,6 +32,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from lines import warmup
 from lines.models import Line, LineActivity
 from lines.signals import line_capacity_changed, line_safety_changed
 from tuco.errors import NotFound
@@ -391,13 +392,11 @@ def line_release(
 
 
 def on_line_released(line: Line) -> None:
-    """A line comes back from quarantine: the place to start its warm-up.
-
-    Called inside the transaction that releases it. The warm-up curve (smaller caps
-    growing back over days) belongs to pacing; until it is wired here the line
-    returns with its configured caps.
-    """
-    logger.info("Line %s released; warm-up starts from here", line.pk)
+    """A line comes back from quarantine at reduced caps: its warm-up starts over
+    (unless the workspace has warm-up off). Called inside the transaction that
+    releases it."""
+    if warmup.start_warmup(line):
+        logger.info("Line %s released; warm-up starts over", line.pk)
 
 
 def line_safety_override(*, workspace, line_id: str, now: datetime | None = None) -> Line:

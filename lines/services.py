@@ -21,13 +21,13 @@ from django.db.models import DateTimeField, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
-from lines import safety
-from lines.models import Line, LineUsage
+from lines import safety, warmup
+from lines.models import Line, LinePolicy, LineUsage
 from lines.relay import RelayError, get_client, relay_host_check
 from lines.signals import line_capacity_changed, line_deleted, line_saved
 from lines.validators import clean_email, clean_phone, clean_server_url
 from tuco.crypto import encrypt
-from tuco.errors import NotFound, ValidationFailed
+from tuco.errors import Conflict, NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +176,8 @@ def line_create(*, workspace, server_url: str, **fields: Unpack[LineFields]) -> 
     """Create a line. The relay password is stored encrypted and never returned."""
     line = Line(workspace=workspace)
     _apply(line, {"server_url": server_url, **fields})
+    if warmup.policy_for(workspace.pk).warmup_days > 0:
+        line.warmup_started_at = timezone.now()
     line.save()
     _send_line_saved(line, created=True)
     _queue_health_check(line)
@@ -245,6 +247,73 @@ def _locked_line(*, workspace, line_id: str) -> Line:
     if line is None:
         raise NotFound("Line not found")
     return line
+
+
+# Warm-up and the workspace's line policy
+
+
+@transaction.atomic
+def line_warmup_restart(*, workspace, line_id: str, now: datetime | None = None) -> Line:
+    """An owner starts the line's warm-up again from day 1."""
+    line = _locked_line(workspace=workspace, line_id=line_id)
+    if not warmup.start_warmup(line, now=now):
+        raise Conflict(
+            "Warm-up is off in this workspace (0 warm-up days): set the days in Settings first",
+            code="WARMUP_OFF",
+        )
+    return line
+
+
+@transaction.atomic
+def line_warmup_end(*, workspace, line_id: str) -> Line:
+    """An owner ends the line's warm-up: its own new-conversation cap applies at once."""
+    line = _locked_line(workspace=workspace, line_id=line_id)
+    if line.warmup_started_at is not None:
+        line.warmup_started_at = None
+        line.save(update_fields=["warmup_started_at", "updated_at"])
+        if line.is_active:
+            _send_capacity_changed(line, "warmup_ended")
+    return line
+
+
+# The bounds of the policy's settings, shared by the API, the forms and the admin.
+WARMUP_START_CAP_MAX = 100_000
+WARMUP_DAYS_MAX = 90
+GAP_JITTER_PERCENT_MAX = 90
+
+
+@transaction.atomic
+def line_policy_update(
+    *,
+    workspace,
+    warmup_start_cap: int | None = None,
+    warmup_days: int | None = None,
+    gap_jitter_percent: int | None = None,
+    spread_over_window: bool | None = None,
+) -> warmup.Policy:
+    """Change the workspace's line policy (None: unchanged, the default when unset)."""
+    current = warmup.policy_for(workspace.pk)
+    values = {
+        "warmup_start_cap": current.warmup_start_cap,
+        "warmup_days": current.warmup_days,
+        "gap_jitter_percent": current.gap_jitter_percent,
+        "spread_over_window": current.spread_over_window,
+    }
+    given = {
+        "warmup_start_cap": (warmup_start_cap, WARMUP_START_CAP_MAX, "warmupStartCap"),
+        "warmup_days": (warmup_days, WARMUP_DAYS_MAX, "warmupDays"),
+        "gap_jitter_percent": (gap_jitter_percent, GAP_JITTER_PERCENT_MAX, "gapJitterPercent"),
+    }
+    for name, (value, highest, api_name) in given.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= highest:
+            raise ValidationFailed(f"Must be a whole number from 0 to {highest}", field=api_name)
+        values[name] = value
+    if spread_over_window is not None:
+        values["spread_over_window"] = bool(spread_over_window)
+    LinePolicy.objects.update_or_create(workspace=workspace, defaults=values)
+    return warmup.Policy(**values)
 
 
 # Daily usage caps

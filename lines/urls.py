@@ -1,6 +1,6 @@
 from django.urls import path
 
-from lines import views
+from lines import settings_views, views
 
 app_name = "lines"
 
@@ -11,4 +11,6 @@ urlpatterns = [
     path("lines/<str:line_id>/delete/", views.line_delete, name="delete"),
     path("lines/<str:line_id>/check/", views.line_check, name="check"),
     path("lines/<str:line_id>/override/", views.line_override, name="override"),
+    path("lines/<str:line_id>/warmup/", views.line_warmup, name="warmup"),
+    path("settings/line-pacing/", settings_views.line_policy, name="policy"),
 ]

@@ -5,7 +5,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from lines import safety, selectors, services
+from lines import safety, selectors, services, warmup
 from lines.charts import activity_chart
 from lines.forms import LineForm
 from lines.models import Line
@@ -20,11 +20,14 @@ USAGE_BARS = (
 )
 
 
-def _with_usage(line: Line) -> Line:
+def _with_usage(line: Line, policy: warmup.Policy | None = None) -> Line:
     usage = selectors.line_today_usage(line)
+    line.warmup = warmup.line_warmup(line, policy=policy)
     line.usage_bars = []
     for label, counter, limit in USAGE_BARS:
         used, cap = getattr(usage, counter), getattr(line, limit)
+        if counter == "new_conversations_count" and line.warmup is not None:
+            cap = line.warmup.cap_today
         line.usage_bars.append(
             {"label": label, "used": used, "limit": cap, "full": cap == 0 or used >= cap}
         )
@@ -56,7 +59,8 @@ def _line(request, line_id) -> Line:
 @require_GET
 @workspace_required
 def line_list(request):
-    lines = [_with_usage(line) for line in selectors.line_list(workspace=request.workspace)]
+    policy = warmup.policy_for(request.workspace.pk)
+    lines = [_with_usage(line, policy) for line in selectors.line_list(workspace=request.workspace)]
     _with_safety(lines)
     return render(request, "lines/list.html", {"section": "lines", "lines": lines})
 
@@ -133,3 +137,25 @@ def line_delete(request, line_id):
         messages.success(request, f"Line {line.display_name} deleted.")
         return redirect("lines:index")
     return render(request, "lines/delete.html", {"section": "lines", "line": line})
+
+
+@require_POST
+@workspace_required(manage=True)
+def line_warmup(request, line_id):
+    """Restart (action=restart) or end (action=end) the line's warm-up."""
+    line = _line(request, line_id)
+    action = request.POST.get("action")
+    try:
+        if action == "restart":
+            services.line_warmup_restart(workspace=request.workspace, line_id=line.pk)
+            messages.success(request, f"Warm-up of {line.display_name} restarted from day 1.")
+        elif action == "end":
+            services.line_warmup_end(workspace=request.workspace, line_id=line.pk)
+            messages.success(request, f"Warm-up of {line.display_name} ended.")
+        else:
+            messages.error(request, "Unknown warm-up action.")
+    except NotFound:
+        raise Http404("Line not found") from None
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("lines:index")

@@ -1,9 +1,12 @@
 """Operator admin for the messaging app."""
 
 # The outbox: messages, conversations, per-recipient gates, Twilio settings.
+from django import forms
 from django.contrib import admin
 
-from messaging.models import Conversation, FallbackConfig, Message, RecipientGate
+from messaging.forms import FrequencyCapForm
+from messaging.frequency import frequency_cap_update
+from messaging.models import Conversation, FallbackConfig, FrequencyCap, Message, RecipientGate
 
 
 @admin.register(Message)
@@ -117,3 +120,35 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
             webhook_delivery_resend(delivery_id=delivery_id)
             count += 1
         self.message_user(request, f"{count} deliveries queued again", messages.SUCCESS)
+
+
+class FrequencyCapAdminForm(forms.ModelForm):
+    """The bounds of the Settings page's form."""
+
+    per_day = FrequencyCapForm.base_fields["per_day"]
+    per_week = FrequencyCapForm.base_fields["per_week"]
+
+    class Meta:
+        model = FrequencyCap
+        fields = ["workspace", "per_day", "per_week"]
+
+
+@admin.register(FrequencyCap)
+class FrequencyCapAdmin(admin.ModelAdmin):
+    """A workspace's messages-per-lead cap; saved through frequency_cap_update."""
+
+    form = FrequencyCapAdminForm
+    list_display = ["workspace", "per_day", "per_week", "updated_at"]
+    search_fields = ["workspace__name"]
+    list_select_related = ["workspace"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["workspace"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        frequency_cap_update(
+            workspace=data.get("workspace") or obj.workspace,
+            per_day=data["per_day"],
+            per_week=data["per_week"],
+        )

@@ -21,6 +21,7 @@ class MessagingConfig(AppConfig):
     def ready(self):
         from leads.signals import lead_availability_updated, leads_deleting
         from lines.signals import line_deleted, line_safety_changed, line_saved
+        from messaging.frequency_views import SETTINGS_SECTION as FREQUENCY_SECTION
         from messaging.inbound_tasks import on_line_deleted, on_line_saved
         from messaging.lead_cleanup import on_leads_deleting
         from messaging.safety import on_line_safety_changed
@@ -36,3 +37,4 @@ class MessagingConfig(AppConfig):
         leads_deleting.connect(on_leads_deleting, dispatch_uid="messaging.lead_cleanup")
         line_safety_changed.connect(on_line_safety_changed, dispatch_uid="messaging.line_alerts")
         settings_section_register(SETTINGS_SECTION)
+        settings_section_register(FREQUENCY_SECTION)

@@ -10,8 +10,12 @@ One short transaction claims a batch with `SELECT ... FOR UPDATE SKIP LOCKED`
 - the same message (rendered text, subject and attachments) to the same
   recipient less than DUPLICATE_WINDOW ago -> `cancelled` ("duplicate"): the
   later of two identical sends is dropped;
-- contact gap: two sends to one recipient address (per workspace) are at least
-  the sending line's `contact_gap_seconds` apart; the earlier send's dispatch
+- frequency cap: a lead who already got the workspace's cap of messages in the
+  last 24 hours / 7 days -> `scheduled` for when one more fits, with the reason
+  in `hold_reason` (messaging.frequency, which also says who is exempt);
+- contact gap: two sends to one recipient address (per workspace) are about
+  the sending line's `contact_gap_seconds` apart (± the workspace's gap jitter,
+  lines.jitter; the device gap carries it too); the earlier send's dispatch
   time counts. Otherwise `scheduled` for when the gap ends;
 - a line (iMessage): the pinned line (`fromLineId` / a campaign's choice), else
   the line the lead's conversation already uses, else round robin over active,
@@ -42,8 +46,9 @@ from django.utils import timezone
 
 from lines import services as line_services
 from lines.budget import SendBudget
+from lines.jitter import gap_end
 from lines.models import Line
-from messaging import schedule, templating
+from messaging import frequency, schedule, templating
 from messaging.leases import QUEUED_LEASE
 from messaging.models import Conversation, DoNotContact, Message, RecipientGate
 from messaging.services import status_changed_on_commit
@@ -75,6 +80,8 @@ class _Decision:
     reason: str = ""
     new_conversation: bool = False
     usage_taken: bool = False
+    # Shown on a waiting row (Message.hold_reason) until it goes.
+    hold: str = ""
 
 
 def recipient_key(message: Message) -> str:
@@ -143,6 +150,7 @@ def _apply(message: Message, decision: _Decision, now: datetime, result: Dispatc
         message.sending_started_at = now
         message.usage_taken_at = now if decision.usage_taken else None
         message.is_new_conversation = decision.new_conversation
+        message.hold_reason = ""
         message.send_claimed_at = None
         message.channel_called_at = None
         message.lease_expires_at = now + QUEUED_LEASE
@@ -151,6 +159,7 @@ def _apply(message: Message, decision: _Decision, now: datetime, result: Dispatc
         message.status = Message.Status.SCHEDULED
         message.due_at = decision.until
         message.scheduled_date = decision.until
+        message.hold_reason = decision.hold[:200]
         result.waiting[message.pk] = decision.until
     else:
         message.status = Message.Status.CANCELLED
@@ -163,10 +172,10 @@ def _apply(message: Message, decision: _Decision, now: datetime, result: Dispatc
 
 SENDING_FIELDS = [
     "status", "line", "rendered_body", "sending_started_at", "usage_taken_at",
-    "is_new_conversation", "send_claimed_at", "channel_called_at", "lease_expires_at",
-    "updated_at",
+    "is_new_conversation", "hold_reason", "send_claimed_at", "channel_called_at",
+    "lease_expires_at", "updated_at",
 ]  # fmt: skip
-WAITING_FIELDS = ["status", "due_at", "scheduled_date", "updated_at"]
+WAITING_FIELDS = ["status", "due_at", "scheduled_date", "hold_reason", "updated_at"]
 CANCELLED_FIELDS = ["status", "cancel_reason", "updated_at"]
 RECENT_STATUSES = ("sending", "sent", "delivered", "read")
 
@@ -229,6 +238,10 @@ class _Batch:
         self._lead_line: dict[tuple[str, str], Line] = {}
         self._address_line: dict[tuple[str, str], Line] = {}
         self._chats: set[tuple] = set()
+        # Frequency cap: the caps of workspaces that have one, and each lead's sends
+        # in the last 7 days (this batch's included).
+        self._caps: dict[str, frequency.Caps] = {}
+        self._lead_sends: dict[tuple[str, str], list[datetime]] = {}
         self.budget: SendBudget | None = None
 
     def prepare(self, rows: list[Message]) -> None:
@@ -250,6 +263,10 @@ class _Batch:
         phones = sorted({m.recipient_phone for m in messages if m.recipient_phone})
         emails = sorted({m.recipient_email for m in messages if m.recipient_email})
         lead_ids = sorted({m.lead_id for m in messages if m.lead_id})
+        caps = frequency.caps_for(workspace_id) if lead_ids else None
+        capped = caps is not None and caps.enabled
+        if capped:
+            self._caps[workspace_id] = caps
 
         self._blocked.update(
             (workspace_id, value)
@@ -259,19 +276,32 @@ class _Batch:
         )
 
         # One gate row per recipient, created if missing and locked in address order
-        # (the same order in every dispatcher, so two of them cannot deadlock).
-        if addresses:
+        # (the same order in every dispatcher, so two of them cannot deadlock). With a
+        # frequency cap, one per lead too, in the same order, before its sends are read.
+        gated = sorted(set(addresses) | {frequency.lead_gate_key(i) for i in lead_ids if capped})
+        if gated:
             RecipientGate.objects.bulk_create(
-                [RecipientGate(workspace_id=workspace_id, address=a) for a in addresses],
+                [RecipientGate(workspace_id=workspace_id, address=a) for a in gated],
                 ignore_conflicts=True,
             )
             for gate in (
                 RecipientGate.objects.select_for_update(of=("self",))
                 .select_related("last_line")
-                .filter(workspace_id=workspace_id, address__in=addresses)
+                .filter(workspace_id=workspace_id, address__in=gated)
                 .order_by("address")
             ):
                 self._gates[(workspace_id, gate.address)] = gate
+
+        if capped:
+            for lead_id in lead_ids:
+                self._lead_sends[(workspace_id, lead_id)] = []
+            for lead_id, started in Message.objects.filter(
+                workspace_id=workspace_id,
+                lead_id__in=lead_ids,
+                status__in=frequency.COUNTED,
+                sending_started_at__gt=self.now - frequency.WEEK,
+            ).values_list("lead_id", "sending_started_at"):
+                self._lead_sends[(workspace_id, lead_id)].append(started)
 
         if phones or emails:
             recent = Message.objects.filter(
@@ -340,6 +370,11 @@ class _Batch:
         if allowed_at > now:
             return _Decision("wait", until=allowed_at, reason="send window")
 
+        held = self._frequency_hold(message)
+        if held is not None:
+            until, why = held
+            return _Decision("wait", until=until, reason="frequency cap", hold=why)
+
         address = recipient_key(message)
         gate = self._gates.get((message.workspace_id, address)) if address else None
 
@@ -364,10 +399,24 @@ class _Batch:
                 key = duplicate_key_of(message)
         if decision.action == "send":
             self._recent.add(key)
+            sends = self._lead_sends.get((message.workspace_id, message.lead_id))
+            if sends is not None:
+                sends.append(now)
             self._touch_gate(gate, decision.line)
             if decision.line is not None:
                 self._remember_chat(message, address, decision.line)
         return decision
+
+    def _frequency_hold(self, message: Message) -> tuple[datetime, str] | None:
+        """(until, why) when the workspace's frequency cap holds this message back."""
+        caps = self._caps.get(message.workspace_id)
+        if caps is None or not message.lead_id:
+            return None
+        lead = message.lead
+        if lead.replied_at and lead.replied_at >= self.now - frequency.CONVERSATION_WINDOW:
+            return None  # answering a conversation; it still counts
+        sends = self._lead_sends.get((message.workspace_id, message.lead_id), [])
+        return frequency.held_until(sends, caps, self.now)
 
     def _remember_chat(self, message: Message, address: str, line: Line) -> None:
         """Later rows of this batch see the thread this send is about to open."""
@@ -439,8 +488,15 @@ class _Batch:
 
         waits: list[datetime] = []
         for line in candidates:
-            if gate is not None and gate.last_sent_at is not None:
-                gap_ends = gate.last_sent_at + timedelta(seconds=line.contact_gap_seconds)
+            if gate is not None and gate.last_sent_at is not None and line.contact_gap_seconds:
+                gap_ends = gap_end(
+                    gate.last_sent_at,
+                    line.contact_gap_seconds,
+                    self.budget.jitter_percent(message.workspace_id),
+                    "recipient",
+                    message.workspace_id,
+                    gate.address,
+                )
                 if gap_ends > now:
                     waits.append(gap_ends)
                     continue

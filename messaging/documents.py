@@ -58,6 +58,7 @@ def message_document(message: Message) -> dict:
         "readAt": iso_utc(message.read_at),
         "undelivered": message.undelivered_at is not None and message.delivered_at is None,
         "undeliveredAt": iso_utc(message.undelivered_at),
+        "holdReason": (message.hold_reason or None) if message.status in Message.WAITING else None,
         "externalMessageId": message.external_message_id or None,
         "errorMessage": message.error_message or None,
         "checkedAddresses": [

@@ -35,3 +35,18 @@ class WebhookEndpointForm(forms.Form):
     def __init__(self, *args, events=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["events"].choices = [(e, e) for e in events]
+
+
+class FrequencyCapForm(forms.Form):
+    """The workspace's frequency cap (messaging.frequency.frequency_cap_update)."""
+
+    per_day = forms.IntegerField(
+        label="Messages per lead per 24 hours", min_value=0, max_value=1000,
+        help_text="0: no daily cap.",
+    )  # fmt: skip
+    per_week = forms.IntegerField(
+        label="Messages per lead per 7 days", min_value=0, max_value=1000,
+        help_text="0: no weekly cap.",
+    )  # fmt: skip
+
+    SERVICE_FIELDS = {"perDay": "per_day", "perWeek": "per_week"}

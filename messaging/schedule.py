@@ -73,6 +73,19 @@ def next_allowed_time(
 ) -> datetime:
     """The first instant at or after `now` (aware) that is inside the window on an
     allowed day, in UTC. Returns `now` itself (in UTC) when it is allowed already."""
+    return allowed_span(now, tz, window_start, window_end, allowed_days)[0]
+
+
+def allowed_span(
+    now: datetime,
+    tz: str | ZoneInfo,
+    window_start: str | time | None = None,
+    window_end: str | time | None = None,
+    allowed_days: list[int] | tuple[int, ...] | set[int] | None = None,
+) -> tuple[datetime, datetime]:
+    """(from, until) in UTC: the rest of the window open at `now`, or the next window
+    when none is. `from` is next_allowed_time(); sends in [from, until) are allowed.
+    A whole-day window ends at local midnight."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     zone = tz if isinstance(tz, ZoneInfo) else get_zone(tz)
@@ -103,9 +116,9 @@ def next_allowed_time(
         if closes <= opens:
             continue  # a window swallowed entirely by a DST gap
         if now_utc < opens:
-            return opens
+            return opens, closes
         if now_utc < closes:
-            return now_utc
+            return now_utc, closes
     raise ValueError("no allowed time in the coming week")  # unreachable with a valid day set
 
 

@@ -2,11 +2,12 @@
 
 from django.urls import path
 
-from messaging import settings_views
+from messaging import frequency_views, settings_views
 
 urlpatterns = [
     path("settings/fallback/", settings_views.fallback_config, name="fallback-config"),
     path("settings/webhooks/", settings_views.webhook_create, name="webhook-create"),
+    path("settings/frequency-cap/", frequency_views.frequency_cap, name="frequency-cap"),
     path(
         "settings/webhooks/<str:endpoint_id>/delete/",
         settings_views.webhook_delete,

@@ -30,6 +30,16 @@ celery_app.conf.task_eager_propagates = True
 # (PBKDF2, a million rounds) is what makes that slow, and no test is about it.
 settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# Lines as most tests want them: exact gaps, no warm-up, campaign sends due at once.
+# The tests of warm-up, jitter and spreading turn them on (the `settings` fixture,
+# or a workspace's LinePolicy).
+settings.LINE_WARMUP_DAYS = 0
+settings.SEND_GAP_JITTER_PERCENT = 0
+settings.SEND_SPREAD_OVER_WINDOW = False
+# No frequency cap unless a test sets one (tests/messaging/test_frequency_cap.py).
+settings.FREQUENCY_CAP_PER_DAY = 0
+settings.FREQUENCY_CAP_PER_WEEK = 0
+
 
 class WorkerRedisCache(RedisCache):
     """The Redis cache of one xdist worker: clear() deletes this worker's keys only."""

@@ -237,6 +237,22 @@ RATE_LIMITS = {
 }
 RATE_LIMITS_ENABLED = envbool("RATE_LIMITS_ENABLED", True)
 
+# Line pacing defaults, for workspaces that have not set their own (Settings page).
+# A new line, or one back from quarantine, warms up: its new-conversation cap climbs
+# from LINE_WARMUP_START_CAP on day 1 to its own cap on day LINE_WARMUP_DAYS (0: no
+# warm-up). Device and contact gaps vary randomly by up to SEND_GAP_JITTER_PERCENT.
+LINE_WARMUP_START_CAP = envint("LINE_WARMUP_START_CAP", 10)
+LINE_WARMUP_DAYS = envint("LINE_WARMUP_DAYS", 14)
+SEND_GAP_JITTER_PERCENT = envint("SEND_GAP_JITTER_PERCENT", 30)
+# Campaign first messages are spread over their send window (or the rest of the day)
+# instead of going out back to back when it opens.
+SEND_SPREAD_OVER_WINDOW = envbool("SEND_SPREAD_OVER_WINDOW", True)
+
+# Frequency cap defaults: messages per lead per 24 h and per 7 days, across every
+# campaign and send of a workspace (0: no cap), for workspaces without their own.
+FREQUENCY_CAP_PER_DAY = envint("FREQUENCY_CAP_PER_DAY", 2)
+FREQUENCY_CAP_PER_WEEK = envint("FREQUENCY_CAP_PER_WEEK", 5)
+
 IDEMPOTENCY_TTL_SECONDS = envint("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
 LEADS_MAX_PER_REQUEST = envint("LEADS_MAX_PER_REQUEST", 10_000)
 # Room for LEADS_MAX_PER_REQUEST leads with notes and custom fields in one JSON body.

@@ -20,4 +20,5 @@ urlpatterns = [
         views.LineWebhookTokenRotateApi.as_view(),
         name="api-line-rotate-callback-token",
     ),
+    path("lines/<str:line_id>/warmup", views.LineWarmupApi.as_view(), name="api-line-warmup"),
 ]

@@ -1,8 +1,8 @@
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from lines import safety, selectors, services, validators
+from lines import safety, selectors, services, validators, warmup
 from lines.models import Line
 from tuco.api.auth import CanManageWorkspace
 from tuco.api.fields import IsoDateTimeField
@@ -74,6 +74,35 @@ class SafetyOutput(serializers.Serializer):
         return data
 
 
+class WarmupOutput(serializers.Serializer):
+    """The line's warm-up: `active` false (and the rest null) when it is not warming."""
+
+    active = serializers.BooleanField()
+    day = serializers.IntegerField(allow_null=True)
+    days = serializers.IntegerField(allow_null=True)
+    newConversationsCapToday = serializers.IntegerField(allow_null=True)  # noqa: N815
+    startedAt = IsoDateTimeField(allow_null=True)  # noqa: N815
+
+
+def warmup_data(line: Line, policy: warmup.Policy | None = None) -> dict:
+    state = warmup.line_warmup(line, policy=policy)
+    if state is None:
+        return {
+            "active": False,
+            "day": None,
+            "days": None,
+            "newConversationsCapToday": None,
+            "startedAt": None,
+        }
+    return {
+        "active": True,
+        "day": state.day,
+        "days": state.days,
+        "newConversationsCapToday": state.cap_today,
+        "startedAt": state.started_at,
+    }
+
+
 class LineOutput(serializers.Serializer):
     _id = serializers.CharField(source="pk")
     workspaceId = serializers.CharField(source="workspace_id")  # noqa: N815
@@ -98,6 +127,7 @@ class LineOutput(serializers.Serializer):
     contactGapSeconds = serializers.IntegerField(source="contact_gap_seconds")  # noqa: N815
     checkGapSeconds = serializers.IntegerField(source="check_gap_seconds")  # noqa: N815
     usage = serializers.SerializerMethodField()
+    warmup = serializers.SerializerMethodField()
     healthCheck = HealthOutput(source="*")  # noqa: N815
     safety = SafetyOutput(source="*")
     createdAt = IsoDateTimeField(source="created_at")  # noqa: N815
@@ -106,6 +136,14 @@ class LineOutput(serializers.Serializer):
     @extend_schema(responses=UsageOutput)
     def get_usage(self, line) -> dict:
         return UsageOutput(selectors.line_today_usage(line)).data
+
+    @extend_schema_field(WarmupOutput)
+    def get_warmup(self, line) -> dict:
+        # One policy read per response, however many lines it lists.
+        policy = self.context.get("line_policy")
+        if policy is None and line.warmup_started_at is not None:
+            policy = self.context["line_policy"] = warmup.policy_for(line.workspace_id)
+        return WarmupOutput(warmup_data(line, policy)).data
 
 
 def _limit(source: str):
@@ -417,6 +455,28 @@ class LineSafetyOverrideApi(WorkspaceAPIView):
     def post(self, request, line_id):
         selectors.line_get(workspace=self.workspace, line_id=line_id)
         safety.line_safety_override(workspace=self.workspace, line_id=line_id)
+        return Response(
+            LineOutput(selectors.line_get(workspace=self.workspace, line_id=line_id)).data
+        )
+
+
+class LineWarmupApi(WorkspaceAPIView):
+    """Restart the line's warm-up from day 1 (POST) or end it (DELETE)."""
+
+    permission_classes = [CanManageWorkspace]
+
+    @extend_schema(request=None, responses=LineOutput, summary="Restart a line's warm-up")
+    def post(self, request, line_id):
+        selectors.line_get(workspace=self.workspace, line_id=line_id)
+        services.line_warmup_restart(workspace=self.workspace, line_id=line_id)
+        return Response(
+            LineOutput(selectors.line_get(workspace=self.workspace, line_id=line_id)).data
+        )
+
+    @extend_schema(responses=LineOutput, summary="End a line's warm-up")
+    def delete(self, request, line_id):
+        selectors.line_get(workspace=self.workspace, line_id=line_id)
+        services.line_warmup_end(workspace=self.workspace, line_id=line_id)
         return Response(
             LineOutput(selectors.line_get(workspace=self.workspace, line_id=line_id)).data
         )

@@ -27,8 +27,8 @@ class MessageSettingsOutput(serializers.Serializer):
 
 
 class MessageOutput(serializers.Serializer):
-    """The message object of messages.mdx (plus subject, cancelReason and attempts);
-    built by messaging.documents.message_document."""
+    """The message object of messages.mdx (plus subject, cancelReason, holdReason and
+    attempts); built by messaging.documents.message_document."""
 
     _id = serializers.CharField()
     message = serializers.CharField()
@@ -66,6 +66,11 @@ class MessageOutput(serializers.Serializer):
     hsContactId = serializers.CharField(allow_null=True)  # noqa: N815
     subject = serializers.CharField(allow_null=True)
     cancelReason = serializers.CharField(allow_null=True)  # noqa: N815
+    holdReason = serializers.CharField(  # noqa: N815
+        allow_null=True,
+        help_text="Why a waiting message is held back until scheduledDate (the frequency "
+        "cap), or null",
+    )
     attempts = serializers.IntegerField()
     createdAt = serializers.CharField()  # noqa: N815
     updatedAt = serializers.CharField()  # noqa: N815

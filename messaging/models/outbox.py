@@ -128,6 +128,9 @@ class Message(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     error_message = models.TextField(blank=True, default="")
     cancel_reason = models.CharField(max_length=200, blank=True, default="")
+    # Why the dispatcher holds this waiting row back until `scheduled_date` ("" when
+    # nothing does): a limit the recipient has reached, such as the frequency cap.
+    hold_reason = models.CharField(max_length=200, blank=True, default="")
     # Our id for the send, given to the relay as tempGuid so a send interrupted
     # half-way can be looked up instead of blindly repeated.
     temp_guid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

@@ -119,3 +119,23 @@ def test_the_canary_address_is_validated(acme, api):
     ok = api.patch(f"/api/lines/{line.pk}", {"canaryAddress": "+1 415 555 0102"}, format="json")
     assert ok.status_code == 200
     assert ok.json()["safety"]["canaryAddress"] == "+14155550102"
+
+
+def test_a_line_released_from_quarantine_warms_up_again(acme, settings):
+    from lines import warmup
+
+    settings.LINE_WARMUP_DAYS = 14
+    settings.LINE_WARMUP_START_CAP = 10
+    line = offline_line(acme)
+    Line.objects.filter(pk=line.pk).update(warmup_started_at=None)
+    record(line, "sent", 5)
+    record(line, "failed", 5)
+    line.refresh_from_db()
+    assert line.health_status == "quarantined"
+
+    safety.line_safety_override(workspace=acme, line_id=line.pk, now=NOW)
+    line.refresh_from_db()
+    assert line.is_usable
+    assert line.warmup_started_at is not None
+    assert warmup.line_warmup(line).day == 1
+    assert warmup.new_conversations_cap(line) == 10
