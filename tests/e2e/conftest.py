@@ -57,6 +57,10 @@ def browser():
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     context.set_default_timeout(15_000)
+    # Assertions wait as long as actions do: a loaded CI machine renders slowly.
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
     page = context.new_page()
     yield page
     context.close()

@@ -79,7 +79,8 @@ def api(acme):
 def send(api, text, **fields):
     fields.setdefault("recipientPhone", "+14155550102")
     response = api.post("/api/messages", {"message": text, **fields}, format="json")
-    assert response.status_code == 201, response.json()
+    # 200 once an earlier send made the recipient a lead, else 201.
+    assert response.status_code in (200, 201), response.json()
     assert response.json()["status"] == "pending"  # answered as published, held or not
     return response.json()["message"]["_id"]
 

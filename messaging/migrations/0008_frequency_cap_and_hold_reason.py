@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('messaging', '0003_message_held'),
+        ('messaging', '0007_message_undelivered_at'),
         ('tuco', '0001_initial'),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('messaging', '0003_message_held'),
+        ('messaging', '0005_message_attachment_names'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0004_step_stop_rules'),
+        ('campaigns', '0005_step_stop_rules'),
         ('leads', '0008_tags'),
     ]
 

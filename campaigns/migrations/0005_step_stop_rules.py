@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0003_enrollment_indexes_narrowed'),
+        ('campaigns', '0004_api_tools'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('lines', '0001_initial'),
+        ('lines', '0003_line_safety'),
         ('tuco', '0001_initial'),
     ]
 
