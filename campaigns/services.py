@@ -243,9 +243,10 @@ def campaign_update(
     settings: CampaignSettings = CampaignSettings(),
     now: datetime | None = None,
 ) -> Campaign:
-    """Change a campaign (None, or UNCHANGED for `list_id`, keeps a value). Steps
-    can change only before anyone is enrolled; new settings (window, days, time
-    zone, reply behavior) also apply to messages still waiting."""
+    """Change a campaign (None, or UNCHANGED for `list_id`, keeps a value). New
+    steps apply to leads that have not reached them (messages not yet sent are
+    rewritten, added steps written, removed steps' messages deleted); new settings
+    (window, days, time zone, reply behavior) also apply to messages still waiting."""
     now = now or timezone.now()
     campaign = campaign_get_locked(workspace=workspace, campaign_id=campaign_id)
     if name is not None:

@@ -426,7 +426,8 @@ def line_safety_evaluate(*, line_id: str, now: datetime | None = None) -> Line |
     if not safety_enabled():
         return line
     if line.safety_action == Line.SafetyAction.CAPS_HALVED and not line.caps_halved(now):
-        line_release(line=line, reason="Caps back to normal after 24h", now=now)
+        hours = _setting("LINE_CAPS_HALVED_HOURS", 24)
+        line_release(line=line, reason=f"Caps back to normal after {hours} h", now=now)
     stats = line_stats(line=line, now=now)
     risk = stats.risk
     if line.safety_action != Line.SafetyAction.QUARANTINED and not _overridden(line, now):

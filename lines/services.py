@@ -789,7 +789,9 @@ def line_health_check(*, line: Line, now: datetime | None = None) -> Line:
         failures = line.canary_consecutive_failures + 1
         Line.objects.filter(pk=line.pk).update(canary_consecutive_failures=failures)
         line.canary_consecutive_failures = failures
-        if failures >= getattr(settings, "LINE_CANARY_FAILURES_TO_QUARANTINE", 2):
+        if safety.safety_enabled() and failures >= getattr(
+            settings, "LINE_CANARY_FAILURES_TO_QUARANTINE", 2
+        ):
             safety.line_quarantine(line=line, reason=f"iMessage is dead: {canary_detail}", now=now)
             return line
     elif canary_ok and line.canary_consecutive_failures:
