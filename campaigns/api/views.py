@@ -14,7 +14,7 @@ from campaigns.api.conditions import BranchConditionInput, RuleInput
 from campaigns.services import CampaignSettings
 from campaigns.steps import BranchSpec, StepSpec, check_steps
 from messaging.schedule import get_zone, parse_hhmm
-from tuco.api.fields import IsoDateTimeField
+from tuco.api.fields import CRM_ID_FIELDS, IsoDateTimeField, crm_ids_given
 from tuco.api.pagination import PageQuery
 from tuco.api.validation import validated
 from tuco.api.views import WorkspaceAPIView
@@ -428,7 +428,11 @@ EnrollOutput = inline_serializer(
         "campaignId": serializers.CharField(),
         "messageCount": serializers.IntegerField(),
         "message": serializers.CharField(),
-        "alreadyInCampaign": serializers.BooleanField(required=False),
+        "alreadyInCampaign": serializers.BooleanField(),
+        **{
+            name: serializers.CharField(allow_null=True, help_text="As given in the request")
+            for name in CRM_ID_FIELDS
+        },
         "existingLeadIds": serializers.ListField(
             child=serializers.CharField(),
             required=False,
@@ -466,6 +470,7 @@ class CampaignEnrollApi(WorkspaceAPIView):
             "leadId": result.lead.pk,
             "campaignId": result.campaign.pk,
             "messageCount": result.message_count,
+            **crm_ids_given(data.get("lead"), request.data),
         }
         if result.already:
             body.update(
@@ -474,7 +479,7 @@ class CampaignEnrollApi(WorkspaceAPIView):
                 existingLeadIds=[result.lead.pk],
             )
             return Response(body, status=status.HTTP_200_OK)
-        body["message"] = "Lead added to campaign and sequence started"
+        body.update(message="Lead added to campaign and sequence started", alreadyInCampaign=False)
         if result.cancel_reason:
             # The documented body stays, so clients keep working; these say that
             # nothing will actually go out.

@@ -224,7 +224,8 @@ class LeadCheckApi(AvailabilityView):
                 )
             )
             if len(found) != len(wanted):
-                raise ServiceError(LEAD_NOT_FOUND, status=404)
+                # The one 404 text published for this operation.
+                raise ServiceError(NO_LEADS, status=404)
             return wanted
         list_id = values["listId"]
         if not (

@@ -14,7 +14,7 @@ from leads.api.serializers import (
 from leads.models import Lead
 from leads.selectors import NotFoundExact
 from leads.tags import lead_tags_change
-from tuco.api.fields import PaginationOutput
+from tuco.api.fields import PaginationOutput, crm_ids_given
 from tuco.api.pagination import PageQuery
 from tuco.api.validation import validated
 from tuco.api.views import WorkspaceAPIView
@@ -112,6 +112,10 @@ class LeadsApi(WorkspaceAPIView):
         duplicates = DuplicateOutput(
             many=True, required=False, help_text="Only when some of the rows were duplicates"
         )
+        ghlContactId = serializers.CharField(allow_null=True)  # noqa: N815
+        ghlLocationId = serializers.CharField(allow_null=True)  # noqa: N815
+        hsPortalId = serializers.CharField(allow_null=True)  # noqa: N815
+        hsContactId = serializers.CharField(allow_null=True)  # noqa: N815
 
     class DuplicateOnlyOutput(serializers.Serializer):
         message = serializers.CharField()
@@ -125,6 +129,10 @@ class LeadsApi(WorkspaceAPIView):
         existingLeadIds = serializers.ListField(child=serializers.CharField())  # noqa: N815
         leadIds = serializers.ListField(child=serializers.CharField())  # noqa: N815
         duplicates = DuplicateOutput(many=True)
+        ghlContactId = serializers.CharField(allow_null=True)  # noqa: N815
+        ghlLocationId = serializers.CharField(allow_null=True)  # noqa: N815
+        hsPortalId = serializers.CharField(allow_null=True)  # noqa: N815
+        hsContactId = serializers.CharField(allow_null=True)  # noqa: N815
 
     class QueryInput(PageQuery):
         MAX_LIMIT = MAX_PAGE_SIZE
@@ -194,6 +202,10 @@ class LeadsApi(WorkspaceAPIView):
             "listId": result.list_id,
         }
         duplicates = _duplicates(self.workspace, rows, result.duplicates)
+        raw = request.data if isinstance(request.data, dict) else {}
+        raw_rows = raw.get("leads") or raw.get("body")
+        first_row = raw_rows[0] if isinstance(raw_rows, list) and raw_rows else {}
+        crm_ids = crm_ids_given(first_row, raw)
         if not result.saved_count:
             existing = [lead_id for _, lead_id in result.duplicates]
             plural = len(existing) > 1
@@ -207,6 +219,7 @@ class LeadsApi(WorkspaceAPIView):
                 "existingLeadIds": existing,
                 "leadIds": existing,
                 "duplicates": duplicates,
+                **crm_ids,
             }
             return Response(body, status=status.HTTP_200_OK)
         body = {
@@ -215,6 +228,7 @@ class LeadsApi(WorkspaceAPIView):
             "leadId": result.lead_ids[0],
             "leadIds": result.lead_ids,
             "leadListIds": [result.list_id],
+            **crm_ids,
         }
         if duplicates:
             body["duplicates"] = duplicates

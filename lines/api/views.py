@@ -26,7 +26,7 @@ class HealthStatusField(serializers.ChoiceField):
     A line that was never checked (internally "unknown": just created, before its
     first health check has answered) is shown as healthy, because that is how it is
     treated: round robin skips only down lines, so calling it "down" would say the
-    line is not used while it is. `lastCheckedAt: null` tells the two apart. A new or
+    line is not used while it is. A missing `lastCheckedAt` tells the two apart. A new or
     re-pointed line is checked as soon as it is saved, so this lasts seconds.
 
     A quarantined line is shown as down (round robin skips it); a degraded one as
@@ -43,12 +43,21 @@ class HealthStatusField(serializers.ChoiceField):
 
 
 class HealthOutput(serializers.Serializer):
+    """`lastCheckedAt` is left out until the line's first check: the published schema
+    types it as a date-time, never null."""
+
     status = HealthStatusField(source="health_status")
-    lastCheckedAt = IsoDateTimeField(source="health_checked_at", allow_null=True)  # noqa: N815
+    lastCheckedAt = IsoDateTimeField(source="health_checked_at", required=False)  # noqa: N815
     consecutiveFailures = serializers.IntegerField(  # noqa: N815
         source="health_consecutive_failures"
     )
     detail = serializers.CharField(source="health_detail")
+
+    def to_representation(self, instance):
+        body = super().to_representation(instance)
+        if body.get("lastCheckedAt") is None:
+            body.pop("lastCheckedAt", None)
+        return body
 
 
 class SafetyOutput(serializers.Serializer):

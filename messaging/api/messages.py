@@ -76,6 +76,20 @@ class MessageOutput(serializers.Serializer):
     updatedAt = serializers.CharField()  # noqa: N815
 
 
+class SentMessageOutput(serializers.Serializer):
+    """The message object `POST /api/messages` answers: MessageOutput with its unset
+    fields left out rather than null, as the published examples show it."""
+
+    def get_fields(self):
+        fields = {}
+        for name, field in MessageOutput().get_fields().items():
+            if field.allow_null:
+                kwargs = {**field._kwargs, "allow_null": False, "required": False}
+                field = field.__class__(*field._args, **kwargs)
+            fields[name] = field
+        return fields
+
+
 # The published texts of openapi.json's 400 examples for POST /api/messages.
 BODY_NOT_AN_OBJECT = "Request body must be a JSON object"
 BODY_NOT_JSON = "Invalid request body (JSON required)"
@@ -303,8 +317,8 @@ class SendOutput(serializers.Serializer):
     success = serializers.BooleanField()
     status = serializers.CharField()
     reason = serializers.CharField()
-    scheduledDate = serializers.CharField(allow_null=True)  # noqa: N815
-    message = MessageOutput()
+    scheduledDate = serializers.CharField(required=False)  # noqa: N815
+    message = SentMessageOutput()
     leadId = serializers.CharField()  # noqa: N815
     ghlContactId = serializers.CharField(allow_null=True)  # noqa: N815
     ghlLocationId = serializers.CharField(allow_null=True)  # noqa: N815
@@ -384,15 +398,18 @@ class MessagesApi(WorkspaceAPIView):
             workspace=self.workspace, created_by=self.acting_user(), **data
         )
         message = submitted.message
+        # Unset fields are left out, as the published examples show them (the
+        # published schema types them as strings, never null).
         answer = {
             "success": True,
             "status": message.status,
             "reason": send_reason(message),
-            "scheduledDate": iso_utc(message.scheduled_date),
-            "message": message_document(message),
+            "message": {k: v for k, v in message_document(message).items() if v is not None},
             "leadId": submitted.lead_id,
             **integration_ids(message),
         }
+        if message.scheduled_date is not None:
+            answer["scheduledDate"] = iso_utc(message.scheduled_date)
         if submitted.lead_matched:
             answer.update(
                 duplicateOnly=True,

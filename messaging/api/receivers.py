@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,6 +21,7 @@ from leads.normalize import InvalidIdentifier, normalize_phone
 from lines.models import Line, webhook_token_hash
 from messaging import inbound
 from messaging.models import FallbackConfig
+from tuco.api.parsers import JSONParser
 from tuco.errors import ServiceError
 
 logger = logging.getLogger(__name__)

@@ -17,6 +17,8 @@ STEPS = [
     {"message": "Three", "delay": 2, "delayUnit": "hours"},
 ]
 
+NO_CRM_IDS = {"ghlContactId": None, "ghlLocationId": None, "hsPortalId": None, "hsContactId": None}
+
 
 @pytest.fixture
 def campaign(api, make_line):
@@ -44,6 +46,8 @@ def test_it_enrolls_an_existing_lead_once(api, acme, campaign, path):
         "campaignId": campaign["_id"],
         "messageCount": 3,
         "message": "Lead added to campaign and sequence started",
+        "alreadyInCampaign": False,
+        **NO_CRM_IDS,
     }
     messages = list(Message.objects.filter(campaign_id=campaign["_id"]).order_by("step_index"))
     assert [m.step_index for m in messages] == [0, 1, 2]
@@ -63,6 +67,7 @@ def test_it_enrolls_an_existing_lead_once(api, acme, campaign, path):
         "alreadyInCampaign": True,
         "existingLeadIds": [lead.pk],
         "message": "Lead already in campaign (re-entry not allowed).",
+        **NO_CRM_IDS,
     }
     assert Message.objects.filter(campaign_id=campaign["_id"]).count() == 3
 
@@ -136,6 +141,8 @@ def test_an_opted_out_or_do_not_contact_lead_gets_nothing_sent(api, acme, campai
             "campaignId": campaign["_id"],
             "messageCount": 3,
             "message": "Lead added to campaign and sequence started",
+            "alreadyInCampaign": False,
+            **NO_CRM_IDS,
             "cancelled": True,
             "reason": reason,
         }

@@ -55,6 +55,11 @@ def test_add_an_existing_lead_then_again(api, acme, campaign, path):
         "campaignId": campaign["_id"],
         "messageCount": 2,
         "message": "Lead added to campaign and sequence started",
+        "alreadyInCampaign": False,
+        "ghlContactId": None,
+        "ghlLocationId": None,
+        "hsPortalId": None,
+        "hsContactId": None,
     }
     again = api.post(url, {"leadId": lead_id}, format="json")
     assert again.status_code == 200
@@ -66,6 +71,10 @@ def test_add_an_existing_lead_then_again(api, acme, campaign, path):
         "message": "Lead already in campaign (re-entry not allowed).",
         "alreadyInCampaign": True,
         "existingLeadIds": [lead_id],
+        "ghlContactId": None,
+        "ghlLocationId": None,
+        "hsPortalId": None,
+        "hsContactId": None,
     }
     assert Message.objects.filter(campaign_id=campaign["_id"]).count() == 2
 
@@ -83,6 +92,20 @@ def test_create_and_add_a_new_lead(api, acme, campaign):
         "Acme Inc",
     )
     assert response.json()["messageCount"] == 2
+
+
+def test_the_crm_ids_of_the_request_are_echoed(api, campaign):
+    """The newLeadWithGhl example: the lead's ids come back in the answer."""
+    lead = {**NEW_LEAD, "ghlContactId": "aMUQn0u0Z7cw0NQ7tJ5R", "ghlLocationId": "eL7DD22B"}
+    response = api.post(
+        f"/api/campaigns/{campaign['_id']}/leads",
+        {"lead": lead, "hsPortalId": 991001},
+        format="json",
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["ghlContactId"], body["ghlLocationId"]) == ("aMUQn0u0Z7cw0NQ7tJ5R", "eL7DD22B")
+    assert (body["hsPortalId"], body["hsContactId"]) == ("991001", None)
 
 
 def test_a_matching_lead_is_reused_as_is(api, acme, campaign):

@@ -23,7 +23,7 @@ class Objects:
     def _campaign(self) -> str:
         steps = [{"message": "Hi", "delay": 0, "delayUnit": "minutes"}]
         body = {"name": "C", "steps": steps, "lineIds": [self.line.pk]}
-        return self.api.post("/api/campaigns", body, format="json").json()["_id"]
+        return self.api.post("/api/campaigns", body, format="json").json()["campaign"]["_id"]
 
     def _message(self) -> str:
         self.line  # noqa: B018 - a send needs an active line

@@ -139,6 +139,13 @@ REQUESTS = {
     ),
     ("DELETE", "/api/lines/{line_id}"): lambda o: (f"/api/lines/{o.value('line_id')}", None),
     ("GET", "/api/lines/by-user"): lambda o: ("/api/lines/by-user", None),
+    ("GET", "/api/lines/check-availability"): lambda o: (
+        f"/api/lines/check-availability?id={o.value('line_id')}",
+        None,
+    ),
+    ("GET", "/api/health-check"): lambda o: ((o.line, "/api/health-check")[1], None),
+    ("POST", "/api/health-check"): lambda o: ((o.line, "/api/health-check")[1], None),
+    ("DELETE", "/api/lists"): lambda o: ("/api/lists", {"listId": o.value("list_id")}),
     ("GET", "/api/lists"): lambda o: ("/api/lists", None),
     ("POST", "/api/lists"): lambda o: ("/api/lists", {"name": "Spring fair"}),
     ("GET", "/api/lists/{list_id}"): lambda o: (f"/api/lists/{o.value('list_id')}", None),

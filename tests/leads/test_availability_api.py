@@ -98,7 +98,7 @@ def test_an_empty_address_falls_through_to_the_leads_path(api, line):
     response = api.post(
         "/api/leads/check-availability", {"address": "", "leadIds": ["0" * 24]}, format="json"
     )
-    assert (response.status_code, response.json()) == (404, LEAD_NOT_FOUND)
+    assert (response.status_code, response.json()) == (404, NO_LEADS)
 
 
 def test_small_batches_are_synchronous(api, acme, line):
@@ -133,7 +133,7 @@ def test_a_foreign_lead_in_a_batch_is_404_and_nothing_is_checked(api, acme, glob
     response = api.post(
         "/api/leads/check-availability", {"leadIds": [mine.pk, theirs.pk]}, format="json"
     )
-    assert (response.status_code, response.json()) == (404, LEAD_NOT_FOUND)
+    assert (response.status_code, response.json()) == (404, NO_LEADS)
     assert availability_requests(relay) == 0
 
 

@@ -37,6 +37,10 @@ def test_it_creates_a_lead_with_normalized_identifiers(api, acme, post_leads):
         "leadId": body["leadIds"][0],
         "leadIds": [body["leadIds"][0]],
         "leadListIds": [lead_list.pk],
+        "ghlContactId": None,
+        "ghlLocationId": None,
+        "hsPortalId": None,
+        "hsContactId": None,
     }
     lead = Lead.objects.get(pk=body["leadIds"][0])
     assert lead.workspace == acme

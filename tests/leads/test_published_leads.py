@@ -82,6 +82,10 @@ def test_the_create_example_is_201_with_the_published_fields(api, acme):
         "leadId": lead_id,
         "leadIds": [lead_id],
         "leadListIds": [quick_sends.pk],
+        "ghlContactId": None,
+        "ghlLocationId": None,
+        "hsPortalId": None,
+        "hsContactId": None,
     }
     lead = api.get("/api/leads", {"id": lead_id}).json()["lead"]
     # rep@yourcompany.com is no member of the workspace: the first member owns the lead.
@@ -92,6 +96,24 @@ def test_the_create_example_is_201_with_the_published_fields(api, acme):
         "Warm intro from Sarah",
     )
     assert lead["customFields"] == {"industry": "Technology", "segment": "Mid-market"}
+
+
+def test_the_crm_ids_of_the_request_are_echoed(api):
+    """The first row's contact ids and the body's location / portal ids come back; a
+    blank one is null."""
+    rows = [
+        {"firstName": "Mia", "phone": "+12025550121", "ghlContactId": "ghl_contact_001"},
+        {"firstName": "Liam", "phone": "+12025550122", "ghlContactId": "ghl_contact_002"},
+    ]
+    body = {"leads": rows, "ghlLocationId": "eL7DD22B", "hsContactId": "  "}
+    response = api.post("/api/leads", body, format="json")
+    assert response.status_code == 201
+    answer = response.json()
+    assert (answer["ghlContactId"], answer["ghlLocationId"]) == ("ghl_contact_001", "eL7DD22B")
+    assert (answer["hsPortalId"], answer["hsContactId"]) == (None, None)
+    again = api.post("/api/leads", body, format="json")
+    assert again.status_code == 200
+    assert again.json()["ghlContactId"] == "ghl_contact_001"
 
 
 def test_body_is_an_alias_of_leads(api, acme):

@@ -22,3 +22,25 @@ class PaginationOutput(serializers.Serializer):
     limit = serializers.IntegerField()
     totalCount = serializers.IntegerField()  # noqa: N815
     totalPages = serializers.IntegerField()  # noqa: N815
+
+
+CRM_ID_FIELDS = ("ghlContactId", "ghlLocationId", "hsPortalId", "hsContactId")
+
+
+def crm_ids_given(*sources) -> dict:
+    """The CRM ids (GoHighLevel, HubSpot) a request gave, for answers that echo them:
+    each from the first source (a dict, e.g. the lead row, then the body) that has it
+    as a non-empty string or a number; null when none does."""
+    found = {}
+    for name in CRM_ID_FIELDS:
+        found[name] = None
+        for source in sources:
+            value = source.get(name) if isinstance(source, dict) else None
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, int | float):
+                value = str(value)
+            if isinstance(value, str) and value.strip():
+                found[name] = value.strip()
+                break
+    return found
