@@ -14,6 +14,7 @@ import os
 import pytest
 from django.conf import settings
 from django.core.cache.backends.redis import RedisCache
+from django.test import Client
 from rest_framework.test import APIClient
 
 from tuco import ratelimit
@@ -114,3 +115,17 @@ def globex_api(globex) -> APIClient:
 @pytest.fixture
 def anon() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def alice_client(alice) -> Client:
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def bob_client(bob) -> Client:
+    client = Client()
+    client.force_login(bob)
+    return client

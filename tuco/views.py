@@ -17,11 +17,13 @@ from django.views.decorators.http import require_POST
 
 from tuco import services
 from tuco.api.auth import SESSION_WORKSPACE_KEY
+from tuco.errors import ServiceError
 from tuco.forms import (
     ApiKeyForm,
     LoginForm,
     MemberAddForm,
     WorkspaceTimezoneForm,
+    add_service_error,
 )
 from tuco.models import ApiKey, Membership
 from tuco.settings_sections import settings_sections
@@ -298,3 +300,19 @@ def settings_page_error(request, **forms):
     """The Settings page again with the form a POST failed to validate (keyed by the
     name its section's template uses), as a 400."""
     return render(request, "tuco/settings.html", _settings_context(request, **forms), status=400)
+
+
+def settings_form_save(request, form_class, save, *, saved: str, form_name: str):
+    """A Settings section's POST: validate `form_class`, hand its data to the service
+    `save(workspace=..., **cleaned_data)`, and go back to Settings saying `saved`;
+    else the page again with the errors in place (a service's refusal on its field)."""
+    form = form_class(request.POST)
+    if form.is_valid():
+        try:
+            save(workspace=request.workspace, **form.cleaned_data)
+        except ServiceError as exc:
+            add_service_error(form, exc, form_class.SERVICE_FIELDS)
+        else:
+            messages.success(request, saved)
+            return redirect("settings")
+    return settings_page_error(request, **{form_name: form})

@@ -11,13 +11,6 @@ SECRET = "Bearer sk-live-0123456789abcdef"
 
 
 @pytest.fixture
-def alice_client(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
 def charlie_client(globex) -> Client:
     client = Client()
     client.force_login(globex.memberships.get().user)

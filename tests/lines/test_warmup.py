@@ -4,7 +4,6 @@ curve of UTC days; dispatch, the API and the Lines page all follow it."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.test import Client
 from rest_framework.test import APIClient
 
 from lines import services, warmup
@@ -197,20 +196,6 @@ def test_another_workspaces_line_is_not_found(api, globex):
 
 
 # The Lines page and the Settings page
-
-
-@pytest.fixture
-def alice_client(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
-def bob_client(bob) -> Client:
-    client = Client()
-    client.force_login(bob)
-    return client
 
 
 def test_the_lines_page_shows_the_day_and_todays_cap(acme, alice_client):

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.conf import settings
-from django.test import Client
 from rest_framework.test import APIClient
 
 from leads.models import Lead
@@ -177,13 +176,6 @@ def test_two_dispatchers_cannot_both_pass_the_cap_for_one_lead(acme, monkeypatch
 
 
 # Settings page and dashboard
-
-
-@pytest.fixture
-def alice_client(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
 
 
 def test_the_settings_page_edits_the_cap(acme, alice_client):
