@@ -126,7 +126,7 @@ class CampaignToolsApi(WorkspaceAPIView):
         operation_id="deleteTool",
         summary="Delete API Tool (?id=)",
         parameters=[DeleteQuery],
-        responses=DeleteOutput,
+        responses={200: DeleteOutput},
     )
     def delete(self, request):
         tool_id = request.query_params.get("id") or (

@@ -482,7 +482,7 @@ class LineWarmupApi(WorkspaceAPIView):
             LineOutput(selectors.line_get(workspace=self.workspace, line_id=line_id)).data
         )
 
-    @extend_schema(responses=LineOutput, summary="End a line's warm-up")
+    @extend_schema(responses={200: LineOutput}, summary="End a line's warm-up")
     def delete(self, request, line_id):
         selectors.line_get(workspace=self.workspace, line_id=line_id)
         services.line_warmup_end(workspace=self.workspace, line_id=line_id)

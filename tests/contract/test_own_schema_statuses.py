@@ -36,6 +36,18 @@ def _fallback(o):
     )
 
 
+def _tool(o) -> str:
+    from campaigns.models import ApiTool
+
+    return ApiTool.objects.create(
+        workspace=o.workspace,
+        name="Status",
+        variable_name="status",
+        url="http://127.0.0.1:9/status",
+        response_mapping="data.status",
+    ).pk
+
+
 def _line_body(o):
     return {"serverUrl": o.line.server_url, "password": "sim-secret", "firstName": "Bo"}
 
@@ -207,6 +219,51 @@ REQUESTS = {
         None,
     ),
     ("GET", "/api/workspace"): lambda o: ("/api/workspace", None),
+    ("GET", "/api/campaign-tools"): lambda o: ("/api/campaign-tools", None),
+    ("POST", "/api/campaign-tools"): lambda o: (
+        "/api/campaign-tools",
+        {
+            "name": "Status",
+            "method": "GET",
+            "url": "http://127.0.0.1:9/status",
+            "responseMapping": "data.status",
+        },
+    ),
+    ("DELETE", "/api/campaign-tools"): lambda o: (f"/api/campaign-tools?id={_tool(o)}", None),
+    ("POST", "/api/campaign-tools/test"): lambda o: (
+        "/api/campaign-tools/test",
+        {"toolId": _tool(o), "leadId": o.value("lead_id")},
+    ),
+    ("POST", "/api/campaigns/evaluate-conditions"): lambda o: (
+        "/api/campaigns/evaluate-conditions",
+        {"leadId": o.value("lead_id"), "stopRules": [{"type": "dnc"}], "branchConditions": []},
+    ),
+    ("POST", "/api/campaigns/{campaign_id}/dry-run"): lambda o: (
+        f"/api/campaigns/{o.value('campaign_id')}/dry-run",
+        {"leadId": o.value("lead_id")},
+    ),
+    ("POST", "/api/leads/{lead_id}/tags"): lambda o: (
+        f"/api/leads/{o.value('lead_id')}/tags",
+        {"add": ["vip"]},
+    ),
+    ("GET", "/api/tags"): lambda o: ("/api/tags", None),
+    ("GET", "/api/lines/spam-monitor"): lambda o: ((o.line, "/api/lines/spam-monitor")[1], None),
+    ("POST", "/api/lines/{line_id}/rotate-callback-token"): lambda o: (
+        f"/api/lines/{o.value('line_id')}/rotate-callback-token",
+        None,
+    ),
+    ("POST", "/api/lines/{line_id}/safety-override"): lambda o: (
+        f"/api/lines/{o.value('line_id')}/safety-override",
+        None,
+    ),
+    ("POST", "/api/lines/{line_id}/warmup"): lambda o: (
+        f"/api/lines/{o.value('line_id')}/warmup",
+        None,
+    ),
+    ("DELETE", "/api/lines/{line_id}/warmup"): lambda o: (
+        f"/api/lines/{o.value('line_id')}/warmup",
+        None,
+    ),
     ("GET", "/api/workspace/fallback-config"): lambda o: ("/api/workspace/fallback-config", None),
     ("PATCH", "/api/workspace/fallback-config"): lambda o: (
         "/api/workspace/fallback-config",
@@ -241,8 +298,12 @@ def test_every_operation_has_a_simple_request(own_document):
 
 @pytest.mark.parametrize("key", sorted(REQUESTS), ids=[f"{m} {p}" for m, p in sorted(REQUESTS)])
 def test_the_schema_documents_what_the_view_answers(
-    key, own_document, objects, acme, django_capture_on_commit_callbacks
+    key, own_document, objects, acme, django_capture_on_commit_callbacks, settings
 ):
+    # Tools may be saved with a local URL, and lines warm up, so that those
+    # operations succeed.
+    settings.API_TOOLS_ALLOW_PRIVATE_TARGETS = True
+    settings.LINE_WARMUP_DAYS = 14
     method, path = key
     client = Client(HTTP_AUTHORIZATION=f"Bearer {acme.raw_key}")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as twilio:
