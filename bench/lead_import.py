@@ -346,7 +346,8 @@ def run() -> list[dict]:
                 "COPY bench_lead_copy (id, workspace_id, phone, email, first_name, last_name,"
                 " company_name, job_title, custom_fields, created_at, updated_at, source,"
                 " alt_phone1, alt_phone2, alt_phone3, alt_email1, alt_email2, alt_email3,"
-                " notes, availability_status, availability_address, opted_out) FROM STDIN"
+                " notes, availability_status, availability_address, opted_out,"
+                " contact_owner_email) FROM STDIN"
             ) as copy:
                 for n, values in enumerate(prepared):
                     copy.write_row(
@@ -367,6 +368,7 @@ def run() -> list[dict]:
                             "",
                             "",
                             False,
+                            "",
                         )  # fmt: skip
                     )
             measured = clock.stop()
