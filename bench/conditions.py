@@ -114,19 +114,23 @@ def _start(label: str, leads: int, steps):
     from leads.models import LeadList
 
     workspace, _ = bench_workspace(label)
-    lead_list = LeadList.objects.create(workspace=workspace, name="Bench list")
-    copy_leads(workspace, lead_list, leads)
-    _lines(workspace)
-    campaign = services.campaign_create(
-        workspace=workspace, name="Bench", steps=steps(workspace), list_id=lead_list.pk
-    )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-    a, b, c = _quiet()
-    with a, b, c:
-        started = time.perf_counter()
-        services.campaign_start(workspace=workspace, campaign_id=campaign.pk)
-        seconds = time.perf_counter() - started
+    try:
+        lead_list = LeadList.objects.create(workspace=workspace, name="Bench list")
+        copy_leads(workspace, lead_list, leads)
+        _lines(workspace)
+        campaign = services.campaign_create(
+            workspace=workspace, name="Bench", steps=steps(workspace), list_id=lead_list.pk
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        a, b, c = _quiet()
+        with a, b, c:
+            started = time.perf_counter()
+            services.campaign_start(workspace=workspace, campaign_id=campaign.pk)
+            seconds = time.perf_counter() - started
+    except BaseException:
+        _delete(workspace)
+        raise
     return workspace, campaign, seconds
 
 
