@@ -10,6 +10,10 @@ that constraint and writes nothing, so a lead is never on two paths. With the
 decision, in the same transaction, the path's messages are written held; the
 sequence rules (campaigns.sequencing) release the first one at the decision time
 plus its delay, and the rest one after the other.
+
+API tools are called before the tick takes its locks (`fetch_branch_tool_answers`),
+never while it holds them; a lead whose tool was rate limited waits at the
+branch and is decided on a later round.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
-from campaigns.conditions import Context, Rule, choose_branch
+from campaigns.conditions import Context, Rule, ToolAnswers, choose_branch
 from campaigns.enrollment import MessageRows, insert_messages
 from campaigns.models import BranchDecision, Campaign, Enrollment, Step
 from campaigns.sequencing import CONDITION_BATCH, DONE, stop_leads, stop_reasons
@@ -31,13 +35,72 @@ def branch_step(campaign: Campaign) -> Step | None:
     return campaign.steps.filter(kind=Step.Kind.BRANCH, parent__isnull=True).first()
 
 
-def decide_branches(*, campaign: Campaign, now: datetime, lead_ids=None) -> int:
+def decide_branches(
+    *, campaign: Campaign, now: datetime, lead_ids=None, tool_answers: ToolAnswers | None = None
+) -> int:
     """Send the leads that reached the campaign's branch step down their paths;
     returns how many were decided. Call with the campaign active (and its row
-    locked, as the tick does: the unique decision guards even without it)."""
+    locked, as the tick does: the unique decision guards even without it). API
+    tools are not called here: their answers come from `tool_answers` (see
+    `fetch_branch_tool_answers`) or the runs kept for the lead and step, and a
+    lead whose tool has no answer yet (or was rate limited) waits at the branch."""
     branch = branch_step(campaign)
     if branch is None:
         return 0
+    due = _due(campaign, branch, now, lead_ids)
+    if not due:
+        return 0
+    stopped = stop_reasons(campaign, [lead_id for lead_id, _ in due])
+    if stopped:
+        # Nothing of theirs is waiting: this marks their enrollments stopped.
+        stop_leads(campaign=campaign, reasons=stopped, now=now)
+    conditions = [Rule.from_dict(rule) for rule in branch.branch_conditions]
+    paths = _paths(branch)
+    decided = 0
+    for enrollment, lead, index, outcome in _choose(
+        campaign, branch, conditions, due, stopped, now, tool_answers, call_tools=False
+    ):
+        if index is None:
+            continue
+        if branch_record(
+            campaign=campaign,
+            branch=branch,
+            enrollment=enrollment,
+            lead=lead,
+            path=index,
+            condition_type=conditions[index].type,
+            detail=outcome.detail,
+            path_steps=paths.get(index, []),
+            now=now,
+        ):
+            decided += 1
+    return decided
+
+
+def fetch_branch_tool_answers(
+    *, campaign: Campaign, now: datetime, answers: ToolAnswers, lead_ids=None
+) -> ToolAnswers:
+    """Call the API tools the branch step's conditions need for the leads it
+    decides next (the same batch `decide_branches` takes), before any row lock
+    is taken: outside a transaction. Nothing is decided here."""
+    branch = branch_step(campaign)
+    if branch is None or not any(
+        rule.get("type") == "api_tool" for rule in branch.branch_conditions or []
+    ):
+        return answers
+    due = _due(campaign, branch, now, lead_ids)
+    if not due:
+        return answers
+    stopped = stop_reasons(campaign, [lead_id for lead_id, _ in due])
+    conditions = [Rule.from_dict(rule) for rule in branch.branch_conditions]
+    for _ in _choose(campaign, branch, conditions, due, stopped, now, answers, call_tools=True):
+        pass
+    return answers
+
+
+def _due(campaign: Campaign, branch: Step, now: datetime, lead_ids) -> list[tuple[str, datetime]]:
+    """(lead id, when the step before reached the lead) of the leads to decide this
+    round: at most CONDITION_BATCH, the same ones each time (by lead id)."""
     reached = (
         Message.objects.filter(
             campaign_id=campaign.pk, step_index=branch.position - 1, status__in=DONE
@@ -62,20 +125,18 @@ def decide_branches(*, campaign: Campaign, now: datetime, lead_ids=None) -> int:
     if lead_ids is not None:
         reached = reached.filter(lead_id__in=list(lead_ids))
     due = []
-    for lead_id, sent_at, updated_at in reached.values_list("lead_id", "sent_at", "updated_at"):
+    rows = reached.order_by("lead_id").values_list("lead_id", "sent_at", "updated_at")
+    for lead_id, sent_at, updated_at in rows:
         at = sent_at or updated_at
         if at + branch.delay_timedelta <= now:
             due.append((lead_id, at))
         if len(due) >= CONDITION_BATCH:
             break
-    if not due:
-        return 0
-    stopped = stop_reasons(campaign, [lead_id for lead_id, _ in due])
-    if stopped:
-        # Nothing of theirs is waiting: this marks their enrollments stopped.
-        stop_leads(campaign=campaign, reasons=stopped, now=now)
-    conditions = [Rule.from_dict(rule) for rule in branch.branch_conditions]
-    paths = _paths(branch)
+    return due
+
+
+def _choose(campaign, branch, conditions, due, stopped, now, tool_answers, *, call_tools):
+    """(enrollment, lead, path index or None, outcome) for each due lead not stopped."""
     leads = Lead.objects.in_bulk([lead_id for lead_id, _ in due])
     enrollments = {
         e.lead_id: e
@@ -83,7 +144,6 @@ def decide_branches(*, campaign: Campaign, now: datetime, lead_ids=None) -> int:
             campaign_id=campaign.pk, lead_id__in=[lead_id for lead_id, _ in due]
         )
     }
-    decided = 0
     for lead_id, sent_at in due:
         if lead_id in stopped:
             continue
@@ -96,23 +156,11 @@ def decide_branches(*, campaign: Campaign, now: datetime, lead_ids=None) -> int:
             since=enrollment.enrolled_at,
             last_sent_at=sent_at,
             step=branch,
+            call_tools=call_tools,
+            tool_answers=tool_answers,
         )
         index, outcome = choose_branch(conditions, context)
-        if index is None:
-            continue
-        if branch_record(
-            campaign=campaign,
-            branch=branch,
-            enrollment=enrollment,
-            lead=leads[lead_id],
-            path=index,
-            condition_type=conditions[index].type,
-            detail=outcome.detail,
-            path_steps=paths.get(index, []),
-            now=now,
-        ):
-            decided += 1
-    return decided
+        yield enrollment, leads[lead_id], index, outcome
 
 
 def _paths(branch: Step) -> dict[int, list[Step]]:

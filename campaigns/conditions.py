@@ -12,7 +12,12 @@ A condition is a rule object, stored on its step as the API shows it:
   waits there rather than skipping to a later condition.
 
 Everything a condition reads is the lead's, now: its replies, tags, messages,
-the do-not-contact list, and an API tool's live answer.
+the do-not-contact list, and an API tool's answer. A campaign judges its steps
+inside a transaction that holds row locks, so there it never calls a tool
+(`Context.call_tools` False): it reads the answers fetched before the locks were
+taken (`ToolAnswers`) or kept earlier for the lead and step (ApiToolRun), and
+without one the condition answers "not yet". A tool the rate limit refused also
+answers "not yet": the lead waits and is judged again later, it is not a failure.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from campaigns.models import ApiTool
+from campaigns.models import ApiTool, ApiToolRun
 from campaigns.tools import run_tool
 from leads.models import Lead, LeadTag
 from messaging.models import DoNotContact, InboundMessage, Message
@@ -112,6 +117,20 @@ class Outcome:
 
 
 @dataclass
+class ToolAnswers:
+    """API tool answers for one campaign round, fetched before its locks are taken.
+
+    `answers` maps (tool id, lead id, step id) to (ok, value, error, retry after);
+    `limited` maps a tool the rate limit refused in this round to its retry
+    after (no more calls to it this round); `calls` counts the tools asked.
+    """
+
+    answers: dict = field(default_factory=dict)
+    limited: dict = field(default_factory=dict)
+    calls: int = 0
+
+
+@dataclass
 class Context:
     """Whom and when a condition is judged for.
 
@@ -131,6 +150,10 @@ class Context:
     step: object = None
     # Replies a dry run plays as the lead: (received at, text), none of them stored.
     played_replies: tuple = ()
+    # False inside a locked transaction: API tools are read from `tool_answers` or
+    # their kept runs, never called. `tool_answers` collects (or gives) a round's answers.
+    call_tools: bool = True
+    tool_answers: ToolAnswers | None = None
     _tools: dict = field(default_factory=dict)
 
     def last_reply_at(self) -> datetime | None:
@@ -155,6 +178,23 @@ def first_true(rules: list[Rule], context: Context) -> tuple[Rule | None, Outcom
         if outcome.result:
             return rule, outcome
     return None, None
+
+
+def stop_verdict(
+    rules: list[Rule], context: Context
+) -> tuple[bool | None, Rule | None, Outcome | None]:
+    """(True, rule, outcome) for the first true stop rule; else (None, rule,
+    outcome) when a rule cannot answer yet (the step waits); else (False, None, None)."""
+    waiting = (None, None)
+    for rule in rules:
+        outcome = evaluate(rule, context)
+        if outcome.result:
+            return True, rule, outcome
+        if outcome.result is None and waiting[0] is None:
+            waiting = (rule, outcome)
+    if waiting[0] is not None:
+        return None, *waiting
+    return False, None, None
 
 
 def choose_branch(conditions: list[Rule], context: Context) -> tuple[int | None, Outcome]:
@@ -286,9 +326,17 @@ def _default(rule: Rule, context: Context) -> Outcome:
 def _api_tool(rule: Rule, context: Context) -> Outcome:
     tools = context._tools
     if rule.tool_id not in tools:
-        lead, step = context.lead, context.step
-        tools[rule.tool_id] = _tool_value(context.workspace, rule.tool_id, lead, step)
-    ok, value, error = tools[rule.tool_id]
+        tools[rule.tool_id] = _tool_answer(rule.tool_id, context)
+    answer = tools[rule.tool_id]
+    if answer is None:
+        return Outcome(None, "Waiting for the API tool's answer")
+    ok, value, error, retry_after = answer
+    if retry_after:
+        return Outcome(
+            None,
+            f"API tool rate limited: asking again in {retry_after} s",
+            retry_at=context.now + timedelta(seconds=retry_after),
+        )
     if not ok:
         return Outcome(False, f"API tool failed: {error}")
     result, detail = compare(rule.operator, value, rule.value)
@@ -315,14 +363,49 @@ _JUDGES = {
 # an api_tool condition is never met, and saying so is its detail.
 
 
-def _tool_value(workspace, tool_id: str, lead: Lead, step) -> tuple[bool, object, str]:
-    """(ok, value, error) of the workspace's tool `tool_id` run for this lead at
-    this step (its answer is cached per lead and step by the tools themselves)."""
+def _tool_answer(tool_id: str, context: Context) -> tuple | None:
+    """(ok, value, error, retry after) of the tool for the context's lead and step,
+    or None when it cannot be known without calling the tool and calling is not
+    allowed (`context.call_tools` False)."""
+    lead, step = context.lead, context.step
+    step_id = getattr(step, "pk", step)
+    key = (tool_id, lead.pk, step_id)
+    round_ = context.tool_answers
+    if round_ is not None and key in round_.answers:
+        return round_.answers[key]
+    if not context.call_tools:
+        if step_id is None:
+            return None
+        kept = ApiToolRun.objects.filter(tool_id=tool_id, lead_id=lead.pk, step_id=step_id)
+        kept = kept.values_list("ok", "value", "error").first()
+        if kept is None:
+            return None
+        return bool(kept[0]), kept[1], kept[2] or "", 0
+    if round_ is not None and tool_id in round_.limited:
+        refused = "Rate limit exceeded: the tool was not called"
+        answer = (False, None, refused, round_.limited[tool_id])
+    else:
+        ok, value, error, *rest = _tool_value(context.workspace, tool_id, lead, step)
+        answer = (ok, value, error, rest[0] if rest else 0)
+        if round_ is not None:
+            round_.calls += 1
+            if answer[3]:
+                round_.limited[tool_id] = answer[3]
+    if round_ is not None:
+        round_.answers[key] = answer
+    return answer
+
+
+def _tool_value(workspace, tool_id: str, lead: Lead, step) -> tuple[bool, object, str, int]:
+    """(ok, value, error, retry after) of the workspace's tool `tool_id` run for
+    this lead at this step (its answer is cached per lead and step by the tools
+    themselves; a call the rate limit refused has a retry after, in seconds).
+    Makes a network call: never inside a transaction."""
     tool = ApiTool.objects.filter(workspace=workspace, pk=tool_id).first()
     if tool is None:
-        return False, None, "API tool not found"
+        return False, None, "API tool not found", 0
     result = run_tool(tool, lead, step=step)
-    return bool(result.ok), result.value, result.error or ""
+    return bool(result.ok), result.value, result.error or "", result.retry_after
 
 
 def unknown_tool(workspace, tool_id: str) -> str:

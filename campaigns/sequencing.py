@@ -49,7 +49,7 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
-from campaigns.conditions import Context, Rule, first_true
+from campaigns.conditions import Context, Rule, ToolAnswers, stop_verdict
 from campaigns.models import BranchDecision, Campaign, Enrollment, Step
 from leads.models import Lead, LeadIdentifier
 from messaging.models import DoNotContact, Message
@@ -129,53 +129,40 @@ def stop_leads(*, campaign: Campaign, reasons: dict[str, str], now: datetime) ->
     return cancelled
 
 
-def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None = None) -> int:
+def advance_sequences(
+    *,
+    campaign: Campaign,
+    lead_ids=None,
+    now: datetime | None = None,
+    tool_answers: ToolAnswers | None = None,
+) -> int:
     """Release or cancel the held follow-up steps whose predecessor has an outcome.
 
     Call with the campaign row locked (select_for_update) and the campaign
     active. `lead_ids` limits the work to these leads (the signal path). Returns
-    the number of messages released.
+    the number of messages released. API tools are not called here (the row
+    locks are held): their answers come from `tool_answers` (fetched before the
+    locks by `fetch_tool_answers`) or from the runs kept for the lead and step;
+    a step whose tool has no answer yet stays held until a later round.
 
     Each step is two index scans on (campaign_id, status) joined here, then
     updates by primary key: the cost stays linear in the campaign's size
     whatever the planner's statistics say about freshly bulk-inserted rows.
     """
     now = now or timezone.now()
-    steps = [step for step in campaign.steps.order_by("position") if not step.is_branch]
     released = 0
     stopped = None
-    for step in steps:
-        if step.position == 0:
-            continue
-        held = dict(
-            _held(campaign.pk, lead_ids)
-            .filter(step_index=step.position)
-            .values_list("lead_id", "pk")
-        )
+    for step in _follow_up_steps(campaign):
+        held = _held_at(campaign, step, lead_ids)
         if not held:
             continue
         if stopped is None:
             stopped = stop_reasons(campaign, lead_ids)
-        previous = _previous(campaign, step, lead_ids)
-        cancel: dict[str, list[str]] = {}
-        release = []
-        sent_at_by_lead: dict[str, datetime] = {}
-        for lead_id, status, reason, sent_at, updated_at in previous:
-            message_id = held.get(lead_id)
-            if message_id is None or lead_id in stopped:
-                continue
-            if status == "failed" or (status == "cancelled" and reason == AFTER_FAILURE):
-                cancel.setdefault(AFTER_FAILURE, []).append(message_id)
-            elif status == "cancelled":
-                cancel.setdefault(SEQUENCE_STOPPED, []).append(message_id)
-            else:
-                release.append((message_id, (sent_at or updated_at) + step.delay_timedelta))
-                sent_at_by_lead[lead_id] = sent_at or updated_at
-        for lead_id, reason in stopped.items():
-            if lead_id in held:
-                cancel.setdefault(reason, []).append(held[lead_id])
+        release, sent_at_by_lead, cancel = _step_outcomes(campaign, step, lead_ids, held, stopped)
         if step.stop_rules:
-            release = _judge_stop_rules(campaign, step, release, held, sent_at_by_lead, cancel, now)
+            release = _judge_stop_rules(
+                campaign, step, release, held, sent_at_by_lead, cancel, now, tool_answers
+            )
         for reason, ids in cancel.items():
             for chunk in _chunks(sorted(ids), 1000):
                 _held(campaign.pk).filter(pk__in=chunk).update(
@@ -183,6 +170,69 @@ def advance_sequences(*, campaign: Campaign, lead_ids=None, now: datetime | None
                 )
         released += _release(release, now=now)
     return released
+
+
+def fetch_tool_answers(*, campaign: Campaign, now: datetime, lead_ids=None) -> ToolAnswers:
+    """Call the API tools that the stop rules of the campaign's follow-up steps
+    need for the leads those steps judge next (the same batch `advance_sequences`
+    takes), before any row lock is taken: outside a transaction. Nothing is
+    released or cancelled here; the answers are kept per lead and step (ApiToolRun)
+    and returned for the locked round. See campaigns.branching for branch steps."""
+    answers = ToolAnswers()
+    stopped = None
+    for step in _follow_up_steps(campaign):
+        if not any(rule.get("type") == "api_tool" for rule in step.stop_rules or []):
+            continue
+        held = _held_at(campaign, step, lead_ids)
+        if not held:
+            continue
+        if stopped is None:
+            stopped = stop_reasons(campaign, lead_ids)
+        release, sent_at_by_lead, cancel = _step_outcomes(campaign, step, lead_ids, held, stopped)
+        _judge_stop_rules(
+            campaign, step, release, held, sent_at_by_lead, cancel, now, answers, call_tools=True
+        )
+    return answers
+
+
+def _follow_up_steps(campaign: Campaign) -> list[Step]:
+    return [
+        step
+        for step in campaign.steps.order_by("position")
+        if not step.is_branch and step.position != 0
+    ]
+
+
+def _held_at(campaign: Campaign, step: Step, lead_ids) -> dict[str, str]:
+    """{lead id: message id} of the step's held messages."""
+    return dict(
+        _held(campaign.pk, lead_ids).filter(step_index=step.position).values_list("lead_id", "pk")
+    )
+
+
+def _step_outcomes(campaign: Campaign, step: Step, lead_ids, held: dict, stopped: dict):
+    """(release, sent at by lead, cancel) for a step's held messages: the rows whose
+    predecessor reached the lead, with their due times; when the predecessor did;
+    and {reason: message ids} of the rows to cancel."""
+    previous = _previous(campaign, step, lead_ids)
+    cancel: dict[str, list[str]] = {}
+    release = []
+    sent_at_by_lead: dict[str, datetime] = {}
+    for lead_id, status, reason, sent_at, updated_at in previous:
+        message_id = held.get(lead_id)
+        if message_id is None or lead_id in stopped:
+            continue
+        if status == "failed" or (status == "cancelled" and reason == AFTER_FAILURE):
+            cancel.setdefault(AFTER_FAILURE, []).append(message_id)
+        elif status == "cancelled":
+            cancel.setdefault(SEQUENCE_STOPPED, []).append(message_id)
+        else:
+            release.append((message_id, (sent_at or updated_at) + step.delay_timedelta))
+            sent_at_by_lead[lead_id] = sent_at or updated_at
+    for lead_id, reason in stopped.items():
+        if lead_id in held:
+            cancel.setdefault(reason, []).append(held[lead_id])
+    return release, sent_at_by_lead, cancel
 
 
 def _previous(campaign: Campaign, step: Step, lead_ids):
@@ -243,15 +293,21 @@ def _judge_stop_rules(
     sent_at: dict[str, datetime],
     cancel: dict[str, list[str]],
     now: datetime,
+    tool_answers: ToolAnswers | None = None,
+    *,
+    call_tools: bool = False,
 ) -> list[tuple[str, datetime]]:
     """Of a step's messages ready for release, those whose due time has come, once
     none of its stop rules is true for their lead; a true rule cancels the message
     with the rule's finding (the steps behind it follow as SEQUENCE_STOPPED). Rows
     not due yet stay held: the rules are judged when the step comes due, not
-    before. At most CONDITION_BATCH leads per step and round; the rest wait for
-    the next round."""
+    before, and so do rows whose rules cannot answer yet (an API tool without
+    an answer, or rate limited). At most CONDITION_BATCH leads per step and
+    round, the same ones for the same rows (by message id); the rest wait for
+    the next round. API tools are called only with `call_tools` (never under a
+    row lock)."""
     lead_of = {message_id: lead_id for lead_id, message_id in held.items()}
-    due = [(message_id, at) for message_id, at in release if at <= now][:CONDITION_BATCH]
+    due = sorted((message_id, at) for message_id, at in release if at <= now)[:CONDITION_BATCH]
     if not due:
         return []
     lead_ids = [lead_of[message_id] for message_id, _ in due]
@@ -273,9 +329,13 @@ def _judge_stop_rules(
             since=enrolled.get(lead_id),
             last_sent_at=sent_at.get(lead_id),
             step=step,
+            call_tools=call_tools,
+            tool_answers=tool_answers,
         )
-        rule, outcome = first_true(rules, context)
-        if rule is None:
+        verdict, rule, outcome = stop_verdict(rules, context)
+        if verdict is None:
+            continue
+        if not verdict:
             judged.append((message_id, at))
         else:
             reason = f"{STOP_CONDITION}: {outcome.detail}"[:200]

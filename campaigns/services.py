@@ -15,11 +15,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from campaigns import conditions, pacing
-from campaigns.branching import decide_branches
+from campaigns.branching import decide_branches, fetch_branch_tool_answers
 from campaigns.conditions import (
     Context,
     Outcome,
     Rule,
+    ToolAnswers,
     evaluate,
 )
 from campaigns.enrollment import (
@@ -38,6 +39,7 @@ from campaigns.sequencing import (
     WAITING,
     advance_sequences,
     awaiting_branch,
+    fetch_tool_answers,
     finish_enrollments,
     stop_leads,
     stop_reasons,
@@ -614,14 +616,20 @@ def campaigns_tick(*, now: datetime | None = None) -> list[str]:
 
     now = now or timezone.now()
     active = Campaign.objects.filter(status=Campaign.Status.ACTIVE)
+    answers: dict[str, ToolAnswers] = {}
     for campaign in active:
         pacing.assign_lines(campaign=campaign)
+        # The API tools the due steps' conditions need, called before the locks
+        # below: no row lock is held during a call to a customer's API.
+        answers[campaign.pk] = fetch_tool_answers(campaign=campaign, now=now)
+        fetch_branch_tool_answers(campaign=campaign, now=now, answers=answers[campaign.pk])
     released: list[str] = []
     with transaction.atomic():
         campaigns = list(active.select_for_update().order_by("started_at", "created_at", "pk"))
         for campaign in campaigns:
-            decide_branches(campaign=campaign, now=now)
-            advance_sequences(campaign=campaign, now=now)
+            tool_answers = answers.get(campaign.pk)
+            decide_branches(campaign=campaign, now=now, tool_answers=tool_answers)
+            advance_sequences(campaign=campaign, now=now, tool_answers=tool_answers)
         released = pacing.release_first_steps(campaigns=campaigns, now=now)
         due_now = list(
             Message.objects.filter(
