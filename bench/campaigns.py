@@ -44,7 +44,7 @@ def run() -> list[dict]:
     from campaigns import services
     from campaigns.selectors import campaign_stats
     from leads.models import LeadList
-    from lines.models import Line
+    from lines.models import Line, webhook_token_hash
     from messaging.dispatch import dispatch_due
     from messaging.models import Message
 
@@ -58,7 +58,7 @@ def run() -> list[dict]:
         started = time.perf_counter()
         copy_leads(workspace, lead_list, LEADS)
         setup_seconds = time.perf_counter() - started
-        Line.objects.bulk_create(
+        lines = [
             Line(
                 workspace=workspace,
                 phone=f"+1415555{1000 + i:04d}",
@@ -70,7 +70,11 @@ def run() -> list[dict]:
                 contact_gap_seconds=0,
             )
             for i in range(LINES)
-        )
+        ]
+        # bulk_create skips Line.save, which derives the callback token's hash.
+        for line in lines:
+            line.webhook_token_hash = webhook_token_hash(line.webhook_token)
+        Line.objects.bulk_create(lines)
         campaign = services.campaign_create(
             workspace=workspace,
             name="Bench",
