@@ -19,8 +19,10 @@ Reported, from the relays' own record of what they received (each message's text
 unique) against the outbox: sent exactly once, duplicated (received more than once),
 lost (no row, or a row that says sent that no relay received), stuck (not final at the
 end), failed, responses >= 500, same-key answers with another `_id`, time to drain,
-and per fault the time from its end until the relays received a send again (goal
-<= 60 s; only counted when messages were waiting at that moment).
+per fault the time from its end until the relays received a send again (goal <= 60 s;
+only counted when messages were waiting at that moment), and the longest the relays
+went without any send from the first fault on while messages were waiting (a send task
+lost while the broker was down leaves its rows to messaging.leases.QUEUED_LEASE).
 
 BENCH_FAULTS_JSON=path also writes the row there (the CI test reads it).
 Other knobs: BENCH_FAULTS_LINES (4), BENCH_FAULTS_CLIENTS (8), BENCH_FAULTS_GAP (5 s
@@ -530,6 +532,13 @@ def run() -> list[dict]:
                 resumes.append((kind, after - end))
             elif waiting:
                 resumes.append((kind, drained - end))
+        # The longest the relays went without a send, from the first fault on, while
+        # messages were still waiting (the tail counts when the run ended undrained).
+        first_fault = min((start for _, start, _ in faults.done), default=started)
+        marks = [t for t in send_times if t >= first_fault]
+        last_needed = drained if stuck else (marks[-1] if marks else first_fault)
+        points = [first_fault, *(t for t in marks if t <= last_needed), last_needed]
+        stall = max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
         worst = max(resumes, key=lambda item: item[1]) if resumes else None
         row = {
             "case": f"{MESSAGES} messages, {LINES} lines, {KILLS} kills, outages {OUTAGE:g} s",
@@ -547,6 +556,7 @@ def run() -> list[dict]:
             "drain_s": drained - posted,
             "total_s": drained - started,
             "resume_max_s": worst[1] if worst else 0.0,
+            "longest_stall_s": stall,
             "goal_resume_s": GOAL_RESUME_SECONDS,
             "note": (
                 ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
