@@ -518,6 +518,13 @@ def run() -> list[dict]:
                 stuck += 1
             elif status == "failed":
                 failed += 1
+        # Why the rows still waiting wait (their last error, if any).
+        waiting_why = Counter(
+            (status, (error or "")[:80])
+            for status, error in rows_of.filter(status__in=WAITING).values_list(
+                "status", "error_message"
+            )
+        )
         extra_rows = sum(n - 1 for n in rows_per_text.values() if n > 1)
 
         # From each fault's end to the first send the relays received after it, when
@@ -570,6 +577,10 @@ def run() -> list[dict]:
                     for name, at, code in exits
                 )
                 + "".join(f"; client error {n} x {k}" for k, n in poster.client_errors.items())
+                + "".join(
+                    f"; {n} {status} ({why or 'no error'})"
+                    for (status, why), n in waiting_why.most_common(3)
+                )
                 + ("; fault errors " + "; ".join(faults.errors) if faults.errors else "")
             ),
         }
