@@ -135,14 +135,21 @@ def line_confirm_signed_in(*, line: Line, now: datetime | None = None) -> bool:
     if line.safety_action == Line.SafetyAction.QUARANTINED:
         return False
     key = SIGNED_IN_KEY.format(line.pk)
-    if cache.get(key):
-        return True
+    try:
+        if cache.get(key):
+            return True
+    except Exception:
+        # The cache only saves a probe: while it cannot be reached, ask the relay.
+        logger.warning("Signed-in cache unavailable; probing the line", exc_info=True)
     result = get_client(line).health()
     if result.info and result.info.get("detected_imessage") is None:
         line_quarantine(line=line, reason=f"iMessage is dead: {result.detail}", now=now)
         return False
     if result.healthy:
-        cache.set(key, 1, _setting("LINE_PROBE_INTERVAL_SECONDS", 30))
+        try:
+            cache.set(key, 1, _setting("LINE_PROBE_INTERVAL_SECONDS", 30))
+        except Exception:
+            logger.warning("Signed-in cache unavailable; not remembered", exc_info=True)
     return True
 
 

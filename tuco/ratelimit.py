@@ -4,8 +4,12 @@ With Redis the bucket lives in Redis and is updated by one Lua script, so the
 check-and-take is atomic across every web process and machine, and the clock
 is Redis's own (no drift between machines). Without Redis (the demo) a
 process-local bucket under a lock does the same for a single web process.
+While Redis cannot be reached, each process falls back to such local buckets (a
+limit then holds per process rather than across them) instead of failing the
+request: a broker outage must not turn every API call into a 500.
 """
 
+import logging
 import math
 import threading
 import time
@@ -13,6 +17,8 @@ from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60.0
 
@@ -64,9 +70,15 @@ class RedisBuckets:
 
         self.client = redis.Redis.from_url(url)
         self.script = self.client.register_script(_LUA)
+        self.unreachable = (redis.ConnectionError, redis.TimeoutError)
+        self.fallback = LocalBuckets()
 
     def take(self, key: str, capacity: int, rate: float) -> Decision:
-        allowed, retry_ms = self.script(keys=[key], args=[capacity, rate, 1])
+        try:
+            allowed, retry_ms = self.script(keys=[key], args=[capacity, rate, 1])
+        except self.unreachable as exc:
+            logger.warning("Rate limits: Redis unreachable (%s); using this process's buckets", exc)
+            return self.fallback.take(key, capacity, rate)
         return Decision(bool(allowed), 0 if allowed else max(1, math.ceil(int(retry_ms) / 1000)))
 
     def reset(self, prefix: str) -> None:
