@@ -65,30 +65,13 @@ WAITING = ("pending", "scheduled", "sending")
 LOG = "/tmp/bench-faults-{}.log"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
-
 class TcpProxy:
     """A threaded TCP forwarder on a free local port. `cut()` closes every
     connection and refuses new ones until `restore()`."""
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
-        self.port = _free_port()
+        self.port = children.free_port()
         self._up = threading.Event()
         self._up.set()
         self._lock = threading.Lock()
@@ -398,12 +381,12 @@ def run() -> list[dict]:
         raise SystemExit("bench.faults needs Redis (REDIS_URL)")
     target = urlsplit(redis_url)
     proxy = TcpProxy((target.hostname or "127.0.0.1", target.port or 6379)).start()
-    web_port = _free_port()
+    web_port = children.free_port()
     env = _env(web_port, _proxied_redis_url(redis_url, proxy.port))
     call_command("setup_periodic_tasks", verbosity=0, stdout=open(os.devnull, "w"))  # noqa: SIM115
     python = sys.executable
     bin_dir = Path(python).parent
-    relay_ports = [_free_port() for _ in range(LINES)]
+    relay_ports = [children.free_port() for _ in range(LINES)]
     relay_urls = [f"http://127.0.0.1:{port}" for port in relay_ports]
     processes: dict = {}
     for index, port in enumerate(relay_ports):
@@ -468,8 +451,8 @@ def run() -> list[dict]:
     workspace = None
     try:
         for url in relay_urls:
-            _wait_http(f"{url}/api/v1/ping")
-        _wait_http(f"{base}/api/workspace")
+            children.wait_http(f"{url}/api/v1/ping", timeout=60.0)
+        children.wait_http(f"{base}/api/workspace", timeout=60.0)
         stamp = uuid.uuid4().hex[:10]
         workspace, api_key = workspace_create(
             name=f"Bench faults {stamp}", owner_email=f"faults-{stamp}@bench.test"

@@ -31,7 +31,6 @@ threads, as in production).
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import sys
 import threading
@@ -63,23 +62,6 @@ PASSWORD = "bench-relay"
 DEADLINE_SECONDS = int(os.environ.get("BENCH_DEADLINE", "900"))
 # Rows written straight into the outbox (as campaigns do): the worker's side alone.
 QUEUED = int(os.environ.get("BENCH_QUEUED", "2000"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def _env(web_port: int) -> dict:
@@ -481,7 +463,7 @@ def run() -> list[dict]:
         raise SystemExit(f"BENCH_MODE must be open or closed, not {MODE!r}")
     if MODE == "open":
         _check_rate_limits()
-    web_port, relay_port = _free_port(), _free_port()
+    web_port, relay_port = children.free_port(), children.free_port()
     env = _env(web_port)
     python = sys.executable
     relay_cmd = [python, "manage.py", "relay_simulator", "--port", str(relay_port),
@@ -521,8 +503,8 @@ def run() -> list[dict]:
     workspaces: list = []
     stop_beat = threading.Event()
     try:
-        _wait_http(f"{relay_url}/api/v1/ping")
-        _wait_http(f"{base}/api/workspace")
+        children.wait_http(f"{relay_url}/api/v1/ping")
+        children.wait_http(f"{base}/api/workspace")
 
         # Beat's job: a periodic sweep catches anything that had to wait.
         def beat():
