@@ -352,19 +352,18 @@ class LineCheckApi(WorkspaceAPIView):
         return Response(LineCheckOutput(_checked(self.workspace, line)).data)
 
 
+class LinesHealthCheckOutput(serializers.Serializer):
+    success = serializers.BooleanField()
+    checked = serializers.IntegerField()
+    healthy = serializers.IntegerField()
+    down = serializers.IntegerField()
+    lines = LineCheckOutput(many=True)
+
+
 class LinesHealthCheckApi(WorkspaceAPIView):
     @extend_schema(
         request=None,
-        responses=inline_serializer(
-            "LinesHealthCheck",
-            {
-                "success": serializers.BooleanField(),
-                "checked": serializers.IntegerField(),
-                "healthy": serializers.IntegerField(),
-                "down": serializers.IntegerField(),
-                "lines": LineCheckOutput(many=True),
-            },
-        ),
+        responses=LinesHealthCheckOutput,
         summary="Check the health of every active line of the workspace now",
         description="What the periodic health check does, on demand: each active line's "
         "relay is pinged and asked for its server info, one line after the other, and the "
@@ -389,16 +388,7 @@ class LinesHealthCheckApi(WorkspaceAPIView):
 
     @extend_schema(
         request=None,
-        responses=inline_serializer(
-            "LinesHealthCheckPost",
-            {
-                "success": serializers.BooleanField(),
-                "checked": serializers.IntegerField(),
-                "healthy": serializers.IntegerField(),
-                "down": serializers.IntegerField(),
-                "lines": LineCheckOutput(many=True),
-            },
-        ),
+        responses=LinesHealthCheckOutput,
         summary="Same as GET",
     )
     def post(self, request):
