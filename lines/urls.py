@@ -12,5 +12,10 @@ urlpatterns = [
     path("lines/<str:line_id>/check/", views.line_check, name="check"),
     path("lines/<str:line_id>/override/", views.line_override, name="override"),
     path("lines/<str:line_id>/warmup/", views.line_warmup, name="warmup"),
+    path(
+        "lines/<str:line_id>/rotate-callback-token/",
+        views.line_rotate_token,
+        name="rotate_token",
+    ),
     path("settings/line-pacing/", settings_views.line_policy, name="policy"),
 ]

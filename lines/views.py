@@ -89,6 +89,25 @@ def line_override(request, line_id):
     return redirect("lines:index")
 
 
+@require_POST
+@workspace_required(manage=True)
+def line_rotate_token(request, line_id):
+    """An owner gives the line a new relay callback URL: the old one stops working
+    and the relay's registration moves to the new one (as the API's rotation)."""
+    line = _line(request, line_id)
+    try:
+        services.line_webhook_token_rotate(workspace=request.workspace, line_id=line.pk)
+    except NotFound:
+        raise Http404("Line not found") from None
+    notice = f"Line {line.display_name} has a new relay callback URL; the old one no longer works."
+    if not request.htmx:
+        messages.success(request, notice)
+        return redirect("lines:index")
+    line = _with_usage(_line(request, line_id))
+    _with_safety([line])
+    return render(request, "lines/_row.html", {"line": line, "flash": notice})
+
+
 def _form_page(request, form, line=None):
     status = 400 if form.is_bound and form.errors else 200
     context = {"section": "lines", "form": form, "line": line}

@@ -227,3 +227,81 @@ def test_a_member_cannot_lift_an_action(acme, bob_client):
     safety.line_quarantine(line=Line.objects.get(pk=line.pk), reason="iMessage is dead: test")
     assert bob_client.post(f"/lines/{line.pk}/override/").status_code == 403
     assert Line.objects.get(pk=line.pk).safety_action == "quarantined"
+
+
+# A new relay callback URL
+
+
+def _relay_registrations(simulator) -> list[str]:
+    from types import SimpleNamespace
+
+    from lines.relay import get_client
+
+    client = get_client(SimpleNamespace(server_url=simulator.url, relay_password=PASSWORD))
+    return sorted(hook["url"] for hook in client.list_webhooks())
+
+
+def test_an_owner_gives_a_line_a_new_callback_url_from_the_page(
+    acme, alice, sim, django_capture_on_commit_callbacks
+):
+    import re
+
+    from django.test import Client
+
+    from messaging.inbound import relay_webhook_url
+
+    with django_capture_on_commit_callbacks(execute=True):
+        line = make_line(acme, server_url=sim.url, first_name="Ava")
+    old_url = relay_webhook_url(line)
+    assert _relay_registrations(sim) == [old_url]
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    page = client.get("/lines/").content.decode()
+    assert "New callback URL" in page
+    assert f'hx-post="/lines/{line.pk}/rotate-callback-token/"' in page
+    assert 'hx-confirm="Give Ava' in page
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    # Without the CSRF token nothing changes.
+    assert client.post(f"/lines/{line.pk}/rotate-callback-token/").status_code == 403
+    assert _relay_registrations(sim) == [old_url]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/lines/{line.pk}/rotate-callback-token/",
+            HTTP_HX_REQUEST="true",
+            HTTP_X_CSRFTOKEN=token,
+        )
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.startswith(f'<tr id="line-{line.pk}">')
+    assert 'hx-swap-oob="beforeend:#flash"' in body
+    assert "Line Ava has a new relay callback URL; the old one no longer works." in body
+    line.refresh_from_db()
+    new_url = relay_webhook_url(line)
+    assert new_url != old_url
+    # The relay's registration moved to the new URL.
+    assert _relay_registrations(sim) == [new_url]
+
+
+def test_without_htmx_the_new_callback_url_is_a_redirect_with_a_message(acme, alice_client):
+    line = make_line(acme, first_name="Ava")
+    token = line.webhook_token
+    response = alice_client.post(f"/lines/{line.pk}/rotate-callback-token/", follow=True)
+    assert response.redirect_chain == [("/lines/", 302)]
+    assert "Line Ava has a new relay callback URL" in response.content.decode()
+    line.refresh_from_db()
+    assert line.webhook_token != token
+
+
+def test_a_member_cannot_give_a_line_a_new_callback_url(acme, globex, bob_client, alice_client):
+    line = make_line(acme, first_name="Ava")
+    token = line.webhook_token
+    assert "New callback URL" not in bob_client.get("/lines/").content.decode()
+    assert bob_client.post(f"/lines/{line.pk}/rotate-callback-token/").status_code == 403
+    theirs = make_line(globex, server_url="https://globex-mac.test")
+    assert alice_client.post(f"/lines/{theirs.pk}/rotate-callback-token/").status_code == 404
+    assert alice_client.get(f"/lines/{line.pk}/rotate-callback-token/").status_code == 405
+    line.refresh_from_db()
+    assert line.webhook_token == token
