@@ -9,8 +9,12 @@ posted a second time on purpose: each answer must carry the first answer's `_id`
 Meanwhile, one after the other:
 - the worker is killed with SIGKILL (its whole process group, as a machine dying) and
   started again BENCH_FAULTS_RESTART (3) seconds later, BENCH_FAULTS_KILLS (3) times;
-- every relay fails its sends for BENCH_FAULTS_OUTAGE (20) seconds (the simulator's
-  `send_timeout`: a 504 after a second, nothing sent);
+- every relay fails its sends for BENCH_FAULTS_OUTAGE (20) seconds: with
+  BENCH_FAULTS_RELAY_FAULT=timeout (the default) as the simulator's `send_timeout` (a
+  504 after a second, nothing sent, so the outcome is unknown and each such row waits
+  messaging.sending.SEND_SETTLE, 150 s, before the relay's history clears it for a
+  retry); with `helper`, its Private API helper is disconnected (sends and checks
+  refused outright, retried after the first backoff, 30 s);
 - Redis is cut for BENCH_FAULTS_OUTAGE seconds (every connection closed, new ones
   refused), then restored.
 Then it waits (BENCH_FAULTS_DRAIN, 600 s at most) for every message to be final.
@@ -20,9 +24,10 @@ unique) against the outbox: sent exactly once, duplicated (received more than on
 lost (no row, or a row that says sent that no relay received), stuck (not final at the
 end), failed, responses >= 500, same-key answers with another `_id`, time to drain,
 per fault the time from its end until the relays received a send again (goal <= 60 s;
-only counted when messages were waiting at that moment), and the longest the relays
-went without any send from the first fault on while messages were waiting (a send task
-lost while the broker was down leaves its rows to messaging.leases.QUEUED_LEASE).
+only counted when messages were waiting at that moment), the longest the relays
+went without any send from the first fault on while messages were waiting, and whether
+the worker process running when Redis was cut was still the same, alive process once
+Redis was back (`worker_kept`: it reconnects on its own instead of exiting).
 
 BENCH_FAULTS_JSON=path also writes the row there (the CI test reads it).
 Other knobs: BENCH_FAULTS_LINES (4), BENCH_FAULTS_CLIENTS (8), BENCH_FAULTS_GAP (5 s
@@ -57,6 +62,11 @@ GAP = float(os.environ.get("BENCH_FAULTS_GAP", "5"))
 LINES = int(os.environ.get("BENCH_FAULTS_LINES", "4"))
 CLIENTS = int(os.environ.get("BENCH_FAULTS_CLIENTS", "8"))
 WORKERS = int(os.environ.get("BENCH_FAULTS_WORKERS", "4"))
+RELAY_FAULT = os.environ.get("BENCH_FAULTS_RELAY_FAULT", "timeout")
+RELAY_FAULTS = {
+    "timeout": ({"send_timeout": True, "timeout_delay": 1}, {"send_timeout": False}),
+    "helper": ({"helper_connected": False}, {"helper_connected": True}),
+}
 SUPERVISOR_DELAY = 2.0
 DRAIN = float(os.environ.get("BENCH_FAULTS_DRAIN", "600"))
 GOAL_RESUME_SECONDS = 60
@@ -319,11 +329,17 @@ class Poster:
 class Faults:
     """The fault schedule, run in a thread: (kind, start, end) of each fault."""
 
-    def __init__(self, restart_worker, kill_worker, relay_urls: list[str], proxy: TcpProxy):
+    def __init__(
+        self, restart_worker, kill_worker, current_worker, relay_urls: list[str], proxy: TcpProxy
+    ):
         self.restart_worker, self.kill_worker = restart_worker, kill_worker
+        self.current_worker = current_worker
         self.relay_urls, self.proxy = relay_urls, proxy
         self.done: list[tuple[str, float, float]] = []
         self.errors: list[str] = []
+        # The worker process cut off from Redis, and whether it was still the running
+        # worker, alive, GAP seconds after Redis came back.
+        self.worker_kept: bool | None = None
 
     @staticmethod
     def planned_seconds() -> float:
@@ -349,17 +365,20 @@ class Faults:
                 self._kill()
                 kills -= 1
             start = time.time()
-            self._relays(send_timeout=True, timeout_delay=1)
+            failing, working = RELAY_FAULTS[RELAY_FAULT]
+            self._relays(**failing)
             time.sleep(OUTAGE)
-            self._relays(send_timeout=False)
+            self._relays(**working)
             self.done.append(("relays fail sends", start, time.time()))
             time.sleep(GAP)
             start = time.time()
+            cut_off = self.current_worker()
             self.proxy.cut()
             time.sleep(OUTAGE)
             self.proxy.restore()
             self.done.append(("redis cut", start, time.time()))
             time.sleep(GAP)
+            self.worker_kept = self.current_worker() is cut_off and cut_off.poll() is None
             for _ in range(kills):
                 self._kill()
         except Exception as exc:  # noqa: BLE001 - reported in the row
@@ -461,7 +480,7 @@ def run() -> list[dict]:
         for url in relay_urls:
             requests.post(f"{url}/sim/reset", timeout=5)
 
-        faults = Faults(restart_worker, kill_worker, relay_urls, proxy)
+        faults = Faults(restart_worker, kill_worker, lambda: processes["worker"], relay_urls, proxy)
         rate = MESSAGES / max(10.0, faults.planned_seconds())
         poster = Poster(base, api_key, stamp, rate)
         started = time.time()
@@ -531,7 +550,8 @@ def run() -> list[dict]:
         stall = max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
         worst = max(resumes, key=lambda item: item[1]) if resumes else None
         row = {
-            "case": f"{MESSAGES} messages, {LINES} lines, {KILLS} kills, outages {OUTAGE:g} s",
+            "case": f"{MESSAGES} messages, {LINES} lines, {KILLS} kills, outages {OUTAGE:g} s"
+            f" (relays: {RELAY_FAULT})",
             "count": MESSAGES,
             "once": once,
             "duplicated": duplicated,
@@ -540,6 +560,7 @@ def run() -> list[dict]:
             "failed": failed,
             "http_5xx": sum(poster.errors_5xx.values()),
             "exits": len(exits),
+            "worker_kept": {True: "yes", False: "no", None: ""}[faults.worker_kept],
             "different_answers": poster.different_answers + extra_rows,
             "retries": poster.retries,
             "replays": poster.replays,

@@ -8,7 +8,7 @@ class MessagingConfig(AppConfig):
     periodic_tasks = [
         ("Dispatch due messages", "messaging.tasks.dispatch_due_messages", 3),
         # Every messaging.leases.SWEEP_EVERY: a dead worker's rows are back within a minute.
-        ("Reconcile messages stuck in sending", "messaging.tasks.reconcile_stuck_messages", 15),
+        ("Reconcile messages stuck in sending", "messaging.tasks.reconcile_stuck_messages", 10),
         ("Deliver due webhooks", "messaging.inbound_tasks.webhook_deliver_due", 5),
         ("Poll line relays for missed events", "messaging.inbound_tasks.relay_poll_lines", 60),
         (
@@ -20,7 +20,13 @@ class MessagingConfig(AppConfig):
 
     def ready(self):
         from leads.signals import lead_availability_updated, leads_deleting
-        from lines.signals import line_deleted, line_safety_changed, line_saved
+        from lines.signals import (
+            line_capacity_changed,
+            line_deleted,
+            line_safety_changed,
+            line_saved,
+        )
+        from messaging.dispatch import on_line_capacity_changed
         from messaging.frequency_views import SETTINGS_SECTION as FREQUENCY_SECTION
         from messaging.inbound_tasks import on_line_deleted, on_line_saved
         from messaging.lead_cleanup import on_leads_deleting
@@ -36,5 +42,8 @@ class MessagingConfig(AppConfig):
         )
         leads_deleting.connect(on_leads_deleting, dispatch_uid="messaging.lead_cleanup")
         line_safety_changed.connect(on_line_safety_changed, dispatch_uid="messaging.line_alerts")
+        line_capacity_changed.connect(
+            on_line_capacity_changed, dispatch_uid="messaging.wake_for_line"
+        )
         settings_section_register(SETTINGS_SECTION)
         settings_section_register(FREQUENCY_SECTION)

@@ -51,6 +51,7 @@ from lines.models import Line
 from messaging import frequency, schedule, templating
 from messaging.leases import QUEUED_LEASE
 from messaging.models import Conversation, DoNotContact, Message, RecipientGate
+from messaging.sending import messages_queue_send
 from messaging.services import status_changed_on_commit
 
 logger = logging.getLogger(__name__)
@@ -129,16 +130,33 @@ def dispatch_due(
     return result
 
 
-# Rows handed to one send task: a few tasks per batch, so every worker process
-# gets some, without paying a task's overhead for each message.
-SEND_CHUNK = 10
+def messages_wake_for_line(*, workspace_id: str, now: datetime | None = None) -> int:
+    """A line of the workspace came back (healthy again, added, activated): the rows
+    that wait NO_LINE_RETRY for a usable line are due now instead. Every iMessage row
+    due within NO_LINE_RETRY and held by nothing the dispatcher names (`hold_reason`)
+    is pulled forward; the dispatcher decides each again, so one that waits for
+    something else (a gap, a backoff) is simply scheduled again. Returns how many."""
+    now = now or timezone.now()
+    return Message.objects.filter(
+        workspace_id=workspace_id,
+        status__in=Message.WAITING,
+        held=False,
+        hold_reason="",
+        message_type=Message.Type.IMESSAGE,
+        due_at__gt=now,
+        due_at__lte=now + NO_LINE_RETRY,
+    ).update(due_at=now)
+
+
+def on_line_capacity_changed(sender, workspace_id, **kwargs):
+    """Receiver of lines.signals.line_capacity_changed (sent on commit)."""
+    messages_wake_for_line(workspace_id=workspace_id)
 
 
 def _queue_sends(message_ids: list[str]) -> None:
-    from messaging.tasks import send_messages
-
-    for start in range(0, len(message_ids), SEND_CHUNK):
-        send_messages.delay(message_ids[start : start + SEND_CHUNK])
+    """After the commit: the send tasks, or the rows back to `pending` when the broker
+    cannot take them (messaging.sending.messages_queue_send)."""
+    messages_queue_send(message_ids=message_ids)
 
 
 def _apply(message: Message, decision: _Decision, now: datetime, result: DispatchResult) -> None:

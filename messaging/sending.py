@@ -45,7 +45,7 @@ from messaging.addresses import direct_chat_guid, normalize_address
 from messaging.channels.email import EmailError, send_email
 from messaging.channels.sms import SmsError, send_sms
 from messaging.dnc import dnc_blocked_address, dnc_blocked_values
-from messaging.leases import LEASE, LeaseKeeper
+from messaging.leases import LEASE, QUEUED_LEASE, LeaseKeeper
 from messaging.models import Conversation, FallbackConfig, Message
 from messaging.services import (
     UNKNOWN_OUTCOME,
@@ -806,6 +806,72 @@ def fallback_sms_send(*, message_id: str) -> str:
     return "sent"
 
 
+# Handing rows to send tasks
+
+
+# Rows handed to one send task: a few tasks per dispatched batch, so every worker
+# process gets some, without paying a task's overhead for each message.
+SEND_CHUNK = 10
+
+
+def messages_queue_send(*, message_ids: list[str]) -> list[str]:
+    """Hand these `sending` rows to send tasks, SEND_CHUNK rows a task; the ids queued.
+
+    No row stays `sending` for a task the broker never took: when a task cannot be
+    queued (the broker is unreachable; the publish already retried), its rows and
+    those of the chunks after it go back to `pending` at once (messages_unqueue), and
+    the dispatcher hands them out again once the broker answers. Run it after the
+    commit that moved the rows. A task that was queued and then lost (a worker killed
+    with it reserved, a broker that lost its data) is the sweeper's: its rows are
+    queued again once their QUEUED_LEASE runs out."""
+    from messaging.tasks import send_messages
+
+    ids = [str(i) for i in message_ids]
+    queued: list[str] = []
+    for start in range(0, len(ids), SEND_CHUNK):
+        chunk = ids[start : start + SEND_CHUNK]
+        try:
+            send_messages.delay(chunk)
+        except Exception:
+            logger.warning(
+                "Could not queue the send of %s messages; back to pending",
+                len(ids) - start,
+                exc_info=True,
+            )
+            messages_unqueue(message_ids=ids[start:])
+            break
+        queued.extend(chunk)
+    return queued
+
+
+def messages_unqueue(*, message_ids: list[str]) -> int:
+    """Put the rows of a send task that was never queued back to `pending`, as the
+    dispatcher found them: only `sending` rows no run has claimed, and the line usage
+    the dispatcher took for them is given back. Returns how many went back."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked, so a run that claims one of them meanwhile waits and then skips it.
+        rows = list(
+            Message.objects.select_for_update(of=("self",))
+            .select_related("line")
+            .filter(
+                pk__in=list(message_ids),
+                status=Message.Status.SENDING,
+                send_claimed_at__isnull=True,
+                channel_called_at__isnull=True,
+            )
+        )
+        for message in rows:
+            _release_usage(message)
+        Message.objects.filter(pk__in=[m.pk for m in rows]).update(
+            status=Message.Status.PENDING,
+            sending_started_at=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+    return len(rows)
+
+
 # Sweeper
 
 
@@ -864,7 +930,11 @@ def messages_reconcile_stuck(*, now: datetime | None = None) -> dict:
             "workspace", "lead", "line"
         )[:500]
     )
+    unclaimed = [m for m in stuck if m.send_claimed_at is None]
+    outcome["requeued"] += _queue_again(unclaimed, now)
     for message in stuck:
+        if message.send_claimed_at is None:
+            continue
         if not _take_back(message, now):
             continue  # renewed, settled or taken by another sweep meanwhile
         if message.channel_called_at is None:
@@ -916,6 +986,27 @@ def messages_reconcile_stuck(*, now: datetime | None = None) -> dict:
             status = _record_transient(message, error, now)
             outcome["failed" if status == Message.Status.FAILED else "requeued"] += 1
     return outcome
+
+
+def _queue_again(messages: list[Message], now: datetime) -> int:
+    """Rows whose send task never claimed them within QUEUED_LEASE: the task was lost
+    (or still waits behind others). Nothing was sent, and the row keeps its line and
+    the usage taken for it: a new task is queued for it under a new QUEUED_LEASE.
+    Should both tasks run, the first claims the row and the other skips it."""
+    taken = [
+        message.pk
+        for message in messages
+        if Message.objects.filter(
+            pk=message.pk,
+            status=Message.Status.SENDING,
+            send_claimed_at__isnull=True,
+            lease_expires_at=message.lease_expires_at,
+        ).update(lease_expires_at=now + QUEUED_LEASE)
+    ]
+    if taken:
+        logger.info("Queued %s messages again: their send task never claimed them", len(taken))
+        messages_queue_send(message_ids=taken)
+    return len(taken)
 
 
 def _take_back(message: Message, now: datetime) -> bool:

@@ -172,6 +172,17 @@ CELERY_TASK_IGNORE_RESULT = True
 # holds others back that another process could run.
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A broker outage is ridden out, never a reason to exit: the worker retries its
+# connection for as long as it takes (Celery's default gives up after 100 tries, and
+# a worker started while Redis is down would follow broker_connection_retry only
+# until Celery 6), and it keeps running the tasks it holds: cancelling them on the
+# connection loss would kill their processes mid relay call. Their acknowledgements
+# are lost with the connection, so the broker hands those tasks out again after the
+# visibility timeout; by then their rows are claimed or settled, and they skip them.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
