@@ -152,3 +152,117 @@ def test_a_live_run_keeps_its_lease_through_a_long_relay_call(acme, line, sim, m
     worker.join()
     assert outcomes == {message.pk: "sent"}
     assert [m["text"] for m in sim.sent] == ["Slow relay"]
+
+
+# Send tasks that never ran
+
+
+def _enqueue(workspace, count):
+    return [
+        message_enqueue(workspace=workspace, body=f"Hi {i}", recipient_phone=f"+1415555{2 * i:04d}")
+        for i in range(count)
+    ]
+
+
+def _messages_today(line):
+    from lines.selectors import line_today_usage
+
+    return line_today_usage(line).total_messages_count
+
+
+@pytest.mark.django_db
+def test_a_send_task_the_broker_refuses_leaves_no_row_sending(
+    acme, line, sim, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from messaging.tasks import send_messages
+
+    _enqueue(acme, 15)
+    queued: list[list[str]] = []
+    broker = {"takes": 1}  # the broker goes away after the first task
+
+    def delay(ids):
+        if len(queued) >= broker["takes"]:
+            raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        queued.append(ids)
+
+    monkeypatch.setattr(send_messages, "delay", delay)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = dispatch_due()
+    assert len(result.sending) == 15
+    assert len(queued) == 1 and len(queued[0]) == sending.SEND_CHUNK
+    statuses = dict(Message.objects.values_list("pk", "status"))
+    assert sorted(statuses[pk] for pk in queued[0]) == ["sending"] * 10
+    back = [pk for pk in result.sending if pk not in queued[0]]
+    assert sorted(statuses[pk] for pk in back) == ["pending"] * 5
+    # The usage the dispatcher took for them was given back, and nothing is left for
+    # the sweeper to find.
+    assert _messages_today(line) == 10
+    assert not Message.objects.filter(pk__in=back, lease_expires_at__isnull=False).exists()
+
+    # The broker is back: the next dispatch hands them out again.
+    broker["takes"] = 100
+    with django_capture_on_commit_callbacks(execute=True):
+        again = dispatch_due()
+    assert sorted(again.sending) == sorted(back)
+    for ids in queued:
+        sending.messages_send(message_ids=ids)
+    assert sorted(m["text"] for m in sim.sent) == sorted(f"Hi {i}" for i in range(15))
+    assert _messages_today(line) == 15
+
+
+@pytest.mark.django_db
+def test_a_lost_send_task_is_queued_again_and_its_rows_sent_once(
+    acme, line, sim, monkeypatch, django_capture_on_commit_callbacks
+):
+    from messaging.tasks import send_messages
+
+    queued: list[list[str]] = []
+    monkeypatch.setattr(send_messages, "delay", queued.append)
+    message = dispatched(acme, body="Lost task")
+    lost = [message.pk]  # queued, then lost with the worker that had reserved it
+    assert messages_reconcile_stuck(now=later(seconds=20)) == NOTHING  # may still wait
+
+    after = later(seconds=(leases.QUEUED_LEASE + leases.SWEEP_EVERY).total_seconds())
+    assert after < later(minutes=1)
+    assert messages_reconcile_stuck(now=after) == {**NOTHING, "requeued": 1}
+    assert queued == [[message.pk]]
+    row = Message.objects.get(pk=message.pk)
+    # It kept its line and the usage taken for it, under a new lease.
+    assert (row.status, row.line_id, row.send_claimed_at) == ("sending", line.pk, None)
+    assert row.lease_expires_at > after
+    assert _messages_today(line) == 1
+    assert messages_reconcile_stuck(now=after) == NOTHING
+
+    assert sending.messages_send(message_ids=queued[0]) == {message.pk: "sent"}
+    # Had the first task only been slow, it now finds its row taken.
+    assert sending.messages_send(message_ids=lost) == {message.pk: "skipped"}
+    assert [m["text"] for m in sim.sent] == ["Lost task"]
+    assert _messages_today(line) == 1
+
+
+@pytest.mark.django_db
+def test_rows_waiting_for_a_line_go_when_it_is_back(
+    acme, line, make_sim_line, sim, django_capture_on_commit_callbacks
+):
+    from lines.models import Line
+    from lines.services import line_record_failure
+    from lines.tasks import lines_health_check_down
+
+    other = make_sim_line(acme, first_name="Bea")
+    for down in (line, other):
+        for _ in range(2):
+            line_record_failure(line=down, detail="Transaction timeout")
+    Line.objects.filter(pk=other.pk).update(is_active=False)
+    message = message_enqueue(workspace=acme, body="Waiting", recipient_phone="+14155550102")
+    assert dispatch_due().waiting[message.pk] > later(seconds=50)  # NO_LINE_RETRY
+    assert Line.objects.get(pk=line.pk).health_status == "down"
+
+    # The relay answers again: the next check of the down lines (every 15 s) finds it,
+    # and the row is due at once instead of a minute later.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert lines_health_check_down() == 1  # the inactive line is not checked
+    assert Line.objects.get(pk=line.pk).health_status == "healthy"
+    assert Message.objects.get(pk=message.pk).due_at <= timezone.now()
+    assert dispatch_due().sending == [message.pk]
