@@ -63,6 +63,7 @@ def test_faults_short_form(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     row = json.loads(out.read_text())
     summary = json.dumps(row, indent=1)
+    print(summary)  # shown with -s, and in the report of a failure
     assert row["once"] == row["count"] == 200, summary
     assert row["duplicated"] == 0, summary
     assert row["lost"] == 0, summary

@@ -46,6 +46,31 @@ def test_a_dead_worker_is_noticed_within_a_minute():
     assert app.conf.worker_prefetch_multiplier == 1
 
 
+def test_the_worker_rides_out_a_broker_outage():
+    """The bench (tests/test_faults_bench.py) cuts Redis under a real worker; this is
+    what makes it ride that out: retries forever, every 2 s at most, from start-up
+    on, and the tasks it runs are not cancelled when the connection drops."""
+    from tuco.celery import Consumer, app
+
+    assert app.conf.broker_connection_retry and app.conf.broker_connection_retry_on_startup
+    assert app.conf.broker_connection_max_retries is None
+    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is False
+    assert app.conf.worker_consumer == "tuco.celery:Consumer"
+
+    class Broker:
+        def ensure_connection(self, errback, max_retries, **kwargs):
+            self.retries = (max_retries, kwargs)
+            return self
+
+    consumer = Consumer.__new__(Consumer)
+    consumer.app, consumer.first_connection_attempt = app, True
+    broker = Broker()
+    assert consumer.ensure_connected(broker) is broker
+    max_retries, kwargs = broker.retries
+    assert max_retries is None
+    assert kwargs["interval_max"] <= 2 and kwargs["interval_start"] <= 1
+
+
 @pytest.mark.django_db
 def test_rows_a_dead_worker_claimed_are_taken_back_and_sent_once(acme, line, sim):
     message = dispatched(acme)
