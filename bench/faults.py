@@ -595,8 +595,9 @@ def run() -> list[dict]:
     finally:
         stop_supervisor.set()
         proxy.restore()
-        for process in processes.values():
-            children.stop(process)
+        # Together: each may take seconds to shut down (a worker finishing its tasks).
+        with ThreadPoolExecutor(max_workers=len(processes) or 1) as pool:
+            list(pool.map(children.stop, processes.values()))
         proxy.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(schedule_file)
