@@ -183,7 +183,8 @@ CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
-# Celery's consumer, trying the broker again every 2 s at most (not up to 30 s).
+# Celery's consumer, trying the broker again every 2 s at most (not up to 30 s), and
+# not exiting when the broken connection cannot be closed (tuco.celery.Consumer).
 CELERY_WORKER_CONSUMER = "tuco.celery:Consumer"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

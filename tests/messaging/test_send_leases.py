@@ -71,6 +71,27 @@ def test_the_worker_rides_out_a_broker_outage():
     assert kwargs["interval_max"] <= 2 and kwargs["interval_start"] <= 1
 
 
+def test_a_broker_connection_that_cannot_be_closed_does_not_stop_the_worker():
+    from tuco.celery import Consumer, app
+
+    class BrokenConnection:
+        connection_errors = (ConnectionError,)
+        channel_errors = ()
+
+        def collect(self, socket_timeout=None):
+            pass
+
+        def close(self):
+            # What kombu's Redis channel raised when it tried to put the tasks it held
+            # back on the queue through a connection that was already gone.
+            raise AttributeError("'NoneType' object has no attribute 'hostname'")
+
+    consumer = Consumer.__new__(Consumer)
+    consumer.app, consumer.connection = app, BrokenConnection()
+    consumer.on_connection_error_after_connected(ConnectionError("Connection closed by server."))
+    assert consumer.connection is None  # and the consumer goes on to reconnect
+
+
 @pytest.mark.django_db
 def test_rows_a_dead_worker_claimed_are_taken_back_and_sent_once(acme, line, sim):
     message = dispatched(acme)
