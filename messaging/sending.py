@@ -901,9 +901,11 @@ def messages_reconcile_stuck(*, now: datetime | None = None) -> dict:
     """Take back the rows in `sending` whose lease ran out (a worker that died, a
     send whose outcome was unknown, a send task that was lost) and settle them.
 
-    Each row is first taken with a conditional update that gives it a claim and a
-    lease of the sweeper's, so two sweeps never settle one row and the run that
-    lost it can no longer call the channel. Then:
+    A row no run ever claimed (its send task was lost, or still waits behind others)
+    gets a new send task under a new QUEUED_LEASE, keeping its line and usage
+    (_queue_again). Every other row is first taken with a conditional update that
+    gives it a claim and a lease of the sweeper's, so two sweeps never settle one row
+    and the run that lost it can no longer call the channel. Then:
 
     - the channel was never called: nothing went out, so back to `pending`;
     - already has a relay guid (a webhook saw the send): `sent`;
