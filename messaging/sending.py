@@ -588,11 +588,14 @@ def _release_usage(message: Message) -> None:
         usage_taken_at=None
     )
     message.usage_taken_at = None
-    if not released:
-        return
-    line_services.usage_release(line=message.line, kind="total_messages", now=taken_at)
-    if message.is_new_conversation:
-        line_services.usage_release(line=message.line, kind="new_conversations", now=taken_at)
+    if released:
+        _usage_give_back(message.line, taken_at, message.is_new_conversation)
+
+
+def _usage_give_back(line, taken_at: datetime, new_conversation: bool) -> None:
+    line_services.usage_release(line=line, kind="total_messages", now=taken_at)
+    if new_conversation:
+        line_services.usage_release(line=line, kind="new_conversations", now=taken_at)
 
 
 def _record_sent(message, *, external_id, address, at, chat_guid=None, line=None) -> str:
@@ -861,14 +864,19 @@ def messages_unqueue(*, message_ids: list[str]) -> int:
                 channel_called_at__isnull=True,
             )
         )
-        for message in rows:
-            _release_usage(message)
         Message.objects.filter(pk__in=[m.pk for m in rows]).update(
             status=Message.Status.PENDING,
             sending_started_at=None,
             lease_expires_at=None,
+            usage_taken_at=None,
             updated_at=now,
         )
+    # After the commit, one counter update at a time, as a send gives its usage back:
+    # counters updated in the rows' order inside the transaction deadlocked with the
+    # dispatcher and the sends. Nulling usage_taken_at above made it this call's alone.
+    for message in rows:
+        if message.usage_taken_at is not None and message.line is not None:
+            _usage_give_back(message.line, message.usage_taken_at, message.is_new_conversation)
     return len(rows)
 
 
