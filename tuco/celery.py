@@ -19,19 +19,27 @@ class Consumer(CeleryConsumer):
     broker at most BROKER_RETRY_MAX_SECONDS after it answers again, and never exiting
     because the broken connection could not be closed."""
 
+    # Why a worker used to exit when Redis dropped: once the connection is lost,
+    # Celery lets go of it, and kombu's Redis channel on it then fails every call with
+    # AttributeError ("'NoneType' object has no attribute 'hostname'": its client is
+    # gone) instead of a connection error. Two calls come after the loss whenever the
+    # worker held a task: closing the channel, which puts the tasks it holds back on
+    # the queue, and the acknowledgement of a task that ends after it. Celery took
+    # either for an unrecoverable error and stopped the worker. Here both are what
+    # they are, a lost connection: the acknowledgement is logged as not done and the
+    # consumer reconnects. Nothing is lost: those tasks stay in Redis's unacked set,
+    # which hands them out again after the visibility timeout, and their rows are
+    # claimed or leased (messaging.leases). The price: an AttributeError of the
+    # consumer's own also makes it reconnect, logged, rather than stop the worker.
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connection_errors = (*self.connection_errors, AttributeError)
+
     def on_connection_error_after_connected(self, exc):
         try:
             super().on_connection_error_after_connected(exc)
-        except Exception:
-            # Why a worker used to exit when Redis dropped: closing the broken
-            # connection makes kombu's Redis channel put the tasks it holds
-            # unacknowledged back on the queue, through a client whose connection is
-            # already gone ("'NoneType' object has no attribute 'hostname'"). That is
-            # not one of the transport's connection errors, so Celery took it for an
-            # unrecoverable error and stopped the worker; it happened whenever the
-            # connection dropped while the worker held a task. Nothing needs
-            # restoring: those tasks stay in Redis's unacked set, which hands them out
-            # again after the visibility timeout (their rows are claimed or leased).
+        except AttributeError:
             logger.warning("Could not close the broken broker connection", exc_info=True)
 
     def ensure_connected(self, conn):

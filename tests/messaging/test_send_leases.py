@@ -72,7 +72,14 @@ def test_the_worker_rides_out_a_broker_outage():
 
 
 def test_a_broker_connection_that_cannot_be_closed_does_not_stop_the_worker():
+    import logging
+
+    from kombu.message import Message as KombuMessage
+
     from tuco.celery import Consumer, app
+
+    class Controller:
+        use_eventloop = False
 
     class BrokenConnection:
         connection_errors = (ConnectionError,)
@@ -86,10 +93,24 @@ def test_a_broker_connection_that_cannot_be_closed_does_not_stop_the_worker():
             # back on the queue through a connection that was already gone.
             raise AttributeError("'NoneType' object has no attribute 'hostname'")
 
-    consumer = Consumer.__new__(Consumer)
-    consumer.app, consumer.connection = app, BrokenConnection()
+    consumer = Consumer(lambda *args: None, app=app, controller=Controller())
+    consumer.connection = BrokenConnection()
     consumer.on_connection_error_after_connected(ConnectionError("Connection closed by server."))
     assert consumer.connection is None  # and the consumer goes on to reconnect
+
+    # A task that ends after the connection was lost cannot be acknowledged on it:
+    # logged, not the end of the worker (the broker hands the task out again).
+    class ClosedChannel:
+        no_ack_consumers = None
+
+        def basic_ack(self, delivery_tag, multiple=False):
+            raise AttributeError("'NoneType' object has no attribute 'hostname'")
+
+    message = KombuMessage(body=b"{}", channel=ClosedChannel(), delivery_tag=1)
+    message.ack_log_error(logging.getLogger("celery.worker"), consumer.connection_errors)
+    assert not message.acknowledged
+    # A lost connection is something the consumer recovers from by reconnecting.
+    assert issubclass(AttributeError, consumer.connection_errors)
 
 
 @pytest.mark.django_db
