@@ -410,15 +410,22 @@ def test_two_messages_to_a_new_recipient_share_one_line_and_one_new_conversation
 def test_writers_share_one_queued_dispatch_run(
     acme, monkeypatch, django_capture_on_commit_callbacks
 ):
-    """Without eager tasks, a burst of writes queues one run; a run that starts
-    clears the flag, so rows written after it get a run of their own."""
+    """Without eager tasks, a burst of writes queues one run, which starts a moment
+    later to take the rows written meanwhile; a run that starts clears the flag, so
+    rows written after it get a run of their own."""
     from django.core.cache import cache
 
     from messaging import services, tasks
 
     make_line(acme)
     queued = []
-    monkeypatch.setattr(tasks.dispatch_messages, "delay", lambda ids: queued.append(ids))
+    delays = []
+
+    def apply_async(args, countdown):
+        queued.append(args[0])
+        delays.append(countdown)
+
+    monkeypatch.setattr(tasks.dispatch_messages, "apply_async", apply_async)
     conf = tasks.dispatch_messages.app.conf
     conf.task_always_eager = False
     cache.delete(services.DISPATCH_WAKE_KEY)
@@ -428,6 +435,7 @@ def test_writers_share_one_queued_dispatch_run(
         with django_capture_on_commit_callbacks(execute=True):
             enqueue(acme, phone="+14155550104")
         assert queued == [[first.pk]]
+        assert delays == [services.DISPATCH_DELAY_SECONDS] and 0 < delays[0] < 1
 
         monkeypatch.setattr(tasks, "dispatch_due", lambda limit: services_result(0))
         tasks.dispatch_messages.run([first.pk])  # the run starts: the flag is cleared
