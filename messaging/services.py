@@ -596,6 +596,8 @@ def message_submit(
         scheduled_date and scheduled_date > current
     )
     lead_matched = False
+    # Whether `lead` was read after every change this request made to it.
+    fresh = False
     with transaction.atomic():
         if lead is None:
             lead = lead_services.lead_find_by_identifiers(
@@ -619,9 +621,10 @@ def message_submit(
                     source="api",
                     check_availability=not sends_now,
                 )
+                fresh = True
         elif alt:
             lead_services.lead_merge_identifiers(workspace=workspace, lead=lead, fields=alt)
-        if not (phone or email) or not recipient_name:
+        if not fresh and (not (phone or email) or not recipient_name):
             lead.refresh_from_db()
         recipient_name = recipient_name or lead.full_name
         if not (phone or email):
