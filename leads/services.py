@@ -503,7 +503,13 @@ def lead_import(
             if lead_list is None:
                 lead_list = _default_list(workspace, to_quick_sends)
             state = _ImportState(
-                workspace, lead_list, source, normalizer, skip_invalid, collect_ids, tag_source,
+                workspace,
+                lead_list,
+                source,
+                normalizer,
+                skip_invalid,
+                collect_ids,
+                tag_source,
                 few=_few(rows),
             )
             state.contact_owners = contact_owners
@@ -512,7 +518,13 @@ def lead_import(
         if lead_list is None:
             lead_list = _default_list(workspace, to_quick_sends)
         state = _ImportState(
-            workspace, lead_list, source, normalizer, skip_invalid, collect_ids, tag_source,
+            workspace,
+            lead_list,
+            source,
+            normalizer,
+            skip_invalid,
+            collect_ids,
+            tag_source,
             few=_few(rows),
         )
         state.contact_owners = contact_owners
