@@ -496,7 +496,10 @@ def lead_import(
         raise NotFoundExact(LIST_NOT_FOUND)
 
     if atomic:
-        with transaction.atomic():
+        # Locked identifiers live in the caller's transaction, which is then the unit
+        # of work (and its savepoint, if any): a second savepoint would only cost
+        # two more round trips on every send to a new recipient.
+        with transaction.atomic(savepoint=not identifiers_locked):
             if not identifiers_locked:
                 _lock_workspace(workspace)
             # Inside the transaction, so a rejected first upload leaves no default list.
