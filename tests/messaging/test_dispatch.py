@@ -219,6 +219,20 @@ def test_opted_out_and_do_not_contact_are_cancelled(acme):
     assert not LineUsage.objects.exclude(total_messages_count=0, new_conversations_count=0).exists()
 
 
+def test_a_batch_of_two_workspaces_keeps_lists_duplicates_and_lines_apart(acme, globex):
+    acme_line, globex_line = make_line(acme), make_line(globex)
+    DoNotContact.objects.create(workspace=acme, value="+14155550104", kind="phone")
+    blocked = enqueue(acme, phone="+14155550104")
+    allowed = enqueue(globex, phone="+14155550104")
+    # The same text to the same number from two workspaces is not a duplicate.
+    ours, theirs = enqueue(acme, body="Same"), enqueue(globex, body="Same")
+    result = dispatch_due(now=WED)
+    assert sorted(result.sending) == sorted([allowed.pk, ours.pk, theirs.pk])
+    assert "do-not-contact" in reload(blocked).cancel_reason
+    assert reload(ours).line_id == acme_line.pk
+    assert reload(allowed).line_id == reload(theirs).line_id == globex_line.pk
+
+
 def test_a_stop_on_reply_message_whose_lead_replied_since_is_cancelled(acme):
     """A reply whose cancel missed the row (it was being rescheduled) still stops it."""
     make_line(acme)
