@@ -192,6 +192,22 @@ def cache_lookup(
     return found
 
 
+def cache_lookup_many(*, addresses: dict[str, Iterable[str]], now: datetime) -> dict:
+    """Fresh answers of several workspaces at once: {(workspace id, address): available}
+    for the addresses given per workspace id."""
+    wanted = {(w, a) for w, values in addresses.items() for a in values}
+    values = sorted({a for _, a in wanted})
+    found = {}
+    for start in range(0, len(values), 1000):
+        rows = AvailabilityCacheEntry.objects.filter(
+            workspace_id__in=sorted(addresses),
+            address__in=values[start : start + 1000],
+            expires_at__gt=now,
+        ).values_list("workspace_id", "address", "available")
+        found.update(((w, a), available) for w, a, available in rows if (w, a) in wanted)
+    return found
+
+
 def cache_store(
     *, workspace, address: str, available: bool, line_id: str | None, now: datetime
 ) -> None:

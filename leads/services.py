@@ -496,14 +496,24 @@ def lead_import(
         raise NotFoundExact(LIST_NOT_FOUND)
 
     if atomic:
-        with transaction.atomic():
+        # Locked identifiers live in the caller's transaction, which is then the unit
+        # of work (and its savepoint, if any): a second savepoint would only cost
+        # two more round trips on every send to a new recipient.
+        with transaction.atomic(savepoint=not identifiers_locked):
             if not identifiers_locked:
                 _lock_workspace(workspace)
             # Inside the transaction, so a rejected first upload leaves no default list.
             if lead_list is None:
                 lead_list = _default_list(workspace, to_quick_sends)
             state = _ImportState(
-                workspace, lead_list, source, normalizer, skip_invalid, collect_ids, tag_source
+                workspace,
+                lead_list,
+                source,
+                normalizer,
+                skip_invalid,
+                collect_ids,
+                tag_source,
+                few=_few(rows),
             )
             state.contact_owners = contact_owners
             _write_batches(state, rows, batch_size, progress, batch_transactions=False)
@@ -511,11 +521,31 @@ def lead_import(
         if lead_list is None:
             lead_list = _default_list(workspace, to_quick_sends)
         state = _ImportState(
-            workspace, lead_list, source, normalizer, skip_invalid, collect_ids, tag_source
+            workspace,
+            lead_list,
+            source,
+            normalizer,
+            skip_invalid,
+            collect_ids,
+            tag_source,
+            few=_few(rows),
         )
         state.contact_owners = contact_owners
         _write_batches(state, rows, batch_size, progress, batch_transactions=True)
     return state.result
+
+
+# Imports of fewer rows than this are written with plain INSERTs on every database.
+# The COPY writer's staging table, created and dropped with each batch, costs the
+# server more than it saves on a few rows, and every send to a new recipient
+# creates its lead through here: a send cost Postgres 3.4 ms of CPU with its lead
+# COPYed, 2.4 ms with it INSERTed.
+COPY_MIN_ROWS = 50
+
+
+def _few(rows: Iterable[dict]) -> bool:
+    """Whether `rows` is known to hold fewer than COPY_MIN_ROWS rows (a list does)."""
+    return isinstance(rows, list | tuple) and len(rows) < COPY_MIN_ROWS
 
 
 def _default_list(workspace, quick_sends: bool) -> LeadList:
@@ -600,7 +630,15 @@ def _settle(batch: ExitStack | None, state, progress) -> None:
 
 class _ImportState:
     def __init__(
-        self, workspace, lead_list, source, normalizer, skip_invalid, collect_ids, tag_source
+        self,
+        workspace,
+        lead_list,
+        source,
+        normalizer,
+        skip_invalid,
+        collect_ids,
+        tag_source,
+        few=False,
     ):
         self.workspace = workspace
         self.lead_list = lead_list
@@ -614,7 +652,7 @@ class _ImportState:
         # Identifiers of duplicate rows that were not saved anywhere, so a later row
         # carrying one of them is still recognised as a repeat of an earlier row.
         self.unsaved_seen: dict[str, str] = {}
-        writer = _CopyWriter if connection.vendor == "postgresql" else _OrmWriter
+        writer = _CopyWriter if connection.vendor == "postgresql" and not few else _OrmWriter
         self.writer = writer(workspace, lead_list, source)
         self.tag_source = tag_source
         # (lead id, tag names) of the batch being written, new and matched leads alike.

@@ -263,90 +263,119 @@ class _Batch:
         self.budget: SendBudget | None = None
 
     def prepare(self, rows: list[Message]) -> None:
+        """Read what the batch needs: a few queries for all its workspaces together
+        (a batch usually holds one or two rows of each of many workspaces), and the
+        recipient gates locked workspace by workspace, each in address order."""
         by_workspace: dict[str, list[Message]] = {}
         for message in rows:
             by_workspace.setdefault(message.workspace_id, []).append(message)
-        for workspace_id in sorted(by_workspace):
-            self._prepare_workspace(workspace_id, by_workspace[workspace_id])
-        imessage_workspaces = {
-            m.workspace_id for m in rows if m.message_type == Message.Type.IMESSAGE
+        workspaces = sorted(by_workspace)
+        addresses = {
+            w: sorted({a for a in map(recipient_key, by_workspace[w]) if a}) for w in workspaces
         }
-        line_ids = Line.objects.filter(workspace_id__in=imessage_workspaces).values_list(
-            "pk", flat=True
-        )
-        self.budget = SendBudget(line_ids if imessage_workspaces else [], self.now)
+        phones = sorted({m.recipient_phone for m in rows if m.recipient_phone})
+        emails = sorted({m.recipient_email for m in rows if m.recipient_email})
+        lead_ids = {
+            w: sorted({m.lead_id for m in by_workspace[w] if m.lead_id}) for w in workspaces
+        }
+        all_lead_ids = sorted({i for ids in lead_ids.values() for i in ids})
+        self._caps = frequency.caps_for_many([w for w in workspaces if lead_ids[w]])
+        self._caps = {w: caps for w, caps in self._caps.items() if caps.enabled}
 
-    def _prepare_workspace(self, workspace_id: str, messages: list[Message]) -> None:
-        addresses = sorted({a for a in map(recipient_key, messages) if a})
-        phones = sorted({m.recipient_phone for m in messages if m.recipient_phone})
-        emails = sorted({m.recipient_email for m in messages if m.recipient_email})
-        lead_ids = sorted({m.lead_id for m in messages if m.lead_id})
-        caps = frequency.caps_for(workspace_id) if lead_ids else None
-        capped = caps is not None and caps.enabled
-        if capped:
-            self._caps[workspace_id] = caps
-
-        self._blocked.update(
-            (workspace_id, value)
-            for value in DoNotContact.objects.filter(
-                workspace_id=workspace_id, value__in=phones + emails
-            ).values_list("value", flat=True)
-        )
+        # Rows of another workspace that share a value with this batch are read too;
+        # everything is kept by (workspace, value), so they are never consulted.
+        if phones or emails:
+            self._blocked.update(
+                DoNotContact.objects.filter(
+                    workspace_id__in=workspaces, value__in=phones + emails
+                ).values_list("workspace_id", "value")
+            )
 
         # One gate row per recipient, created if missing and locked in address order
         # (the same order in every dispatcher, so two of them cannot deadlock). With a
         # frequency cap, one per lead too, in the same order, before its sends are read.
-        gated = sorted(set(addresses) | {frequency.lead_gate_key(i) for i in lead_ids if capped})
-        if gated:
-            RecipientGate.objects.bulk_create(
-                [RecipientGate(workspace_id=workspace_id, address=a) for a in gated],
-                ignore_conflicts=True,
+        for workspace_id in workspaces:
+            capped = workspace_id in self._caps
+            self._lock_gates(
+                workspace_id,
+                sorted(
+                    set(addresses[workspace_id])
+                    | {frequency.lead_gate_key(i) for i in lead_ids[workspace_id] if capped}
+                ),
             )
-            for gate in (
-                RecipientGate.objects.select_for_update(of=("self",))
-                .select_related("last_line")
-                .filter(workspace_id=workspace_id, address__in=gated)
-                .order_by("address")
-            ):
-                self._gates[(workspace_id, gate.address)] = gate
 
-        if capped:
-            for lead_id in lead_ids:
-                self._lead_sends[(workspace_id, lead_id)] = []
-            for lead_id, started in Message.objects.filter(
-                workspace_id=workspace_id,
-                lead_id__in=lead_ids,
+        capped_leads = sorted({i for w in self._caps for i in lead_ids[w]})
+        if capped_leads:
+            for workspace_id in self._caps:
+                for lead_id in lead_ids[workspace_id]:
+                    self._lead_sends[(workspace_id, lead_id)] = []
+            for workspace_id, lead_id, started in Message.objects.filter(
+                workspace_id__in=list(self._caps),
+                lead_id__in=capped_leads,
                 status__in=frequency.COUNTED,
                 sending_started_at__gt=self.now - frequency.WEEK,
-            ).values_list("lead_id", "sending_started_at"):
-                self._lead_sends[(workspace_id, lead_id)].append(started)
+            ).values_list("workspace_id", "lead_id", "sending_started_at"):
+                self._lead_sends.setdefault((workspace_id, lead_id), []).append(started)
 
         if phones or emails:
             recent = Message.objects.filter(
                 Q(recipient_phone__in=phones) | Q(recipient_email__in=emails),
-                workspace_id=workspace_id,
+                workspace_id__in=workspaces,
                 status__in=RECENT_STATUSES,
                 sending_started_at__gte=self.now - DUPLICATE_WINDOW,
             ).values_list(
-                "message_type", "recipient_phone", "recipient_email", "rendered_body", "subject",
-                "attachment_urls",
+                "workspace_id", "message_type", "recipient_phone", "recipient_email",
+                "rendered_body", "subject", "attachment_urls",
             )  # fmt: skip
-            self._recent.update(duplicate_key(workspace_id, *row) for row in recent)
+            self._recent.update(duplicate_key(*row) for row in recent)
 
-        if lead_ids or addresses:
+        all_addresses = sorted({a for values in addresses.values() for a in values})
+        if all_lead_ids or all_addresses:
             conversations = (
-                Conversation.objects.filter(workspace_id=workspace_id, line__isnull=False)
-                .filter(Q(lead_id__in=lead_ids) | Q(address__in=addresses))
+                Conversation.objects.filter(workspace_id__in=workspaces, line__isnull=False)
+                .filter(Q(lead_id__in=all_lead_ids) | Q(address__in=all_addresses))
                 .select_related("line")
                 .order_by("created_at")
             )
             for conversation in conversations:
-                line = conversation.line
+                workspace_id, line = conversation.workspace_id, conversation.line
                 if conversation.lead_id:
                     self._lead_line.setdefault((workspace_id, conversation.lead_id), line)
                     self._chats.add((line.pk, "lead", conversation.lead_id))
                 self._address_line.setdefault((workspace_id, conversation.address), line)
                 self._chats.add((line.pk, "address", conversation.address))
+
+        imessage_workspaces = sorted(
+            {m.workspace_id for m in rows if m.message_type == Message.Type.IMESSAGE}
+        )
+        line_ids = []
+        if imessage_workspaces:
+            for workspace_id in imessage_workspaces:
+                self._lines[workspace_id] = []
+            # Every line of these workspaces, in round-robin order; the ones in
+            # rotation are the candidates, and all of them are the budget's.
+            for line in Line.objects.filter(workspace_id__in=imessage_workspaces).order_by(
+                F("last_sent_at").asc(nulls_first=True), "created_at"
+            ):
+                line_ids.append(line.pk)
+                if line.is_active and line.health_status not in Line.OUT_OF_ROTATION:
+                    self._lines[line.workspace_id].append(line)
+        self.budget = SendBudget(line_ids, self.now)
+
+    def _lock_gates(self, workspace_id: str, gated: list[str]) -> None:
+        if not gated:
+            return
+        RecipientGate.objects.bulk_create(
+            [RecipientGate(workspace_id=workspace_id, address=a) for a in gated],
+            ignore_conflicts=True,
+        )
+        for gate in (
+            RecipientGate.objects.select_for_update(of=("self",))
+            .select_related("last_line")
+            .filter(workspace_id=workspace_id, address__in=gated)
+            .order_by("address")
+        ):
+            self._gates[(workspace_id, gate.address)] = gate
 
     def save(self, rows: list[Message], result: DispatchResult) -> None:
         groups = (
@@ -458,15 +487,7 @@ class _Batch:
     # Lines
 
     def _workspace_lines(self, workspace_id: str) -> list[Line]:
-        lines = self._lines.get(workspace_id)
-        if lines is None:
-            lines = list(
-                Line.objects.filter(workspace_id=workspace_id, is_active=True)
-                .exclude(health_status__in=Line.OUT_OF_ROTATION)
-                .order_by(F("last_sent_at").asc(nulls_first=True), "created_at")
-            )
-            self._lines[workspace_id] = lines
-        return lines
+        return self._lines.get(workspace_id, [])
 
     def _conversation_line(
         self, message: Message, address: str, gate: RecipientGate | None

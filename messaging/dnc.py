@@ -87,6 +87,19 @@ def dnc_blocked_values(*, workspace_id: str, values: Iterable[str]) -> set[str]:
     )
 
 
+def dnc_blocked_pairs(*, workspace_ids: Iterable[str], values: Iterable[str]) -> set[tuple]:
+    """(workspace id, value) for those of these values on the list of one of these
+    workspaces, read together."""
+    wanted = sorted({v for v in values if v})
+    if not wanted:
+        return set()
+    return set(
+        DoNotContact.objects.filter(
+            workspace_id__in=sorted(set(workspace_ids)), value__in=wanted
+        ).values_list("workspace_id", "value")
+    )
+
+
 def dnc_blocked_address(*, workspace, addresses: Iterable[str]) -> str | None:
     """The first of these normalized addresses that is on the do-not-contact list, if any."""
     wanted = [a for a in addresses if a]

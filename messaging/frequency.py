@@ -57,8 +57,20 @@ def default_caps() -> Caps:
 
 
 def caps_for(workspace_id: str) -> Caps:
-    row = FrequencyCap.objects.filter(workspace_id=workspace_id).first()
-    return default_caps() if row is None else Caps(row.per_day, row.per_week)
+    return caps_for_many([workspace_id])[workspace_id]
+
+
+def caps_for_many(workspace_ids) -> dict[str, Caps]:
+    """The caps of each of these workspaces, read together."""
+    ids = list(workspace_ids)
+    if not ids:
+        return {}
+    rows = FrequencyCap.objects.filter(workspace_id__in=ids).values_list(
+        "workspace_id", "per_day", "per_week"
+    )
+    found = {workspace_id: Caps(per_day, per_week) for workspace_id, per_day, per_week in rows}
+    default = default_caps()
+    return {workspace_id: found.get(workspace_id, default) for workspace_id in ids}
 
 
 @transaction.atomic

@@ -44,7 +44,7 @@ from messaging import templating
 from messaging.addresses import direct_chat_guid, normalize_address
 from messaging.channels.email import EmailError, send_email
 from messaging.channels.sms import SmsError, send_sms
-from messaging.dnc import dnc_blocked_address, dnc_blocked_values
+from messaging.dnc import dnc_blocked_address, dnc_blocked_pairs
 from messaging.leases import LEASE, QUEUED_LEASE, LeaseKeeper
 from messaging.models import Conversation, FallbackConfig, Message
 from messaging.services import (
@@ -163,41 +163,41 @@ class _Lookups:
     answer it gets is added, a thread it writes is read again the next time."""
 
     def __init__(self, messages: list[Message], now: datetime):
-        from leads.availability import cache_lookup, normalize_address
+        from leads.availability import cache_lookup_many, normalize_address
 
         self.blocked: set[tuple[str, str]] = set()
         self.answers: dict[tuple[str, str], bool] = {}
         self.threads: dict[tuple[str, str], Conversation | None] = {}
-        by_workspace: dict[str, list[Message]] = {}
+        # One query of each kind for every workspace of the run (a run's messages
+        # often belong to as many workspaces). A row of another workspace that
+        # shares an address is read too, and never consulted: all is kept by
+        # (workspace, address).
+        recipients: set[str] = set()
+        asked: dict[str, set[str]] = {}
         for message in messages:
-            by_workspace.setdefault(message.workspace_id, []).append(message)
-        for workspace_id, group in by_workspace.items():
-            recipients = {a for m in group for a in (m.recipient_phone, m.recipient_email) if a}
-            candidates = {
-                a for m in group if m.message_type == Message.Type.IMESSAGE
-                for a in imessage_addresses(m)
-            }  # fmt: skip
-            self.blocked.update(
-                (workspace_id, value)
-                for value in dnc_blocked_values(
-                    workspace_id=workspace_id, values=recipients | candidates
-                )
-            )
-            if not candidates:
+            recipients.update(a for a in (message.recipient_phone, message.recipient_email) if a)
+            if message.message_type != Message.Type.IMESSAGE:
                 continue
-            normalized = set()
-            for address in candidates:
+            candidates = asked.setdefault(message.workspace_id, set())
+            for address in imessage_addresses(message):
+                candidates.add(address)
                 try:
-                    normalized.add(normalize_address(address))
+                    candidates.add(normalize_address(address))
                 except ValidationFailed:
                     continue
-            answers = cache_lookup(workspace=group[0].workspace, addresses=normalized, now=now)
-            self.answers.update(((workspace_id, a), v) for a, v in answers.items())
-            self.threads.update(((workspace_id, a), None) for a in candidates | normalized)
-            for conversation in Conversation.objects.filter(
-                workspace_id=workspace_id, address__in=sorted(candidates | normalized)
-            ):
-                self.threads[(workspace_id, conversation.address)] = conversation
+        workspaces = sorted({m.workspace_id for m in messages})
+        values = recipients.union(*asked.values())
+        if workspaces and values:
+            self.blocked.update(dnc_blocked_pairs(workspace_ids=workspaces, values=values))
+        if not asked:
+            return
+        self.answers.update(cache_lookup_many(addresses=asked, now=now))
+        for workspace_id, addresses in asked.items():
+            self.threads.update(((workspace_id, a), None) for a in addresses)
+        for conversation in Conversation.objects.filter(
+            workspace_id__in=sorted(asked), address__in=sorted(set().union(*asked.values()))
+        ):
+            self.threads[(conversation.workspace_id, conversation.address)] = conversation
 
     def blocked_address(self, message: Message, addresses) -> str | None:
         return next((a for a in addresses if a and (message.workspace_id, a) in self.blocked), None)

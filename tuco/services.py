@@ -64,8 +64,9 @@ def api_key_revoke(*, workspace: Workspace, key_id: str) -> None:
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
     if not raw_key:
         return None
+    # The key's creator comes with it: a send records who sent it (created_by).
     key = (
-        ApiKey.objects.select_related("workspace")
+        ApiKey.objects.select_related("workspace", "created_by")
         .filter(key_hash=hash_api_key(raw_key), revoked_at__isnull=True)
         .first()
     )

@@ -219,6 +219,20 @@ def test_opted_out_and_do_not_contact_are_cancelled(acme):
     assert not LineUsage.objects.exclude(total_messages_count=0, new_conversations_count=0).exists()
 
 
+def test_a_batch_of_two_workspaces_keeps_lists_duplicates_and_lines_apart(acme, globex):
+    acme_line, globex_line = make_line(acme), make_line(globex)
+    DoNotContact.objects.create(workspace=acme, value="+14155550104", kind="phone")
+    blocked = enqueue(acme, phone="+14155550104")
+    allowed = enqueue(globex, phone="+14155550104")
+    # The same text to the same number from two workspaces is not a duplicate.
+    ours, theirs = enqueue(acme, body="Same"), enqueue(globex, body="Same")
+    result = dispatch_due(now=WED)
+    assert sorted(result.sending) == sorted([allowed.pk, ours.pk, theirs.pk])
+    assert "do-not-contact" in reload(blocked).cancel_reason
+    assert reload(ours).line_id == acme_line.pk
+    assert reload(allowed).line_id == reload(theirs).line_id == globex_line.pk
+
+
 def test_a_stop_on_reply_message_whose_lead_replied_since_is_cancelled(acme):
     """A reply whose cancel missed the row (it was being rescheduled) still stops it."""
     make_line(acme)
@@ -410,15 +424,22 @@ def test_two_messages_to_a_new_recipient_share_one_line_and_one_new_conversation
 def test_writers_share_one_queued_dispatch_run(
     acme, monkeypatch, django_capture_on_commit_callbacks
 ):
-    """Without eager tasks, a burst of writes queues one run; a run that starts
-    clears the flag, so rows written after it get a run of their own."""
+    """Without eager tasks, a burst of writes queues one run, which starts a moment
+    later to take the rows written meanwhile; a run that starts clears the flag, so
+    rows written after it get a run of their own."""
     from django.core.cache import cache
 
     from messaging import services, tasks
 
     make_line(acme)
     queued = []
-    monkeypatch.setattr(tasks.dispatch_messages, "delay", lambda ids: queued.append(ids))
+    delays = []
+
+    def apply_async(args, countdown):
+        queued.append(args[0])
+        delays.append(countdown)
+
+    monkeypatch.setattr(tasks.dispatch_messages, "apply_async", apply_async)
     conf = tasks.dispatch_messages.app.conf
     conf.task_always_eager = False
     cache.delete(services.DISPATCH_WAKE_KEY)
@@ -428,6 +449,7 @@ def test_writers_share_one_queued_dispatch_run(
         with django_capture_on_commit_callbacks(execute=True):
             enqueue(acme, phone="+14155550104")
         assert queued == [[first.pk]]
+        assert delays == [services.DISPATCH_DELAY_SECONDS] and 0 < delays[0] < 1
 
         monkeypatch.setattr(tasks, "dispatch_due", lambda limit: services_result(0))
         tasks.dispatch_messages.run([first.pk])  # the run starts: the flag is cleared

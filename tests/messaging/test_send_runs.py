@@ -52,6 +52,18 @@ def test_a_do_not_contact_entry_read_by_the_run_cancels_only_its_address(acme, l
     assert [m["text"] for m in sim.sent] == ["Allowed"]
 
 
+def test_a_run_over_two_workspaces_keeps_each_ones_list_to_itself(
+    acme, globex, line, make_sim_line, sim
+):
+    make_sim_line(globex)
+    blocked = claimed(acme, "Blocked here", phone="+14155550104")
+    elsewhere = claimed(globex, "Allowed there", phone="+14155550104")
+    DoNotContact.objects.create(workspace=acme, value="+14155550104")
+    outcomes = messages_send(message_ids=blocked + elsewhere)
+    assert outcomes == {blocked[0]: "cancelled", elsewhere[0]: "sent"}
+    assert [m["text"] for m in sim.sent] == ["Allowed there"]
+
+
 def test_an_answer_cached_before_the_run_is_not_asked_again(acme, line, sim):
     ids = claimed(acme, "Before")
     messages_send(message_ids=ids)

@@ -22,7 +22,7 @@ def test_a_send_is_accepted_while_the_cache_and_the_broker_are_down(
 ):
     make_line(acme)
     monkeypatch.setattr(services.cache, "add", _down)
-    monkeypatch.setattr(tasks.dispatch_messages, "delay", _down)
+    monkeypatch.setattr(tasks.dispatch_messages, "apply_async", _down)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = api.post(
             "/api/messages", {"recipientPhone": "+14155550102", "message": "Hi"}, format="json"
@@ -38,7 +38,9 @@ def test_without_the_cache_every_writer_queues_its_run(
 ):
     queued = []
     monkeypatch.setattr(services.cache, "add", _down)
-    monkeypatch.setattr(tasks.dispatch_messages, "delay", lambda ids: queued.append(ids))
+    monkeypatch.setattr(
+        tasks.dispatch_messages, "apply_async", lambda args, countdown: queued.append(args)
+    )
     with django_capture_on_commit_callbacks(execute=True):
         services.message_enqueue(workspace=acme, body="Hi", recipient_phone="+14155550102")
         services.message_enqueue(workspace=acme, body="Hi", recipient_phone="+14155550104")
