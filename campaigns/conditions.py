@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from campaigns.models import ApiTool, ApiToolRun
-from campaigns.tools import run_tool
+from campaigns.tools import run_tool, run_tools
 from leads.models import Lead, LeadTag
 from messaging.models import DoNotContact, InboundMessage, Message
 
@@ -123,11 +123,16 @@ class ToolAnswers:
     `answers` maps (tool id, lead id, step id) to (ok, value, error, retry after);
     `limited` maps a tool the rate limit refused in this round to its retry
     after (no more calls to it this round); `calls` counts the tools asked.
+    While `gather_tool_answers` judges a page of leads, an answer that is not
+    there yet is noted in `wanted` ({key: lead}) and the condition waits for it.
     """
 
     answers: dict = field(default_factory=dict)
     limited: dict = field(default_factory=dict)
     calls: int = 0
+    wanted: dict = field(default_factory=dict)
+    gathering: bool = False
+    tools: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -366,13 +371,20 @@ _JUDGES = {
 def _tool_answer(tool_id: str, context: Context) -> tuple | None:
     """(ok, value, error, retry after) of the tool for the context's lead and step,
     or None when it cannot be known without calling the tool and calling is not
-    allowed (`context.call_tools` False)."""
+    allowed (`context.call_tools` False), or is left to `gather_tool_answers`."""
     lead, step = context.lead, context.step
     step_id = getattr(step, "pk", step)
     key = (tool_id, lead.pk, step_id)
     round_ = context.tool_answers
     if round_ is not None and key in round_.answers:
         return round_.answers[key]
+    if round_ is not None and round_.gathering and step_id is not None:
+        if tool_id in round_.limited:
+            answer = (False, None, _REFUSED, round_.limited[tool_id])
+            round_.answers[key] = answer
+            return answer
+        round_.wanted[key] = lead
+        return None
     if not context.call_tools:
         if step_id is None:
             return None
@@ -381,19 +393,63 @@ def _tool_answer(tool_id: str, context: Context) -> tuple | None:
         if kept is None:
             return None
         return bool(kept[0]), kept[1], kept[2] or "", 0
-    if round_ is not None and tool_id in round_.limited:
-        refused = "Rate limit exceeded: the tool was not called"
-        answer = (False, None, refused, round_.limited[tool_id])
-    else:
-        ok, value, error, *rest = _tool_value(context.workspace, tool_id, lead, step)
-        answer = (ok, value, error, rest[0] if rest else 0)
-        if round_ is not None:
-            round_.calls += 1
-            if answer[3]:
-                round_.limited[tool_id] = answer[3]
+    ok, value, error, *rest = _tool_value(context.workspace, tool_id, lead, step)
+    answer = (ok, value, error, rest[0] if rest else 0)
     if round_ is not None:
+        round_.calls += 1
         round_.answers[key] = answer
     return answer
+
+
+_REFUSED = "Rate limit exceeded: the tool was not called"
+
+
+def gather_tool_answers(judge, answers: ToolAnswers, workspace) -> ToolAnswers:
+    """Judge a page of leads until every API tool answer it needs is in `answers`.
+
+    `judge()` evaluates the page's conditions against `answers` (their contexts
+    carry it); an answer that is missing is noted, and the condition waits. Then
+    the missing ones are run together (campaigns.tools.run_tools: the kept answers
+    read in one query, the others called at once and kept in one write) and the
+    page is judged again, as long as it needs answers it does not have: a lead
+    whose first condition decides asks for no later tool.
+    Makes network calls: never inside a transaction."""
+    answers.gathering = True
+    try:
+        while True:
+            answers.wanted = {}
+            judge()
+            if not answers.wanted:
+                return answers
+            _run_wanted(answers, workspace)
+    finally:
+        answers.gathering = False
+        answers.wanted = {}
+
+
+def _run_wanted(answers: ToolAnswers, workspace) -> None:
+    missing = {tool_id for tool_id, _, _ in answers.wanted if tool_id not in answers.tools}
+    if missing:
+        found = ApiTool.objects.filter(workspace=workspace, pk__in=missing).in_bulk()
+        answers.tools.update({tool_id: found.get(tool_id) for tool_id in missing})
+    calls, keys = [], []
+    for key, lead in answers.wanted.items():
+        tool = answers.tools[key[0]]
+        if tool is None:
+            answers.answers[key] = (False, None, "API tool not found", 0)
+            continue
+        calls.append((tool, lead, key[2]))
+        keys.append(key)
+    for key, result in zip(keys, run_tools(calls), strict=True):
+        answers.calls += 1
+        answers.answers[key] = (
+            bool(result.ok),
+            result.value,
+            result.error or "",
+            result.retry_after,
+        )
+        if result.retry_after:
+            answers.limited[key[0]] = result.retry_after
 
 
 def _tool_value(workspace, tool_id: str, lead: Lead, step) -> tuple[bool, object, str, int]:

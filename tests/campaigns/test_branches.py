@@ -9,7 +9,8 @@ from django.test import Client
 
 from campaigns.branching import decide_branches
 from campaigns.conditions import Outcome
-from campaigns.models import BranchDecision, Campaign, Enrollment, Step
+from campaigns.models import ApiToolRun, BranchDecision, Campaign, Enrollment, Step
+from campaigns.tools import tool_save
 from leads.models import LeadTag, Tag
 from messaging.inbound import inbound_record
 from messaging.models import Message
@@ -256,23 +257,44 @@ def test_the_default_path_can_end_the_sequence(
     assert get(api, campaign["_id"])["status"] == "completed"
 
 
-def test_a_failing_api_tool_sends_the_lead_down_the_default_path(
-    api, clock, sim, make_line, make_list, create_campaign
+@pytest.mark.parametrize(
+    ("path", "texts", "detail"),
+    [
+        ("/status?status=gold", ["Hello Lead0", "Gold"], "API tool returned “gold”: equals “gold”"),
+        ("/status?status=silver", ["Hello Lead0", "Standard"], "Default path"),
+        ("/slow", ["Hello Lead0", "Standard"], "Default path"),
+        ("/error", ["Hello Lead0", "Standard"], "Default path"),
+        ("/text", ["Hello Lead0", "Standard"], "Default path"),
+    ],
+    ids=["success", "other-answer", "timeout", "http-500", "not-json"],
+)
+def test_an_api_tool_branch_against_the_customers_api(
+    acme, api, clock, sim, make_line, make_list, create_campaign, customer_api, path, texts, detail
 ):
     make_line()
     lead_list = make_list(1)
     (lead,) = list_leads(lead_list)
-    tool = {"type": "api_tool", "toolId": "t1", "operator": "eq", "value": "gold", "steps": [
+    tool = tool_save(
+        workspace=acme,
+        name="Plan",
+        method="GET",
+        url=customer_api.url + path,
+        response_mapping="data.status",
+    )
+    gold = {"type": "api_tool", "toolId": tool.pk, "operator": "eq", "value": "gold", "steps": [
         {"message": "Gold"}]}  # fmt: skip
-    steps = _with_branches([tool, {"type": "default", "steps": [{"message": "Standard"}]}])
-    with mock.patch("campaigns.conditions.unknown_tool", return_value=""):
-        campaign = create_campaign(listId=lead_list.pk, steps=steps)
-    with mock.patch("campaigns.conditions._tool_value", return_value=(False, None, "timed out")):
-        act(api, campaign["_id"], "start")
-        drive(clock, rounds=2)
-        clock.advance(hours=1)
-        drive(clock, rounds=3)
-    assert texts_to(sim, lead.phone) == ["Hello Lead0", "Standard"]
+    steps = _with_branches([gold, {"type": "default", "steps": [{"message": "Standard"}]}])
+    campaign = create_campaign(listId=lead_list.pk, steps=steps)
+    act(api, campaign["_id"], "start")
+    drive(clock, rounds=2)
+    clock.advance(hours=1)
+    drive(clock, rounds=3)
+    assert texts_to(sim, lead.phone) == texts
+    decision = BranchDecision.objects.get()
+    assert decision.detail == detail
+    # A failure is an answer too: kept, and the API asked once.
+    assert len(customer_api.requests) == 1
+    assert ApiToolRun.objects.filter(lead=lead).count() == 1
 
 
 def test_deciding_twice_takes_one_path(api, clock, sim, make_line, make_list, create_campaign):
