@@ -158,6 +158,9 @@ class Context:
     # False inside a locked transaction: API tools are read from `tool_answers` or
     # their kept runs, never called. `tool_answers` collects (or gives) a round's answers.
     call_tools: bool = True
+    # False for a dry run: a tool's answer is read if kept for the lead and step,
+    # else asked live, and not kept.
+    keep_tool_answers: bool = True
     tool_answers: ToolAnswers | None = None
     _tools: dict = field(default_factory=dict)
 
@@ -393,7 +396,9 @@ def _tool_answer(tool_id: str, context: Context) -> tuple | None:
         if kept is None:
             return None
         return bool(kept[0]), kept[1], kept[2] or "", 0
-    ok, value, error, *rest = _tool_value(context.workspace, tool_id, lead, step)
+    ok, value, error, *rest = _tool_value(
+        context.workspace, tool_id, lead, step, keep=context.keep_tool_answers
+    )
     answer = (ok, value, error, rest[0] if rest else 0)
     if round_ is not None:
         round_.calls += 1
@@ -452,7 +457,9 @@ def _run_wanted(answers: ToolAnswers, workspace) -> None:
             answers.limited[key[0]] = result.retry_after
 
 
-def _tool_value(workspace, tool_id: str, lead: Lead, step) -> tuple[bool, object, str, int]:
+def _tool_value(
+    workspace, tool_id: str, lead: Lead, step, *, keep: bool = True
+) -> tuple[bool, object, str, int]:
     """(ok, value, error, retry after) of the workspace's tool `tool_id` run for
     this lead at this step (its answer is cached per lead and step by the tools
     themselves; a call the rate limit refused has a retry after, in seconds).
@@ -460,7 +467,7 @@ def _tool_value(workspace, tool_id: str, lead: Lead, step) -> tuple[bool, object
     tool = ApiTool.objects.filter(workspace=workspace, pk=tool_id).first()
     if tool is None:
         return False, None, "API tool not found", 0
-    result = run_tool(tool, lead, step=step)
+    result = run_tool(tool, lead, step=step, keep=keep)
     return bool(result.ok), result.value, result.error or "", result.retry_after
 
 

@@ -299,15 +299,18 @@ def tool_call(tool: ApiTool, lead: Lead | None) -> ToolResult:
     return run_tools([(tool, lead, None)])[0]
 
 
-def run_tool(tool: ApiTool, lead: Lead | None, *, step: Step | int | None = None) -> ToolResult:
+def run_tool(
+    tool: ApiTool, lead: Lead | None, *, step: Step | int | None = None, keep: bool = True
+) -> ToolResult:
     """The tool's answer for `lead` at `step` (a Step or its id): the kept outcome of
     the first call for that tool, lead and step, else a new call whose outcome is
-    kept. Without a step (or a lead) the tool is called and nothing is kept. A call
-    the rate limit refused is not kept. Never raises.
+    kept (unless `keep` is False: a dry run reads what is kept and writes nothing).
+    Without a step (or a lead) the tool is called and nothing is kept. A call the
+    rate limit refused is not kept. Never raises.
 
     Makes a network call: not to be used while holding a database transaction open.
     """
-    return run_tools([(tool, lead, getattr(step, "pk", step))])[0]
+    return run_tools([(tool, lead, getattr(step, "pk", step))], keep=keep)[0]
 
 
 # Calls of one batch in flight at once. Each runs in a thread of its own that
@@ -316,16 +319,18 @@ CALL_THREADS = 4
 _REFUSED = "Rate limit exceeded: the tool was not called"
 
 
-def run_tools(calls: list[tuple[ApiTool, Lead | None, object]]) -> list[ToolResult]:
+def run_tools(
+    calls: list[tuple[ApiTool, Lead | None, object]], *, keep: bool = True
+) -> list[ToolResult]:
     """`run_tool` for many (tool, lead, step id) at once, answers in the same order:
     the kept outcomes are read in one query, the rest are called (at most
     CALL_THREADS at a time, each thread reusing its connections, every new
     connection checked by the SSRF guard), their outcomes kept in one write and
     read back (another worker's outcome kept first wins). A (tool, lead, step)
     given twice is called once; without a step (or a lead) each is called and
-    nothing is kept. The rate limit is taken here, in order, one token per call:
-    once it refuses a tool, the batch's other calls of it are refused too.
-    Never raises.
+    nothing is kept, nor with `keep` False. The rate limit is taken here, in
+    order, one token per call: once it refuses a tool, the batch's other calls
+    of it are refused too. Never raises.
 
     Makes network calls: not to be used while holding a database transaction open.
     """
@@ -377,12 +382,12 @@ def run_tools(calls: list[tuple[ApiTool, Lead | None, object]]) -> list[ToolResu
         for (key, *_), result in zip(allowed, outcomes, strict=True)
         if key is not None
     ]
-    if runs:
+    if runs and keep:
         ApiToolRun.objects.bulk_create(runs, ignore_conflicts=True, batch_size=500)
         kept = _kept([(run.tool_id, run.lead_id, run.step_id) for run in runs])
     for (key, _, _, indexes), result in zip(allowed, outcomes, strict=True):
         answer = result
-        if key is not None and key in kept:  # else the step or the lead was deleted meanwhile
+        if keep and key in kept:  # else the step or the lead was deleted meanwhile
             first = kept[key]
             if first.ok != result.ok or first.value != result.value:
                 answer = first

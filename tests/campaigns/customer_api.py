@@ -2,8 +2,9 @@
 
 Routes: `/status` answers `{"data": {"status": <?status= or "active">}, "items":
 [{"id": 7}], "verified": true}`; `/slow` sleeps 3 s first; `/error` answers 500;
-`/text` answers plain text; `/redirect` answers 302 to /status. Every request is
-recorded (method, path with query, headers, body).
+`/text` answers plain text; `/redirect` answers 302 to /status; `/flip` waits up to
+0.5 s for a second request to /flip, then answers "gold" to the first and "silver" to
+the others. Every request is recorded (method, path with query, headers, body).
 """
 
 import json
@@ -16,6 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 class CustomerApi:
     def __init__(self):
         self.requests: list[dict] = []
+        self.flip_count = 0
+        self.flip_lock = threading.Lock()
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +41,16 @@ class CustomerApi:
                 if route == "/slow":
                     time.sleep(3)
                     return self._json(200, {"data": {"status": "late"}})
+                if route == "/flip":
+                    with api.flip_lock:
+                        api.flip_count += 1
+                        first = api.flip_count == 1
+                    if first:
+                        # Both calls are in flight at once: the first waits for the second.
+                        deadline = time.monotonic() + 0.5
+                        while api.flip_count < 2 and time.monotonic() < deadline:
+                            time.sleep(0.01)
+                    return self._json(200, {"data": {"status": "gold" if first else "silver"}})
                 if route == "/error":
                     return self._json(500, {"error": "boom"})
                 if route == "/text":
