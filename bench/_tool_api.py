@@ -53,7 +53,10 @@ def serve(port: int, latency: float) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128
+
+    httpd = Server(("127.0.0.1", port), Handler)
     httpd.daemon_threads = True
     httpd.serve_forever()
 
