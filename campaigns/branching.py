@@ -24,7 +24,14 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
-from campaigns.conditions import Context, Rule, ToolAnswers, choose_branch, gather_tool_answers
+from campaigns.conditions import (
+    Context,
+    Rule,
+    ToolAnswers,
+    choose_branch,
+    gather_tool_answers,
+    page_tags,
+)
 from campaigns.enrollment import MessageRows, insert_messages
 from campaigns.models import BranchDecision, Campaign, Enrollment, Step
 from campaigns.sequencing import CONDITION_BATCH, DONE, stop_leads, stop_reasons
@@ -136,6 +143,7 @@ def _choose(campaign, branch, conditions, due, stopped, now, tool_answers):
             campaign_id=campaign.pk, lead_id__in=[lead_id for lead_id, _ in due]
         )
     }
+    tags = page_tags(conditions, [lead_id for lead_id, _ in due])
     for lead_id, sent_at in due:
         if lead_id in stopped:
             continue
@@ -150,6 +158,7 @@ def _choose(campaign, branch, conditions, due, stopped, now, tool_answers):
             step=branch,
             call_tools=False,
             tool_answers=tool_answers,
+            tags=tags[lead_id] if tags is not None else None,
         )
         index, outcome = choose_branch(conditions, context)
         yield enrollment, leads[lead_id], index, outcome

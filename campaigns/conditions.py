@@ -158,6 +158,9 @@ class Context:
     # False inside a locked transaction: API tools are read from `tool_answers` or
     # their kept runs, never called. `tool_answers` collects (or gives) a round's answers.
     call_tools: bool = True
+    # The lead's tag names (upper case) when loaded with its page of leads
+    # (`page_tags`); None: looked up when a condition needs them.
+    tags: frozenset | None = None
     # False for a dry run: a tool's answer is read if kept for the lead and step,
     # else asked live, and not kept.
     keep_tool_answers: bool = True
@@ -252,7 +255,21 @@ def _replied_keyword(rule: Rule, context: Context) -> Outcome:
 
 
 def _has_tag(context: Context, name: str) -> bool:
+    if context.tags is not None:
+        return name.strip().upper() in context.tags
     return LeadTag.objects.filter(lead_id=context.lead.pk, tag__name__iexact=name.strip()).exists()
+
+
+def page_tags(rules: list[Rule], lead_ids: list[str]) -> dict[str, frozenset] | None:
+    """{lead id: its tag names, upper case} for a page of leads, in one query, when
+    one of `rules` looks at tags (None otherwise): for `Context.tags`."""
+    if not any(rule.type in ("tag_exists", "tag_not_exists") for rule in rules):
+        return None
+    names: dict[str, set] = {lead_id: set() for lead_id in lead_ids}
+    rows = LeadTag.objects.filter(lead_id__in=lead_ids).values_list("lead_id", "tag__name")
+    for lead_id, name in rows:
+        names[lead_id].add(name.strip().upper())
+    return {lead_id: frozenset(found) for lead_id, found in names.items()}
 
 
 def _tag_exists(rule: Rule, context: Context) -> Outcome:

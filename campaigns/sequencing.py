@@ -50,7 +50,14 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
-from campaigns.conditions import Context, Rule, ToolAnswers, gather_tool_answers, stop_verdict
+from campaigns.conditions import (
+    Context,
+    Rule,
+    ToolAnswers,
+    gather_tool_answers,
+    page_tags,
+    stop_verdict,
+)
 from campaigns.models import BranchDecision, Campaign, Enrollment, Step
 from leads.models import Lead, LeadIdentifier
 from messaging.models import DoNotContact, Message
@@ -318,6 +325,7 @@ def _judge_stop_rules(
         )
     )
     rules = [Rule.from_dict(rule) for rule in step.stop_rules]
+    tags = page_tags(rules, lead_ids)
     judged = []
     for message_id, at in due:
         lead_id = lead_of[message_id]
@@ -331,6 +339,7 @@ def _judge_stop_rules(
             step=step,
             call_tools=False,
             tool_answers=tool_answers,
+            tags=tags[lead_id] if tags is not None else None,
         )
         verdict, rule, outcome = stop_verdict(rules, context)
         if verdict is None:
