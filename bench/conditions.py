@@ -6,8 +6,9 @@ Reported:
   second step has two stop conditions and whose third step is a branch
   (replied / default): the time to schedule it (enrollments and held messages);
 - stop rule (api_tool): BENCH_CONDITIONS_DUE leads (10,000) whose second step is
-  due, with an `api_tool` stop condition answered by a local HTTP server (a
-  threaded http.server in this process): pacing rounds (`campaigns_tick`) until
+  due, with an `api_tool` stop condition answered by a local HTTP server in a
+  process of its own (bench._tool_api: keep-alive, no delay unless
+  BENCH_TOOL_LATENCY_MS): pacing rounds (`campaigns_tick`) until
   every lead is judged, in leads per second, and the number of calls the server
   received (one per lead: answers are kept per lead and step), also after one
   more round;
@@ -20,13 +21,14 @@ deleted afterwards.
 
 from __future__ import annotations
 
-import json
 import os
-import threading
+import sys
+import tempfile
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
+
+from bench._processes import free_port, start, stop, wait_http
 
 LEADS = int(os.environ.get("BENCH_CONDITIONS_LEADS", "100000"))
 DUE = int(os.environ.get("BENCH_CONDITIONS_DUE", "10000"))
@@ -34,41 +36,28 @@ MAX_ROUNDS = 200
 
 
 class ToolServer:
-    """A customer's API: answers {"data": {"status": "active"}} and counts calls."""
+    """A customer's API (bench._tool_api) in a process of its own, HTTP/1.1 with
+    keep-alive: answers {"data": {"status": "active"}} and counts calls."""
 
     def __init__(self):
-        self.calls = 0
-        self.lock = threading.Lock()
-        server = self
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.process = None
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    @property
+    def calls(self) -> int:
+        import requests
 
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                with server.lock:
-                    server.calls += 1
-                body = json.dumps({"data": {"status": "active"}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        return requests.get(self.url + "/calls", timeout=10).json()["calls"]
 
     def __enter__(self):
-        self.thread.start()
+        port = self.url.rsplit(":", 1)[1]
+        log = os.path.join(tempfile.gettempdir(), "tuco-bench-tool-api.log")
+        self.process = start([sys.executable, "-m", "bench._tool_api", port], dict(os.environ), log)
+        wait_http(self.url + "/calls")
         return self
 
     def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop(self.process)
 
 
 def _delete(workspace) -> None:

@@ -18,12 +18,20 @@ branch and is decided on a later round.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
-from campaigns.conditions import Context, Rule, ToolAnswers, choose_branch
+from campaigns.conditions import (
+    Context,
+    Rule,
+    ToolAnswers,
+    choose_branch,
+    gather_tool_answers,
+    page_tags,
+)
 from campaigns.enrollment import MessageRows, insert_messages
 from campaigns.models import BranchDecision, Campaign, Enrollment, Step
 from campaigns.sequencing import CONDITION_BATCH, DONE, stop_leads, stop_reasons
@@ -55,26 +63,14 @@ def decide_branches(
         # Nothing of theirs is waiting: this marks their enrollments stopped.
         stop_leads(campaign=campaign, reasons=stopped, now=now)
     conditions = [Rule.from_dict(rule) for rule in branch.branch_conditions]
-    paths = _paths(branch)
-    decided = 0
-    for enrollment, lead, index, outcome in _choose(
-        campaign, branch, conditions, due, stopped, now, tool_answers, call_tools=False
-    ):
-        if index is None:
-            continue
-        if branch_record(
-            campaign=campaign,
-            branch=branch,
-            enrollment=enrollment,
-            lead=lead,
-            path=index,
-            condition_type=conditions[index].type,
-            detail=outcome.detail,
-            path_steps=paths.get(index, []),
-            now=now,
-        ):
-            decided += 1
-    return decided
+    chosen = [
+        Choice(enrollment, lead, index, conditions[index].type, outcome.detail)
+        for enrollment, lead, index, outcome in _choose(
+            campaign, branch, conditions, due, stopped, now, tool_answers
+        )
+        if index is not None
+    ]
+    return branch_record_all(campaign=campaign, branch=branch, chosen=chosen, now=now)
 
 
 def fetch_branch_tool_answers(
@@ -93,9 +89,12 @@ def fetch_branch_tool_answers(
         return answers
     stopped = stop_reasons(campaign, [lead_id for lead_id, _ in due])
     conditions = [Rule.from_dict(rule) for rule in branch.branch_conditions]
-    for _ in _choose(campaign, branch, conditions, due, stopped, now, answers, call_tools=True):
-        pass
-    return answers
+
+    def judge():
+        for _ in _choose(campaign, branch, conditions, due, stopped, now, answers):
+            pass
+
+    return gather_tool_answers(judge, answers, campaign.workspace)
 
 
 def _due(campaign: Campaign, branch: Step, now: datetime, lead_ids) -> list[tuple[str, datetime]]:
@@ -135,7 +134,7 @@ def _due(campaign: Campaign, branch: Step, now: datetime, lead_ids) -> list[tupl
     return due
 
 
-def _choose(campaign, branch, conditions, due, stopped, now, tool_answers, *, call_tools):
+def _choose(campaign, branch, conditions, due, stopped, now, tool_answers):
     """(enrollment, lead, path index or None, outcome) for each due lead not stopped."""
     leads = Lead.objects.in_bulk([lead_id for lead_id, _ in due])
     enrollments = {
@@ -144,6 +143,7 @@ def _choose(campaign, branch, conditions, due, stopped, now, tool_answers, *, ca
             campaign_id=campaign.pk, lead_id__in=[lead_id for lead_id, _ in due]
         )
     }
+    tags = page_tags(conditions, [lead_id for lead_id, _ in due])
     for lead_id, sent_at in due:
         if lead_id in stopped:
             continue
@@ -156,8 +156,9 @@ def _choose(campaign, branch, conditions, due, stopped, now, tool_answers, *, ca
             since=enrollment.enrolled_at,
             last_sent_at=sent_at,
             step=branch,
-            call_tools=call_tools,
+            call_tools=False,
             tool_answers=tool_answers,
+            tags=tags[lead_id] if tags is not None else None,
         )
         index, outcome = choose_branch(conditions, context)
         yield enrollment, leads[lead_id], index, outcome
@@ -168,6 +169,83 @@ def _paths(branch: Step) -> dict[int, list[Step]]:
     for step in branch.path_steps.order_by("position"):
         paths.setdefault(step.path, []).append(step)
     return paths
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The path chosen for one lead at a branch, with the condition that chose it."""
+
+    enrollment: Enrollment
+    lead: Lead
+    path: int
+    condition_type: str
+    detail: str
+
+
+def branch_record_all(
+    *, campaign: Campaign, branch: Step, chosen: list[Choice], now: datetime
+) -> int:
+    """Record the paths of a page of leads and write their messages, held, with a
+    few statements for the whole page; returns how many were recorded. A lead that
+    already has a path at this branch keeps it. When another worker records one
+    of them meanwhile, the unique decision refuses the page and each lead is
+    recorded on its own (`branch_record`), so each still takes one path."""
+    if not chosen:
+        return 0
+    paths = _paths(branch)
+    try:
+        with transaction.atomic():
+            decided = set(
+                BranchDecision.objects.filter(
+                    step=branch, enrollment_id__in=[c.enrollment.pk for c in chosen]
+                ).values_list("enrollment_id", flat=True)
+            )
+            chosen = [c for c in chosen if c.enrollment.pk not in decided]
+            BranchDecision.objects.bulk_create(
+                [
+                    BranchDecision(
+                        enrollment=c.enrollment,
+                        step=branch,
+                        campaign=campaign,
+                        lead=c.lead,
+                        path=c.path,
+                        condition_type=c.condition_type,
+                        detail=c.detail[:300],
+                        decided_at=now,
+                    )
+                    for c in chosen
+                ],
+                batch_size=500,
+            )
+            rows = {path: MessageRows(campaign, steps) for path, steps in paths.items() if steps}
+            insert_messages(
+                row
+                for c in chosen
+                if c.path in rows
+                for row in rows[c.path].for_lead(
+                    lead=c.lead,
+                    line_id=c.enrollment.line_id,
+                    batch_id=c.enrollment.batch_id,
+                    first_due=None,
+                    now=now,
+                )
+            )
+    except IntegrityError:
+        return sum(
+            branch_record(
+                campaign=campaign,
+                branch=branch,
+                enrollment=c.enrollment,
+                lead=c.lead,
+                path=c.path,
+                condition_type=c.condition_type,
+                detail=c.detail,
+                path_steps=paths.get(c.path, []),
+                now=now,
+            )
+            for c in chosen
+        )
+    return len(chosen)
 
 
 def branch_record(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from campaigns.models import ApiTool, ApiToolRun
-from campaigns.tools import run_tool
+from campaigns.tools import run_tool, run_tools
 from leads.models import Lead, LeadTag
 from messaging.models import DoNotContact, InboundMessage, Message
 
@@ -123,11 +123,16 @@ class ToolAnswers:
     `answers` maps (tool id, lead id, step id) to (ok, value, error, retry after);
     `limited` maps a tool the rate limit refused in this round to its retry
     after (no more calls to it this round); `calls` counts the tools asked.
+    While `gather_tool_answers` judges a page of leads, an answer that is not
+    there yet is noted in `wanted` ({key: lead}) and the condition waits for it.
     """
 
     answers: dict = field(default_factory=dict)
     limited: dict = field(default_factory=dict)
     calls: int = 0
+    wanted: dict = field(default_factory=dict)
+    gathering: bool = False
+    tools: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -153,6 +158,12 @@ class Context:
     # False inside a locked transaction: API tools are read from `tool_answers` or
     # their kept runs, never called. `tool_answers` collects (or gives) a round's answers.
     call_tools: bool = True
+    # The lead's tag names (upper case) when loaded with its page of leads
+    # (`page_tags`); None: looked up when a condition needs them.
+    tags: frozenset | None = None
+    # False for a dry run: a tool's answer is read if kept for the lead and step,
+    # else asked live, and not kept.
+    keep_tool_answers: bool = True
     tool_answers: ToolAnswers | None = None
     _tools: dict = field(default_factory=dict)
 
@@ -244,7 +255,21 @@ def _replied_keyword(rule: Rule, context: Context) -> Outcome:
 
 
 def _has_tag(context: Context, name: str) -> bool:
+    if context.tags is not None:
+        return name.strip().upper() in context.tags
     return LeadTag.objects.filter(lead_id=context.lead.pk, tag__name__iexact=name.strip()).exists()
+
+
+def page_tags(rules: list[Rule], lead_ids: list[str]) -> dict[str, frozenset] | None:
+    """{lead id: its tag names, upper case} for a page of leads, in one query, when
+    one of `rules` looks at tags (None otherwise): for `Context.tags`."""
+    if not any(rule.type in ("tag_exists", "tag_not_exists") for rule in rules):
+        return None
+    names: dict[str, set] = {lead_id: set() for lead_id in lead_ids}
+    rows = LeadTag.objects.filter(lead_id__in=lead_ids).values_list("lead_id", "tag__name")
+    for lead_id, name in rows:
+        names[lead_id].add(name.strip().upper())
+    return {lead_id: frozenset(found) for lead_id, found in names.items()}
 
 
 def _tag_exists(rule: Rule, context: Context) -> Outcome:
@@ -366,13 +391,20 @@ _JUDGES = {
 def _tool_answer(tool_id: str, context: Context) -> tuple | None:
     """(ok, value, error, retry after) of the tool for the context's lead and step,
     or None when it cannot be known without calling the tool and calling is not
-    allowed (`context.call_tools` False)."""
+    allowed (`context.call_tools` False), or is left to `gather_tool_answers`."""
     lead, step = context.lead, context.step
     step_id = getattr(step, "pk", step)
     key = (tool_id, lead.pk, step_id)
     round_ = context.tool_answers
     if round_ is not None and key in round_.answers:
         return round_.answers[key]
+    if round_ is not None and round_.gathering and step_id is not None:
+        if tool_id in round_.limited:
+            answer = (False, None, _REFUSED, round_.limited[tool_id])
+            round_.answers[key] = answer
+            return answer
+        round_.wanted[key] = lead
+        return None
     if not context.call_tools:
         if step_id is None:
             return None
@@ -381,22 +413,70 @@ def _tool_answer(tool_id: str, context: Context) -> tuple | None:
         if kept is None:
             return None
         return bool(kept[0]), kept[1], kept[2] or "", 0
-    if round_ is not None and tool_id in round_.limited:
-        refused = "Rate limit exceeded: the tool was not called"
-        answer = (False, None, refused, round_.limited[tool_id])
-    else:
-        ok, value, error, *rest = _tool_value(context.workspace, tool_id, lead, step)
-        answer = (ok, value, error, rest[0] if rest else 0)
-        if round_ is not None:
-            round_.calls += 1
-            if answer[3]:
-                round_.limited[tool_id] = answer[3]
+    ok, value, error, *rest = _tool_value(
+        context.workspace, tool_id, lead, step, keep=context.keep_tool_answers
+    )
+    answer = (ok, value, error, rest[0] if rest else 0)
     if round_ is not None:
+        round_.calls += 1
         round_.answers[key] = answer
     return answer
 
 
-def _tool_value(workspace, tool_id: str, lead: Lead, step) -> tuple[bool, object, str, int]:
+_REFUSED = "Rate limit exceeded: the tool was not called"
+
+
+def gather_tool_answers(judge, answers: ToolAnswers, workspace) -> ToolAnswers:
+    """Judge a page of leads until every API tool answer it needs is in `answers`.
+
+    `judge()` evaluates the page's conditions against `answers` (their contexts
+    carry it); an answer that is missing is noted, and the condition waits. Then
+    the missing ones are run together (campaigns.tools.run_tools: the kept answers
+    read in one query, the others called at once and kept in one write) and the
+    page is judged again, as long as it needs answers it does not have: a lead
+    whose first condition decides asks for no later tool.
+    Makes network calls: never inside a transaction."""
+    answers.gathering = True
+    try:
+        while True:
+            answers.wanted = {}
+            judge()
+            if not answers.wanted:
+                return answers
+            _run_wanted(answers, workspace)
+    finally:
+        answers.gathering = False
+        answers.wanted = {}
+
+
+def _run_wanted(answers: ToolAnswers, workspace) -> None:
+    missing = {tool_id for tool_id, _, _ in answers.wanted if tool_id not in answers.tools}
+    if missing:
+        found = ApiTool.objects.filter(workspace=workspace, pk__in=missing).in_bulk()
+        answers.tools.update({tool_id: found.get(tool_id) for tool_id in missing})
+    calls, keys = [], []
+    for key, lead in answers.wanted.items():
+        tool = answers.tools[key[0]]
+        if tool is None:
+            answers.answers[key] = (False, None, "API tool not found", 0)
+            continue
+        calls.append((tool, lead, key[2]))
+        keys.append(key)
+    for key, result in zip(keys, run_tools(calls), strict=True):
+        answers.calls += 1
+        answers.answers[key] = (
+            bool(result.ok),
+            result.value,
+            result.error or "",
+            result.retry_after,
+        )
+        if result.retry_after:
+            answers.limited[key[0]] = result.retry_after
+
+
+def _tool_value(
+    workspace, tool_id: str, lead: Lead, step, *, keep: bool = True
+) -> tuple[bool, object, str, int]:
     """(ok, value, error, retry after) of the workspace's tool `tool_id` run for
     this lead at this step (its answer is cached per lead and step by the tools
     themselves; a call the rate limit refused has a retry after, in seconds).
@@ -404,7 +484,7 @@ def _tool_value(workspace, tool_id: str, lead: Lead, step) -> tuple[bool, object
     tool = ApiTool.objects.filter(workspace=workspace, pk=tool_id).first()
     if tool is None:
         return False, None, "API tool not found", 0
-    result = run_tool(tool, lead, step=step)
+    result = run_tool(tool, lead, step=step, keep=keep)
     return bool(result.ok), result.value, result.error or "", result.retry_after
 
 

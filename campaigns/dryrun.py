@@ -142,6 +142,8 @@ class _Run:
         self.last_sent: datetime = start
         self.decided_at: datetime | None = None
         self.stopped = ""
+        # API tool answers of this dry run, per step: each tool is asked once a step.
+        self.tool_answers: dict[int, dict] = {}
 
     def context(self, now: datetime, step: Step) -> Context:
         return Context(
@@ -153,6 +155,8 @@ class _Run:
             last_sent_at=self.last_sent,
             step=step,
             played_replies=tuple(self.played),
+            keep_tool_answers=False,
+            _tools=self.tool_answers.setdefault(step.pk, {}),
         )
 
     def replied(self, by: datetime) -> bool:

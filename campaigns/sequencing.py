@@ -44,12 +44,20 @@ periodic sweep (`campaign_sweep`) is the guarantee when a signal was missed.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 from django.db import transaction
 from django.db.models import Case, DateTimeField, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
-from campaigns.conditions import Context, Rule, ToolAnswers, stop_verdict
+from campaigns.conditions import (
+    Context,
+    Rule,
+    ToolAnswers,
+    gather_tool_answers,
+    page_tags,
+    stop_verdict,
+)
 from campaigns.models import BranchDecision, Campaign, Enrollment, Step
 from leads.models import Lead, LeadIdentifier
 from messaging.models import DoNotContact, Message
@@ -189,9 +197,10 @@ def fetch_tool_answers(*, campaign: Campaign, now: datetime, lead_ids=None) -> T
         if stopped is None:
             stopped = stop_reasons(campaign, lead_ids)
         release, sent_at_by_lead, cancel = _step_outcomes(campaign, step, lead_ids, held, stopped)
-        _judge_stop_rules(
-            campaign, step, release, held, sent_at_by_lead, cancel, now, answers, call_tools=True
+        judge = partial(
+            _judge_stop_rules, campaign, step, release, held, sent_at_by_lead, {}, now, answers
         )
+        gather_tool_answers(judge, answers, campaign.workspace)
     return answers
 
 
@@ -294,8 +303,6 @@ def _judge_stop_rules(
     cancel: dict[str, list[str]],
     now: datetime,
     tool_answers: ToolAnswers | None = None,
-    *,
-    call_tools: bool = False,
 ) -> list[tuple[str, datetime]]:
     """Of a step's messages ready for release, those whose due time has come, once
     none of its stop rules is true for their lead; a true rule cancels the message
@@ -304,8 +311,8 @@ def _judge_stop_rules(
     before, and so do rows whose rules cannot answer yet (an API tool without
     an answer, or rate limited). At most CONDITION_BATCH leads per step and
     round, the same ones for the same rows (by message id); the rest wait for
-    the next round. API tools are called only with `call_tools` (never under a
-    row lock)."""
+    the next round. API tools are never called here: their answers are in
+    `tool_answers` (see `fetch_tool_answers`) or kept for the lead and step."""
     lead_of = {message_id: lead_id for lead_id, message_id in held.items()}
     due = sorted((message_id, at) for message_id, at in release if at <= now)[:CONDITION_BATCH]
     if not due:
@@ -318,6 +325,7 @@ def _judge_stop_rules(
         )
     )
     rules = [Rule.from_dict(rule) for rule in step.stop_rules]
+    tags = page_tags(rules, lead_ids)
     judged = []
     for message_id, at in due:
         lead_id = lead_of[message_id]
@@ -329,8 +337,9 @@ def _judge_stop_rules(
             since=enrolled.get(lead_id),
             last_sent_at=sent_at.get(lead_id),
             step=step,
-            call_tools=call_tools,
+            call_tools=False,
             tool_answers=tool_answers,
+            tags=tags[lead_id] if tags is not None else None,
         )
         verdict, rule, outcome = stop_verdict(rules, context)
         if verdict is None:

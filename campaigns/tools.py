@@ -22,8 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -293,21 +296,173 @@ def tool_call(tool: ApiTool, lead: Lead | None) -> ToolResult:
 
     Makes a network call: not to be used while holding a database transaction open.
     """
-    decision = ratelimit.take_per_minute(f"tool:{tool.pk}", settings.API_TOOLS_CALLS_PER_MINUTE)
-    if not decision.allowed:
-        return ToolResult(
-            ok=False,
-            error="Rate limit exceeded: the tool was not called",
-            retry_after=decision.retry_after,
+    return run_tools([(tool, lead, None)])[0]
+
+
+def run_tool(
+    tool: ApiTool, lead: Lead | None, *, step: Step | int | None = None, keep: bool = True
+) -> ToolResult:
+    """The tool's answer for `lead` at `step` (a Step or its id): the kept outcome of
+    the first call for that tool, lead and step, else a new call whose outcome is
+    kept (unless `keep` is False: a dry run reads what is kept and writes nothing).
+    Without a step (or a lead) the tool is called and nothing is kept. A call the
+    rate limit refused is not kept. Never raises.
+
+    Makes a network call: not to be used while holding a database transaction open.
+    """
+    return run_tools([(tool, lead, getattr(step, "pk", step))], keep=keep)[0]
+
+
+# Calls of one batch in flight at once. Each runs in a thread of its own that
+# does HTTP and nothing else (no database), with its own connections.
+CALL_THREADS = 4
+_REFUSED = "Rate limit exceeded: the tool was not called"
+
+
+def run_tools(
+    calls: list[tuple[ApiTool, Lead | None, object]], *, keep: bool = True
+) -> list[ToolResult]:
+    """`run_tool` for many (tool, lead, step id) at once, answers in the same order:
+    the kept outcomes are read in one query, the rest are called (at most
+    CALL_THREADS at a time, each thread reusing its connections, every new
+    connection checked by the SSRF guard), their outcomes kept in one write and
+    read back (another worker's outcome kept first wins). A (tool, lead, step)
+    given twice is called once; without a step (or a lead) each is called and
+    nothing is kept, nor with `keep` False. The rate limit is taken here, in
+    order, one token per call: once it refuses a tool, the batch's other calls
+    of it are refused too. Never raises.
+
+    Makes network calls: not to be used while holding a database transaction open.
+    """
+    results: list[ToolResult | None] = [None] * len(calls)
+    keyed: dict[tuple, list[int]] = {}
+    wanted: list[tuple[tuple | None, ApiTool, Lead | None, list[int]]] = []
+    for index, (tool, lead, step_id) in enumerate(calls):
+        if step_id is None or lead is None:
+            wanted.append((None, tool, lead, [index]))
+        else:
+            keyed.setdefault((tool.pk, lead.pk, step_id), []).append(index)
+    kept = _kept(list(keyed))
+    for key, indexes in keyed.items():
+        if key in kept:
+            for index in indexes:
+                results[index] = kept[key]
+        else:
+            tool, lead, _ = calls[indexes[0]]
+            wanted.append((key, tool, lead, indexes))
+
+    allowed = []
+    refused: dict[str, ToolResult] = {}
+    for item in wanted:
+        tool = item[1]
+        if tool.pk not in refused:
+            decision = ratelimit.take_per_minute(
+                f"tool:{tool.pk}", settings.API_TOOLS_CALLS_PER_MINUTE
+            )
+            if decision.allowed:
+                allowed.append(item)
+                continue
+            refused[tool.pk] = ToolResult(
+                ok=False, error=_REFUSED, retry_after=decision.retry_after
+            )
+        for index in item[3]:
+            results[index] = refused[tool.pk]
+
+    outcomes = _call_all([(tool, lead) for _, tool, lead, _ in allowed])
+    runs = [
+        ApiToolRun(
+            tool_id=key[0],
+            lead_id=key[1],
+            step_id=key[2],
+            ok=result.ok,
+            value=result.value if result.ok else None,
+            error=result.error[:2000],
+            status_code=result.status_code,
         )
+        for (key, *_), result in zip(allowed, outcomes, strict=True)
+        if key is not None
+    ]
+    if runs and keep:
+        ApiToolRun.objects.bulk_create(runs, ignore_conflicts=True, batch_size=500)
+        kept = _kept([(run.tool_id, run.lead_id, run.step_id) for run in runs])
+    for (key, _, _, indexes), result in zip(allowed, outcomes, strict=True):
+        answer = result
+        if keep and key in kept:  # else the step or the lead was deleted meanwhile
+            first = kept[key]
+            if first.ok != result.ok or first.value != result.value:
+                answer = first
+        for index in indexes:
+            results[index] = answer
+    return results
+
+
+def _kept(keys: list[tuple]) -> dict[tuple, ToolResult]:
+    """{(tool id, lead id, step id): the kept outcome} of those that have one."""
+    by_tool_step: dict[tuple, list] = {}
+    for tool_id, lead_id, step_id in keys:
+        by_tool_step.setdefault((tool_id, step_id), []).append(lead_id)
+    kept = {}
+    for (tool_id, step_id), lead_ids in by_tool_step.items():
+        for start in range(0, len(lead_ids), 500):
+            rows = ApiToolRun.objects.filter(
+                tool_id=tool_id, step_id=step_id, lead_id__in=lead_ids[start : start + 500]
+            ).values_list("lead_id", "ok", "value", "error", "status_code")
+            for lead_id, ok, value, error, status_code in rows:
+                kept[(tool_id, lead_id, step_id)] = ToolResult(
+                    ok=ok, value=value, error=error, status_code=status_code, cached=True
+                )
+    return kept
+
+
+class _Sessions:
+    """One guarded session per calling thread, for one batch: a thread reuses its
+    connections (keep-alive) from one call to the next, and never keeps cookies."""
+
+    def __init__(self):
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[requests.Session] = []
+
+    def get(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = guarded_session(allow_private=settings.API_TOOLS_ALLOW_PRIVATE_TARGETS)
+            # One lead's answer must not send cookies with the next lead's call.
+            session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+            self._local.session = session
+            with self._lock:
+                self._all.append(session)
+        return session
+
+    def close(self) -> None:
+        for session in self._all:
+            session.close()
+
+
+def _call_all(calls: list[tuple[ApiTool, Lead | None]]) -> list[ToolResult]:
+    """The outcome of each (tool, lead) call, in order; HTTP only, no database."""
+    if not calls:
+        return []
+    sessions = _Sessions()
+
+    def call(item) -> ToolResult:
+        tool, lead = item
+        try:
+            return _call(tool, lead, sessions.get())
+        except Exception as exc:  # a bug must not stop the lead's campaign
+            logger.exception("API tool %s failed unexpectedly", tool.pk)
+            return ToolResult(ok=False, error=f"The tool failed unexpectedly: {type(exc).__name__}")
+
     try:
-        return _call(tool, lead)
-    except Exception as exc:  # a bug must not stop the lead's campaign
-        logger.exception("API tool %s failed unexpectedly", tool.pk)
-        return ToolResult(ok=False, error=f"The tool failed unexpectedly: {type(exc).__name__}")
+        if len(calls) == 1:
+            return [call(calls[0])]
+        with ThreadPoolExecutor(max_workers=min(CALL_THREADS, len(calls))) as pool:
+            return list(pool.map(call, calls))
+    finally:
+        sessions.close()
 
 
-def _call(tool: ApiTool, lead: Lead | None) -> ToolResult:
+def _call(tool: ApiTool, lead: Lead | None, session: requests.Session) -> ToolResult:
     url, body = tool_request(tool, lead)
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     if body:
@@ -320,18 +475,19 @@ def _call(tool: ApiTool, lead: Lead | None) -> ToolResult:
         return ToolResult(duration_ms=int((time.monotonic() - started) * 1000), **fields)
 
     try:
-        with guarded_session(allow_private=settings.API_TOOLS_ALLOW_PRIVATE_TARGETS) as session:
-            response = session.request(
-                tool.method,
-                url,
-                data=body.encode() if body else None,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=False,
-                stream=True,
-            )
-            with response:
-                content = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+        response = session.request(
+            tool.method,
+            url,
+            data=body.encode() if body else None,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+            stream=True,
+        )
+        # Read to its end, the answer gives its connection back to the session for
+        # the next call (keep-alive); a longer one closes it.
+        with response:
+            content = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
     except requests.Timeout:
         return result(ok=False, error=f"No answer within {timeout} s")
     except requests.ConnectionError as exc:
@@ -364,45 +520,6 @@ def _call(tool: ApiTool, lead: Lead | None) -> ToolResult:
             raw=raw,
         )
     return result(ok=True, value=value, status_code=status, raw=raw)
-
-
-def run_tool(tool: ApiTool, lead: Lead | None, *, step: Step | int | None = None) -> ToolResult:
-    """The tool's answer for `lead` at `step` (a Step or its id): the kept outcome of
-    the first call for that tool, lead and step, else a new call whose outcome is
-    kept. Without a step (or a lead) the tool is called and nothing is kept. A call
-    the rate limit refused is not kept. Never raises.
-
-    Makes a network call: not to be used while holding a database transaction open.
-    """
-    step_id = getattr(step, "pk", step)
-    if step_id is None or lead is None:
-        return tool_call(tool, lead)
-    key = {"tool_id": tool.pk, "lead_id": lead.pk, "step_id": step_id}
-    kept = ApiToolRun.objects.filter(**key).first()
-    if kept is None:
-        result = tool_call(tool, lead)
-        if result.retry_after:
-            return result
-        ApiToolRun.objects.bulk_create(
-            [
-                ApiToolRun(
-                    **key,
-                    ok=result.ok,
-                    value=result.value if result.ok else None,
-                    error=result.error[:2000],
-                    status_code=result.status_code,
-                )
-            ],
-            ignore_conflicts=True,
-        )
-        kept = ApiToolRun.objects.filter(**key).first()
-        if kept is None:  # the step or the lead was deleted meanwhile
-            return result
-        if kept.ok == result.ok and kept.value == result.value:
-            return result
-    return ToolResult(
-        ok=kept.ok, value=kept.value, error=kept.error, status_code=kept.status_code, cached=True
-    )
 
 
 def tool_test(*, workspace, tool_id: str, lead_id: str | None = None) -> dict:

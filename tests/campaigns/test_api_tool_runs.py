@@ -6,8 +6,9 @@ import json
 import pytest
 
 from campaigns.models import ApiToolRun, Campaign, Step
-from campaigns.tools import MISSING, extract, mapping_path, run_tool, tool_save
+from campaigns.tools import MISSING, extract, mapping_path, run_tool, run_tools, tool_save
 from leads.models import Lead
+from tests.campaigns.customer_api import CustomerApi
 from tuco.errors import ValidationFailed
 
 
@@ -189,3 +190,52 @@ def test_the_rate_limit_refuses_a_call_and_keeps_nothing(acme, lead, steps, cust
     assert not limited.ok and limited.retry_after >= 1
     assert len(customer_api.requests) == 2
     assert not ApiToolRun.objects.filter(lead=third).exists()
+
+
+# Many at once
+
+
+@pytest.fixture
+def leads(acme):
+    return [
+        Lead.objects.create(workspace=acme, phone=f"+1415555{i:04d}", custom_fields={"n": i})
+        for i in range(12)
+    ]
+
+
+def test_a_batch_reuses_its_connections_and_keeps_each_answer(acme, leads, steps, settings):
+    settings.API_TOOLS_ALLOW_PRIVATE_TARGETS = True
+    with CustomerApi(keep_alive=True) as api:
+        tool = make_tool(acme, api.url + "/status?status=s{custom.n}")
+        results = run_tools([(tool, lead, steps[0].pk) for lead in leads])
+        assert [r.value for r in results] == [f"s{i}" for i in range(12)]
+        assert len(api.requests) == 12
+        assert api.connections < 12
+        # Asked again (a retry, the next round): every answer is the kept one.
+        again = run_tools([(tool, lead, steps[0].pk) for lead in leads])
+    assert [r.value for r in again] == [f"s{i}" for i in range(12)]
+    assert all(r.cached for r in again)
+    assert len(api.requests) == 12
+    assert ApiToolRun.objects.count() == 12
+
+
+def test_a_batch_checks_every_connection_against_private_targets(
+    acme, leads, steps, customer_api, settings
+):
+    tool = make_tool(acme, customer_api.url + "/status")
+    settings.API_TOOLS_ALLOW_PRIVATE_TARGETS = False
+    results = run_tools([(tool, lead, steps[0].pk) for lead in leads])
+    assert not any(r.ok for r in results)
+    assert "non-public address 127.0.0.1" in results[0].error
+    # Not one request reached the API, on a new connection or a reused one.
+    assert customer_api.requests == []
+
+
+def test_a_batch_keeps_to_the_rate_limit(acme, leads, steps, customer_api, settings):
+    settings.API_TOOLS_CALLS_PER_MINUTE = 5
+    tool = make_tool(acme, customer_api.url + "/status")
+    results = run_tools([(tool, lead, steps[0].pk) for lead in leads])
+    assert [r.ok for r in results] == [True] * 5 + [False] * 7
+    assert all(r.retry_after >= 1 for r in results[5:])
+    assert len(customer_api.requests) == 5
+    assert ApiToolRun.objects.count() == 5

@@ -1,6 +1,7 @@
 """Branch steps: given through the API, checked, and run against the relay simulator,
 each lead down exactly one path."""
 
+from datetime import timedelta
 from unittest import mock
 
 import pytest
@@ -9,7 +10,9 @@ from django.test import Client
 
 from campaigns.branching import decide_branches
 from campaigns.conditions import Outcome
-from campaigns.models import BranchDecision, Campaign, Enrollment, Step
+from campaigns.models import ApiToolRun, BranchDecision, Campaign, Enrollment, Step
+from campaigns.services import campaigns_tick
+from campaigns.tools import tool_save
 from leads.models import LeadTag, Tag
 from messaging.inbound import inbound_record
 from messaging.models import Message
@@ -117,6 +120,10 @@ REPLIED = {"type": "replied", "steps": [{"message": "x"}]}
         (
             _with_branches([{"type": "replied", "steps": [{"message": " "}]}, DEFAULT]),
             "steps[1].branches[0].steps[0].message: A step needs a message",
+        ),
+        (
+            _with_branches([{"type": "replied", "steps": [{"message": "Hi {nickname}"}]}, DEFAULT]),
+            "steps[1].branches[0].steps[0].message: Unknown variable {nickname}",
         ),
         (
             _with_branches([REPLIED, DEFAULT], stopRules=[{"type": "dnc"}]),
@@ -256,23 +263,44 @@ def test_the_default_path_can_end_the_sequence(
     assert get(api, campaign["_id"])["status"] == "completed"
 
 
-def test_a_failing_api_tool_sends_the_lead_down_the_default_path(
-    api, clock, sim, make_line, make_list, create_campaign
+@pytest.mark.parametrize(
+    ("path", "texts", "detail"),
+    [
+        ("/status?status=gold", ["Hello Lead0", "Gold"], "API tool returned “gold”: equals “gold”"),
+        ("/status?status=silver", ["Hello Lead0", "Standard"], "Default path"),
+        ("/slow", ["Hello Lead0", "Standard"], "Default path"),
+        ("/error", ["Hello Lead0", "Standard"], "Default path"),
+        ("/text", ["Hello Lead0", "Standard"], "Default path"),
+    ],
+    ids=["success", "other-answer", "timeout", "http-500", "not-json"],
+)
+def test_an_api_tool_branch_against_the_customers_api(
+    acme, api, clock, sim, make_line, make_list, create_campaign, customer_api, path, texts, detail
 ):
     make_line()
     lead_list = make_list(1)
     (lead,) = list_leads(lead_list)
-    tool = {"type": "api_tool", "toolId": "t1", "operator": "eq", "value": "gold", "steps": [
+    tool = tool_save(
+        workspace=acme,
+        name="Plan",
+        method="GET",
+        url=customer_api.url + path,
+        response_mapping="data.status",
+    )
+    gold = {"type": "api_tool", "toolId": tool.pk, "operator": "eq", "value": "gold", "steps": [
         {"message": "Gold"}]}  # fmt: skip
-    steps = _with_branches([tool, {"type": "default", "steps": [{"message": "Standard"}]}])
-    with mock.patch("campaigns.conditions.unknown_tool", return_value=""):
-        campaign = create_campaign(listId=lead_list.pk, steps=steps)
-    with mock.patch("campaigns.conditions._tool_value", return_value=(False, None, "timed out")):
-        act(api, campaign["_id"], "start")
-        drive(clock, rounds=2)
-        clock.advance(hours=1)
-        drive(clock, rounds=3)
-    assert texts_to(sim, lead.phone) == ["Hello Lead0", "Standard"]
+    steps = _with_branches([gold, {"type": "default", "steps": [{"message": "Standard"}]}])
+    campaign = create_campaign(listId=lead_list.pk, steps=steps)
+    act(api, campaign["_id"], "start")
+    drive(clock, rounds=2)
+    clock.advance(hours=1)
+    drive(clock, rounds=3)
+    assert texts_to(sim, lead.phone) == texts
+    decision = BranchDecision.objects.get()
+    assert decision.detail == detail
+    # A failure is an answer too: kept, and the API asked once.
+    assert len(customer_api.requests) == 1
+    assert ApiToolRun.objects.filter(lead=lead).count() == 1
 
 
 def test_deciding_twice_takes_one_path(api, clock, sim, make_line, make_list, create_campaign):
@@ -373,3 +401,81 @@ def test_a_branch_added_to_a_running_campaign_takes_the_leads_that_reach_it(
     clock.advance(hours=2)
     drive(clock, rounds=2)
     assert texts_to(sim, lead.phone) == ["Hello Lead0"]
+
+
+def test_contacted_before_and_a_tag_added_on_the_way_choose_their_paths(
+    acme, api, clock, sim, make_line, make_list, create_campaign
+):
+    make_line()
+    lead_list = make_list(3)
+    known, tagged, other = list_leads(lead_list)
+    # `known` heard from this workspace days ago, outside the campaign.
+    Message.objects.create(
+        workspace=acme,
+        lead=known,
+        recipient_phone=known.phone,
+        body="Earlier",
+        status="sent",
+        sent_at=clock.now - timedelta(days=3),
+    )
+    steps = _with_branches(
+        [
+            {"type": "contacted_before", "steps": [{"message": "Welcome back"}]},
+            {"type": "tag_exists", "tag": "hot", "steps": [{"message": "Hot lead"}]},
+            {"type": "default", "steps": [{"message": "Standard"}]},
+        ]
+    )
+    campaign = create_campaign(listId=lead_list.pk, steps=steps)
+    act(api, campaign["_id"], "start")
+    drive(clock, rounds=2)
+    # While the branch waits its hour, the CRM tags a lead.
+    response = api.post(f"/api/leads/{tagged.pk}/tags", {"add": ["Hot"]}, format="json")
+    assert response.status_code == 200, response.json()
+    clock.advance(hours=1)
+    drive(clock, rounds=3)
+    assert texts_to(sim, known.phone) == ["Hello Lead0", "Welcome back"]
+    assert texts_to(sim, tagged.phone) == ["Hello Lead1", "Hot lead"]
+    assert texts_to(sim, other.phone) == ["Hello Lead2", "Standard"]
+    decisions = dict(BranchDecision.objects.values_list("lead_id", "condition_type"))
+    assert decisions == {
+        known.pk: "contacted_before",
+        tagged.pk: "tag_exists",
+        other.pk: "default",
+    }
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need Postgres")
+def test_two_rounds_at_once_ask_the_api_and_take_one_path(
+    acme, api, clock, sim, make_line, make_list, create_campaign, customer_api
+):
+    """Two workers judge the same lead at the same branch at once, and the customer's
+    API answers each of them differently: the answer kept first is the lead's, and
+    the path follows it."""
+    make_line()
+    lead_list = make_list(1)
+    (lead,) = list_leads(lead_list)
+    tool = tool_save(
+        workspace=acme,
+        name="Plan",
+        method="GET",
+        url=customer_api.url + "/flip",
+        response_mapping="data.status",
+    )
+    gold = {"type": "api_tool", "toolId": tool.pk, "operator": "eq", "value": "gold", "steps": [
+        {"message": "Gold"}]}  # fmt: skip
+    steps = _with_branches([gold, {"type": "default", "steps": [{"message": "Standard"}]}])
+    campaign = create_campaign(listId=lead_list.pk, steps=steps)
+    act(api, campaign["_id"], "start")
+    drive(clock, rounds=2)
+    clock.advance(hours=1)
+    outcomes = run_in_threads(lambda i: campaigns_tick(), 2)
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    drive(clock, rounds=3)
+    (kept,) = ApiToolRun.objects.all()
+    (decision,) = BranchDecision.objects.all()
+    assert decision.path == (0 if kept.value == "gold" else 1)
+    assert texts_to(sim, lead.phone) == [
+        "Hello Lead0",
+        "Gold" if decision.path == 0 else "Standard",
+    ]
+    assert Message.objects.filter(step_index__gte=100).count() == 1

@@ -6,8 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from campaigns.models import BranchDecision, Enrollment
+from campaigns.models import ApiToolRun, BranchDecision, Enrollment
 from campaigns.sequencing import REPLIED
+from campaigns.tools import tool_save
 from leads.models import AvailabilityCacheEntry, LeadTag, Tag
 from lines.models import LineUsage
 from messaging.inbound import inbound_record
@@ -198,3 +199,59 @@ def test_unknown_or_foreign_ids_are_not_found(api, globex_api, make_list, create
     response = api.post(url, {"leadId": lead.pk, "replies": [{"text": "x"}]}, format="json")
     assert response.status_code == 400
     assert response.json()["error"].startswith("replies.0.afterMessage")
+
+
+def test_an_api_tool_branch_is_asked_live_and_the_real_run_takes_the_same_path(
+    acme, api, clock, sim, make_line, make_list, create_campaign, customer_api
+):
+    make_line()
+    lead_list = make_list(2)
+    gold, silver = list_leads(lead_list)
+    gold.custom_fields = {"plan": "gold"}
+    gold.save()
+    tool = tool_save(
+        workspace=acme,
+        name="Plan",
+        method="GET",
+        url=customer_api.url + "/status?status={custom.plan|silver}",
+        response_mapping="data.status",
+    )
+    steps = [
+        STEPS[0],
+        {
+            "type": "branch",
+            "delay": 1,
+            "delayUnit": "hours",
+            "branches": [
+                {
+                    "type": "api_tool",
+                    "toolId": tool.pk,
+                    "operator": "eq",
+                    "value": "gold",
+                    "steps": [{"message": "Gold for {firstName}", "delay": 0}],
+                },
+                {"type": "default", "steps": [{"message": "Standard", "delay": 0}]},
+            ],
+        },
+    ]
+    campaign = create_campaign(listId=lead_list.pk, steps=steps)
+    plans = {lead.pk: dry_run(api, campaign["_id"], lead) for lead in (gold, silver)}
+    assert sent_texts(plans[gold.pk]) == ["Hello Lead0", "Gold for Lead0"]
+    assert sent_texts(plans[silver.pk]) == ["Hello Lead1", "Standard"]
+    assert plans[gold.pk]["steps"][1]["branch"]["detail"] == (
+        "API tool returned “gold”: equals “gold”"
+    )
+    # Asked live, and nothing kept: the real run asks again.
+    assert len(customer_api.requests) == 2
+    assert not ApiToolRun.objects.exists()
+
+    act(api, campaign["_id"], "start")
+    drive(clock, rounds=2)
+    clock.advance(hours=1)
+    drive(clock, rounds=3)
+    for lead in (gold, silver):
+        assert texts_to(sim, lead.phone) == sent_texts(plans[lead.pk])
+        decision = BranchDecision.objects.get(lead=lead)
+        assert decision.path == plans[lead.pk]["steps"][1]["branch"]["path"]
+    assert len(customer_api.requests) == 4
+    assert ApiToolRun.objects.count() == 2

@@ -8,6 +8,7 @@ from django.test import Client
 
 from campaigns.models import Campaign, Enrollment, Step
 from campaigns.sequencing import SEQUENCE_STOPPED
+from campaigns.tools import tool_save
 from leads.models import LeadTag, Tag
 from messaging.inbound import inbound_record
 from messaging.models import Message
@@ -189,29 +190,35 @@ def test_a_keyword_reply_stops_a_continuing_sequence(
     assert statuses(asker)[1] == ("cancelled", "Stop condition met: Lead replied with “price”")
 
 
-def test_an_api_tool_answer_stops_the_step(api, clock, sim, make_line, make_list, create_campaign):
+def test_an_api_tool_answer_stops_the_step(
+    acme, api, clock, sim, make_line, make_list, create_campaign, customer_api
+):
     make_line()
     lead_list = make_list(2)
     churned, active = list_leads(lead_list)
-    rule = {"type": "api_tool", "toolId": "status", "operator": "eq", "value": "churned"}
-    with mock.patch("campaigns.conditions.unknown_tool", return_value=""):
-        campaign = create_campaign(listId=lead_list.pk, steps=with_rules(rule))
-    answers = {churned.pk: "churned", active.pk: "active"}
-    calls = []
-
-    def tool_value(workspace, tool_id, lead, step):
-        calls.append((tool_id, lead.pk, step.position))
-        return True, answers[lead.pk], ""
-
-    with mock.patch("campaigns.conditions._tool_value", side_effect=tool_value):
-        act(api, campaign["_id"], "start")
-        for _ in range(3):
-            drive(clock, rounds=2)
-            clock.advance(hours=1)
+    churned.custom_fields = {"plan": "churned"}
+    churned.save()
+    tool = tool_save(
+        workspace=acme,
+        name="Plan status",
+        method="GET",
+        url=customer_api.url + "/status?status={custom.plan|active}",
+        response_mapping="data.status",
+    )
+    rule = {"type": "api_tool", "toolId": tool.pk, "operator": "eq", "value": "churned"}
+    campaign = create_campaign(listId=lead_list.pk, steps=with_rules(rule))
+    act(api, campaign["_id"], "start")
+    for _ in range(3):
+        drive(clock, rounds=2)
+        clock.advance(hours=1)
     assert texts_to(sim, churned.phone) == ["First"]
     assert sorted(texts_to(sim, active.phone)) == ["First", "Second", "Third"]
     assert statuses(churned)[1] == (
         "cancelled",
         "Stop condition met: API tool returned “churned”: equals “churned”",
     )
-    assert sorted(calls) == [("status", churned.pk, 1), ("status", active.pk, 1)]
+    # One call per lead at the step with the rule, however many rounds judged it.
+    assert sorted(r["path"] for r in customer_api.requests) == [
+        "/status?status=active",
+        "/status?status=churned",
+    ]

@@ -62,13 +62,13 @@ def stop_on(tool):
 def calls():
     """Each call to a customer's API, with whether a transaction was open then."""
     seen = []
-    real = tools_module.tool_call
+    real = tools_module._call_all
 
-    def recording(tool, lead):
-        seen.append((lead.pk if lead else None, connection.in_atomic_block))
-        return real(tool, lead)
+    def recording(calls):
+        seen.extend((lead.pk if lead else None, connection.in_atomic_block) for _, lead in calls)
+        return real(calls)
 
-    with mock.patch("campaigns.tools.tool_call", side_effect=recording):
+    with mock.patch("campaigns.tools._call_all", side_effect=recording):
         yield seen
 
 
