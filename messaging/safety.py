@@ -69,6 +69,70 @@ def messages_mark_undelivered(*, now: datetime | None = None) -> int:
             return marked
 
 
+# A line's receipt latency is learned from its receipts of the last day, at most this
+# many of the latest.
+LATENCY_SAMPLE = 50
+
+
+def lines_hold_unconfirmed(*, now: datetime | None = None) -> list[str]:
+    """Hold the lines whose latest LINE_UNCONFIRMED_SENDS_LIMIT iMessages in a row
+    have had no delivery receipt for longer than the line's receipts normally take
+    (lines.safety.receipt_wait, learned from its own recent receipts). Evidence of a
+    line that silently stopped delivering, long before each send times out as
+    undelivered. Returns the ids of the lines held."""
+    now = now or timezone.now()
+    limit = line_safety.unconfirmed_limit()
+    if limit <= 0 or not line_safety.safety_enabled():
+        return []
+    earliest = now - line_safety.receipt_wait([])  # the floor: no wait is shorter
+    waiting: dict[str, list[datetime]] = {}
+    for line_id, sent_at in Message.objects.filter(
+        status=Message.Status.SENT,
+        message_type=Message.Type.IMESSAGE,
+        sent_at__lte=earliest,
+        delivered_at__isnull=True,
+        undelivered_at__isnull=True,
+        line__isnull=False,
+    ).values_list("line_id", "sent_at"):
+        waiting.setdefault(line_id, []).append(sent_at)
+    held = []
+    candidates = [line_id for line_id, sends in waiting.items() if len(sends) >= limit]
+    for line in Line.objects.filter(
+        pk__in=candidates,
+        is_active=True,
+        health_status__in=[Line.Health.HEALTHY, Line.Health.DEGRADED, Line.Health.UNKNOWN],
+    ):
+        confirmed = list(
+            Message.objects.filter(
+                line_id=line.pk,
+                message_type=Message.Type.IMESSAGE,
+                delivered_at__isnull=False,
+                sent_at__gte=now - timedelta(days=1),
+            )
+            .order_by("-sent_at")
+            .values_list("sent_at", "delivered_at")[:LATENCY_SAMPLE]
+        )
+        wait = line_safety.receipt_wait(
+            [(delivered - sent).total_seconds() for sent, delivered in confirmed]
+        )
+        overdue = line_safety.overdue_in_a_row(
+            sent_at=waiting[line.pk],
+            last_confirmed=confirmed[0][0] if confirmed else None,
+            wait=wait,
+            now=now,
+        )
+        if overdue < limit:
+            continue
+        minutes = max(1, round(wait.total_seconds() / 60))
+        reason = (
+            f"Awaiting delivery receipts: the last {overdue} iMessages got none within "
+            f"{minutes} min"
+        )
+        if line_safety.line_hold(line=line, reason=reason, now=now):
+            held.append(line.pk)
+    return held
+
+
 def _emit_undelivered(message: Message, now: datetime) -> None:
     event_emit(
         workspace=message.workspace,
