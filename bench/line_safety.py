@@ -20,14 +20,16 @@ run is done twice, with line safety on and off. Reported per run:
 - duplicates: recipients who got the same text twice (must be 0);
 - delivered: messages delivered at the end.
 
-The run uses UNDELIVERED_AFTER_MINUTES=5 and LINE_QUARANTINE_AFTER_FAILURES=3
-(shown in the table), each line sending at most one message a minute.
+The run uses the product's default line safety settings (shown in the table); the
+lines do not warm up and each sends at most one message a minute.
+BENCH_LINE_SAFETY_MAX_MINUTES stops a run early (for profiling a round).
 Postgres (DATABASE_URL, default the bench database); the workspace is deleted
 afterwards.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -35,10 +37,10 @@ from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 LEADS = int(os.environ.get("BENCH_LINE_SAFETY_LEADS", "5000"))
+MAX_MINUTES = int(os.environ.get("BENCH_LINE_SAFETY_MAX_MINUTES", "0")) or LEADS * 2
 LINES = 10
+DAILY_CAP = 600
 PASSWORD = "bench-secret"
-UNDELIVERED_AFTER = 5
-QUARANTINE_AFTER = 3
 START = datetime(2026, 3, 4, 14, 0, tzinfo=UTC)
 
 
@@ -55,6 +57,8 @@ def run() -> list[dict]:
 
     if connection.vendor != "postgresql":
         return [{"note": "needs Postgres (DATABASE_URL)"}]
+    # Every eager task logs a line at INFO: thousands a simulated minute.
+    logging.getLogger("celery").setLevel(logging.WARNING)
     return [_run(safety_on=True), _run(safety_on=False)]
 
 
@@ -69,19 +73,15 @@ def _run(*, safety_on: bool) -> dict:
     from leads.models import LeadList
     from lines.models import Line
     from lines.relay import clear_client_cache
-    from lines.services import line_create, line_health_check
+    from lines.services import line_create, line_health_check, line_policy_update
     from lines.simulator import RelaySimulator
     from messaging.dispatch import dispatch_due
     from messaging.inbound import relay_poll_line
     from messaging.models import Message
-    from messaging.safety import messages_mark_undelivered
+    from messaging.tasks import mark_undelivered_messages
     from tuco.celery import app as celery_app
 
-    overrides = {
-        "LINE_SAFETY_ENABLED": safety_on,
-        "UNDELIVERED_AFTER_MINUTES": UNDELIVERED_AFTER,
-        "LINE_QUARANTINE_AFTER_FAILURES": QUARANTINE_AFTER,
-    }
+    overrides = {"LINE_SAFETY_ENABLED": safety_on}
     saved = {name: getattr(settings, name) for name in overrides}
     for name, value in overrides.items():
         setattr(settings, name, value)
@@ -91,17 +91,25 @@ def _run(*, safety_on: bool) -> dict:
     sims = [RelaySimulator(password=PASSWORD, delivery_delay=0).start() for _ in range(LINES)]
     workspace, _ = bench_workspace(f"line safety {'on' if safety_on else 'off'}")
     try:
-        with mock.patch("django.utils.timezone.now", clock):
+        # The relays stamp their messages (dateCreated, dateDelivered) on the same clock.
+        with (
+            mock.patch("django.utils.timezone.now", clock),
+            mock.patch("lines.simulator._now_ms", lambda: int(clock.now.timestamp() * 1000)),
+        ):
             lead_list = LeadList.objects.create(workspace=workspace, name="Bench list")
             copy_leads(workspace, lead_list, LEADS)
+            line_policy_update(workspace=workspace, warmup_days=0)
             lines = [
                 line_create(
                     workspace=workspace,
                     server_url=sim.url,
                     relay_password=PASSWORD,
                     phone=f"+1415555{1000 + i:04d}",
-                    daily_new_conversations_limit=10_000,
-                    daily_total_messages_limit=10_000,
+                    # A little more than a line can send in the rest of the day
+                    # (14:00 to midnight, one a minute): the spread over the window
+                    # then releases first messages about as fast as they can go.
+                    daily_new_conversations_limit=DAILY_CAP,
+                    daily_total_messages_limit=DAILY_CAP,
                     daily_availability_checks_limit=100_000,
                     device_gap_seconds=60,
                     contact_gap_seconds=0,
@@ -128,13 +136,13 @@ def _run(*, safety_on: bool) -> dict:
             out_at: dict[str, datetime] = {}
             bad_enrollments: set[str] = set()
             started = time.perf_counter()
-            for _ in range(LEADS * 2):
+            for _ in range(MAX_MINUTES):
                 campaigns_tick()
                 while dispatch_due(limit=100).claimed:
                     pass
                 for line in lines:
                     relay_poll_line(line=Line.objects.get(pk=line.pk))
-                messages_mark_undelivered()
+                mark_undelivered_messages()  # the sweep and the hold of beat's task
                 for line in lines:
                     line_health_check(line=Line.objects.get(pk=line.pk))
                 total_sent = sum(len(sim.sent) for sim in sims)
@@ -193,8 +201,9 @@ def _run(*, safety_on: bool) -> dict:
                 "delivered": Message.objects.filter(
                     workspace=workspace, status__in=["delivered", "read"]
                 ).count(),
-                "undelivered_after_min": UNDELIVERED_AFTER,
-                "quarantine_after": QUARANTINE_AFTER,
+                "undelivered_after_min": settings.UNDELIVERED_AFTER_MINUTES,
+                "quarantine_after": settings.LINE_QUARANTINE_AFTER_FAILURES,
+                "unconfirmed_limit": settings.LINE_UNCONFIRMED_SENDS_LIMIT,
                 "seconds": round(elapsed, 1),
             }
     finally:
