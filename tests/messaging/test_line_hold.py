@@ -14,7 +14,6 @@ from messaging.models import Message
 from messaging.safety import lines_hold_unconfirmed
 from messaging.services import message_advance
 from messaging.tasks import mark_undelivered_messages
-from tests.messaging.conftest import verify_signature  # noqa: F401  (fixtures' module)
 
 pytestmark = pytest.mark.django_db
 

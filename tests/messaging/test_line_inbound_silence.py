@@ -67,7 +67,8 @@ def test_fewer_sends_or_sends_older_than_a_week_are_no_silence(line, settings):
     line_health_check(line=Line.objects.get(pk=line.pk))
     assert Line.objects.get(pk=line.pk).health_status == Line.Health.HEALTHY
 
-    safety.line_evidence_record(line_id=line.pk, kind="sent", amount=100, at=now - timedelta(days=8))
+    week_ago = now - timedelta(days=8)
+    safety.line_evidence_record(line_id=line.pk, kind="sent", amount=100, at=week_ago)
     line_health_check(line=Line.objects.get(pk=line.pk))
     assert Line.objects.get(pk=line.pk).health_status == Line.Health.HEALTHY
 
