@@ -22,7 +22,8 @@ run is done twice, with line safety on and off. Reported per run:
 
 The run uses the product's default line safety settings (shown in the table); the
 lines do not warm up and each sends at most one message a minute.
-BENCH_LINE_SAFETY_MAX_MINUTES stops a run early (for profiling a round).
+BENCH_LINE_SAFETY_MAX_MINUTES stops a run early (for profiling a round);
+BENCH_LINE_SAFETY_RUNS=on (or off) does one run only.
 Postgres (DATABASE_URL, default the bench database); the workspace is deleted
 afterwards.
 """
@@ -38,6 +39,9 @@ from unittest import mock
 
 LEADS = int(os.environ.get("BENCH_LINE_SAFETY_LEADS", "5000"))
 MAX_MINUTES = int(os.environ.get("BENCH_LINE_SAFETY_MAX_MINUTES", "0")) or LEADS * 2
+# Which runs: "on,off" (both, one after the other), or one of them (two processes on
+# two databases run them side by side).
+RUNS = os.environ.get("BENCH_LINE_SAFETY_RUNS", "on,off").split(",")
 LINES = 10
 DAILY_CAP = 600
 PASSWORD = "bench-secret"
@@ -59,7 +63,7 @@ def run() -> list[dict]:
         return [{"note": "needs Postgres (DATABASE_URL)"}]
     # Every eager task logs a line at INFO: thousands a simulated minute.
     logging.getLogger("celery").setLevel(logging.WARNING)
-    return [_run(safety_on=True), _run(safety_on=False)]
+    return [_run(safety_on=run == "on") for run in RUNS]
 
 
 def _run(*, safety_on: bool) -> dict:
