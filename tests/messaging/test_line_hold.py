@@ -13,7 +13,6 @@ from lines.models import Line
 from messaging.models import Message
 from messaging.safety import lines_hold_unconfirmed
 from messaging.services import message_advance
-from messaging.tasks import mark_undelivered_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +33,7 @@ def configure(sim, **switches):
 
 
 def hold_check(capture, minutes):
-    """The beat task (undelivered sweep, then the hold), `minutes` from now."""
+    """The hold check of the beat task, `minutes` from now."""
     with capture(execute=True):
         return lines_hold_unconfirmed(now=timezone.now() + timedelta(minutes=minutes))
 
@@ -98,9 +97,10 @@ def test_a_held_line_is_quarantined_when_its_sends_go_undelivered(
     for phone in ON_IMESSAGE[:5]:
         send(api, django_capture_on_commit_callbacks, phone)
     hold_check(django_capture_on_commit_callbacks, 3)
-    with django_capture_on_commit_callbacks(execute=True):
-        mark_undelivered_messages.apply(kwargs={})  # now: not yet 30 minutes
+    # Minutes later, still no receipt: still held, nothing flagged yet.
+    assert hold_check(django_capture_on_commit_callbacks, 10) == []
     assert Line.objects.get(pk=line.pk).health_status == Line.Health.HELD
+    assert not Message.objects.filter(undelivered_at__isnull=False).exists()
 
     from messaging.safety import messages_mark_undelivered
 
@@ -169,3 +169,24 @@ def test_only_overdue_sends_after_the_latest_confirmed_one_count():
     assert (
         safety.overdue_in_a_row(sent_at=[now - wait], last_confirmed=None, wait=wait, now=now) == 1
     )
+
+
+def test_a_hold_whose_sends_went_undelivered_short_of_quarantine_is_lifted(
+    api, sim, line, settings, django_capture_on_commit_callbacks
+):
+    from messaging.safety import messages_mark_undelivered
+
+    settings.LINE_QUARANTINE_AFTER_FAILURES = 10
+    configure(sim, silent_undelivered=True)
+    for phone in ON_IMESSAGE[:5]:
+        send(api, django_capture_on_commit_callbacks, phone)
+    hold_check(django_capture_on_commit_callbacks, 3)
+    assert Line.objects.get(pk=line.pk).health_status == Line.Health.HELD
+    with django_capture_on_commit_callbacks(execute=True):
+        messages_mark_undelivered(now=timezone.now() + timedelta(minutes=31))
+    # Five undelivered in a row are short of this workspace's quarantine: the hold has
+    # no sends left to wait for, and the line goes back into rotation (degraded).
+    assert hold_check(django_capture_on_commit_callbacks, 32) == []
+    line.refresh_from_db()
+    assert line.safety_action != Line.SafetyAction.HELD
+    assert line.is_usable
