@@ -139,7 +139,9 @@ def _run(*, safety_on: bool) -> dict:
                 ),
             )
             campaign_services.campaign_start(workspace=workspace, campaign_id=campaign.pk)
-            silent, signed_out = lines[0], lines[1]
+            # Round robin gives line i the leads i, i + 10, ...: the even lines carry
+            # the leads on iMessage (the simulator's rule), so both bad lines are even.
+            silent, signed_out = lines[0], lines[2]
             went_bad_at = None
             bad_sent = {}
             out_at: dict[str, datetime] = {}
@@ -163,11 +165,11 @@ def _run(*, safety_on: bool) -> dict:
                             campaign_id=campaign.pk, line_id__in=[silent.pk, signed_out.pk]
                         ).values_list("lead_id", flat=True)
                     )
-                    bad_sent = {silent.pk: len(sims[0].sent), signed_out.pk: _attempts(sims[1])}
+                    bad_sent = {silent.pk: len(sims[0].sent), signed_out.pk: _attempts(sims[2])}
                     sims[0].configure(silent_undelivered=True)
-                    sims[1].configure(imessage_signed_in=False)
+                    sims[2].configure(imessage_signed_in=False)
                 if went_bad_at is not None:
-                    for line, sim in ((silent, sims[0]), (signed_out, sims[1])):
+                    for line, sim in ((silent, sims[0]), (signed_out, sims[2])):
                         if line.pk not in out_at and not Line.objects.get(pk=line.pk).is_usable:
                             out_at[line.pk] = clock.now
                             bad_sent[line.pk] = (
@@ -180,7 +182,7 @@ def _run(*, safety_on: bool) -> dict:
                     break
                 clock.now += timedelta(minutes=1)
             elapsed = time.perf_counter() - started
-            for line, sim in ((silent, sims[0]), (signed_out, sims[1])):
+            for line, sim in ((silent, sims[0]), (signed_out, sims[2])):
                 if line.pk not in out_at and bad_sent:
                     bad_sent[line.pk] = (
                         len(sim.sent) if line is silent else _attempts(sim)
