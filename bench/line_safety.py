@@ -20,14 +20,17 @@ run is done twice, with line safety on and off. Reported per run:
 - duplicates: recipients who got the same text twice (must be 0);
 - delivered: messages delivered at the end.
 
-The run uses UNDELIVERED_AFTER_MINUTES=5 and LINE_QUARANTINE_AFTER_FAILURES=3
-(shown in the table), each line sending at most one message a minute.
+The run uses the product's default line safety settings (shown in the table); the
+lines do not warm up and each sends at most one message a minute.
+BENCH_LINE_SAFETY_MAX_MINUTES stops a run early (for profiling a round);
+BENCH_LINE_SAFETY_RUNS=on (or off) does one run only.
 Postgres (DATABASE_URL, default the bench database); the workspace is deleted
 afterwards.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -35,10 +38,13 @@ from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 LEADS = int(os.environ.get("BENCH_LINE_SAFETY_LEADS", "5000"))
+MAX_MINUTES = int(os.environ.get("BENCH_LINE_SAFETY_MAX_MINUTES", "0")) or LEADS * 2
+# Which runs: "on,off" (both, one after the other), or one of them (two processes on
+# two databases run them side by side).
+RUNS = os.environ.get("BENCH_LINE_SAFETY_RUNS", "on,off").split(",")
 LINES = 10
+DAILY_CAP = 600
 PASSWORD = "bench-secret"
-UNDELIVERED_AFTER = 5
-QUARANTINE_AFTER = 3
 START = datetime(2026, 3, 4, 14, 0, tzinfo=UTC)
 
 
@@ -55,7 +61,9 @@ def run() -> list[dict]:
 
     if connection.vendor != "postgresql":
         return [{"note": "needs Postgres (DATABASE_URL)"}]
-    return [_run(safety_on=True), _run(safety_on=False)]
+    # Every eager task logs a line at INFO: thousands a simulated minute.
+    logging.getLogger("celery").setLevel(logging.WARNING)
+    return [_run(safety_on=run == "on") for run in RUNS]
 
 
 def _run(*, safety_on: bool) -> dict:
@@ -69,19 +77,15 @@ def _run(*, safety_on: bool) -> dict:
     from leads.models import LeadList
     from lines.models import Line
     from lines.relay import clear_client_cache
-    from lines.services import line_create, line_health_check
+    from lines.services import line_create, line_health_check, line_policy_update
     from lines.simulator import RelaySimulator
     from messaging.dispatch import dispatch_due
     from messaging.inbound import relay_poll_line
     from messaging.models import Message
-    from messaging.safety import messages_mark_undelivered
+    from messaging.tasks import mark_undelivered_messages
     from tuco.celery import app as celery_app
 
-    overrides = {
-        "LINE_SAFETY_ENABLED": safety_on,
-        "UNDELIVERED_AFTER_MINUTES": UNDELIVERED_AFTER,
-        "LINE_QUARANTINE_AFTER_FAILURES": QUARANTINE_AFTER,
-    }
+    overrides = {"LINE_SAFETY_ENABLED": safety_on}
     saved = {name: getattr(settings, name) for name in overrides}
     for name, value in overrides.items():
         setattr(settings, name, value)
@@ -91,17 +95,25 @@ def _run(*, safety_on: bool) -> dict:
     sims = [RelaySimulator(password=PASSWORD, delivery_delay=0).start() for _ in range(LINES)]
     workspace, _ = bench_workspace(f"line safety {'on' if safety_on else 'off'}")
     try:
-        with mock.patch("django.utils.timezone.now", clock):
+        # The relays stamp their messages (dateCreated, dateDelivered) on the same clock.
+        with (
+            mock.patch("django.utils.timezone.now", clock),
+            mock.patch("lines.simulator._now_ms", lambda: int(clock.now.timestamp() * 1000)),
+        ):
             lead_list = LeadList.objects.create(workspace=workspace, name="Bench list")
             copy_leads(workspace, lead_list, LEADS)
+            line_policy_update(workspace=workspace, warmup_days=0)
             lines = [
                 line_create(
                     workspace=workspace,
                     server_url=sim.url,
                     relay_password=PASSWORD,
                     phone=f"+1415555{1000 + i:04d}",
-                    daily_new_conversations_limit=10_000,
-                    daily_total_messages_limit=10_000,
+                    # A little more than a line can send in the rest of the day
+                    # (14:00 to midnight, one a minute): the spread over the window
+                    # then releases first messages about as fast as they can go.
+                    daily_new_conversations_limit=DAILY_CAP,
+                    daily_total_messages_limit=DAILY_CAP,
                     daily_availability_checks_limit=100_000,
                     device_gap_seconds=60,
                     contact_gap_seconds=0,
@@ -109,7 +121,12 @@ def _run(*, safety_on: bool) -> dict:
                 )
                 for i, sim in enumerate(sims)
             ]
-            Line.objects.filter(workspace=workspace).update(health_status="healthy")
+            # created_at's default is the real clock (bound before the patch); the poll
+            # reads a relay's history from the line's creation on.
+            Line.objects.filter(workspace=workspace).update(
+                health_status="healthy", created_at=clock.now
+            )
+            lines = list(Line.objects.filter(workspace=workspace).order_by("phone"))
             campaign = campaign_services.campaign_create(
                 workspace=workspace,
                 name="Bench",
@@ -122,19 +139,21 @@ def _run(*, safety_on: bool) -> dict:
                 ),
             )
             campaign_services.campaign_start(workspace=workspace, campaign_id=campaign.pk)
-            silent, signed_out = lines[0], lines[1]
+            # Round robin gives line i the leads i, i + 10, ...: the even lines carry
+            # the leads on iMessage (the simulator's rule), so both bad lines are even.
+            silent, signed_out = lines[0], lines[2]
             went_bad_at = None
             bad_sent = {}
             out_at: dict[str, datetime] = {}
             bad_enrollments: set[str] = set()
             started = time.perf_counter()
-            for _ in range(LEADS * 2):
+            for _ in range(MAX_MINUTES):
                 campaigns_tick()
                 while dispatch_due(limit=100).claimed:
                     pass
                 for line in lines:
                     relay_poll_line(line=Line.objects.get(pk=line.pk))
-                messages_mark_undelivered()
+                mark_undelivered_messages()  # the sweep and the hold of beat's task
                 for line in lines:
                     line_health_check(line=Line.objects.get(pk=line.pk))
                 total_sent = sum(len(sim.sent) for sim in sims)
@@ -146,11 +165,11 @@ def _run(*, safety_on: bool) -> dict:
                             campaign_id=campaign.pk, line_id__in=[silent.pk, signed_out.pk]
                         ).values_list("lead_id", flat=True)
                     )
-                    bad_sent = {silent.pk: len(sims[0].sent), signed_out.pk: _attempts(sims[1])}
+                    bad_sent = {silent.pk: len(sims[0].sent), signed_out.pk: _attempts(sims[2])}
                     sims[0].configure(silent_undelivered=True)
-                    sims[1].configure(imessage_signed_in=False)
+                    sims[2].configure(imessage_signed_in=False)
                 if went_bad_at is not None:
-                    for line, sim in ((silent, sims[0]), (signed_out, sims[1])):
+                    for line, sim in ((silent, sims[0]), (signed_out, sims[2])):
                         if line.pk not in out_at and not Line.objects.get(pk=line.pk).is_usable:
                             out_at[line.pk] = clock.now
                             bad_sent[line.pk] = (
@@ -163,7 +182,7 @@ def _run(*, safety_on: bool) -> dict:
                     break
                 clock.now += timedelta(minutes=1)
             elapsed = time.perf_counter() - started
-            for line, sim in ((silent, sims[0]), (signed_out, sims[1])):
+            for line, sim in ((silent, sims[0]), (signed_out, sims[2])):
                 if line.pk not in out_at and bad_sent:
                     bad_sent[line.pk] = (
                         len(sim.sent) if line is silent else _attempts(sim)
@@ -193,8 +212,9 @@ def _run(*, safety_on: bool) -> dict:
                 "delivered": Message.objects.filter(
                     workspace=workspace, status__in=["delivered", "read"]
                 ).count(),
-                "undelivered_after_min": UNDELIVERED_AFTER,
-                "quarantine_after": QUARANTINE_AFTER,
+                "undelivered_after_min": settings.UNDELIVERED_AFTER_MINUTES,
+                "quarantine_after": settings.LINE_QUARANTINE_AFTER_FAILURES,
+                "unconfirmed_limit": settings.LINE_UNCONFIRMED_SENDS_LIMIT,
                 "seconds": round(elapsed, 1),
             }
     finally:

@@ -31,12 +31,17 @@ class Line(models.Model):
         # proven dead or the spam risk is high. Released after a cool-down once the
         # probes pass, or by an owner.
         QUARANTINED = "quarantined", "Quarantined"
+        # Out of rotation while its latest iMessages wait for delivery receipts that
+        # its receipts normally beat (lines.safety.line_hold): back as soon as one
+        # comes, quarantined when they go undelivered.
+        HELD = "held", "Held"
         DOWN = "down", "Down"
 
     class SafetyAction(models.TextChoices):
         NONE = "", "None"
         CAPS_HALVED = "caps_halved", "Caps halved"
         QUARANTINED = "quarantined", "Quarantined"
+        HELD = "held", "Held: awaiting delivery receipts"
 
     id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="lines")
@@ -128,7 +133,7 @@ class Line(models.Model):
     def is_usable(self) -> bool:
         return self.is_active and self.health_status not in self.OUT_OF_ROTATION
 
-    OUT_OF_ROTATION = (Health.DOWN, Health.QUARANTINED)
+    OUT_OF_ROTATION = (Health.DOWN, Health.QUARANTINED, Health.HELD)
 
     def caps_halved(self, now) -> bool:
         return (

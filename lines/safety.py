@@ -13,9 +13,15 @@ too), and from it the automatic action:
 - high, or iMessage proven dead: quarantine. The line leaves rotation (like a down
   line: campaigns move the leads it has not contacted yet, queued messages on it
   wait), and is released once the cool-down is over and the probes pass.
-An owner can override either (`line_safety_override`): the action is lifted and no
-action is taken on risk until the override ends; proven-dead iMessage still
-quarantines.
+- receipts that do not come: a line whose last LINE_UNCONFIRMED_SENDS_LIMIT iMessages
+  in a row have no delivery receipt after the time its receipts normally take
+  (`receipt_wait`) is held (`line_hold`): out of rotation like a quarantined line,
+  with a probe, until a receipt comes (released at once) or the sends go undelivered
+  (then the run of failures quarantines it). Far fewer sends go into a line that
+  silently stopped delivering than if each had to time out first.
+An owner can override any of them (`line_safety_override`): the action is lifted and
+no action is taken on risk or missing receipts until the override ends; proven-dead
+iMessage still quarantines.
 
 Every change of state is announced with `line_safety_changed` (inside the caller's
 transaction), which messaging turns into webhook events and emails.
@@ -29,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from lines import warmup
@@ -97,6 +103,9 @@ def line_evidence_record(
             Line.objects.filter(pk=line_id, send_consecutive_failures__gt=0).update(
                 send_consecutive_failures=0
             )
+            held = Line.objects.filter(pk=line_id, safety_action=Line.SafetyAction.HELD).first()
+            if held is not None:
+                line_release(line=held, reason="A delivery receipt came", now=at)
 
 
 PROBE_KEY = "lines:probe-soon:{}"
@@ -132,7 +141,7 @@ def line_confirm_signed_in(*, line: Line, now: datetime | None = None) -> bool:
 
     if not safety_enabled():
         return True
-    if line.safety_action == Line.SafetyAction.QUARANTINED:
+    if line.safety_action in (Line.SafetyAction.QUARANTINED, Line.SafetyAction.HELD):
         return False
     key = SIGNED_IN_KEY.format(line.pk)
     try:
@@ -364,11 +373,12 @@ def _caps_halve(line: Line, reason: str, now: datetime) -> bool:
 def line_release(
     *, line: Line, reason: str, now: datetime | None = None, status: str = Line.Health.HEALTHY
 ) -> bool:
-    """Lift the action in force; a quarantined line comes back into rotation and is
-    handed to `on_line_released`."""
+    """Lift the action in force. A quarantined line comes back into rotation and is
+    handed to `on_line_released`; a held one just comes back (a down line stays down)."""
     now = now or timezone.now()
     with transaction.atomic():
         was_quarantined = line.safety_action == Line.SafetyAction.QUARANTINED
+        was_held = line.safety_action == Line.SafetyAction.HELD
         changes = {
             "safety_action": Line.SafetyAction.NONE,
             "safety_action_reason": "",
@@ -383,11 +393,17 @@ def line_release(
                 "canary_consecutive_failures": 0,
             }
         moved = Line.objects.filter(pk=line.pk, safety_action=line.safety_action).update(**changes)
+        if moved and was_held:
+            Line.objects.filter(pk=line.pk, health_status=Line.Health.HELD).update(
+                health_status=status, health_detail=reason[:500]
+            )
         line.refresh_from_db()
-        if moved and was_quarantined:
-            logger.info("Line %s released from quarantine: %s", line.pk, reason)
+        if moved and (was_quarantined or was_held):
+            logger.info("Line %s released from its %s: %s", line.pk,
+                        "quarantine" if was_quarantined else "hold", reason)  # fmt: skip
             _announce(line, "line.recovered", reason)
-            on_line_released(line)
+            if was_quarantined:
+                on_line_released(line)
             line_id, workspace_id = line.pk, line.workspace_id
             transaction.on_commit(
                 lambda: line_capacity_changed.send(
@@ -404,6 +420,68 @@ def on_line_released(line: Line) -> None:
     releases it."""
     if warmup.start_warmup(line):
         logger.info("Line %s released; warm-up starts over", line.pk)
+
+
+def receipt_wait(latencies: list[float]) -> timedelta:
+    """How long after a send its delivery receipt is overdue on a line whose recent
+    receipts took `latencies` seconds: twice the slowest of the fastest nine in ten,
+    at least LINE_RECEIPT_WAIT_MIN_SECONDS (also with no receipts to learn from) and
+    at most UNDELIVERED_AFTER_MINUTES (the sweep flags it undelivered then)."""
+    floor = float(_setting("LINE_RECEIPT_WAIT_MIN_SECONDS", 120))
+    ceiling = 60.0 * _setting("UNDELIVERED_AFTER_MINUTES", 30)
+    seconds = floor
+    if latencies:
+        ordered = sorted(max(0.0, x) for x in latencies)
+        seconds = max(floor, 2 * ordered[int(0.9 * (len(ordered) - 1))])
+    return timedelta(seconds=max(0.0, min(seconds, ceiling)))
+
+
+def overdue_in_a_row(
+    *, sent_at: list[datetime], last_confirmed: datetime | None, wait: timedelta, now: datetime
+) -> int:
+    """Of a line's sends still awaiting a receipt (`sent_at`), how many went after its
+    latest send that got one (`last_confirmed`) and are more than `wait` old."""
+    return sum(
+        1 for at in sent_at if at <= now - wait and (last_confirmed is None or at > last_confirmed)
+    )
+
+
+def unconfirmed_limit() -> int:
+    return int(_setting("LINE_UNCONFIRMED_SENDS_LIMIT", 5))
+
+
+def line_hold(*, line: Line, reason: str, now: datetime | None = None) -> bool:
+    """Hold new sends on the line until its delivery receipts come: out of rotation
+    (campaigns move the leads it has not contacted yet, its queued messages wait) and
+    probed now. Released by the next receipt (`line_evidence_record`) or an owner;
+    quarantined when the sends it waits on go undelivered. False when line safety is
+    off, overridden, or the line is already out of rotation."""
+    now = now or timezone.now()
+    if not safety_enabled() or _overridden(line, now):
+        return False
+    with transaction.atomic():
+        moved = (
+            Line.objects.filter(
+                pk=line.pk,
+                health_status__in=[Line.Health.HEALTHY, Line.Health.DEGRADED, Line.Health.UNKNOWN],
+                safety_action__in=[Line.SafetyAction.NONE, Line.SafetyAction.CAPS_HALVED],
+            )
+            .filter(Q(safety_override_until__isnull=True) | Q(safety_override_until__lte=now))
+            .update(
+                health_status=Line.Health.HELD,
+                health_detail=reason[:500],
+                safety_action=Line.SafetyAction.HELD,
+                safety_action_reason=reason[:500],
+                safety_action_since=now,
+                safety_action_until=None,
+            )
+        )
+        line.refresh_from_db()
+        if moved:
+            logger.warning("Line %s held: %s", line.pk, reason)
+            _announce(line, "line.spam_risk", reason, action="held")
+            line_probe_soon(line_id=line.pk)
+    return bool(moved)
 
 
 def line_safety_override(*, workspace, line_id: str, now: datetime | None = None) -> Line:

@@ -676,8 +676,9 @@ def _down_after() -> int:
 
 
 def _mark_healthy(line: Line, *, now: datetime, detail: str) -> None:
-    """The relay answers and iMessage works. A quarantined line stays quarantined
-    (lines.safety releases it); a down one comes back (to quarantine, if it was)."""
+    """The relay answers and iMessage works. A quarantined or held line stays so
+    (lines.safety releases it); a down one comes back (to its quarantine or hold, if
+    it had one)."""
     fields = {
         "health_status": Line.Health.HEALTHY,
         "health_consecutive_failures": 0,
@@ -693,12 +694,13 @@ def _mark_healthy(line: Line, *, now: datetime, detail: str) -> None:
         ):
             return
         if Line.objects.filter(
-            pk=line.pk, health_status__in=[Line.Health.QUARANTINED, Line.Health.DEGRADED]
+            pk=line.pk,
+            health_status__in=[Line.Health.QUARANTINED, Line.Health.HELD, Line.Health.DEGRADED],
         ).update(health_consecutive_failures=0, health_checked_at=now):
             return
         back = {**fields}
-        if line.safety_action == Line.SafetyAction.QUARANTINED:
-            back["health_status"] = Line.Health.QUARANTINED
+        if line.safety_action in (Line.SafetyAction.QUARANTINED, Line.SafetyAction.HELD):
+            back["health_status"] = Line.Health(line.safety_action)
             back["health_detail"] = line.safety_action_reason
         # Only the update that brings a down line back announces it (round robin had
         # been skipping it, so it may have quota for jobs waiting for tomorrow).

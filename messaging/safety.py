@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from lines import safety as line_safety
@@ -67,6 +68,94 @@ def messages_mark_undelivered(*, now: datetime | None = None) -> int:
             marked += len(rows)
         if len(rows) < SWEEP_BATCH:
             return marked
+
+
+# A line's receipt latency is learned from its receipts of the last day, at most this
+# many of the latest.
+LATENCY_SAMPLE = 50
+
+
+def lines_hold_unconfirmed(*, now: datetime | None = None) -> list[str]:
+    """Hold the lines whose latest LINE_UNCONFIRMED_SENDS_LIMIT iMessages in a row
+    have had no delivery receipt for longer than the line's receipts normally take
+    (lines.safety.receipt_wait, learned from its own recent receipts). Evidence of a
+    line that silently stopped delivering, long before each send times out as
+    undelivered. A held line with no send left awaiting a receipt (each was flagged
+    undelivered, and their run did not quarantine it) is released. Returns the ids
+    of the lines held."""
+    now = now or timezone.now()
+    limit = line_safety.unconfirmed_limit()
+    if limit <= 0 or not line_safety.safety_enabled():
+        return []
+    earliest = now - line_safety.receipt_wait([])  # the floor: no wait is shorter
+    waiting: dict[str, list[datetime]] = {}
+    for line_id, sent_at in Message.objects.filter(
+        status=Message.Status.SENT,
+        message_type=Message.Type.IMESSAGE,
+        sent_at__lte=earliest,
+        delivered_at__isnull=True,
+        undelivered_at__isnull=True,
+        line__isnull=False,
+    ).values_list("line_id", "sent_at"):
+        waiting.setdefault(line_id, []).append(sent_at)
+    held = []
+    candidates = [line_id for line_id, sends in waiting.items() if len(sends) >= limit]
+    lines = Line.objects.filter(
+        Q(
+            pk__in=candidates,
+            is_active=True,
+            health_status__in=[Line.Health.HEALTHY, Line.Health.DEGRADED, Line.Health.UNKNOWN],
+        )
+        | Q(safety_action=Line.SafetyAction.HELD)
+    )
+    for line in lines:
+        if line.safety_action == Line.SafetyAction.HELD:
+            # Released by a receipt (lines.safety) or, with every send it waited on
+            # flagged undelivered and the line still not quarantined, here.
+            if not waiting.get(line.pk):
+                with transaction.atomic():
+                    line_safety.line_release(
+                        line=line, reason="No more sends awaiting delivery receipts", now=now
+                    )
+            continue
+        overdue, wait = _overdue_in_a_row(line, waiting.get(line.pk, []), now)
+        if overdue < limit:
+            continue
+        minutes = max(1, round(wait.total_seconds() / 60))
+        reason = (
+            f"Awaiting delivery receipts: the last {overdue} iMessages got none within "
+            f"{minutes} min"
+        )
+        if line_safety.line_hold(line=line, reason=reason, now=now):
+            held.append(line.pk)
+    return held
+
+
+def _overdue_in_a_row(line: Line, sent_at: list[datetime], now: datetime) -> tuple[int, timedelta]:
+    """How many of the line's sends awaiting a receipt (`sent_at`) are overdue and came
+    after its latest send that got one, and the wait the line's receipts call for."""
+    if not sent_at:
+        return 0, line_safety.receipt_wait([])
+    confirmed = list(
+        Message.objects.filter(
+            line_id=line.pk,
+            message_type=Message.Type.IMESSAGE,
+            delivered_at__isnull=False,
+            sent_at__gte=now - timedelta(days=1),
+        )
+        .order_by("-sent_at")
+        .values_list("sent_at", "delivered_at")[:LATENCY_SAMPLE]
+    )
+    wait = line_safety.receipt_wait(
+        [(delivered - sent).total_seconds() for sent, delivered in confirmed]
+    )
+    overdue = line_safety.overdue_in_a_row(
+        sent_at=sent_at,
+        last_confirmed=confirmed[0][0] if confirmed else None,
+        wait=wait,
+        now=now,
+    )
+    return overdue, wait
 
 
 def _emit_undelivered(message: Message, now: datetime) -> None:

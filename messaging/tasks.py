@@ -83,9 +83,11 @@ def send_fallback_sms(message_id):
 
 @shared_task
 def mark_undelivered_messages():
-    from messaging.safety import messages_mark_undelivered
+    from messaging.safety import lines_hold_unconfirmed, messages_mark_undelivered
 
-    return messages_mark_undelivered()
+    marked = messages_mark_undelivered()
+    lines_hold_unconfirmed()
+    return marked
 
 
 @shared_task

@@ -356,6 +356,11 @@ LINE_OVERRIDE_HOURS = envint("LINE_OVERRIDE_HOURS", 24)
 LINE_RISK_MIN_SENT = envint("LINE_RISK_MIN_SENT", 20)
 LINE_SILENCE_MIN_SENT = envint("LINE_SILENCE_MIN_SENT", 100)
 LINE_PROBE_INTERVAL_SECONDS = envint("LINE_PROBE_INTERVAL_SECONDS", 30)
+# iMessages in a row with no delivery receipt, each older than the line's receipts
+# normally take (at least LINE_RECEIPT_WAIT_MIN_SECONDS), before the line is held
+# until receipts come (0: never held).
+LINE_UNCONFIRMED_SENDS_LIMIT = envint("LINE_UNCONFIRMED_SENDS_LIMIT", 5)
+LINE_RECEIPT_WAIT_MIN_SECONDS = envint("LINE_RECEIPT_WAIT_MIN_SECONDS", 120)
 
 # Webhooks may target private, loopback and link-local addresses (development, tests).
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = envbool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)

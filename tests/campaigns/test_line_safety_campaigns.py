@@ -128,3 +128,44 @@ def test_a_silently_undelivering_line_is_quarantined_and_its_leads_move(
     assert Message.objects.filter(line=bad, undelivered_at__isnull=False).count() == len(
         bad_sim.sent
     )
+
+
+def test_with_the_defaults_a_silent_line_is_held_after_a_few_sends_and_its_leads_move(
+    api, clock, sim, bad_sim, lines, make_list, create_campaign
+):
+    from messaging.tasks import mark_undelivered_messages
+
+    good, bad = lines
+    Line.objects.filter(pk=bad.pk).update(
+        daily_new_conversations_limit=100, daily_total_messages_limit=100, device_gap_seconds=60
+    )
+    Line.objects.filter(pk=good.pk).update(device_gap_seconds=60)
+    requests.post(f"{bad_sim.url}/sim/config", json={"silent_undelivered": True}, timeout=5)
+    lead_list = make_list(20)
+    start(api, create_campaign, lead_list, [good.pk, bad.pk])
+
+    def minute():
+        drive(clock, rounds=1, step=timedelta(minutes=1))
+        for line in (good, bad):
+            relay_poll_line(line=Line.objects.get(pk=line.pk))
+        mark_undelivered_messages()  # beat's task: the undelivered sweep, then the hold
+
+    for _ in range(10):
+        minute()
+    bad.refresh_from_db()
+    assert bad.health_status == Line.Health.HELD
+    assert bad.safety_action_reason.startswith("Awaiting delivery receipts")
+    # Five unconfirmed sends and those of the two minutes their receipts were waited for.
+    held_after = len(bad_sim.sent)
+    assert 5 <= held_after <= 7
+
+    # Half an hour on, the held sends are flagged undelivered: five in a row quarantine
+    # the line. Nothing more went into it, and everyone got the message once.
+    for _ in range(30):
+        minute()
+    bad.refresh_from_db()
+    assert bad.health_status == Line.Health.QUARANTINED
+    assert len(bad_sim.sent) == held_after
+    counts = received(sim, bad_sim)
+    assert len(counts) == 20 and set(counts.values()) == {1}
+    assert Enrollment.objects.filter(line=good).count() == 20 - held_after
