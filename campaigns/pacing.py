@@ -106,7 +106,7 @@ def assign_lines(*, campaign: Campaign) -> int:
     while True:
         with transaction.atomic():
             firsts = list(
-                Message.objects.select_for_update(skip_locked=True)
+                Message.objects.select_for_update(no_key=True, skip_locked=True)
                 .filter(campaign_id=campaign.pk, step_index=0, status__in=WAITING)
                 .filter(Q(line__isnull=True) | ~Q(line_id__in=usable_ids))
                 .values_list("lead_id", flat=True)[:ASSIGN_BATCH]
@@ -262,7 +262,8 @@ def _release(
     with transaction.atomic():
         # Only rows still held are released (the guard of every release); locked, so
         # the per-row updates below need no guard of their own.
-        locked = list(held.select_for_update(of=("self",)).values_list("pk", flat=True))
+        locked = held.select_for_update(no_key=True, of=("self",)).values_list("pk", flat=True)
+        locked = list(locked)
         _set_due_times([(pk, due_at[pk]) for pk in locked], now)
     return len(locked)
 

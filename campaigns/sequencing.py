@@ -417,7 +417,9 @@ def on_message_status_changed(sender=None, *, message_id=None, campaign_id="", *
         # A campaign locked by the periodic sweep (or a pause) is left to the sweep:
         # a send worker never queues behind it.
         campaign = (
-            Campaign.objects.select_for_update(skip_locked=True).filter(pk=campaign_id).first()
+            Campaign.objects.select_for_update(no_key=True, skip_locked=True)
+            .filter(pk=campaign_id)
+            .first()
         )
         if campaign is None:
             return

@@ -187,7 +187,9 @@ def campaign_get_locked(*, workspace, campaign_id) -> Campaign:
     campaign = None
     if looks_like_id(campaign_id):
         campaign = (
-            Campaign.objects.select_for_update().filter(workspace=workspace, pk=campaign_id).first()
+            Campaign.objects.select_for_update(no_key=True)
+            .filter(workspace=workspace, pk=campaign_id)
+            .first()
         )
     if campaign is None:
         raise NotFound(CAMPAIGN_NOT_FOUND)
@@ -625,7 +627,9 @@ def campaigns_tick(*, now: datetime | None = None) -> list[str]:
         fetch_branch_tool_answers(campaign=campaign, now=now, answers=answers[campaign.pk])
     released: list[str] = []
     with transaction.atomic():
-        campaigns = list(active.select_for_update().order_by("started_at", "created_at", "pk"))
+        campaigns = list(
+            active.select_for_update(no_key=True).order_by("started_at", "created_at", "pk")
+        )
         for campaign in campaigns:
             tool_answers = answers.get(campaign.pk)
             decide_branches(campaign=campaign, now=now, tool_answers=tool_answers)

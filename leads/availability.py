@@ -756,7 +756,7 @@ def availability_job_cancel(*, workspace, job_id: str, now: datetime | None = No
     now = now or timezone.now()
     with transaction.atomic():
         job = (
-            AvailabilityJob.objects.select_for_update()
+            AvailabilityJob.objects.select_for_update(no_key=True)
             .filter(workspace=workspace, pk=job_id)
             .first()
         )

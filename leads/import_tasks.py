@@ -189,7 +189,9 @@ def import_job_run(job_id: str) -> None:
     # Claim the job: a duplicate delivery of the task finds it no longer queued.
     with transaction.atomic():
         job = (
-            ImportJob.objects.select_for_update().select_related("workspace").filter(pk=job_id)
+            ImportJob.objects.select_for_update(no_key=True)
+            .select_related("workspace")
+            .filter(pk=job_id)
         ).first()
         if job is None or job.status != "queued":
             logger.info("Import job %s is not queued; nothing to do", job_id)

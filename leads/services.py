@@ -1136,7 +1136,7 @@ def lead_update(
         # Re-read under a row lock: the caller's copy may predate an opt-out (STOP
         # reply) or an availability result committed since, which a save of the
         # whole stale row would undo.
-        lead = Lead.objects.select_for_update().filter(pk=lead.pk).first()
+        lead = Lead.objects.select_for_update(no_key=True).filter(pk=lead.pk).first()
         if lead is None:
             raise NotFoundExact(LEAD_NOT_FOUND)
         before = {name: getattr(lead, name) for name in IDENTIFIER_FIELDS}
@@ -1253,7 +1253,7 @@ def lead_merge_identifiers(
     target = lead
     with transaction.atomic():
         _lock_identifiers(workspace, [value for _, value in candidates])
-        lead = Lead.objects.select_for_update().get(pk=lead.pk)
+        lead = Lead.objects.select_for_update(no_key=True).get(pk=lead.pk)
         owned = set(
             LeadIdentifier.objects.filter(
                 workspace=workspace, value__in=[v for _, v in candidates]

@@ -66,7 +66,7 @@ class SendBudget:
         if not wanted:
             return
         ids = list(
-            Line.objects.select_for_update(skip_locked=True)
+            Line.objects.select_for_update(no_key=True, skip_locked=True)
             .filter(pk__in=wanted)
             .order_by("pk")
             .values_list("pk", flat=True)

@@ -490,7 +490,11 @@ def line_safety_override(*, workspace, line_id: str, now: datetime | None = None
     now = now or timezone.now()
     hours = _setting("LINE_OVERRIDE_HOURS", 24)
     with transaction.atomic():
-        line = Line.objects.select_for_update().filter(workspace=workspace, pk=line_id).first()
+        line = (
+            Line.objects.select_for_update(no_key=True)
+            .filter(workspace=workspace, pk=line_id)
+            .first()
+        )
         if line is None:
             raise NotFound("Line not found")
         Line.objects.filter(pk=line.pk).update(

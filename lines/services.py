@@ -243,7 +243,9 @@ def line_delete(*, workspace, line_id: str) -> None:
 
 
 def _locked_line(*, workspace, line_id: str) -> Line:
-    line = Line.objects.select_for_update().filter(workspace=workspace, pk=line_id).first()
+    line = (
+        Line.objects.select_for_update(no_key=True).filter(workspace=workspace, pk=line_id).first()
+    )
     if line is None:
         raise NotFound("Line not found")
     return line
@@ -562,7 +564,9 @@ def _usable_for_check(line: Line, current: datetime) -> bool:
 def _claim_one_check(*, line: Line, now: datetime | None, day: datetime) -> bool:
     """Lock the line (SKIP LOCKED), re-check its gap, take one check and restart the
     gap, in one transaction; False when another worker holds it or was first."""
-    candidate = Line.objects.select_for_update(skip_locked=True).filter(pk=line.pk, is_active=True)
+    candidate = Line.objects.select_for_update(no_key=True, skip_locked=True).filter(
+        pk=line.pk, is_active=True
+    )
     if line.check_gap_seconds:
         # Re-checked under the lock: another worker may have just used the gap.
         candidate = candidate.filter(_gap_elapsed("last_check_at", line.check_gap_seconds, now))
@@ -598,7 +602,7 @@ def _claim_checks_without_gap(
     usage_day = utc_today(day)
     with transaction.atomic():
         locked = list(
-            Line.objects.select_for_update(skip_locked=True)
+            Line.objects.select_for_update(no_key=True, skip_locked=True)
             .filter(pk__in=list(wanted), is_active=True, check_gap_seconds=0)
             .exclude(health_status__in=Line.OUT_OF_ROTATION)
             .order_by("pk")

@@ -110,9 +110,9 @@ def dispatch_due(
     now = now or timezone.now()
     result = DispatchResult()
     with transaction.atomic():
-        rows = Message.objects.select_for_update(skip_locked=True, of=("self",)).filter(
-            status__in=Message.WAITING, held=False, due_at__lte=now
-        )
+        rows = Message.objects.select_for_update(
+            no_key=True, skip_locked=True, of=("self",)
+        ).filter(status__in=Message.WAITING, held=False, due_at__lte=now)
         if message_ids is not None:
             rows = rows.filter(pk__in=list(message_ids))
         rows = list(rows.select_related("workspace", "lead", "line").order_by("due_at")[:limit])
@@ -370,7 +370,7 @@ class _Batch:
             ignore_conflicts=True,
         )
         for gate in (
-            RecipientGate.objects.select_for_update(of=("self",))
+            RecipientGate.objects.select_for_update(no_key=True, of=("self",))
             .select_related("last_line")
             .filter(workspace_id=workspace_id, address__in=gated)
             .order_by("address")

@@ -42,7 +42,7 @@ def messages_mark_undelivered(*, now: datetime | None = None) -> int:
     while True:
         with transaction.atomic():
             rows = list(
-                Message.objects.select_for_update(skip_locked=True, of=("self",))
+                Message.objects.select_for_update(no_key=True, skip_locked=True, of=("self",))
                 .filter(
                     status=Message.Status.SENT,
                     message_type=Message.Type.IMESSAGE,

@@ -146,7 +146,7 @@ def _claim_rows(message_ids: list[str], now: datetime) -> list[str]:
     # for the lock and then finds them claimed.
     with transaction.atomic():
         claimed = set(
-            Message.objects.select_for_update()
+            Message.objects.select_for_update(no_key=True)
             .filter(pk__in=ids, status=Message.Status.SENDING, send_claimed_at__isnull=True)
             .values_list("pk", flat=True)
         )
@@ -855,7 +855,7 @@ def messages_unqueue(*, message_ids: list[str]) -> int:
     with transaction.atomic():
         # Locked, so a run that claims one of them meanwhile waits and then skips it.
         rows = list(
-            Message.objects.select_for_update(of=("self",))
+            Message.objects.select_for_update(no_key=True, of=("self",))
             .select_related("line")
             .filter(
                 pk__in=list(message_ids),

@@ -263,7 +263,7 @@ def message_cancel_waiting(
         # stop-on-reply ones change: a reply that is also STOP cancels twice in one
         # transaction, and two cancels of one lead must take their locks in one order.
         locked = list(
-            rows.select_for_update()
+            rows.select_for_update(no_key=True)
             .order_by("pk")
             .values_list("pk", "campaign_id", "stop_on_reply")
         )
@@ -707,7 +707,8 @@ def fallback_config_update(
             twilio_from_number, "phone", field="twilioFromNumber"
         )
     with transaction.atomic():
-        config, _ = FallbackConfig.objects.select_for_update().get_or_create(workspace=workspace)
+        locked = FallbackConfig.objects.select_for_update(no_key=True)
+        config, _ = locked.get_or_create(workspace=workspace)
         for name, value in changes.items():
             if value is not None:
                 setattr(config, name, value)

@@ -49,7 +49,7 @@ def webhook_deliveries_claim(
         rows = rows.filter(pk__in=list(delivery_ids))
     with transaction.atomic():
         ids = list(
-            rows.select_for_update(skip_locked=True)
+            rows.select_for_update(no_key=True, skip_locked=True)
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[:limit]
         )

@@ -322,7 +322,7 @@ def webhook_endpoint_update(
 ) -> WebhookEndpoint:
     """Change the given fields (None leaves one as it is); `events` replaces the list."""
     endpoint = webhook_endpoint_get(workspace=workspace, endpoint_id=endpoint_id)
-    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    endpoint = WebhookEndpoint.objects.select_for_update(no_key=True).get(pk=endpoint.pk)
     if url is not None:
         endpoint.url = _clean_url(url)
     if events is not None:

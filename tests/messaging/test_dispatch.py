@@ -485,7 +485,7 @@ def test_the_claim_can_read_the_due_index_which_leaves_held_rows_out(acme):
     enqueue(acme)
     with CaptureQueriesContext(connection) as queries:
         dispatch_due(now=WED)
-    claim = next(q["sql"] for q in queries if "FOR UPDATE" in q["sql"])
+    claim = next(q["sql"] for q in queries if "FOR NO KEY UPDATE" in q["sql"])
     with transaction.atomic(), connection.cursor() as cursor:
         # Tiny tables are read whole; without that way out the planner shows
         # whether the claim's conditions let it use the partial index.
@@ -493,3 +493,42 @@ def test_the_claim_can_read_the_due_index_which_leaves_held_rows_out(acme):
         cursor.execute("EXPLAIN " + claim)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "message_due_waiting" in plan
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_line_locked_by_a_worker_does_not_hold_up_messages_written_for_it(acme):
+    """The row locks that serialize work on a line (its checks, its send budget) are
+    FOR NO KEY UPDATE: a request writing a message on that line checks the foreign
+    key with FOR KEY SHARE, which such a lock does not block."""
+    if not settings.IS_POSTGRES:
+        pytest.skip("row lock modes are Postgres's")
+    from lines.budget import SendBudget
+
+    line = make_line(acme)
+    locked, release = threading.Event(), threading.Event()
+
+    def worker(_index):
+        with transaction.atomic():
+            SendBudget([line.pk], now=WED)  # holds the line's row lock
+            locked.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=lambda: run_in_threads(worker, 1))
+    thread.start()
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")  # blocked: an error, not a hang
+        try:
+            with transaction.atomic():
+                Message.objects.create(
+                    workspace=acme, line=line, recipient_phone="+14155550109", body="Hi"
+                )
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+        assert release.is_set() is False  # written while the worker still held its lock
+    finally:
+        release.set()
+        thread.join()
+    assert Message.objects.filter(line=line).count() == 1
