@@ -24,8 +24,8 @@ is new, so each message also takes one availability check on a relay.
 Environment: DATABASE_URL (Postgres, required), REDIS_URL (default db 3), BENCH_MODE,
 BENCH_RATE, BENCH_SECONDS, BENCH_WORKSPACES, BENCH_CONCURRENCY (open-loop client
 threads, 256), BENCH_MESSAGES, BENCH_CLIENTS, BENCH_LINES, BENCH_QUEUED, BENCH_WORKERS
-(8 worker processes, as in production), BENCH_WEB_WORKERS (4 gunicorn processes of 8
-threads, as in production).
+(8 worker processes, as in production), BENCH_WEB_WORKERS (4 gunicorn processes, as in
+production), BENCH_WEB_THREADS (8 threads each, as in production).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ LINES = int(os.environ.get("BENCH_LINES", "50"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "8"))
 # gunicorn processes (8 threads each); production runs 4 (README).
 WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "4"))
+WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "8"))
 PASSWORD = "bench-relay"
 DEADLINE_SECONDS = int(os.environ.get("BENCH_DEADLINE", "900"))
 # Rows written straight into the outbox (as campaigns do): the worker's side alone.
@@ -483,7 +484,7 @@ def run() -> list[dict]:
                 "-k",
                 "gthread",
                 "--threads",
-                "8",
+                str(WEB_THREADS),
                 "-b",
                 f"127.0.0.1:{web_port}",
                 "--log-level",
