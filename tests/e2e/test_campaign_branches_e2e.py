@@ -9,6 +9,14 @@ from campaigns.models import Campaign
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
+def settled(page):
+    """Wait for htmx to finish its round trip: new content gets its handlers (a select
+    that asks the server on change) only when it settles, a moment after the swap."""
+    page.wait_for_function(
+        "!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')"
+    )
+
+
 def test_build_a_branching_campaign(signed_in, live_server, acme, screenshot):
     page = signed_in
     page.goto(f"{live_server.url}/campaigns/new/")
@@ -19,11 +27,13 @@ def test_build_a_branching_campaign(signed_in, live_server, acme, screenshot):
     page.locator("#id_steps-1-message").fill("Checking in")
     page.get_by_role("button", name="+ Add stop condition").click()
     expect(page.locator("#steps-1-rule-0-type")).to_be_visible()
+    settled(page)
     page.locator("#steps-1-rule-0-type").select_option("tag_exists")
     page.locator("#steps-1-rule-0-tag").fill("customer")
 
     page.get_by_role("button", name="+ Add step").click()
     expect(page.locator("#id_steps-2-kind")).to_be_visible()
+    settled(page)
     page.locator("#id_steps-2-kind").select_option("branch")
     expect(page.get_by_role("button", name="+ Add path")).to_be_visible()
     # Each button is a round trip: wait for its answer before the next one.
@@ -31,9 +41,12 @@ def test_build_a_branching_campaign(signed_in, live_server, acme, screenshot):
     expect(page.locator("#steps-2-path-0-type")).to_be_visible()
     page.get_by_role("button", name="+ Add path").click()
     expect(page.locator("#steps-2-path-1-type")).to_be_visible()
+    settled(page)
     page.locator("#steps-2-path-0-type").select_option("replied")
+    settled(page)
     page.get_by_role("button", name="+ Add a step to path 1").click()
     expect(page.locator("#steps-2-path-0-step-0-message")).to_be_visible()
+    settled(page)
     page.locator("#steps-2-path-0-step-0-message").fill("Thanks for writing back")
     page.locator("#steps-2-path-0-step-0-delay").fill("0")
     page.locator("#steps-2-path-1-type").select_option("no_reply_for")
@@ -49,7 +62,9 @@ def test_build_a_branching_campaign(signed_in, live_server, acme, screenshot):
 
     page.get_by_role("button", name="+ Add path").click()
     expect(page.locator("#steps-2-path-2-type")).to_be_visible()
+    settled(page)
     page.locator("#steps-2-path-2-type").select_option("default")
+    settled(page)
     screenshot("campaign-form-branches.png")
     page.get_by_role("button", name="Create campaign").click()
     expect(page.get_by_text("Campaign “Branching outreach” saved.")).to_be_visible()
