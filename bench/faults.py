@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 import requests
 
 from bench import _processes as children
+from bench import _seed
 
 MESSAGES = int(os.environ.get("BENCH_FAULTS_MESSAGES", "2000"))
 KILLS = int(os.environ.get("BENCH_FAULTS_KILLS", "3"))
@@ -183,28 +184,6 @@ def _proxied_redis_url(redis_url: str, port: int) -> str:
     auth = parts.netloc.rpartition("@")[0]
     netloc = f"{auth}@127.0.0.1:{port}" if auth else f"127.0.0.1:{port}"
     return parts._replace(netloc=netloc).geturl()
-
-
-def _make_lines(workspace, relay_urls: list[str]) -> None:
-    from lines.models import Line
-    from lines.services import line_create
-
-    for index, url in enumerate(relay_urls):
-        line_create(
-            workspace=workspace,
-            server_url=url,
-            relay_password=PASSWORD,
-            first_name=f"Line {index}",
-            device_gap_seconds=0,
-            contact_gap_seconds=0,
-            check_gap_seconds=0,
-            daily_total_messages_limit=1_000_000,
-            daily_new_conversations_limit=1_000_000,
-            daily_availability_checks_limit=1_000_000,
-        )
-    Line.objects.filter(workspace=workspace).update(
-        health_status=Line.Health.HEALTHY, warmup_started_at=None
-    )
 
 
 def _relay_sends(relay_url: str) -> list[dict]:
@@ -476,7 +455,7 @@ def run() -> list[dict]:
         workspace, api_key = workspace_create(
             name=f"Bench faults {stamp}", owner_email=f"faults-{stamp}@bench.test"
         )
-        _make_lines(workspace, relay_urls)
+        _seed.unlimited_lines(workspace, relay_urls, PASSWORD)
         for url in relay_urls:
             requests.post(f"{url}/sim/reset", timeout=5)
 

@@ -43,6 +43,7 @@ from pathlib import Path
 import requests
 
 from bench import _processes as children
+from bench import _seed
 
 MODE = os.environ.get("BENCH_MODE", "open")
 RATE = Fraction(os.environ.get("BENCH_RATE", "50"))
@@ -300,29 +301,6 @@ def _check_rate_limits() -> None:
             )
 
 
-def _make_lines(workspace, relay_url: str, count: int) -> None:
-    from lines.models import Line
-    from lines.services import line_create
-
-    for index in range(count):
-        line_create(
-            workspace=workspace,
-            server_url=relay_url,
-            relay_password=PASSWORD,
-            first_name=f"Line {index}",
-            device_gap_seconds=0,
-            contact_gap_seconds=0,
-            check_gap_seconds=0,
-            daily_total_messages_limit=1_000_000,
-            daily_new_conversations_limit=1_000_000,
-            daily_availability_checks_limit=1_000_000,
-        )
-    # Established lines: the benchmark measures throughput, not a warm-up.
-    Line.objects.filter(workspace=workspace).update(
-        health_status=Line.Health.HEALTHY, warmup_started_at=None
-    )
-
-
 def _run_open(base: str, relay_url: str, workspaces: list, access_log: str) -> list[dict]:
     from messaging.models import Message
     from tuco.services import workspace_create
@@ -335,7 +313,7 @@ def _run_open(base: str, relay_url: str, workspaces: list, access_log: str) -> l
         )
         workspaces.append(workspace)
         keys.append(key)
-        _make_lines(workspace, relay_url, 1)
+        _seed.unlimited_lines(workspace, [relay_url], PASSWORD)
     requests.post(f"{relay_url}/sim/reset", timeout=5)
 
     results = _open_loop(base, keys)
@@ -399,7 +377,7 @@ def _run_closed(base: str, relay_url: str, workspaces: list) -> list[dict]:
         password="bench-password",
     )
     workspaces.append(workspace)
-    _make_lines(workspace, relay_url, LINES)
+    _seed.unlimited_lines(workspace, [relay_url] * LINES, PASSWORD)
     requests.post(f"{relay_url}/sim/reset", timeout=5)
 
     latencies, failures, started_perf = _post_all(base, key, MESSAGES, CLIENTS)

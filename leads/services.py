@@ -495,34 +495,11 @@ def lead_import(
     if lead_list is not None and lead_list.workspace_id != workspace.pk:
         raise NotFoundExact(LIST_NOT_FOUND)
 
-    if atomic:
-        # Locked identifiers live in the caller's transaction, which is then the unit
-        # of work (and its savepoint, if any): a second savepoint would only cost
-        # two more round trips on every send to a new recipient.
-        with transaction.atomic(savepoint=not identifiers_locked):
-            if not identifiers_locked:
-                _lock_workspace(workspace)
-            # Inside the transaction, so a rejected first upload leaves no default list.
-            if lead_list is None:
-                lead_list = _default_list(workspace, to_quick_sends)
-            state = _ImportState(
-                workspace,
-                lead_list,
-                source,
-                normalizer,
-                skip_invalid,
-                collect_ids,
-                tag_source,
-                few=_few(rows),
-            )
-            state.contact_owners = contact_owners
-            _write_batches(state, rows, batch_size, progress, batch_transactions=False)
-    else:
-        if lead_list is None:
-            lead_list = _default_list(workspace, to_quick_sends)
+    def new_state() -> _ImportState:
+        target = lead_list if lead_list is not None else _default_list(workspace, to_quick_sends)
         state = _ImportState(
             workspace,
-            lead_list,
+            target,
             source,
             normalizer,
             skip_invalid,
@@ -531,6 +508,20 @@ def lead_import(
             few=_few(rows),
         )
         state.contact_owners = contact_owners
+        return state
+
+    if atomic:
+        # Locked identifiers live in the caller's transaction, which is then the unit
+        # of work (and its savepoint, if any): a second savepoint would only cost
+        # two more round trips on every send to a new recipient.
+        with transaction.atomic(savepoint=not identifiers_locked):
+            if not identifiers_locked:
+                _lock_workspace(workspace)
+            # Inside the transaction, so a rejected first upload leaves no default list.
+            state = new_state()
+            _write_batches(state, rows, batch_size, progress, batch_transactions=False)
+    else:
+        state = new_state()
         _write_batches(state, rows, batch_size, progress, batch_transactions=True)
     return state.result
 
