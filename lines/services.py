@@ -460,8 +460,11 @@ def line_pick_for_check(
     claimed by locking its row with SKIP LOCKED (so concurrent workers spread over
     the lines instead of queueing on one row) while re-checking its gap, taking its
     quota with a conditional update and restarting its gap, in one short
-    transaction. With no line: NO_ACTIVE_LINE, ALL_DOWN, QUOTA_EXHAUSTED, or WAIT
-    with the seconds until the soonest gap ends.
+    transaction. A named line (`line_id`, a send checking its recipient on its own
+    line) waits for its row lock instead: a worker holds it for a few statements,
+    and going away would cost the send a round trip through the queue. With no
+    line: NO_ACTIVE_LINE, ALL_DOWN, QUOTA_EXHAUSTED, or WAIT with the seconds until
+    the soonest gap ends.
 
     Without `now` the gaps are measured by the database's clock (see _db_now); the
     usage day still follows this process's clock (a second of skew at midnight
@@ -469,8 +472,13 @@ def line_pick_for_check(
     """
     day = now or timezone.now()
     lines, current = _check_candidates(workspace=workspace, now=now, day=day, line_id=line_id)
+    # A named line has no other candidate to move on to: its claim waits for the row
+    # lock (held for a few statements) rather than sending the caller away.
+    skip_locked = line_id is None
     for line in lines:
-        if _usable_for_check(line, current) and _claim_one_check(line=line, now=now, day=day):
+        if _usable_for_check(line, current) and _claim_one_check(
+            line=line, now=now, day=day, skip_locked=skip_locked
+        ):
             return LinePick(line)
     return _why_no_line(lines, current)
 
@@ -561,10 +569,13 @@ def _usable_for_check(line: Line, current: datetime) -> bool:
     )
 
 
-def _claim_one_check(*, line: Line, now: datetime | None, day: datetime) -> bool:
-    """Lock the line (SKIP LOCKED), re-check its gap, take one check and restart the
-    gap, in one transaction; False when another worker holds it or was first."""
-    candidate = Line.objects.select_for_update(no_key=True, skip_locked=True).filter(
+def _claim_one_check(
+    *, line: Line, now: datetime | None, day: datetime, skip_locked: bool = True
+) -> bool:
+    """Lock the line (SKIP LOCKED unless told to wait), re-check its gap, take one
+    check and restart the gap, in one transaction; False when another worker holds
+    it (skipping) or was first."""
+    candidate = Line.objects.select_for_update(no_key=True, skip_locked=skip_locked).filter(
         pk=line.pk, is_active=True
     )
     if line.check_gap_seconds:

@@ -1,9 +1,11 @@
 """line_pick_for_check on one named line (what a send does before it checks its
 recipient): the same caps, gaps and reasons as the round robin, on either clock."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 
 from lines.models import Line, LineUsage
 from lines.services import ALL_DOWN, NO_ACTIVE_LINE, QUOTA_EXHAUSTED, WAIT, line_pick_for_check
@@ -64,6 +66,42 @@ def test_the_database_clock_keeps_the_gap(acme):
     second = line_pick_for_check(workspace=acme, line_id=line.pk)
     assert (second.line, second.reason) == (None, WAIT)
     assert 58 < second.retry_after <= 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_named_line_held_by_another_worker_is_waited_for(acme, settings):
+    """The round robin skips a locked line; a pick of one named line waits for the
+    lock instead of answering "busy" (which sends a message back to the queue)."""
+    if not settings.IS_POSTGRES:
+        pytest.skip("needs Postgres (set DATABASE_URL)")
+    line = offline_line(acme)
+    locked, release = threading.Event(), threading.Event()
+
+    def holder(_index):
+        with transaction.atomic():
+            Line.objects.select_for_update(no_key=True).get(pk=line.pk)
+            locked.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=lambda: run_in_threads(holder, 1))
+    thread.start()
+    try:
+        assert locked.wait(10)
+        picked = []
+        picker = threading.Thread(target=lambda: picked.extend(run_in_threads(
+            lambda _index: pick(acme, line), 1
+        )))  # fmt: skip
+        picker.start()
+        picker.join(0.5)
+        assert picker.is_alive()  # waiting for the lock, not answering "busy"
+        assert line_pick_for_check(workspace=acme, now=NOON).reason == WAIT  # skips it
+        release.set()
+        picker.join(10)
+    finally:
+        release.set()
+        thread.join()
+    assert picked[0].line == line
+    assert checks_taken(line) == 1
 
 
 @pytest.mark.django_db(transaction=True)
