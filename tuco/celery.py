@@ -1,7 +1,7 @@
 import logging
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from celery.worker.consumer import Consumer as CeleryConsumer
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tuco.settings")
@@ -53,6 +53,21 @@ class Consumer(CeleryConsumer):
 
         conn.ensure_connection = ensure_connection
         return super().ensure_connected(conn)
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _database_connections_between_tasks(sender=None, **kwargs):
+    """Around each task, Django's rules for a kept connection, as around a request:
+    closed once older than CONN_MAX_AGE or broken, health-checked before its next use
+    (CONN_HEALTH_CHECKS). Celery's own Django fixup would close it around every task
+    (a new Postgres backend per task) unless CELERY_DB_REUSE_MAX says otherwise, which
+    the settings do. An eager task runs inside its caller's transaction: not here."""
+    if sender is not None and sender.request.is_eager:
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 app = Celery("tuco")

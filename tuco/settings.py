@@ -186,6 +186,11 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Celery's consumer, trying the broker again every 2 s at most (not up to 30 s), and
 # not exiting when the broken connection cannot be closed (tuco.celery.Consumer).
 CELERY_WORKER_CONSUMER = "tuco.celery:Consumer"
+# The worker keeps its database connection across tasks, as the web does across
+# requests (CONN_MAX_AGE, CONN_HEALTH_CHECKS; tuco.celery applies them around each
+# task). Celery's Django fixup would otherwise close it after every task; with this
+# it closes it after this many tasks, a fresh connection now and then.
+CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", 1000)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

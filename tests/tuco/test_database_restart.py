@@ -4,7 +4,8 @@ failover): the next request or task reconnects and its write is kept.
 Between requests, Django's handler announces each one (request_started), which
 health-checks a kept connection (CONN_HEALTH_CHECKS) before use; the test client
 skips that announcement, so the tests make it as the WSGI handler does. Before each
-task, Celery's Django fixup closes the worker's connections; the tests call it.
+task, the worker runs Celery's Django fixup and then tuco.celery's check of its kept
+connection; the tests do the same.
 """
 
 import psycopg
@@ -21,6 +22,22 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not settings.IS_POSTGRES, reason="needs Postgres (set DATABASE_URL)"),
 ]
+
+
+def before_task(fixup, task):
+    """What the worker does before each task (task_prerun): Celery's Django fixup,
+    then the project's receiver."""
+    from celery.signals import task_prerun
+
+    fixup.on_task_prerun(sender=task)
+    task_prerun.send(sender=task, task_id="test", task=task, args=(), kwargs={})
+
+
+def after_task(fixup, task):
+    from celery.signals import task_postrun
+
+    fixup.on_task_postrun(sender=task)
+    task_postrun.send(sender=task, task_id="test", task=task, args=(), kwargs={}, retval=None)
 
 
 def terminate_our_backends():
@@ -66,9 +83,35 @@ def test_the_next_task_after_a_restart_reconnects_and_writes(acme):
 
     terminate_our_backends()
 
-    DjangoWorkerFixup(app).close_database()  # what the worker does before each task
+    before_task(DjangoWorkerFixup(app), reconcile_stuck_messages)
     message = services.message_enqueue(
         workspace=acme, body="After the restart", recipient_phone="+14155550102"
     )
     assert reconcile_stuck_messages.run() == {"requeued": 0, "sent": 0, "failed": 0}
     assert Message.objects.filter(pk=message.pk).exists()
+
+
+def test_a_worker_keeps_its_connection_between_tasks_until_it_is_too_old(acme):
+    """One Postgres backend serves task after task (a new one costs a fork and cold
+    caches on the server); one older than CONN_MAX_AGE is replaced."""
+    import time
+
+    from celery.fixups.django import DjangoWorkerFixup
+
+    from messaging.tasks import reconcile_stuck_messages
+    from tuco.celery import app
+
+    fixup = DjangoWorkerFixup(app)
+    backends = []
+    for _ in range(5):
+        before_task(fixup, reconcile_stuck_messages)
+        reconcile_stuck_messages.run()
+        backends.append(connection.connection.info.backend_pid)
+        after_task(fixup, reconcile_stuck_messages)
+    assert len(set(backends)) == 1
+
+    connection.close_at = time.monotonic() - 1  # past CONN_MAX_AGE
+    after_task(fixup, reconcile_stuck_messages)
+    before_task(fixup, reconcile_stuck_messages)
+    reconcile_stuck_messages.run()
+    assert connection.connection.info.backend_pid != backends[0]
