@@ -11,21 +11,31 @@ defaults. Interleaved with them, an authenticated no-op `GET /api/workspace` at 
 rate, the floor under any API request. Every request starts on its schedule whatever
 earlier ones are doing (a thread pool large enough that a slow answer never delays the
 next start), and latency is measured from the scheduled start, so a stall shows in the
-figures rather than thinning the load. Reported: p50 / p95 / p99 and errors of both;
-the goal is POST p95 under 50 ms. Beside it, the worker's side: how long each
-message took from its POST to `sent`.
+figures rather than thinning the load. The same load runs for BENCH_WARMUP (10) seconds
+before the measured ones (fresh server processes open their database connections and
+load their code on their first requests). Reported: p50 / p95 / p99 and errors of both;
+the goal is POST p95 under 50 ms. Beside it, the worker's side: how long each message
+took from its POST to `sent`.
+
+BENCH_PACING says how the lines send: `default`, lines with the product's default gaps
+and daily caps (each sends one message every 30 s or so, as a user's lines do, and the
+worker schedules the rest); `off`, no gaps and caps far above what the run sends, so
+the worker sends every message at once (50 sends a second: more than 50 lines may send
+in a day, a stress run); `both` (the default) runs one after the other, each with
+workspaces of its own.
 
 BENCH_MODE=closed: BENCH_MESSAGES (10000) `POST /api/messages` from BENCH_CLIENTS (50)
-clients as fast as they are answered, into one workspace of BENCH_LINES (50) lines, rate
-limits raised; then rows written straight into the outbox (BENCH_QUEUED, 2000) and the
-simulator's raw request rate. Gaps are 0 and caps raised in both modes. Every recipient
-is new, so each message also takes one availability check on a relay.
+clients as fast as they are answered, into one workspace of BENCH_LINES (50) unpaced
+lines, rate limits raised; then rows written straight into the outbox (BENCH_QUEUED,
+2000) and the simulator's raw request rate. Every recipient is new, so each message
+also takes one availability check on a relay.
 
 Environment: DATABASE_URL (Postgres, required), REDIS_URL (default db 3), BENCH_MODE,
-BENCH_RATE, BENCH_SECONDS, BENCH_WORKSPACES, BENCH_CONCURRENCY (open-loop client
-threads, 256), BENCH_MESSAGES, BENCH_CLIENTS, BENCH_LINES, BENCH_QUEUED, BENCH_WORKERS
-(8 worker processes, as in production), BENCH_WEB_WORKERS (4 gunicorn processes, as in
-production), BENCH_WEB_THREADS (8 threads each, as in production).
+BENCH_PACING, BENCH_RATE, BENCH_SECONDS, BENCH_WARMUP, BENCH_WORKSPACES,
+BENCH_CONCURRENCY (open-loop client threads, 256), BENCH_MESSAGES, BENCH_CLIENTS,
+BENCH_LINES, BENCH_QUEUED, BENCH_WORKERS (8 worker processes, as in production),
+BENCH_WEB_WORKERS (4 gunicorn processes, as in production), BENCH_WEB_THREADS (8
+threads each, as in production).
 """
 
 from __future__ import annotations
@@ -48,6 +58,8 @@ from bench import _seed
 MODE = os.environ.get("BENCH_MODE", "open")
 RATE = Fraction(os.environ.get("BENCH_RATE", "50"))
 SECONDS = Fraction(os.environ.get("BENCH_SECONDS", "60"))
+WARMUP = Fraction(os.environ.get("BENCH_WARMUP", "10"))
+PACING = os.environ.get("BENCH_PACING", "both")
 WORKSPACES = int(os.environ.get("BENCH_WORKSPACES", "50"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "256"))
 GOAL_P95_MS = 50
@@ -189,11 +201,14 @@ def _queued_phase(workspace, total: int) -> dict:
     }
 
 
-def _open_loop(base: str, keys: list[str]) -> dict[str, list[tuple[float, str]]]:
-    """Issue `POST /api/messages` and `GET /api/workspace` on a fixed schedule, each
-    at RATE a second, interleaved, workspace after workspace. Returns, per request
-    kind, (latency from the scheduled start in ms, outcome) of every request."""
-    total = int(RATE * SECONDS)
+def _open_loop(
+    base: str, keys: list[str], seconds: Fraction, batch: str, first: int = 0
+) -> dict[str, list[tuple[float, str]]]:
+    """Issue `POST /api/messages` (batch id `batch`, recipients numbered from `first`)
+    and `GET /api/workspace` on a fixed schedule for `seconds`, each at RATE a second,
+    interleaved, workspace after workspace. Returns, per request kind, (latency from
+    the scheduled start in ms, outcome) of every request."""
+    total = int(RATE * seconds)
     # POST i at i / RATE, GET i half a period later; both go to workspace i % W, so
     # each workspace gets one of each every W / RATE seconds.
     schedule = []
@@ -214,8 +229,8 @@ def _open_loop(base: str, keys: list[str]) -> dict[str, list[tuple[float, str]]]
                 body = {
                     "message": "Hi {firstName|there}, this is message " + str(index),
                     # Even last digit: on iMessage in the simulator's registry.
-                    "recipientPhone": f"+1415{2000000 + index * 2:07d}",
-                    "batchId": "bench",
+                    "recipientPhone": f"+1415{2000000 + (first + index) * 2:07d}",
+                    "batchId": batch,
                 }
                 response = requests.post(
                     f"{base}/api/messages", json=body, headers=headers, timeout=60
@@ -244,12 +259,19 @@ def _open_loop(base: str, keys: list[str]) -> dict[str, list[tuple[float, str]]]
     return results
 
 
-def _server_times(access_log: str) -> dict[str, list[float]]:
+def _log_end(access_log: str) -> int:
+    with open(access_log) as log:
+        return log.seek(0, os.SEEK_END)
+
+
+def _server_times(access_log: str, start: int, end: int) -> dict[str, list[float]]:
     """Time spent inside gunicorn per request (ms), by kind, from the access log
-    (`%(m)s %(U)s %(s)s %(D)s`): the server's share of the latencies."""
+    (`%(m)s %(U)s %(s)s %(D)s`) between two offsets: the server's share of the
+    latencies."""
     times: dict[str, list[float]] = {"post": [], "get": []}
     with open(access_log) as log:
-        for line in log:
+        log.seek(start)
+        for line in log.read(end - start).splitlines():
             parts = line.split()
             if len(parts) != 4 or not parts[3].isdigit():
                 continue
@@ -302,30 +324,48 @@ def _check_rate_limits() -> None:
 
 
 def _run_open(base: str, relay_url: str, workspaces: list, access_log: str) -> list[dict]:
+    if PACING not in ("default", "off", "both"):
+        raise SystemExit(f"BENCH_PACING must be default, off or both, not {PACING!r}")
+    rows = []
+    for pacing in ("default", "off") if PACING == "both" else (PACING,):
+        rows += _run_open_once(base, relay_url, workspaces, access_log, pacing)
+    return rows
+
+
+def _run_open_once(
+    base: str, relay_url: str, workspaces: list, access_log: str, pacing: str
+) -> list[dict]:
     from messaging.models import Message
     from tuco.services import workspace_create
 
     stamp = time.time_ns()
-    keys = []
+    keys, mine = [], []
+    make_lines = _seed.default_lines if pacing == "default" else _seed.unlimited_lines
     for index in range(WORKSPACES):
         workspace, key = workspace_create(
             name=f"Bench messaging {stamp} #{index}", owner_email=f"bench-{stamp}@bench.test"
         )
         workspaces.append(workspace)
+        mine.append(workspace)
         keys.append(key)
-        _seed.unlimited_lines(workspace, [relay_url], PASSWORD)
+        make_lines(workspace, [relay_url], PASSWORD)
     requests.post(f"{relay_url}/sim/reset", timeout=5)
+    lines = "lines at default pacing" if pacing == "default" else "lines unpaced"
 
-    results = _open_loop(base, keys)
+    if WARMUP:
+        _open_loop(base, keys, WARMUP, "bench-warmup", first=500_000)
+    start = _log_end(access_log)
+    results = _open_loop(base, keys, SECONDS, "bench")
+    server_times = _server_times(access_log, start, _log_end(access_log))
     rows = [
         _latency_row(
-            f"POST /api/messages, open loop, {WORKSPACES} workspaces",
+            f"POST /api/messages, open loop, {WORKSPACES} workspaces, {lines}",
             results["post"],
             goal_p95_ms=GOAL_P95_MS,
         ),
         _latency_row("GET /api/workspace (no-op), same run", results["get"]),
     ]
-    for kind, times in _server_times(access_log).items():
+    for kind, times in server_times.items():
         if times:
             rows.append(
                 {
@@ -338,10 +378,13 @@ def _run_open(base: str, relay_url: str, workspaces: list, access_log: str) -> l
                 }
             )
 
-    # The worker's side: from each accepted POST to its `sent`.
-    rows_of = Message.objects.filter(workspace__in=workspaces, batch_id="bench")
-    accepted = sum(1 for _, outcome in results["post"] if outcome == "ok")
-    _wait_finished(rows_of, accepted)
+    # The worker's side: from each accepted POST to its `sent`. Paced lines send a
+    # few of them during the run and schedule the rest for later.
+    rows_of = Message.objects.filter(workspace__in=mine, batch_id="bench")
+    if pacing == "default":
+        time.sleep(5)  # the sends under way
+    else:
+        _wait_finished(rows_of, sum(1 for _, outcome in results["post"] if outcome == "ok"))
     lags = [
         (sent_at - created_at).total_seconds() * 1000
         for created_at, sent_at in rows_of.filter(sent_at__isnull=False).values_list(
@@ -351,7 +394,7 @@ def _run_open(base: str, relay_url: str, workspaces: list, access_log: str) -> l
     by_status = Counter(rows_of.values_list("status", flat=True))
     rows.append(
         {
-            "case": f"POST to sent, {WORKSPACES} lines, celery -c {WORKERS}",
+            "case": f"POST to sent, {WORKSPACES} {lines}, celery -c {WORKERS}",
             "count": len(lags),
             "p50_ms": _percentile(lags, 0.50) if lags else None,
             "p95_ms": _percentile(lags, 0.95) if lags else None,
@@ -360,6 +403,8 @@ def _run_open(base: str, relay_url: str, workspaces: list, access_log: str) -> l
             + f"; load {_load()}",
         }
     )
+    # What is still scheduled would keep the worker busy during the next run.
+    Message.objects.filter(workspace__in=mine).delete()
     return rows
 
 
