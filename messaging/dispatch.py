@@ -26,7 +26,13 @@ One short transaction claims a batch with `SELECT ... FOR UPDATE SKIP LOCKED`
   counters taken in memory and written back once; a line another batch or an
   availability check holds is busy and looked at again a second later). No
   line can take it -> `scheduled` for the soonest gap end, or the next UTC
-  midnight when every cap is spent.
+  midnight when every cap is spent. A row that may take any of the workspace's
+  lines and finds every one in its device gap queues for a line: it is due one
+  gap's share (the shortest device gap, less its jitter, over the number of those
+  lines) after the last row queued before it (`queued_for_line`), so each time a
+  line frees up one row comes due, rather than every waiting row at every gap end.
+  A queued row that comes due before a line is free waits for the soonest gap end,
+  keeping its place.
 
 Rows that pass become `sending` and their ids go to the send task after commit.
 None of the waits is an error. The recipient rows (RecipientGate) are locked in
@@ -41,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from lines import services as line_services
@@ -83,6 +89,8 @@ class _Decision:
     usage_taken: bool = False
     # Shown on a waiting row (Message.hold_reason) until it goes.
     hold: str = ""
+    # Waiting in the workspace's queue for a line (Message.queued_for_line).
+    queued: bool = False
 
 
 def recipient_key(message: Message) -> str:
@@ -115,7 +123,11 @@ def dispatch_due(
         ).filter(status__in=Message.WAITING, held=False, due_at__lte=now)
         if message_ids is not None:
             rows = rows.filter(pk__in=list(message_ids))
-        rows = list(rows.select_related("workspace", "lead", "line").order_by("due_at")[:limit])
+        rows = list(
+            rows.select_related("workspace", "lead", "line").order_by("due_at", "created_at")[
+                :limit
+            ]
+        )
         if not rows:
             return result
         batch = _Batch(now)
@@ -135,9 +147,15 @@ def messages_wake_for_line(*, workspace_id: str, now: datetime | None = None) ->
     that wait NO_LINE_RETRY for a usable line are due now instead. Every iMessage row
     due within NO_LINE_RETRY and held by nothing the dispatcher names (`hold_reason`)
     is pulled forward; the dispatcher decides each again, so one that waits for
-    something else (a gap, a backoff) is simply scheduled again. Returns how many."""
+    something else (a gap, a backoff) is simply scheduled again. The rows queued for
+    a line are due now as well and leave the queue: the dispatcher queues them again,
+    in the order they were written, spaced for the lines there are now. Returns how
+    many."""
     now = now or timezone.now()
-    return Message.objects.filter(
+    requeued = Message.objects.filter(
+        workspace_id=workspace_id, status__in=Message.WAITING, held=False, queued_for_line=True
+    ).update(due_at=now, queued_for_line=False)
+    return requeued + Message.objects.filter(
         workspace_id=workspace_id,
         status__in=Message.WAITING,
         held=False,
@@ -172,16 +190,19 @@ def _apply(message: Message, decision: _Decision, now: datetime, result: Dispatc
         message.send_claimed_at = None
         message.channel_called_at = None
         message.lease_expires_at = now + QUEUED_LEASE
+        message.queued_for_line = False
         result.sending.append(message.pk)
     elif decision.action == "wait":
         message.status = Message.Status.SCHEDULED
         message.due_at = decision.until
         message.scheduled_date = decision.until
         message.hold_reason = decision.hold[:200]
+        message.queued_for_line = decision.queued
         result.waiting[message.pk] = decision.until
     else:
         message.status = Message.Status.CANCELLED
         message.cancel_reason = decision.reason[:200]
+        message.queued_for_line = False
         status_changed_on_commit(
             message_id=message.pk, status=Message.Status.CANCELLED, campaign_id=message.campaign_id
         )
@@ -191,10 +212,12 @@ def _apply(message: Message, decision: _Decision, now: datetime, result: Dispatc
 SENDING_FIELDS = [
     "status", "line", "rendered_body", "sending_started_at", "usage_taken_at",
     "is_new_conversation", "hold_reason", "send_claimed_at", "channel_called_at",
-    "lease_expires_at", "updated_at",
+    "lease_expires_at", "queued_for_line", "updated_at",
 ]  # fmt: skip
-WAITING_FIELDS = ["status", "due_at", "scheduled_date", "hold_reason", "updated_at"]
-CANCELLED_FIELDS = ["status", "cancel_reason", "updated_at"]
+WAITING_FIELDS = [
+    "status", "due_at", "scheduled_date", "hold_reason", "queued_for_line", "updated_at",
+]  # fmt: skip
+CANCELLED_FIELDS = ["status", "cancel_reason", "queued_for_line", "updated_at"]
 RECENT_STATUSES = ("sending", "sent", "delivered", "read")
 
 
@@ -260,6 +283,8 @@ class _Batch:
         # in the last 7 days (this batch's included).
         self._caps: dict[str, frequency.Caps] = {}
         self._lead_sends: dict[tuple[str, str], list[datetime]] = {}
+        # Each workspace's queue for a line: when its last queued row is due.
+        self._queue_tail: dict[str, datetime] = {}
         self.budget: SendBudget | None = None
 
     def prepare(self, rows: list[Message]) -> None:
@@ -360,6 +385,16 @@ class _Batch:
                 line_ids.append(line.pk)
                 if line.is_active and line.health_status not in Line.OUT_OF_ROTATION:
                     self._lines[line.workspace_id].append(line)
+            self._queue_tail.update(
+                Message.objects.filter(
+                    workspace_id__in=imessage_workspaces,
+                    status__in=Message.WAITING,
+                    queued_for_line=True,
+                )
+                .values("workspace_id")
+                .annotate(last=Max("due_at"))
+                .values_list("workspace_id", "last")
+            )
         self.budget = SendBudget(line_ids, self.now)
 
     def _lock_gates(self, workspace_id: str, gated: list[str]) -> None:
@@ -510,6 +545,7 @@ class _Batch:
 
     def _pick_line(self, message: Message, address: str, gate: RecipientGate | None) -> _Decision:
         now = self.now
+        any_line = False
         if message.line_pinned and message.line_id:
             candidates = [message.line]
             if not message.line.is_usable:
@@ -522,10 +558,12 @@ class _Batch:
                 candidates = [kept]
             else:
                 candidates = list(self._workspace_lines(message.workspace_id))
+                any_line = True
         if not candidates:
             return _Decision("wait", until=now + NO_LINE_RETRY, reason="no active line")
 
         waits: list[datetime] = []
+        in_device_gap: list[Line] = []
         for line in candidates:
             if gate is not None and gate.last_sent_at is not None and line.contact_gap_seconds:
                 gap_ends = gap_end(
@@ -545,6 +583,7 @@ class _Batch:
                 continue  # a cap is spent
             if taken is not True:
                 waits.append(taken)  # the device gap ends then
+                in_device_gap.append(line)
                 continue
             # Keep the batch's round robin turning: this line is now the most recent.
             lines = self._lines.get(message.workspace_id)
@@ -553,5 +592,22 @@ class _Batch:
                 lines.append(line)
             return _Decision("send", line=line, new_conversation=new_conversation, usage_taken=True)
         if waits:
-            return _Decision("wait", until=max(min(waits), now + timedelta(seconds=1)))
+            soonest = max(min(waits), now + timedelta(seconds=1))
+            if any_line and len(in_device_gap) == len(waits):
+                return self._queue_for_line(message, in_device_gap, soonest)
+            return _Decision("wait", until=soonest)
         return _Decision("wait", until=line_services.next_utc_midnight(now), reason="caps")
+
+    def _queue_for_line(self, message: Message, lines: list[Line], soonest: datetime) -> _Decision:
+        """Every line that could take the row is in its device gap (the others' caps
+        are spent): it takes the next place in its workspace's queue, one gap's share
+        after the last row queued. One queued already that came due early waits for
+        the soonest gap end, ahead of the rows queued after it."""
+        if message.queued_for_line:
+            return _Decision("wait", until=soonest, queued=True)
+        jitter = self.budget.jitter_percent(message.workspace_id)
+        share = min(line.device_gap_seconds for line in lines) * (100 - jitter) / 100 / len(lines)
+        tail = self._queue_tail.get(message.workspace_id)
+        until = soonest if tail is None else max(soonest, tail + timedelta(seconds=share))
+        self._queue_tail[message.workspace_id] = until
+        return _Decision("wait", until=until, queued=True)

@@ -119,6 +119,10 @@ class Message(models.Model):
     # When the dispatcher should next look at the row (scheduled time, retry or
     # the next moment a pre-send check can pass).
     due_at = models.DateTimeField(default=dj_timezone.now)
+    # Waiting its turn for a line of its workspace (every line that could take it was
+    # in its device gap): the dispatcher places each such row one gap's share after
+    # the last one queued, so one comes due each time a line frees up.
+    queued_for_line = models.BooleanField(default=False)
     timezone = models.CharField(max_length=64, blank=True, default="")
     send_window_start = models.CharField(max_length=5, blank=True, default="")
     send_window_end = models.CharField(max_length=5, blank=True, default="")
@@ -181,6 +185,11 @@ class Message(models.Model):
                 fields=["due_at"],
                 name="message_due_waiting",
                 condition=Q(status__in=["pending", "scheduled"], held=False),
+            ),
+            models.Index(
+                fields=["workspace", "due_at"],
+                name="message_line_queue",
+                condition=Q(status__in=["pending", "scheduled"], queued_for_line=True),
             ),
             models.Index(fields=["workspace", "-created_at"], name="message_ws_created"),
             models.Index(fields=["lead", "-created_at"], name="message_lead_created"),
