@@ -180,21 +180,21 @@ def cache_lookup(
     checked_since: datetime | None = None,
 ) -> dict[str, bool]:
     """Fresh answers by address; with `checked_since`, only answers got since then."""
-    addresses = list(dict.fromkeys(addresses))
-    found = {}
-    for start in range(0, len(addresses), 1000):
-        rows = AvailabilityCacheEntry.objects.filter(
-            workspace=workspace, address__in=addresses[start : start + 1000], expires_at__gt=now
-        )
-        if checked_since is not None:
-            rows = rows.filter(checked_at__gte=checked_since)
-        found.update(rows.values_list("address", "available"))
-    return found
+    found = cache_lookup_many(
+        addresses={workspace.pk: addresses}, now=now, checked_since=checked_since
+    )
+    return {address: available for (_, address), available in found.items()}
 
 
-def cache_lookup_many(*, addresses: dict[str, Iterable[str]], now: datetime) -> dict:
+def cache_lookup_many(
+    *,
+    addresses: dict[str, Iterable[str]],
+    now: datetime,
+    checked_since: datetime | None = None,
+) -> dict:
     """Fresh answers of several workspaces at once: {(workspace id, address): available}
-    for the addresses given per workspace id."""
+    for the addresses given per workspace id; with `checked_since`, only answers got
+    since then."""
     wanted = {(w, a) for w, values in addresses.items() for a in values}
     values = sorted({a for _, a in wanted})
     found = {}
@@ -203,8 +203,14 @@ def cache_lookup_many(*, addresses: dict[str, Iterable[str]], now: datetime) -> 
             workspace_id__in=sorted(addresses),
             address__in=values[start : start + 1000],
             expires_at__gt=now,
-        ).values_list("workspace_id", "address", "available")
-        found.update(((w, a), available) for w, a, available in rows if (w, a) in wanted)
+        )
+        if checked_since is not None:
+            rows = rows.filter(checked_at__gte=checked_since)
+        found.update(
+            ((w, a), available)
+            for w, a, available in rows.values_list("workspace_id", "address", "available")
+            if (w, a) in wanted
+        )
     return found
 
 

@@ -55,8 +55,9 @@ from lines.budget import SendBudget
 from lines.jitter import gap_end
 from lines.models import Line
 from messaging import frequency, schedule, templating
+from messaging.dnc import dnc_blocked_pairs
 from messaging.leases import QUEUED_LEASE
-from messaging.models import Conversation, DoNotContact, Message, RecipientGate
+from messaging.models import Conversation, Message, RecipientGate
 from messaging.sending import messages_queue_send
 from messaging.services import status_changed_on_commit
 
@@ -283,8 +284,10 @@ class _Batch:
         # in the last 7 days (this batch's included).
         self._caps: dict[str, frequency.Caps] = {}
         self._lead_sends: dict[tuple[str, str], list[datetime]] = {}
-        # Each workspace's queue for a line: when its last queued row is due.
-        self._queue_tail: dict[str, datetime] = {}
+        # Each workspace's queue for a line: when its last queued row is due. Read
+        # (for all the batch's iMessage workspaces at once) when a row first queues.
+        self._queue_tail: dict[str, datetime] | None = None
+        self._imessage_workspaces: list[str] = []
         self.budget: SendBudget | None = None
 
     def prepare(self, rows: list[Message]) -> None:
@@ -309,12 +312,7 @@ class _Batch:
 
         # Rows of another workspace that share a value with this batch are read too;
         # everything is kept by (workspace, value), so they are never consulted.
-        if phones or emails:
-            self._blocked.update(
-                DoNotContact.objects.filter(
-                    workspace_id__in=workspaces, value__in=phones + emails
-                ).values_list("workspace_id", "value")
-            )
+        self._blocked.update(dnc_blocked_pairs(workspace_ids=workspaces, values=phones + emails))
 
         # One gate row per recipient, created if missing and locked in address order
         # (the same order in every dispatcher, so two of them cannot deadlock). With a
@@ -385,16 +383,7 @@ class _Batch:
                 line_ids.append(line.pk)
                 if line.is_active and line.health_status not in Line.OUT_OF_ROTATION:
                     self._lines[line.workspace_id].append(line)
-            self._queue_tail.update(
-                Message.objects.filter(
-                    workspace_id__in=imessage_workspaces,
-                    status__in=Message.WAITING,
-                    queued_for_line=True,
-                )
-                .values("workspace_id")
-                .annotate(last=Max("due_at"))
-                .values_list("workspace_id", "last")
-            )
+        self._imessage_workspaces = imessage_workspaces
         self.budget = SendBudget(line_ids, self.now)
 
     def _lock_gates(self, workspace_id: str, gated: list[str]) -> None:
@@ -607,6 +596,17 @@ class _Batch:
             return _Decision("wait", until=soonest, queued=True)
         jitter = self.budget.jitter_percent(message.workspace_id)
         share = min(line.device_gap_seconds for line in lines) * (100 - jitter) / 100 / len(lines)
+        if self._queue_tail is None:
+            self._queue_tail = dict(
+                Message.objects.filter(
+                    workspace_id__in=self._imessage_workspaces,
+                    status__in=Message.WAITING,
+                    queued_for_line=True,
+                )
+                .values("workspace_id")
+                .annotate(last=Max("due_at"))
+                .values_list("workspace_id", "last")
+            )
         tail = self._queue_tail.get(message.workspace_id)
         until = soonest if tail is None else max(soonest, tail + timedelta(seconds=share))
         self._queue_tail[message.workspace_id] = until

@@ -77,14 +77,7 @@ def dnc_list(*, workspace, search: str = ""):
 
 def dnc_blocked_values(*, workspace_id: str, values: Iterable[str]) -> set[str]:
     """Those of these normalized addresses that are on the do-not-contact list."""
-    wanted = sorted({v for v in values if v})
-    if not wanted:
-        return set()
-    return set(
-        DoNotContact.objects.filter(workspace_id=workspace_id, value__in=wanted).values_list(
-            "value", flat=True
-        )
-    )
+    return {value for _, value in dnc_blocked_pairs(workspace_ids=[workspace_id], values=values)}
 
 
 def dnc_blocked_pairs(*, workspace_ids: Iterable[str], values: Iterable[str]) -> set[tuple]:
