@@ -89,24 +89,10 @@ def delete_workspace_rows(workspace) -> None:
     Workspace.objects.filter(pk=workspace.pk).delete()
 
 
-def default_lines(workspace, relay_urls, password: str) -> None:
-    """One line per relay URL with the product's default gaps and daily caps, healthy
-    and past its warm-up: established lines, paced as a user's would be."""
-    from lines.models import Line
-    from lines.services import line_create
-
-    for index, url in enumerate(relay_urls):
-        line_create(
-            workspace=workspace, server_url=url, relay_password=password, first_name=f"Line {index}"
-        )
-    Line.objects.filter(workspace=workspace).update(
-        health_status=Line.Health.HEALTHY, warmup_started_at=None
-    )
-
-
-def unlimited_lines(workspace, relay_urls, password: str) -> None:
-    """One line per relay URL, with no gaps and limits far above what a bench sends,
-    healthy and past any warm-up: the benches measure throughput, not pacing."""
+def default_lines(workspace, relay_urls, password: str, **fields) -> None:
+    """One line per relay URL with the product's default gaps and daily caps (unless
+    `fields` say otherwise), healthy and past its warm-up: established lines, paced as
+    a user's would be."""
     from lines.models import Line
     from lines.services import line_create
 
@@ -116,13 +102,24 @@ def unlimited_lines(workspace, relay_urls, password: str) -> None:
             server_url=url,
             relay_password=password,
             first_name=f"Line {index}",
-            device_gap_seconds=0,
-            contact_gap_seconds=0,
-            check_gap_seconds=0,
-            daily_total_messages_limit=1_000_000,
-            daily_new_conversations_limit=1_000_000,
-            daily_availability_checks_limit=1_000_000,
+            **fields,
         )
     Line.objects.filter(workspace=workspace).update(
         health_status=Line.Health.HEALTHY, warmup_started_at=None
+    )
+
+
+def unlimited_lines(workspace, relay_urls, password: str) -> None:
+    """One line per relay URL, with no gaps and limits far above what a bench sends,
+    healthy and past any warm-up: the benches measure throughput, not pacing."""
+    default_lines(
+        workspace,
+        relay_urls,
+        password,
+        device_gap_seconds=0,
+        contact_gap_seconds=0,
+        check_gap_seconds=0,
+        daily_total_messages_limit=1_000_000,
+        daily_new_conversations_limit=1_000_000,
+        daily_availability_checks_limit=1_000_000,
     )

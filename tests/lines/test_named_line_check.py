@@ -5,12 +5,11 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
 
 from lines.models import Line, LineUsage
 from lines.services import ALL_DOWN, NO_ACTIVE_LINE, QUOTA_EXHAUSTED, WAIT, line_pick_for_check
 from tests.lines.helpers import NOON, offline_line
-from tests.threads import run_in_threads
+from tests.threads import held_by_another_transaction, run_in_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -75,31 +74,19 @@ def test_a_named_line_held_by_another_worker_is_waited_for(acme, settings):
     if not settings.IS_POSTGRES:
         pytest.skip("needs Postgres (set DATABASE_URL)")
     line = offline_line(acme)
-    locked, release = threading.Event(), threading.Event()
-
-    def holder(_index):
-        with transaction.atomic():
-            Line.objects.select_for_update(no_key=True).get(pk=line.pk)
-            locked.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=lambda: run_in_threads(holder, 1))
-    thread.start()
-    try:
-        assert locked.wait(10)
-        picked = []
-        picker = threading.Thread(target=lambda: picked.extend(run_in_threads(
-            lambda _index: pick(acme, line), 1
-        )))  # fmt: skip
+    picked = []
+    picker = threading.Thread(target=lambda: picked.extend(run_in_threads(
+        lambda _index: pick(acme, line), 1
+    )))  # fmt: skip
+    with held_by_another_transaction(
+        lambda: Line.objects.select_for_update(no_key=True).get(pk=line.pk)
+    ) as release:
         picker.start()
         picker.join(0.5)
         assert picker.is_alive()  # waiting for the lock, not answering "busy"
         assert line_pick_for_check(workspace=acme, now=NOON).reason == WAIT  # skips it
         release.set()
         picker.join(10)
-    finally:
-        release.set()
-        thread.join()
     assert picked[0].line == line
     assert checks_taken(line) == 1
 

@@ -19,7 +19,7 @@ from messaging.dispatch import dispatch_due
 from messaging.models import Conversation, DoNotContact, Message
 from messaging.services import message_enqueue
 from tests.messaging.conftest import at
-from tests.threads import run_in_threads
+from tests.threads import held_by_another_transaction, run_in_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -505,18 +505,8 @@ def test_a_line_locked_by_a_worker_does_not_hold_up_messages_written_for_it(acme
     from lines.budget import SendBudget
 
     line = make_line(acme)
-    locked, release = threading.Event(), threading.Event()
-
-    def worker(_index):
-        with transaction.atomic():
-            SendBudget([line.pk], now=WED)  # holds the line's row lock
-            locked.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=lambda: run_in_threads(worker, 1))
-    thread.start()
-    try:
-        assert locked.wait(10)
+    # A worker holding the line's row lock, as its send budget does.
+    with held_by_another_transaction(lambda: SendBudget([line.pk], now=WED)) as release:
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '2s'")  # blocked: an error, not a hang
         try:
@@ -528,7 +518,4 @@ def test_a_line_locked_by_a_worker_does_not_hold_up_messages_written_for_it(acme
             with connection.cursor() as cursor:
                 cursor.execute("SET lock_timeout = 0")
         assert release.is_set() is False  # written while the worker still held its lock
-    finally:
-        release.set()
-        thread.join()
     assert Message.objects.filter(line=line).count() == 1
