@@ -439,6 +439,7 @@ ALL_DOWN = "all_down"
 QUOTA_EXHAUSTED = "quota_exhausted"
 WAIT = "wait"
 BUSY_RETRY_SECONDS = 0.02
+QUOTA_RETRY_SECONDS = 3600
 
 
 @dataclass
@@ -471,16 +472,33 @@ def line_pick_for_check(
     moves one check to the other day, which no cap minds).
     """
     day = now or timezone.now()
-    lines, current = _check_candidates(workspace=workspace, now=now, day=day, line_id=line_id)
-    # A named line has no other candidate to move on to: its claim waits for the row
-    # lock (held for a few statements) rather than sending the caller away.
-    skip_locked = line_id is None
+    if line_id is not None:
+        return _pick_named_line_for_check(workspace=workspace, line_id=line_id, now=now, day=day)
+    lines, current = _check_candidates(workspace=workspace, now=now, day=day)
     for line in lines:
-        if _usable_for_check(line, current) and _claim_one_check(
-            line=line, now=now, day=day, skip_locked=skip_locked
-        ):
+        if _usable_for_check(line, current) and _claim_one_check(line=line, now=now, day=day):
             return LinePick(line)
     return _why_no_line(lines, current)
+
+
+def _pick_named_line_for_check(
+    *, workspace, line_id: str, now: datetime | None, day: datetime
+) -> LinePick:
+    """line_pick_for_check on one line: the line is read under its row lock, so the
+    read is the check (no candidate list to read first), and its gap restarts at the
+    instant of that read."""
+    with transaction.atomic():
+        lines, current = _check_candidates(
+            workspace=workspace, now=now, day=day, line_id=line_id, lock=True
+        )
+        if not (lines and _usable_for_check(lines[0], current)):
+            return _why_no_line(lines, current)
+        line = lines[0]
+        if not usage_try_consume(line=line, kind="availability_checks", now=day):
+            return LinePick(None, QUOTA_EXHAUSTED, retry_after=QUOTA_RETRY_SECONDS)
+        Line.objects.filter(pk=line.pk).update(last_check_at=current)
+        line.last_check_at = current
+        return LinePick(line)
 
 
 @dataclass
@@ -542,14 +560,21 @@ def line_reserve_checks(*, workspace, count: int, now: datetime | None = None) -
 
 
 def _check_candidates(
-    *, workspace, now: datetime | None, day: datetime, line_id: str | None = None
+    *,
+    workspace,
+    now: datetime | None,
+    day: datetime,
+    line_id: str | None = None,
+    lock: bool = False,
 ) -> tuple[list[Line], datetime]:
     """The active lines, least recently checked first, with today's count, and the
     database's "now" as of this read (only to skip lines and size waits; a claim
-    compares in the database again)."""
+    compares in the database again, unless the rows were read under their lock)."""
     lines = Line.objects.filter(workspace=workspace, is_active=True)
     if line_id is not None:
         lines = lines.filter(pk=line_id)
+    if lock:
+        lines = lines.select_for_update(no_key=True)
     lines = list(
         lines.annotate(checks_today=_checks_today(day), db_now=_db_now(now)).order_by(
             F("last_check_at").asc(nulls_first=True), "created_at"
@@ -569,13 +594,10 @@ def _usable_for_check(line: Line, current: datetime) -> bool:
     )
 
 
-def _claim_one_check(
-    *, line: Line, now: datetime | None, day: datetime, skip_locked: bool = True
-) -> bool:
-    """Lock the line (SKIP LOCKED unless told to wait), re-check its gap, take one
-    check and restart the gap, in one transaction; False when another worker holds
-    it (skipping) or was first."""
-    candidate = Line.objects.select_for_update(no_key=True, skip_locked=skip_locked).filter(
+def _claim_one_check(*, line: Line, now: datetime | None, day: datetime) -> bool:
+    """Lock the line (SKIP LOCKED), re-check its gap, take one check and restart the
+    gap, in one transaction; False when another worker holds it or was first."""
+    candidate = Line.objects.select_for_update(no_key=True, skip_locked=True).filter(
         pk=line.pk, is_active=True
     )
     if line.check_gap_seconds:
@@ -675,7 +697,7 @@ def _why_no_line(lines: list[Line], now: datetime) -> LinePick:
         return LinePick(None, ALL_DOWN)
     with_quota = [line for line in up if line.checks_today < line.daily_availability_checks_limit]
     if not with_quota:
-        return LinePick(None, QUOTA_EXHAUSTED, retry_after=3600)
+        return LinePick(None, QUOTA_EXHAUSTED, retry_after=QUOTA_RETRY_SECONDS)
     wait = min(
         _seconds_until(line.last_check_at, line.check_gap_seconds, now) for line in with_quota
     )

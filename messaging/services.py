@@ -174,7 +174,7 @@ def message_enqueue(
     stop_on_reply: bool = False,
     sms_fallback_text: str = "",
     crm_ids: dict[str, str] | None = None,
-    created_by=None,
+    created_by_id: int | None = None,
     now: datetime | None = None,
 ) -> Message:
     """Write one outbox row (`pending`, or `scheduled` for a future `scheduled_date`).
@@ -219,7 +219,7 @@ def message_enqueue(
         allowed_days=sorted(set(allowed_days)),
         send_fallback_sms_on_failed=send_fallback_sms_on_failed,
         **{name: value or "" for name, value in (crm_ids or {}).items() if name in CRM_ID_FIELDS},
-        created_by=created_by,
+        created_by_id=created_by_id,
         created_at=now,
         updated_at=now,
     )
@@ -510,7 +510,7 @@ def message_submit(
     batch_id: str = "",
     subject: str = "",
     crm_ids: dict[str, str] | None = None,
-    created_by=None,
+    created_by_id: int | None = None,
     now: datetime | None = None,
 ) -> Submitted:
     """Send one message as `POST /api/messages` does: resolve or create the lead,
@@ -521,7 +521,7 @@ def message_submit(
     published API answers 200 then) or created in "Quick Sends". The message's
     `recipient_name` defaults to the lead's name. `crm_ids` (ghl_contact_id,
     ghl_location_id, hs_contact_id, hs_portal_id) are kept on the message, and
-    `created_by` (the user who sends it) too.
+    `created_by_id` (the user who sends it) too.
 
     Takes input already validated and normalized (phones in E.164, emails
     lowercased, a blank message only with attachments: see the API's SendInput).
@@ -653,7 +653,7 @@ def message_submit(
             send_window_end=send_window_end,
             allowed_days=allowed_days,
             crm_ids=crm_ids,
-            created_by=created_by,
+            created_by_id=created_by_id,
         )
     return Submitted(message=message, lead_id=lead.pk, lead_matched=lead_matched)
 

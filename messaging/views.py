@@ -155,7 +155,7 @@ def quick_send(request):
     if request.method == "POST" and form.is_valid():
         try:
             message = services.message_submit(
-                workspace=workspace, created_by=request.user, **form.submission()
+                workspace=workspace, created_by_id=request.user.pk, **form.submission()
             ).message
         except ServiceError as exc:
             add_service_error(form, exc, QUICK_SEND_FIELDS)

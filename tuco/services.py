@@ -64,13 +64,11 @@ def api_key_revoke(*, workspace: Workspace, key_id: str) -> None:
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
     if not raw_key:
         return None
-    # The key's creator comes with it: a send records who sent it (created_by).
-    key = (
-        ApiKey.objects.select_related("workspace", "created_by")
-        .filter(key_hash=hash_api_key(raw_key), revoked_at__isnull=True)
-        .first()
-    )
-    if key is None:
+    try:
+        key = ApiKey.objects.select_related("workspace").get(
+            key_hash=hash_api_key(raw_key), revoked_at__isnull=True
+        )
+    except ApiKey.DoesNotExist:
         return None
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:

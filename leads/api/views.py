@@ -46,16 +46,15 @@ class DuplicateOutput(serializers.Serializer):
 
 def _duplicates(workspace, rows: list, duplicates: list[tuple[int, str]]) -> list[dict]:
     """{input, existingLead} for each duplicate row, the existing leads read at once."""
-    existing = {
-        lead.pk: lead
-        for lead in selectors.attach_tags(
-            selectors.attach_list_ids(
-                list(Lead.objects.filter(workspace=workspace, pk__in={i for _, i in duplicates}))
-            )
+    leads = selectors.attach_tags(
+        selectors.attach_list_ids(
+            list(Lead.objects.filter(workspace=workspace, pk__in={i for _, i in duplicates}))
         )
-    }
+    )
+    # One serializer for them all: a serializer per lead copies its fields each time.
+    existing = {document["_id"]: document for document in LeadOutput(leads, many=True).data}
     return [
-        {"input": rows[index], "existingLead": LeadOutput(existing[lead_id]).data}
+        {"input": rows[index], "existingLead": existing[lead_id]}
         for index, lead_id in duplicates
         if lead_id in existing
     ]

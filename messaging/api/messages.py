@@ -373,12 +373,12 @@ class MessagesApi(WorkspaceAPIView):
     def get_rate_limit_group(self, request) -> str:
         return "send" if request.method == "POST" else "default"
 
-    def acting_user(self):
+    def acting_user_id(self) -> int | None:
         """The signed-in user, or the user who created the API key used."""
         user = self.request.user
         if getattr(user, "is_authenticated", False):
-            return user
-        return getattr(self.request.auth, "created_by", None)
+            return user.pk
+        return getattr(self.request.auth, "created_by_id", None)
 
     def handle_exception(self, exc):
         # A body that is not JSON gets the published text, wherever it is read first
@@ -395,7 +395,7 @@ class MessagesApi(WorkspaceAPIView):
     def post(self, request):
         data = validated(SendInput, request.data)
         submitted = services.message_submit(
-            workspace=self.workspace, created_by=self.acting_user(), **data
+            workspace=self.workspace, created_by_id=self.acting_user_id(), **data
         )
         message = submitted.message
         # Unset fields are left out, as the published examples show them (the
