@@ -6,6 +6,7 @@ from django.utils import timezone as dj_timezone
 from leads.models import Lead, LeadList
 from lines.models import Line
 from tuco.crypto import EncryptedTextField
+from tuco.fields import BytewiseCharField
 from tuco.ids import new_id
 from tuco.models import Workspace
 
@@ -21,7 +22,7 @@ class Campaign(models.Model):
         STOP = "stop", "Stop the sequence"
         CONTINUE = "continue", "Continue the sequence"
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="campaigns")
     name = models.CharField(max_length=200)
     lead_list = models.ForeignKey(
@@ -136,7 +137,7 @@ class Enrollment(models.Model):
         STOPPED = "stopped", "Stopped (reply, opt-out, do-not-contact or cancel)"
         FAILED = "failed", "Stalled on a failed step"
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     # The foreign keys are indexed in Meta (a list's enrollment writes a row per lead
     # at once: one plain index per column, none twice).
     # `workspace` is the campaign's, copied here. It has no constraint of its own in
@@ -192,7 +193,7 @@ class ApiTool(models.Model):
         PATCH = "PATCH"
         DELETE = "DELETE"
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_tools")
     name = models.CharField(max_length=100)
     # The name as a variable: "Check DNC Status" -> check_dnc_status.

@@ -2,6 +2,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from tuco.fields import BytewiseCharField
 from tuco.ids import new_id
 from tuco.models import Workspace
 
@@ -20,7 +21,7 @@ AVAILABILITY_ORDER = (
 
 
 class LeadList(models.Model):
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="lead_lists")
     name = models.CharField(max_length=200)
     description = models.CharField(max_length=500, blank=True, default="")
@@ -46,7 +47,7 @@ class Lead(models.Model):
         ERROR = "error", "Error"
         NO_ACTIVE_LINE = "no_active_line", "No active line"
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     # Indexed by the (workspace, ...) indexes in Meta; a single-column one would only
     # cost every insert.
     workspace = models.ForeignKey(
@@ -118,7 +119,7 @@ class LeadIdentifier(models.Model):
     workspace = models.ForeignKey(
         Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    value = models.CharField(max_length=254)
+    value = BytewiseCharField(max_length=254)
     # Indexed by leadidentifier_lead below.
     lead = models.ForeignKey(
         Lead, on_delete=models.CASCADE, related_name="identifier_rows", db_index=False
@@ -153,7 +154,7 @@ class ListMembership(models.Model):
 class Tag(models.Model):
     """A workspace's label for leads; names are unique per workspace, ignoring case."""
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="tags")
     name = models.CharField(max_length=100)
     created_at = models.DateTimeField(default=timezone.now)
@@ -222,7 +223,7 @@ class AvailabilityJob(models.Model):
 
     FINAL = (Status.DONE, Status.CANCELLED, Status.FAILED)
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(
         Workspace, on_delete=models.CASCADE, related_name="availability_jobs"
     )
@@ -263,7 +264,7 @@ class ImportJob(models.Model):
     mapping, counts, row errors); the text is dropped once the import is done.
     """
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="imports")
     state = models.JSONField(default=dict)
     content = models.TextField(blank=True, default="")

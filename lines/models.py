@@ -6,6 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from tuco.crypto import EncryptedTextField
+from tuco.fields import BytewiseCharField
 from tuco.ids import new_id
 from tuco.models import Workspace
 
@@ -43,7 +44,7 @@ class Line(models.Model):
         QUARANTINED = "quarantined", "Quarantined"
         HELD = "held", "Held: awaiting delivery receipts"
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="lines")
     phone = models.CharField(max_length=20, blank=True, default="")
     email = models.CharField(max_length=254, blank=True, default="")

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone as dj_timezone
 
+from tuco.fields import BytewiseCharField
 from tuco.ids import new_id
 
 API_KEY_PREFIX = "tuco_sk_"
@@ -15,7 +16,7 @@ class Workspace(models.Model):
         ACTIVE = "active", "Active"
         PAST_DUE = "past_due", "Past due"
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     name = models.CharField(max_length=200)
     timezone = models.CharField(max_length=64, default="UTC")
     billing_status = models.CharField(max_length=16, choices=Billing, default=Billing.ACTIVE)
@@ -63,7 +64,7 @@ def hash_api_key(raw_key: str) -> str:
 
 
 class ApiKey(models.Model):
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
     # First characters of the key, kept in clear so people can tell keys apart.

@@ -1,6 +1,7 @@
 from django.db import models
 from django.utils import timezone as dj_timezone
 
+from tuco.fields import BytewiseCharField
 from tuco.ids import new_id
 from tuco.models import Workspace
 
@@ -13,7 +14,7 @@ class DoNotContact(models.Model):
         API = "api", "Added through the API"
         REPLY = "reply", "Opt-out reply"
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     value = models.CharField(max_length=254)
     kind = models.CharField(max_length=5, choices=[("phone", "Phone"), ("email", "Email")])

@@ -5,6 +5,7 @@ from django.utils import timezone as dj_timezone
 from leads.models import Lead
 from lines.models import Line
 from messaging.models.outbox import Conversation, Message
+from tuco.fields import BytewiseCharField
 from tuco.ids import new_id
 from tuco.models import Workspace
 
@@ -16,7 +17,7 @@ class InboundMessage(models.Model):
         IMESSAGE = "imessage", "iMessage"
         SMS = "sms", "SMS"
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     conversation = models.ForeignKey(
         Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound"

@@ -8,6 +8,7 @@ from django.utils import timezone as dj_timezone
 from leads.models import Lead
 from lines.models import Line
 from tuco.crypto import EncryptedTextField
+from tuco.fields import BytewiseCharField
 from tuco.ids import new_id
 from tuco.models import Workspace
 
@@ -53,7 +54,7 @@ class Message(models.Model):
     WAITING = ("pending", "scheduled")
     FINAL = ("read", "failed", "fallback", "cancelled")
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     # Indexed by the composite indexes they lead (see Meta), as is campaign_id.
     workspace = models.ForeignKey(
         Workspace, on_delete=models.CASCADE, related_name="messages", db_index=False
@@ -234,7 +235,7 @@ class Message(models.Model):
 class Conversation(models.Model):
     """One thread per recipient address in a workspace, on the line that last talked to it."""
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     address = models.CharField(max_length=254)
     lead = models.ForeignKey(

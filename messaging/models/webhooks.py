@@ -6,6 +6,7 @@ from django.db.models import Q
 from django.utils import timezone as dj_timezone
 
 from tuco.crypto import EncryptedTextField
+from tuco.fields import BytewiseCharField
 from tuco.ids import new_id
 from tuco.models import Workspace
 
@@ -36,7 +37,7 @@ def new_webhook_secret() -> str:
 class WebhookEndpoint(models.Model):
     """A customer URL that receives signed event notifications."""
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     url = models.URLField(max_length=2000)
     name = models.CharField(max_length=200)
@@ -71,7 +72,7 @@ class WebhookDelivery(models.Model):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
-    id = models.CharField(primary_key=True, max_length=24, default=new_id, editable=False)
+    id = BytewiseCharField(primary_key=True, max_length=24, default=new_id, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
     endpoint = models.ForeignKey(
         WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
