@@ -9,10 +9,10 @@ class BytewiseCharField(models.CharField):
 
     On Postgres the column gets the "C" collation, so its comparisons (index look-ups,
     foreign key checks, joins) are plain byte comparisons instead of going through the
-    database's locale (even `C.UTF-8` is a locale to Postgres 15). Foreign keys to
-    such a column get the same collation (Django copies it to them). On the lead
-    import, this took Postgres's share of 100,000 new leads from about 5.1 to 4.2 s
-    (README, Architecture). SQLite compares bytes already and knows no "C".
+    database's locale (even `C.UTF-8` is a locale to Postgres 15), as SQLite's
+    comparisons of any text already are (it knows no "C" collation). Foreign keys
+    to such a column get the same collation: Django copies it to them. The lead
+    import's figures are in the README (Architecture).
     """
 
     def db_parameters(self, connection):
