@@ -488,9 +488,7 @@ def _pick_named_line_for_check(
     read is the check (no candidate list to read first), and its gap restarts at the
     instant of that read."""
     with transaction.atomic():
-        lines, current = _check_candidates(
-            workspace=workspace, now=now, day=day, line_id=line_id, lock=True
-        )
+        lines, current = _check_candidates(workspace=workspace, now=now, day=day, line_id=line_id)
         if not (lines and _usable_for_check(lines[0], current)):
             return _why_no_line(lines, current)
         line = lines[0]
@@ -560,21 +558,15 @@ def line_reserve_checks(*, workspace, count: int, now: datetime | None = None) -
 
 
 def _check_candidates(
-    *,
-    workspace,
-    now: datetime | None,
-    day: datetime,
-    line_id: str | None = None,
-    lock: bool = False,
+    *, workspace, now: datetime | None, day: datetime, line_id: str | None = None
 ) -> tuple[list[Line], datetime]:
     """The active lines, least recently checked first, with today's count, and the
     database's "now" as of this read (only to skip lines and size waits; a claim
-    compares in the database again, unless the rows were read under their lock)."""
+    compares in the database again). One named line (`line_id`) is read under its row
+    lock instead, in the caller's transaction: that read is its claim's check."""
     lines = Line.objects.filter(workspace=workspace, is_active=True)
     if line_id is not None:
-        lines = lines.filter(pk=line_id)
-    if lock:
-        lines = lines.select_for_update(no_key=True)
+        lines = lines.filter(pk=line_id).select_for_update(no_key=True)
     lines = list(
         lines.annotate(checks_today=_checks_today(day), db_now=_db_now(now)).order_by(
             F("last_check_at").asc(nulls_first=True), "created_at"
